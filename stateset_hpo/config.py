@@ -1,0 +1,331 @@
+"""`HPOConfig`: what a study runs, validated when it is built, and the named profiles.
+
+Every name and number is checked on construction, so a typo in a sampler or a negative
+GPU count fails on the line that wrote it, before any trial or cluster starts. The
+backend sections (`optuna_config`, `ray_config`, `wandb_config`) are filled with their
+defaults, so the config shows exactly the settings a study will use. Only the section of
+the chosen backend drives the search; `wandb_config` also names the W&B project that
+`log_to_wandb` logs to. Nothing here touches the filesystem until `from_yaml`/`save_yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+from .search_spaces import get_search_space, list_search_spaces
+from .space import SearchSpace
+from .space.to_wandb import WANDB_METHODS
+
+BACKENDS = ("optuna", "ray_tune", "wandb")
+DIRECTIONS = ("maximize", "minimize")
+OPTUNA_SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
+OPTUNA_PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "wilcoxon", "none")
+RAY_SCHEDULERS = ("asha", "hyperband", "pbt", "pb2", "median", "fifo")
+RAY_SEARCH_ALGS = ("optuna", "hyperopt", "bayesopt", "random", "grid")
+WANDB_EARLY_TERMINATE = ("hyperband",)
+
+
+# -- value checks: each returns the (normalised) value or raises ValueError(reason) ----------
+def _one_of(options: Tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"unknown value {value!r}; valid values: {', '.join(options)}")
+        return value
+    return check
+
+
+def _int(minimum: int, optional: bool = False) -> Callable[[Any], Optional[int]]:
+    def check(value: Any) -> Optional[int]:
+        if value is None and optional:
+            return None
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"must be an integer >= {minimum}{' or None' if optional else ''}, got {value!r}")
+        return int(value)
+    return check
+
+
+def _number(minimum: float, strict: bool, optional: bool = False,
+            maximum: Optional[float] = None) -> Callable[[Any], Optional[float]]:
+    def check(value: Any) -> Optional[float]:
+        if value is None and optional:
+            return None
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > minimum if strict else value >= minimum)
+        ok = ok and (maximum is None or value <= maximum)
+        if not ok:
+            bound = f"{'>' if strict else '>='} {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+            raise ValueError(f"must be a number {bound}{' or None' if optional else ''}, got {value!r}")
+        return float(value)
+    return check
+
+
+def _opt_str(value: Any) -> Optional[str]:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"must be a non-empty string or None, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be True or False, got {value!r}")
+    return value
+
+
+def _early_terminate(value: Any) -> Optional[Dict[str, Any]]:
+    """W&B's early_terminate block: {type: hyperband, min_iter, eta} (min_iter/eta optional)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping such as {{'type': 'hyperband', 'min_iter': 3}}, got {value!r}")
+    out = dict(_check_section("early_terminate", value, _EARLY_TERMINATE_SPEC, fill_defaults=False))
+    if "type" not in out:
+        raise ValueError("needs a 'type' (hyperband)")
+    return out
+
+
+_EARLY_TERMINATE_SPEC = {
+    "type": (None, _one_of(WANDB_EARLY_TERMINATE)),
+    "min_iter": (None, _int(1)),
+    "max_iter": (None, _int(1)),
+    "eta": (None, _int(2)),
+    "s": (None, _int(1)),
+}
+
+# key: (default, check). Defaults are what the backends use when a key is left out.
+OPTUNA_SPEC: Dict[str, Tuple[Any, Callable]] = {
+    "sampler": ("tpe", _one_of(OPTUNA_SAMPLERS)),
+    "pruner": ("median", _one_of(OPTUNA_PRUNERS)),
+    "seed": (None, _int(0, optional=True)),
+    "n_startup_trials": (10, _int(0)),
+    "n_warmup_steps": (5, _int(0)),
+    "interval_steps": (1, _int(1)),
+    "percentile": (25.0, _number(0.0, strict=True, maximum=100.0)),
+    "min_resource": (1, _int(1)),
+    "reduction_factor": (3, _int(2)),
+    "storage": (None, _opt_str),
+    "study_name": (None, _opt_str),
+    "load_if_exists": (True, _bool),
+}
+RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
+    "scheduler": ("asha", _one_of(RAY_SCHEDULERS)),
+    "search_alg": ("optuna", _one_of(RAY_SEARCH_ALGS)),
+    "max_concurrent": (None, _int(1, optional=True)),
+    "grace_period": (1, _int(1)),
+    "reduction_factor": (3, _int(2)),
+    "max_t": (None, _int(1, optional=True)),
+    "perturbation_interval": (2, _int(1)),
+    "grid_points": (3, _int(2)),
+    "seed": (None, _int(0, optional=True)),
+    "workers_per_trial": (1, _int(1)),
+    "storage_path": (None, _opt_str),
+    "max_failures": (0, _int(0)),
+    "address": (None, _opt_str),
+}
+WANDB_SPEC: Dict[str, Tuple[Any, Callable]] = {
+    "method": ("bayes", _one_of(WANDB_METHODS)),
+    "project": ("stateset-hpo", _opt_str),
+    "entity": (None, _opt_str),
+    "early_terminate": (None, _early_terminate),
+    "grid_points": (3, _int(2)),
+}
+
+
+def _check_section(section: str, values: Any, spec: Dict[str, Tuple[Any, Callable]],
+                   fill_defaults: bool = True) -> Dict[str, Any]:
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{section} must be a mapping, got {type(values).__name__}")
+    unknown = sorted(k for k in values if k not in spec)
+    if unknown:
+        raise ValueError(f"{section}: unknown keys {unknown}; valid keys: {', '.join(spec)}")
+    out = {k: default for k, (default, _) in spec.items()} if fill_defaults else {}
+    for key, value in values.items():
+        try:
+            out[key] = spec[key][1](value)
+        except ValueError as exc:
+            raise ValueError(f"{section}[{key!r}] {exc}") from None
+    return out
+
+
+@dataclass
+class HPOConfig:
+    """Everything a study needs. Field names and defaults follow the user guide, except:
+
+    - ``gpu_per_trial`` / ``cpu_per_trial`` default to None, meaning "auto": one GPU per
+      trial where the cluster has GPUs and none otherwise, and up to 4 CPUs as the cluster
+      allows; so the same config runs on a laptop and on a GPU cluster.
+    - ``search_space`` wins over ``search_space_name`` when both are given (the guide's
+      examples pass a space and leave the name at its default).
+    """
+
+    backend: str = "optuna"
+    search_space: Optional[SearchSpace] = None
+    search_space_name: str = "grpo"
+    n_trials: int = 100
+    timeout: Optional[float] = None
+    objective_metric: str = "reward"
+    direction: str = "maximize"
+    output_dir: Union[str, Path] = "./hpo_results"
+    study_name: Optional[str] = None
+
+    optuna_config: Dict[str, Any] = field(default_factory=dict)
+    ray_config: Dict[str, Any] = field(default_factory=dict)
+    wandb_config: Dict[str, Any] = field(default_factory=dict)
+
+    base_training_config: Any = None
+    checkpoint_freq: Optional[int] = 10
+    keep_best_n: Optional[int] = 5
+    early_stopping_patience: Optional[int] = None
+
+    n_parallel_trials: int = 1
+    gpu_per_trial: Optional[float] = None
+    cpu_per_trial: Optional[float] = None
+
+    verbose: bool = True
+    log_to_wandb: bool = False
+    save_plots: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "backend": _one_of(BACKENDS),
+            "n_trials": _int(1),
+            "timeout": _number(0.0, strict=True, optional=True),
+            "direction": _one_of(DIRECTIONS),
+            "study_name": _opt_str,
+            "checkpoint_freq": _int(1, optional=True),
+            "keep_best_n": _int(1, optional=True),
+            "early_stopping_patience": _int(1, optional=True),
+            "n_parallel_trials": _int(1),
+            "gpu_per_trial": _number(0.0, strict=False, optional=True),
+            "cpu_per_trial": _number(0.0, strict=True, optional=True),
+            "verbose": _bool,
+            "log_to_wandb": _bool,
+            "save_plots": _bool,
+        }
+        for name, check in checks.items():
+            try:
+                setattr(self, name, check(getattr(self, name)))
+            except ValueError as exc:
+                raise ValueError(f"HPOConfig.{name} {exc}") from None
+        if not isinstance(self.objective_metric, str) or not self.objective_metric.strip():
+            raise ValueError(f"HPOConfig.objective_metric must be a non-empty string, got {self.objective_metric!r}")
+        if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
+            raise ValueError(f"HPOConfig.output_dir must be a path, got {self.output_dir!r}")
+        if isinstance(self.search_space, Mapping):
+            self.search_space = SearchSpace.from_dict(self.search_space)
+        if self.search_space is not None and not isinstance(self.search_space, SearchSpace):
+            raise ValueError(f"HPOConfig.search_space must be a SearchSpace, got {type(self.search_space).__name__}")
+        if self.search_space is None and self.search_space_name not in list_search_spaces():
+            raise ValueError(f"HPOConfig.search_space_name: unknown search space {self.search_space_name!r}; "
+                             f"valid names: {', '.join(list_search_spaces())}")
+        if self.search_space is not None and len(self.search_space) == 0:
+            raise ValueError("HPOConfig.search_space is empty: a study needs at least one dimension")
+        self.optuna_config = _check_section("optuna_config", self.optuna_config, OPTUNA_SPEC)
+        self.ray_config = _check_section("ray_config", self.ray_config, RAY_SPEC)
+        self.wandb_config = _check_section("wandb_config", self.wandb_config, WANDB_SPEC)
+        self._check_agreement()
+
+    def _check_agreement(self) -> None:
+        """Settings given twice must agree, rather than one silently winning."""
+        inner = self.optuna_config["study_name"]
+        if inner is not None and self.study_name is not None and inner != self.study_name:
+            raise ValueError(f"study_name {self.study_name!r} and optuna_config['study_name'] {inner!r} differ; "
+                             "set one of them")
+        concurrent = self.ray_config["max_concurrent"]
+        if concurrent is not None and concurrent != self.n_parallel_trials and self.n_parallel_trials != 1:
+            raise ValueError(f"n_parallel_trials={self.n_parallel_trials} and ray_config['max_concurrent']="
+                             f"{concurrent} differ; set one of them")
+
+    # -- derived ----------------------------------------------------------------------------
+    def resolve_search_space(self) -> SearchSpace:
+        """The space this study searches: ``search_space`` if given, else the named one."""
+        return self.search_space if self.search_space is not None else get_search_space(self.search_space_name)
+
+    @property
+    def max_concurrent_trials(self) -> int:
+        return self.ray_config["max_concurrent"] or self.n_parallel_trials
+
+    def replace(self, **changes: Any) -> "HPOConfig":
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["search_space"] = self.search_space.to_dict() if self.search_space is not None else None
+        data["output_dir"] = str(self.output_dir)
+        base = self.base_training_config
+        if dataclasses.is_dataclass(base) and not isinstance(base, type):
+            data["base_training_config"] = dataclasses.asdict(base)
+        data["optuna_config"] = dict(self.optuna_config)
+        data["ray_config"] = dict(self.ray_config)
+        data["wandb_config"] = dict(self.wandb_config)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "HPOConfig":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an HPO config must be a mapping, got {type(data).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(k for k in data if k not in names)
+        if unknown:
+            raise ValueError(f"unknown HPOConfig keys {unknown}; valid keys: {', '.join(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "HPOConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist or is not a file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+            raise ValueError(f"config file {str(path)!r} is not readable YAML: {exc}") from None
+        try:
+            return cls.from_dict(data if data is not None else {})
+        except ValueError as exc:
+            raise ValueError(f"config file {str(path)!r}: {exc}") from None
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# -- profiles ------------------------------------------------------------------------------------
+_PROFILES: Dict[str, Dict[str, Any]] = {
+    "conservative": dict(backend="optuna", search_space_name="conservative", n_trials=50,
+                         optuna_config={"sampler": "tpe", "pruner": "median"}),
+    "aggressive": dict(backend="optuna", search_space_name="aggressive", n_trials=100,
+                       optuna_config={"sampler": "tpe", "pruner": "hyperband"}),
+    "quick": dict(backend="optuna", search_space_name="grpo", n_trials=20,
+                  optuna_config={"sampler": "random", "pruner": "median"}),
+    "distributed": dict(backend="ray_tune", search_space_name="full", n_trials=200, n_parallel_trials=8,
+                        ray_config={"scheduler": "asha", "search_alg": "optuna", "max_concurrent": 8}),
+}
+
+
+def list_hpo_profiles() -> list:
+    return list(_PROFILES)
+
+
+def get_hpo_config(profile: str, **overrides: Any) -> HPOConfig:
+    """A fresh HPOConfig for a named profile, with optional field overrides. Overrides of
+    a backend section (e.g. ``optuna_config={"seed": 0}``) are merged into the profile's."""
+    if profile not in _PROFILES:
+        raise ValueError(f"unknown HPO profile {profile!r}; valid profiles: {', '.join(_PROFILES)}")
+    settings = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PROFILES[profile].items()}
+    for key, value in overrides.items():
+        if key in ("optuna_config", "ray_config", "wandb_config") and isinstance(value, Mapping):
+            settings[key] = {**settings.get(key, {}), **value}
+        else:
+            settings[key] = value
+    return HPOConfig(**settings)

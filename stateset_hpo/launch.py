@@ -1,0 +1,186 @@
+"""Command line: ``python -m stateset_hpo.launch --space full --backend ray_tune ...``.
+
+Settings come from, lowest to highest precedence: HPOConfig defaults, ``--config FILE``
+(YAML), then flags. Every input is validated before anything heavy is imported or
+started; a bad one exits with status 2 and one line on stderr.
+
+The CLI defaults to the ``ray_tune`` backend (it is the entry point for ``ray job submit``
+on a cluster); ``HPOConfig()`` in Python keeps the user guide's default, ``optuna``.
+
+State of the implementation: the GRPO trial engine and the backends are separate pieces of
+work that have not landed yet. Until they do, ``--dry-run`` validates the study and compiles
+its search space for the chosen backend, and a run without it stops with a clear error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .config import (BACKENDS, OPTUNA_PRUNERS, OPTUNA_SAMPLERS, RAY_SCHEDULERS, RAY_SEARCH_ALGS, HPOConfig)
+from .search_spaces import list_search_spaces
+from .space import SearchSpace
+
+CLI_DEFAULT_BACKEND = "ray_tune"
+
+
+class UsageError(Exception):
+    """Bad input on the command line; reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m stateset_hpo.launch",
+                description="Hyperparameter optimisation of GRPO fine-tuning for conversational agents.")
+    p.add_argument("--space", help=f"predefined search space: {', '.join(list_search_spaces())} (default: grpo)")
+    p.add_argument("--space-file", type=Path, help="custom search space as YAML or JSON (instead of --space)")
+    p.add_argument("--config", type=Path, help="HPOConfig as YAML; flags override its values")
+    p.add_argument("--backend", choices=BACKENDS, help=f"default: {CLI_DEFAULT_BACKEND}")
+    p.add_argument("--n-trials", type=int, help="number of trials")
+    p.add_argument("--timeout", type=float, help="stop the study after this many seconds")
+    p.add_argument("--metric", help="objective metric (default: reward)")
+    p.add_argument("--direction", choices=("maximize", "minimize"))
+    p.add_argument("--scheduler", choices=RAY_SCHEDULERS, help="ray_tune trial scheduler")
+    p.add_argument("--search-alg", choices=RAY_SEARCH_ALGS, help="ray_tune search algorithm")
+    p.add_argument("--sampler", choices=OPTUNA_SAMPLERS, help="optuna sampler")
+    p.add_argument("--pruner", choices=OPTUNA_PRUNERS, help="optuna pruner")
+    p.add_argument("--seed", type=int, help="seed of the search algorithm / sampler")
+    p.add_argument("--n-parallel-trials", type=int, help="trials running at once")
+    p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
+    p.add_argument("--cpu-per-trial", type=float, help="CPUs per trial worker (default: auto)")
+    p.add_argument("--workers-per-trial", type=int, help="ray_tune: data-parallel workers per trial")
+    p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
+    p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
+    p.add_argument("--study-name", help="name of the study")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the study and compile its search space for the backend, then exit")
+    return p
+
+
+# Flags that only mean something for one backend, and where they go in HPOConfig.
+_BACKEND_FLAGS = {
+    "scheduler": ("ray_tune", "ray_config", "scheduler"),
+    "search_alg": ("ray_tune", "ray_config", "search_alg"),
+    "workers_per_trial": ("ray_tune", "ray_config", "workers_per_trial"),
+    "sampler": ("optuna", "optuna_config", "sampler"),
+    "pruner": ("optuna", "optuna_config", "pruner"),
+}
+_PLAIN_FLAGS = {
+    "n_trials": "n_trials", "timeout": "timeout", "metric": "objective_metric", "direction": "direction",
+    "n_parallel_trials": "n_parallel_trials", "gpu_per_trial": "gpu_per_trial",
+    "cpu_per_trial": "cpu_per_trial", "output_dir": "output_dir", "study_name": "study_name",
+}
+_SEED_SECTION = {"ray_tune": "ray_config", "optuna": "optuna_config"}
+
+
+def config_from_args(args: argparse.Namespace) -> HPOConfig:
+    """Merge --config and the flags into a validated HPOConfig (raises UsageError)."""
+    try:
+        base = HPOConfig.from_yaml(args.config) if args.config else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    settings: Dict[str, Any] = base.to_dict() if base else {"backend": CLI_DEFAULT_BACKEND}
+    if base is None or args.backend:
+        settings["backend"] = args.backend or CLI_DEFAULT_BACKEND
+    backend = settings["backend"]
+    if args.space and args.space_file:
+        raise UsageError("give --space or --space-file, not both")
+    if args.space:
+        if args.space not in list_search_spaces():
+            raise UsageError(f"unknown search space {args.space!r}; valid names: {', '.join(list_search_spaces())}")
+        settings.update(search_space=None, search_space_name=args.space)
+    if args.space_file:
+        try:
+            settings.update(search_space=SearchSpace.load(args.space_file).to_dict())
+        except ValueError as exc:
+            raise UsageError(f"--space-file: {exc}") from None
+    for flag, field_name in _PLAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            settings[field_name] = value
+    for flag, (needs, section, key) in _BACKEND_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if backend != needs:
+            raise UsageError(f"--{flag.replace('_', '-')} applies to --backend {needs}, not {backend}")
+        settings[section] = {**settings.get(section, {}), key: value}
+    if args.seed is not None:
+        if backend not in _SEED_SECTION:
+            raise UsageError(f"--seed applies to --backend optuna or ray_tune, not {backend}")
+        section = _SEED_SECTION[backend]
+        settings[section] = {**settings.get(section, {}), "seed": args.seed}
+    if args.model is not None:
+        training = dict(settings.get("base_training_config") or {})
+        training["model_name"] = args.model
+        settings["base_training_config"] = training
+    try:
+        return HPOConfig.from_dict(settings)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def compile_for_backend(config: HPOConfig) -> str:
+    """Compile the space the way the chosen backend will consume it; a one-line account."""
+    space = config.resolve_search_space()
+    if config.backend == "optuna":
+        return f"optuna distributions: {len(space.to_optuna())}"
+    if config.backend == "wandb":
+        method = config.wandb_config["method"]
+        return f"W&B sweep parameters ({method}): {len(space.to_wandb(method, config.wandb_config['grid_points']))}"
+    alg = config.ray_config["search_alg"]
+    if alg == "bayesopt":
+        return f"bayes_opt bounds: {len(space.to_bayesopt().pbounds)}"
+    if alg == "hyperopt":
+        return f"hyperopt space: {len(space.to_hyperopt())}"
+    if alg == "grid":
+        grid = space.to_tune(grid_points=config.ray_config["grid_points"])
+        size = 1
+        for spec in grid.values():
+            size *= len(spec["grid_search"])
+        return f"Ray Tune grid: {size} points"
+    if alg == "optuna":
+        return f"optuna distributions (via OptunaSearch): {len(space.to_optuna())}"
+    return f"Ray Tune param_space: {len(space.to_tune())}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        config = config_from_args(args)
+        space = config.resolve_search_space()
+    except UsageError as exc:
+        print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
+        return 2
+    name = "custom" if config.search_space is not None else config.search_space_name
+    print(f"study: backend={config.backend} space={name} ({len(space)} dimensions) "
+          f"n_trials={config.n_trials} output_dir={config.output_dir} resume={args.resume}")
+    if config.backend == "ray_tune":
+        rc = config.ray_config
+        print(f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
+              f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']}")
+    elif config.backend == "optuna":
+        oc = config.optuna_config
+        print(f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={oc['storage']}")
+    if config.base_training_config:
+        print(f"training overrides: {config.base_training_config}")
+    print(space.describe())
+    print(compile_for_backend(config))
+    if args.dry_run:
+        print("dry run: the study is valid; no trial was started")
+        return 0
+    print("stateset_hpo.launch: error: running trials needs the GRPO trial engine and the "
+          f"{config.backend} backend, which are not implemented yet; use --dry-run to validate a study",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

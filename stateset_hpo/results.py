@@ -1,0 +1,231 @@
+"""What a study produces: one `HPOResult` per trial and the `HPOSummary` over them.
+
+Results are plain data assembled on the driver. They round-trip through strict JSON: a
+non-finite number is not a measurement, so NaN and infinities become None (JSON null)
+when a result is built, and the file never holds NaN/Infinity tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import sys
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List, Optional, TextIO, Union
+
+
+class TrialStatus(str, Enum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    PRUNED = "pruned"  # stopped early by a pruner or scheduler
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+@dataclass
+class HPOResult:
+    """One trial: its parameters, final metrics, per-iteration history and outcome.
+
+    ``best_metric`` is the trial's value of the study's objective (None when it produced
+    none, e.g. it failed before its first report).
+    """
+
+    trial_id: str
+    params: Dict[str, Any]
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    best_metric: Optional[float] = None
+    training_time: float = 0.0
+    status: TrialStatus = TrialStatus.SUCCESS
+    error: Optional[str] = None
+    checkpoint_path: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.trial_id = str(self.trial_id)
+        self.status = TrialStatus(self.status)
+        self.params = _clean(dict(self.params))
+        self.metrics = _clean(dict(self.metrics))
+        self.history = [_clean(dict(step)) for step in self.history]
+        self.best_metric = _clean(self.best_metric)
+        self.training_time = float(self.training_time)
+        if self.checkpoint_path is not None:
+            self.checkpoint_path = str(self.checkpoint_path)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "HPOResult":
+        return cls(**data)
+
+
+@dataclass
+class HPOSummary:
+    """The study: every trial, the best one by the objective, and totals by status.
+
+    The best trial is chosen among successful trials only (as Optuna does): a pruned
+    trial's metric comes from a run cut short and is not comparable.
+    """
+
+    objective_metric: str
+    direction: str
+    all_results: List[HPOResult] = field(default_factory=list)
+    total_time: float = 0.0
+    search_space_name: Optional[str] = None
+    baseline_trial_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be 'maximize' or 'minimize', got {self.direction!r}")
+        self.all_results = [r if isinstance(r, HPOResult) else HPOResult.from_dict(r) for r in self.all_results]
+        self.total_time = float(self.total_time)
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def best_result(self) -> Optional[HPOResult]:
+        scored = [r for r in self.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
+        if not scored:
+            return None
+        pick = max if self.direction == "maximize" else min
+        return pick(scored, key=lambda r: r.best_metric)
+
+    @property
+    def best_params(self) -> Dict[str, Any]:
+        best = self.best_result
+        return dict(best.params) if best else {}
+
+    @property
+    def best_metric(self) -> Optional[float]:
+        best = self.best_result
+        return best.best_metric if best else None
+
+    @property
+    def best_trial_id(self) -> Optional[str]:
+        best = self.best_result
+        return best.trial_id if best else None
+
+    def _count(self, status: TrialStatus) -> int:
+        return sum(r.status is status for r in self.all_results)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.all_results)
+
+    @property
+    def n_successful(self) -> int:
+        return self._count(TrialStatus.SUCCESS)
+
+    @property
+    def n_failed(self) -> int:
+        return self._count(TrialStatus.FAILED)
+
+    @property
+    def n_pruned(self) -> int:
+        return self._count(TrialStatus.PRUNED)
+
+    @property
+    def baseline_metric(self) -> Optional[float]:
+        for r in self.all_results:
+            if r.trial_id == self.baseline_trial_id:
+                return r.best_metric
+        return None
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """Stored fields plus the derived totals and best trial, for readers of the file."""
+        return {
+            "objective_metric": self.objective_metric,
+            "direction": self.direction,
+            "search_space_name": self.search_space_name,
+            "baseline_trial_id": self.baseline_trial_id,
+            "total_time": self.total_time,
+            "n_trials": self.n_trials,
+            "n_successful": self.n_successful,
+            "n_failed": self.n_failed,
+            "n_pruned": self.n_pruned,
+            "best_trial_id": self.best_trial_id,
+            "best_metric": self.best_metric,
+            "best_params": self.best_params,
+            "all_results": [r.to_dict() for r in self.all_results],
+        }
+
+    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "best_trial_id", "best_metric", "best_params")
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "HPOSummary":
+        stored = {k: v for k, v in data.items() if k not in cls._DERIVED}
+        return cls(**stored)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def save(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "HPOSummary":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"summary file {str(path)!r} does not exist")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"summary file {str(path)!r} is not valid JSON: {exc}") from None
+
+    # -- display ----------------------------------------------------------------------------
+    def format_summary(self, max_rows: int = 20) -> str:
+        """A plain-text report: totals, the best trial, and the trials ranked by metric."""
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        lines = [
+            f"HPO summary  objective: {self.objective_metric} ({self.direction})",
+            f"trials: {self.n_trials}  success: {self.n_successful}  pruned: {self.n_pruned}  "
+            f"failed: {self.n_failed}  total time: {self.total_time:.1f}s",
+        ]
+        best = self.best_result
+        if best is None:
+            lines.append("best: none (no trial finished successfully)")
+        else:
+            lines.append(f"best: trial {best.trial_id}  {self.objective_metric} = {fmt(best.best_metric)}")
+            if self.baseline_metric is not None:
+                lines.append(f"baseline (defaults): {fmt(self.baseline_metric)}  "
+                             f"change: {best.best_metric - self.baseline_metric:+.4f}")
+            lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
+        sign = -1 if self.direction == "maximize" else 1
+        ranked = sorted(self.all_results, key=lambda r: (r.best_metric is None, sign * (r.best_metric or 0.0)))
+        id_width = max([len("trial")] + [len(r.trial_id) for r in ranked])
+        lines.append("")
+        lines.append(f"{'trial':<{id_width}}  {'status':<8}  {'metric':>10}  {'iters':>5}  {'time s':>8}  error")
+        for r in ranked[:max_rows]:
+            error = (r.error or "").splitlines()[0][:60] if r.error else ""
+            lines.append(f"{r.trial_id:<{id_width}}  {r.status.value:<8}  {fmt(r.best_metric):>10}  "
+                         f"{len(r.history):>5}  {r.training_time:>8.1f}  {error}")
+        if len(ranked) > max_rows:
+            lines.append(f"... {len(ranked) - max_rows} more trials")
+        return "\n".join(lines)
+
+    def print_summary(self, file: Optional[TextIO] = None) -> None:
+        print(self.format_summary(), file=file or sys.stdout)

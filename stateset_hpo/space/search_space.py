@@ -1,0 +1,221 @@
+"""A set of named dimensions: composition, serialisation and compilation to each backend.
+
+The space is the single description of what a study tunes. Backends never see our types;
+they get the form they understand from the `to_*` methods, whose code lives in one small
+module per backend (`space/to_*.py`) and is imported only when asked for, so importing
+stateset_hpo does not import Ray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+from .dimension import SearchDimension
+
+
+class SearchSpace:
+    """An ordered, immutable collection of uniquely named `SearchDimension`s."""
+
+    def __init__(self, dimensions: Iterable[SearchDimension] = ()) -> None:
+        dims: Dict[str, SearchDimension] = {}
+        for dim in dimensions:
+            if not isinstance(dim, SearchDimension):
+                raise ValueError(f"a SearchSpace holds SearchDimension objects, got {dim!r}")
+            if dim.name in dims:
+                raise ValueError(f"duplicate dimension name {dim.name!r} in search space")
+            dims[dim.name] = dim
+        self._dims = dims
+
+    # -- container protocol ---------------------------------------------------------------
+    @property
+    def dimensions(self) -> List[SearchDimension]:
+        return list(self._dims.values())
+
+    @property
+    def names(self) -> List[str]:
+        return list(self._dims)
+
+    def __iter__(self) -> Iterator[SearchDimension]:
+        return iter(self._dims.values())
+
+    def __len__(self) -> int:
+        return len(self._dims)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._dims
+
+    def __getitem__(self, name: str) -> SearchDimension:
+        try:
+            return self._dims[name]
+        except KeyError:
+            raise KeyError(f"no dimension {name!r} in search space; dimensions: {', '.join(self._dims)}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self.dimensions == other.dimensions
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.names})"
+
+    # -- composition ----------------------------------------------------------------------
+    def union(self, other: "SearchSpace", override: bool = False) -> "SearchSpace":
+        """Both spaces' dimensions. A shared name is an error unless ``override``, in
+        which case ``other``'s dimension replaces this one's (keeping its position)."""
+        if not isinstance(other, SearchSpace):
+            raise ValueError(f"can only combine a SearchSpace with another SearchSpace, got {other!r}")
+        clash = [name for name in other.names if name in self._dims]
+        if clash and not override:
+            raise ValueError(f"search spaces both define {', '.join(clash)}; pass override=True to "
+                             "let the second space's definition win")
+        merged = dict(self._dims)
+        merged.update(other._dims)
+        return SearchSpace(merged.values())
+
+    __or__ = union
+
+    def subset(self, names: Sequence[str]) -> "SearchSpace":
+        """Only the named dimensions, in this space's order."""
+        wanted = set(self._known(names))
+        return SearchSpace(d for d in self if d.name in wanted)
+
+    def without(self, names: Sequence[str]) -> "SearchSpace":
+        """Every dimension except the named ones."""
+        unwanted = set(self._known(names))
+        return SearchSpace(d for d in self if d.name not in unwanted)
+
+    def narrow(self, name: str, low: Any = None, high: Any = None,
+               choices: Optional[Sequence[Any]] = None, default: Any = None) -> "SearchSpace":
+        """A copy with one dimension restricted to a sub-range or a subset of its choices."""
+        narrowed = self[name].narrowed(low=low, high=high, choices=choices, default=default)
+        return SearchSpace(narrowed if d.name == name else d for d in self)
+
+    def _known(self, names: Sequence[str]) -> List[str]:
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self._dims]
+        if unknown:
+            raise ValueError(f"unknown dimensions {unknown}; this space has: {', '.join(self._dims)}")
+        return names
+
+    def describe(self) -> str:
+        """A table of the dimensions: name, type, range or choices, default."""
+        rows = [("name", "type", "range / choices", "default")]
+        for d in self:
+            span = f"[{d.low:g}, {d.high:g}]" if d.is_range else ", ".join(map(str, d.choices))
+            kind = d.type.value + (" (log)" if d.type.value == "int" and d.log else "")
+            rows.append((d.name, kind, span, repr(d.baseline_value)))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {e}" for a, b, c, e in rows)
+
+    # -- points ---------------------------------------------------------------------------
+    def baseline(self) -> Dict[str, Any]:
+        """The defaults as one point: the study's first trial, to measure HPO against."""
+        return {d.name: d.baseline_value for d in self}
+
+    def validate_point(self, params: Mapping[str, Any]) -> None:
+        """Raise ValueError unless ``params`` sets every dimension to a legal value."""
+        missing = [n for n in self._dims if n not in params]
+        extra = [n for n in params if n not in self._dims]
+        bad = [f"{n}={params[n]!r}" for n in self._dims if n in params and not self._dims[n].contains(params[n])]
+        problems = []
+        if missing:
+            problems.append(f"missing {missing}")
+        if extra:
+            problems.append(f"not in the space {extra}")
+        if bad:
+            problems.append(f"out of range {bad}")
+        if problems:
+            raise ValueError("invalid point for search space: " + "; ".join(problems))
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return {"dimensions": [d.to_dict() for d in self]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SearchSpace":
+        """Accepts ``{"dimensions": [...]}``, a bare list of dimension dicts, or a mapping
+        ``{name: {type: ..., ...}}`` (the compact form used in YAML files)."""
+        if isinstance(data, Mapping) and set(data) == {"dimensions"}:
+            data = data["dimensions"]
+        if isinstance(data, Mapping):
+            items = []
+            for name, spec in data.items():
+                if not isinstance(spec, Mapping):
+                    raise ValueError(f"dimension {name!r}: expected a mapping, got {spec!r}")
+                if "name" in spec and spec["name"] != name:
+                    raise ValueError(f"dimension {name!r}: its 'name' field says {spec['name']!r}")
+                items.append({**spec, "name": name})
+            data = items
+        if not isinstance(data, list):
+            raise ValueError(f"a search space must be a list or mapping of dimensions, got {type(data).__name__}")
+        return cls(SearchDimension.from_dict(item) for item in data)
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpace":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"search space JSON is not valid: {exc}") from None
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "SearchSpace":
+        import yaml
+
+        try:
+            return cls.from_dict(yaml.safe_load(text))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"search space YAML is not valid: {exc}") from None
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write as JSON or YAML, chosen by the file's suffix."""
+        path = Path(path)
+        text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()
+        path.write_text(text)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "SearchSpace":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"search space file {str(path)!r} does not exist")
+        text = path.read_text()
+        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+
+    # -- compilation (one module per backend, imported on demand) --------------------------
+    def to_tune(self, grid_points: Optional[int] = None) -> Dict[str, Any]:
+        """A Ray Tune ``param_space``; with ``grid_points``, a full grid (see `to_tune`)."""
+        from .to_tune import to_tune
+
+        return to_tune(self, grid_points=grid_points)
+
+    def to_optuna(self) -> Dict[str, Any]:
+        """Optuna distributions by name."""
+        from .to_optuna import to_optuna
+
+        return to_optuna(self)
+
+    def to_hyperopt(self) -> Dict[str, Any]:
+        """A HyperOpt space by name."""
+        from .to_hyperopt import to_hyperopt
+
+        return to_hyperopt(self)
+
+    def to_wandb(self, method: str = "random", grid_points: int = 3) -> Dict[str, Any]:
+        """A W&B sweep ``parameters`` block."""
+        from .to_wandb import to_wandb
+
+        return to_wandb(self, method=method, grid_points=grid_points)
+
+    def to_bayesopt(self):
+        """A `BayesOptSpace`: bounds for bayes_opt plus encode/decode of our values."""
+        from .to_bayesopt import BayesOptSpace
+
+        return BayesOptSpace(self)

@@ -1,0 +1,36 @@
+"""Compile a SearchSpace to a Ray Tune ``param_space``.
+
+This is the one hand-written converter for the Tune-compatible backends: Optuna and
+HyperOpt forms are derived from it with the converters Ray already ships (see
+`to_optuna`, `to_hyperopt`), so all three agree on every range by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from .dimension import SearchDimension, SearchSpaceType
+
+
+def tune_domain(dim: SearchDimension) -> Any:
+    """The Tune sampling domain of one dimension (Tune's int bounds are upper-exclusive)."""
+    from ray import tune
+
+    if dim.type is SearchSpaceType.UNIFORM:
+        return tune.uniform(dim.low, dim.high)
+    if dim.type is SearchSpaceType.LOGUNIFORM:
+        return tune.loguniform(dim.low, dim.high)
+    if dim.type is SearchSpaceType.INT:
+        return (tune.lograndint if dim.log else tune.randint)(dim.low, dim.high + 1)
+    return tune.choice(list(dim.choices))
+
+
+def to_tune(space, grid_points: Optional[int] = None) -> Dict[str, Any]:
+    """``{name: domain}``. With ``grid_points`` set, every dimension becomes a
+    ``tune.grid_search``: all choices of a categorical/choice dimension and ``grid_points``
+    values spread over a range (log-spaced on a log scale)."""
+    from ray import tune
+
+    if grid_points is None:
+        return {dim.name: tune_domain(dim) for dim in space}
+    return {dim.name: tune.grid_search(dim.grid_values(grid_points)) for dim in space}
