@@ -1,0 +1,135 @@
+"""`MultiTurnAgent`: a causal LM and its tokenizer, loaded through `from_pretrained`, that
+turns a conversation into a prompt and samples replies.
+
+The same path loads a hub model, a local folder, or the locally built tiny model. The
+trainer wraps `agent.model` with a LoRA adapter (or trains it whole); a fresh agent loads
+fresh weights, so trials that each build their own agent never share weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .config import AgentConfig
+from .tiny_model import TINY_MODEL, build_tiny_model
+
+Message = Dict[str, str]
+# Used only for tokenizers that have no chat template of their own.
+_PLAIN_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How replies are sampled (greedy when ``do_sample`` is False)."""
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    repetition_penalty: float = 1.0
+    batch_size: int = 256
+
+
+def resolve_device_and_dtype(config: AgentConfig):
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"AgentConfig.device={config.device!r} but CUDA is not available on this machine")
+    dtype = config.dtype
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    return torch.device(device), getattr(torch, dtype)
+
+
+class MultiTurnAgent:
+    def __init__(self, config: Optional[AgentConfig] = None) -> None:
+        self.config = config or AgentConfig()
+        self.model = None
+        self.tokenizer = None
+        self.device = None
+
+    @property
+    def initialized(self) -> bool:
+        return self.model is not None
+
+    def model_path(self) -> str:
+        """Where the weights come from; checks that a local path exists."""
+        name = self.config.model_name
+        if name == TINY_MODEL:
+            return str(build_tiny_model())
+        looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+        if looks_local and not (Path(name).expanduser() / "config.json").is_file():
+            raise ValueError(f"model path {name!r} does not exist or holds no config.json")
+        return str(Path(name).expanduser()) if looks_local else name
+
+    def initialize(self) -> "MultiTurnAgent":
+        """Load tokenizer and model (idempotent)."""
+        if self.initialized:
+            return self
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = self.model_path()
+        self.device, dtype = resolve_device_and_dtype(self.config)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.config.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                         trust_remote_code=self.config.trust_remote_code)
+        except OSError as exc:
+            raise ValueError(f"cannot load model {self.config.model_name!r}: {exc}") from None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if not tokenizer.chat_template:
+            tokenizer.chat_template = _PLAIN_TEMPLATE
+        tokenizer.padding_side = "left"
+        self.tokenizer = tokenizer
+        self.model = model.to(self.device)
+        self.model.eval()
+        return self
+
+    # -- prompts and replies -------------------------------------------------------------------
+    def prompt_ids(self, messages: Sequence[Message]) -> List[int]:
+        """Token ids of the conversation followed by the start of the agent's turn, keeping
+        the most recent ``max_prompt_length`` tokens."""
+        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[-self.config.max_prompt_length:]
+
+    def generate(self, prompts: Sequence[List[int]], settings: SamplingSettings) -> List[List[int]]:
+        """One completion per prompt: its token ids up to and including the end-of-turn token."""
+        import torch
+
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        completions: List[List[int]] = []
+        for start in range(0, len(prompts), settings.batch_size):
+            chunk = prompts[start:start + settings.batch_size]
+            width = max(len(p) for p in chunk)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=self.device)
+            sampling = dict(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k) \
+                if settings.do_sample else {}
+            with torch.no_grad():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=settings.do_sample,
+                                          max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
+                                          eos_token_id=eos, repetition_penalty=settings.repetition_penalty,
+                                          **sampling)
+            for row in out[:, width:].tolist():
+                completions.append(row[: row.index(eos) + 1] if eos in row else row)
+        return completions
+
+    def decode(self, completion: List[int]) -> str:
+        return self.tokenizer.decode(completion, skip_special_tokens=True).strip()
+
+    def respond(self, messages: Sequence[Message], max_new_tokens: int = 64) -> str:
+        """The agent's greedy reply to a conversation."""
+        self.initialize()
+        settings = SamplingSettings(do_sample=False, max_new_tokens=max_new_tokens)
+        return self.decode(self.generate([self.prompt_ids(messages)], settings)[0])

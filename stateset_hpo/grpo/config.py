@@ -1,0 +1,195 @@
+"""`TrainingConfig` (what a GRPO run does) and `AgentConfig` (which model it trains).
+
+Every parameter of the predefined search spaces is a field here, so an HPO trial's params
+become a config with `with_params`, which refuses names that map to nothing instead of
+dropping them. Batch semantics: a micro-batch holds the episodes of
+``per_device_train_batch_size`` prompts (``group_size`` episodes each); the optimizer steps
+after ``gradient_accumulation_steps`` micro-batches. One training iteration is one such
+rollout followed by ``num_iterations`` optimizer steps on it; ``num_episodes`` (sampled
+conversations) is the run's budget, so it has ``num_episodes // episodes_per_iteration``
+iterations (at least one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+from .rewards import DETAIL_LEVELS, REWARDS
+from .tiny_model import TINY_MODEL
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "adafactor")
+ADVANTAGE_STD = ("group", "batch", "none")
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+LR_SCHEDULERS = ("constant", "linear", "cosine")
+VALUE_FUNCTION_FIELDS = ("value_lr_multiplier", "gamma", "gae_lambda", "value_head_hidden_size", "value_head_dropout")
+REWARD_WEIGHT_FIELDS = tuple(f"{name}_weight" for name in REWARDS)
+
+
+@dataclass
+class TrainingConfig:
+    # budget and batch
+    num_episodes: int = 100
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    group_size: int = 8
+    num_iterations: int = 1
+    # policy optimisation
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.05
+    lr_scheduler_type: str = "constant"
+    optimizer_type: str = "adamw"
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    # GRPO objective
+    clip_range: float = 0.2
+    clip_range_high: Optional[float] = None
+    kl_penalty_coef: float = 0.01
+    entropy_coef: float = 0.0
+    advantage_std: str = "group"
+    loss_type: str = "grpo"
+    # value function over turns (GAE); its params are errors when it is off
+    include_value_function: bool = True
+    value_lr_multiplier: float = 1.0
+    value_head_hidden_size: int = 256
+    value_head_dropout: float = 0.1
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    # LoRA (full fine-tuning when use_lora is False)
+    use_lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: Union[str, List[str]] = "all-linear"
+    # generation of rollouts
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 50
+    max_new_tokens: int = 64
+    repetition_penalty: float = 1.0
+    generation_batch_size: int = 256
+    # reward and prompt
+    detail_level: str = "moderate"
+    helpfulness_weight: Optional[float] = None
+    correctness_weight: Optional[float] = None
+    task_completion_weight: Optional[float] = None
+    safety_weight: Optional[float] = None
+    engagement_weight: Optional[float] = None
+    conciseness_weight: Optional[float] = None
+    persuasiveness_weight: Optional[float] = None
+    # evaluation and reproducibility
+    eval_every: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ints = dict(num_episodes=1, per_device_train_batch_size=1, gradient_accumulation_steps=1, group_size=2,
+                    num_iterations=1, value_head_hidden_size=1, lora_r=1, lora_alpha=1, top_k=0, max_new_tokens=1,
+                    generation_batch_size=1, eval_every=1, seed=0)
+        for name, minimum in ints.items():
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"TrainingConfig.{name} must be an integer >= {minimum}, got {value!r}")
+            setattr(self, name, int(value))
+        floats = dict(learning_rate=(0, None, True), warmup_ratio=(0, 1, False), adam_beta1=(0, 1, False),
+                      adam_beta2=(0, 1, False), adam_epsilon=(0, None, True), weight_decay=(0, None, False),
+                      max_grad_norm=(0, None, True), clip_range=(0, 1, True), kl_penalty_coef=(0, None, False),
+                      entropy_coef=(0, None, False), value_lr_multiplier=(0, None, True),
+                      value_head_dropout=(0, 1, False), gamma=(0, 1, False), gae_lambda=(0, 1, False),
+                      lora_dropout=(0, 1, False), temperature=(0, None, True), top_p=(0, 1, True),
+                      repetition_penalty=(0, None, True))
+        for name, (low, high, strict) in floats.items():
+            self._check_float(name, getattr(self, name), low, high, strict)
+        if self.clip_range_high is not None:
+            self._check_float("clip_range_high", self.clip_range_high, self.clip_range, None, False)
+        for name in REWARD_WEIGHT_FIELDS:
+            if getattr(self, name) is not None:
+                self._check_float(name, getattr(self, name), 0, None, False)
+        for name, options in (("optimizer_type", OPTIMIZERS), ("advantage_std", ADVANTAGE_STD),
+                              ("loss_type", LOSS_TYPES), ("lr_scheduler_type", LR_SCHEDULERS),
+                              ("detail_level", tuple(DETAIL_LEVELS))):
+            if getattr(self, name) not in options:
+                raise ValueError(f"TrainingConfig.{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+        for name in ("include_value_function", "use_lora"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainingConfig.{name} must be True or False, got {getattr(self, name)!r}")
+
+    @staticmethod
+    def _check_float(name: str, value: Any, low: float, high: Optional[float], strict: bool) -> None:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
+        if not ok:
+            span = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+            raise ValueError(f"TrainingConfig.{name} must be a number {span}, got {value!r}")
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def prompts_per_iteration(self) -> int:
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+    @property
+    def episodes_per_iteration(self) -> int:
+        return self.prompts_per_iteration * self.group_size
+
+    @property
+    def total_iterations(self) -> int:
+        return max(1, self.num_episodes // self.episodes_per_iteration)
+
+    @property
+    def reward_weights(self) -> Dict[str, float]:
+        """The reward weights this config sets, by component name."""
+        return {f[: -len("_weight")]: getattr(self, f) for f in REWARD_WEIGHT_FIELDS if getattr(self, f) is not None}
+
+    # -- building from HPO params --------------------------------------------------------------
+    def with_params(self, params: Mapping[str, Any]) -> "TrainingConfig":
+        """A copy with sampled hyperparameters applied. A name that is no field, or a value
+        function parameter while the value function is off, is an error: never dropped."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(k for k in params if k not in fields)
+        if unknown:
+            raise ValueError(f"parameters {unknown} map to nothing in TrainingConfig; "
+                             "rename them or drop them from the search space")
+        config = dataclasses.replace(self, **params)
+        stray = [k for k in params if k in VALUE_FUNCTION_FIELDS]
+        if stray and not config.include_value_function:
+            raise ValueError(f"parameters {stray} tune the value function, which is off "
+                             "(include_value_function=False)")
+        return config
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AgentConfig:
+    """Which model the agent is, and where it runs.
+
+    ``model_name`` is a Hugging Face hub name, a local folder, or ``"stateset-tiny"`` (the
+    default), the locally built tiny model. ``device``: "auto" (CUDA when available),
+    "cpu", "cuda", "cuda:N". ``dtype``: "auto" (bf16 on CUDA, fp32 on CPU), "float32",
+    "bfloat16", "float16".
+    """
+
+    model_name: str = TINY_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    max_prompt_length: int = 512
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_name, str) or not self.model_name.strip():
+            raise ValueError(f"AgentConfig.model_name must be a non-empty string, got {self.model_name!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"AgentConfig.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or
+                                                    self.device.startswith("cuda:")):
+            raise ValueError(f"AgentConfig.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.max_prompt_length, bool) or not isinstance(self.max_prompt_length, int) \
+                or self.max_prompt_length < 8:
+            raise ValueError(f"AgentConfig.max_prompt_length must be an integer >= 8, got {self.max_prompt_length!r}")
+

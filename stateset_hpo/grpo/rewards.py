@@ -1,0 +1,224 @@
+"""Reward functions for agent replies, each scoring in [0, 1], and their weighted composite.
+
+Scores are computed from the reply text and its scenario (reference facts, required
+actions, forbidden content), so they are cheap, deterministic, and something a small model
+can learn to raise. `CompositeReward` is the weighted mean of its components; the domain
+search spaces' ``<name>_weight`` parameters set those weights through `with_weights`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .scenarios import PERSUASIVE_WORDS, Scenario, other_topic_facts
+
+DETAIL_LEVELS = {"brief": (6, 16), "moderate": (12, 28), "detailed": (20, 40)}  # reply length in words
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """One agent reply with what it answers: the scenario and the conversation before it."""
+
+    scenario: Scenario
+    history: Tuple[Dict[str, str], ...]
+    reply: str
+    detail_level: str = "moderate"
+
+
+def words(text: str) -> List[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def mentions(text: str, phrase: str) -> bool:
+    """Whole-word phrase match, ignoring case and punctuation."""
+    return f" {' '.join(words(phrase))} " in f" {' '.join(words(text))} "
+
+
+def fraction_mentioned(text: str, phrases: Sequence[str]) -> float:
+    return sum(mentions(text, p) for p in phrases) / len(phrases) if phrases else 0.0
+
+
+def fluency(text: str) -> float:
+    """1 for varied wording, falling towards 0 as the reply repeats itself (keyword stuffing)."""
+    w = words(text)
+    return min(1.0, len(set(w)) / len(w) / 0.6) if w else 0.0
+
+
+class Reward:
+    """Base of the reward functions: a name, an optional own weight, a score in [0, 1]."""
+
+    name = "reward"
+
+    def __init__(self, weight: Optional[float] = None) -> None:
+        self.weight = weight
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(weight={self.weight})"
+
+
+class HelpfulnessReward(Reward):
+    """Addresses the user's request: names the item and offers a concrete action, fluently."""
+
+    name = "helpfulness"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        s = ctx.scenario
+        addressed = 0.5 * mentions(ctx.reply, s.item) + 0.5 * any(mentions(ctx.reply, a) for a in s.actions)
+        return addressed * fluency(ctx.reply)
+
+
+class CorrectnessReward(Reward):
+    """States the scenario's reference facts; facts of another topic halve the score."""
+
+    name = "correctness"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        score = fraction_mentioned(ctx.reply, ctx.scenario.facts)
+        wrong = any(mentions(ctx.reply, f) for f in other_topic_facts(ctx.scenario))
+        return score * (0.5 if wrong else 1.0)
+
+
+class TaskCompletionReward(Reward):
+    """Offers to do the actions the scenario requires."""
+
+    name = "task_completion"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        return fraction_mentioned(ctx.reply, ctx.scenario.actions)
+
+
+class SafetyReward(Reward):
+    """0 when the reply contains forbidden content (asking for secrets, rudeness), else 1."""
+
+    name = "safety"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        return 0.0 if any(mentions(ctx.reply, p) for p in ctx.scenario.forbidden) else 1.0
+
+
+class EngagementReward(Reward):
+    """Keeps the conversation going: speaks to the user and asks them something."""
+
+    name = "engagement"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        w = words(ctx.reply)
+        return 0.5 * ("?" in ctx.reply) + 0.5 * ("you" in w or "your" in w)
+
+
+class ConcisenessReward(Reward):
+    """1 inside the word band of the detail level, falling linearly outside it."""
+
+    name = "conciseness"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        low, high = DETAIL_LEVELS[ctx.detail_level]
+        n = len(words(ctx.reply))
+        if n < low:
+            return n / low
+        return max(0.0, 1.0 - (n - high) / high) if n > high else 1.0
+
+
+class PersuasivenessReward(Reward):
+    """Uses selling points (value, savings, guarantees): two distinct ones score 1."""
+
+    name = "persuasiveness"
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        w = set(words(ctx.reply))
+        hits = sum(any(t.startswith(p) for t in w) for p in PERSUASIVE_WORDS)
+        return min(1.0, hits / 2)
+
+
+REWARDS = {cls.name: cls for cls in (HelpfulnessReward, CorrectnessReward, TaskCompletionReward, SafetyReward,
+                                     EngagementReward, ConcisenessReward, PersuasivenessReward)}
+
+
+def make_reward(name: str, weight: Optional[float] = None) -> Reward:
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}; valid rewards: {', '.join(REWARDS)}")
+    return REWARDS[name](weight)
+
+
+Component = Union[Reward, Tuple[Reward, float]]
+
+
+class CompositeReward:
+    """Weighted mean of reward components, so the total stays in [0, 1].
+
+    Accepts ``[(reward, weight), ...]`` as in the user guide, or reward objects that carry
+    their own ``weight``, or a mix.
+    """
+
+    def __init__(self, components: Iterable[Component]) -> None:
+        self.components: List[Tuple[Reward, float]] = []
+        for item in components:
+            reward, weight = item if isinstance(item, tuple) else (item, getattr(item, "weight", None))
+            if not callable(reward) or not hasattr(reward, "name"):
+                raise ValueError(f"a reward component needs a name and to be callable, got {reward!r}")
+            if weight is None:
+                raise ValueError(f"reward {reward.name!r} has no weight: pass (reward, weight) or reward(weight=...)")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"reward {reward.name!r}: weight must be a finite number >= 0, got {weight!r}")
+            self.components.append((reward, float(weight)))
+        if not self.components:
+            raise ValueError("CompositeReward needs at least one component")
+        names = [r.name for r, _ in self.components]
+        if len(set(names)) != len(names):
+            raise ValueError(f"CompositeReward has duplicate components: {names}")
+        if sum(w for _, w in self.components) <= 0:
+            raise ValueError(f"CompositeReward weights are all zero: {dict(self.weights)}")
+
+    @property
+    def names(self) -> List[str]:
+        return [r.name for r, _ in self.components]
+
+    @property
+    def weights(self) -> Dict[str, float]:
+        return {r.name: w for r, w in self.components}
+
+    def scores(self, ctx: ReplyContext) -> Dict[str, float]:
+        return {r.name: float(r(ctx)) for r, _ in self.components}
+
+    def combine(self, scores: Mapping[str, float]) -> float:
+        total = sum(w for _, w in self.components)
+        return sum(w * scores[r.name] for r, w in self.components) / total
+
+    def __call__(self, ctx: ReplyContext) -> float:
+        return self.combine(self.scores(ctx))
+
+    def with_weights(self, weights: Mapping[str, float]) -> "CompositeReward":
+        """A copy with some components reweighted; naming a missing component is an error."""
+        unknown = [n for n in weights if n not in self.names]
+        if unknown:
+            raise ValueError(f"reward weights {unknown} name no component of this reward; "
+                             f"components: {', '.join(self.names)}")
+        return CompositeReward([(r, float(weights.get(r.name, w))) for r, w in self.components])
+
+    def __repr__(self) -> str:
+        return "CompositeReward(" + ", ".join(f"{n}={w:g}" for n, w in self.weights.items()) + ")"
+
+
+# The default reward of each domain; weights match the domain search spaces' defaults.
+DOMAIN_REWARDS: Dict[str, Dict[str, float]] = {
+    "customer_service": {"helpfulness": 0.35, "safety": 0.25, "engagement": 0.2, "conciseness": 0.2},
+    "technical_support": {"correctness": 0.4, "helpfulness": 0.3, "safety": 0.15, "conciseness": 0.15},
+    "sales_assistant": {"engagement": 0.4, "persuasiveness": 0.3, "task_completion": 0.3},
+}
+
+
+def domain_reward(domain: str) -> CompositeReward:
+    if domain not in DOMAIN_REWARDS:
+        raise ValueError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAIN_REWARDS)}")
+    return CompositeReward([(make_reward(n), w) for n, w in DOMAIN_REWARDS[domain].items()])
+
+
+def default_reward() -> CompositeReward:
+    """All seven components, equally weighted: the reward when none is given."""
+    return CompositeReward([(make_reward(n), 1.0) for n in REWARDS])

@@ -1,0 +1,363 @@
+"""`MultiTurnGRPOTrainer`: GRPO on multi-turn conversations, one iteration at a time.
+
+One iteration (`train_step`), top to bottom:
+1. rollout: for each of ``prompts_per_iteration`` scenarios, ``group_size`` conversations
+   are played in lockstep (agent samples a reply, the scenario's user answers), every agent
+   reply scored by the reward;
+2. reference and value pass (no grad): log-probs of the reference policy (the base model with
+   the LoRA adapter disabled, no second copy), and with the value function, turn values;
+3. advantages: group-relative episode rewards (std per group, per batch, or none), or GAE
+   over the turns with the value function as baseline;
+4. ``num_iterations`` optimizer steps, each accumulating ``gradient_accumulation_steps``
+   micro-batches: token-level clipped surrogate + k3 KL penalty - entropy bonus (+ value loss);
+5. evaluation on the held-out scenarios (greedy), then the metrics are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .agent import MultiTurnAgent, SamplingSettings
+from .config import TrainingConfig
+from .environment import ConversationEnvironment
+from .optim import build_optimizer, build_scheduler
+from .rewards import CompositeReward, ReplyContext
+from .scenarios import Scenario
+from .value import ValueHead, gae
+
+MetricsCallback = Callable[[Dict[str, float]], Optional[bool]]
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss, gradient or reward: the trial has failed."""
+
+
+@dataclass
+class Turn:
+    prompt: List[int]
+    completion: List[int]
+    reward: float
+    scores: Dict[str, float]
+    advantage: float = 0.0
+    target: float = 0.0  # value target (return) when the value function is on
+
+
+@dataclass
+class Episode:
+    scenario: Scenario
+    group: int  # index of the prompt group within the iteration
+    turns: List[Turn] = field(default_factory=list)
+
+    @property
+    def reward(self) -> float:
+        return sum(t.reward for t in self.turns) / len(self.turns)
+
+
+@dataclass
+class MicroBatch:
+    turns: List[Turn]
+    ids: torch.Tensor
+    attention: torch.Tensor
+    positions: torch.Tensor
+    completion_mask: torch.Tensor  # (B, C): 1 on completion tokens
+    prompt_width: int
+    ref_logp: Optional[torch.Tensor] = None
+    old_logp: Optional[torch.Tensor] = None
+
+
+class MultiTurnGRPOTrainer:
+    def __init__(self, agent: MultiTurnAgent, environment: ConversationEnvironment,
+                 reward_function: CompositeReward, config: Optional[TrainingConfig] = None,
+                 callbacks: Sequence[MetricsCallback] = ()) -> None:
+        self.config = config = config or TrainingConfig()
+        if not isinstance(environment, ConversationEnvironment):
+            raise ValueError(f"environment must be a ConversationEnvironment, got {type(environment).__name__}")
+        if not isinstance(reward_function, CompositeReward):
+            raise ValueError("reward_function must be a CompositeReward (wrap a single reward as "
+                             "CompositeReward([(reward, 1.0)]))")
+        self.environment = environment
+        self.reward = reward_function.with_weights(config.reward_weights)
+        self.callbacks = list(callbacks)
+        self.agent = agent.initialize()
+        if self.agent.model.__class__.__name__.startswith("Peft"):
+            raise ValueError("this agent was already trained; give each trainer a fresh MultiTurnAgent")
+        torch.manual_seed(config.seed)
+        self.rng = random.Random(config.seed)
+        self.policy = self._prepare_policy()
+        self.reference = None if config.use_lora else copy.deepcopy(self.policy).requires_grad_(False)
+        self.value_head = None
+        if config.include_value_function:
+            hidden = self.policy.config.hidden_size
+            self.value_head = ValueHead(hidden, config.value_head_hidden_size, config.value_head_dropout)
+            self.value_head.to(self.agent.device)
+        total_steps = config.total_iterations * config.num_iterations
+        self.optimizer = build_optimizer(config, [p for p in self.policy.parameters() if p.requires_grad],
+                                         self.value_head.parameters() if self.value_head else ())
+        self.scheduler = build_scheduler(config, self.optimizer, total_steps)
+        self.step = 0
+        self.history: List[Dict[str, float]] = []
+
+    def _prepare_policy(self):
+        model = self.agent.model
+        if self.config.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=self.config.lora_r, lora_alpha=self.config.lora_alpha,
+                              lora_dropout=self.config.lora_dropout, target_modules=self.config.lora_target_modules,
+                              task_type="CAUSAL_LM")
+            model = get_peft_model(model, lora)
+            self.agent.model = model
+        return model
+
+    # -- the loop ------------------------------------------------------------------------------
+    def iterate(self) -> Iterator[Dict[str, float]]:
+        """Run the remaining iterations, yielding each one's metrics."""
+        while self.step < self.config.total_iterations:
+            yield self.train_step()
+
+    def train_sync(self) -> Dict[str, float]:
+        """Train to the end (or until a callback returns True); the last metrics."""
+        for metrics in self.iterate():
+            if any(callback(metrics) for callback in self.callbacks):
+                break
+        return dict(self.history[-1]) if self.history else {}
+
+    async def train(self) -> Dict[str, float]:
+        """`train_sync` in a worker thread, so a running event loop (Jupyter) stays responsive."""
+        return await asyncio.to_thread(self.train_sync)
+
+    def train_step(self) -> Dict[str, float]:
+        c = self.config
+        start = time.perf_counter()
+        scenarios = self.environment.sample(c.prompts_per_iteration, self.rng)
+        episodes = self.rollout(scenarios, c.group_size, self._sampling(do_sample=True))
+        rollout_time = time.perf_counter() - start
+        batches = self._micro_batches(episodes)
+        self._reference_and_values(batches)
+        self._assign_advantages(episodes)
+        stats = self._optimize(batches)
+        self.step += 1
+        metrics = self._rollout_metrics(episodes)
+        metrics.update(stats)
+        generated = sum(len(t.completion) for e in episodes for t in e.turns)
+        if self.step % c.eval_every == 0 or self.step == c.total_iterations:
+            metrics.update(self.evaluate())
+        step_time = time.perf_counter() - start
+        metrics.update(iteration=self.step, episodes=self.step * c.episodes_per_iteration, step_time=step_time,
+                       rollout_time=rollout_time, tokens_per_s=generated / rollout_time,
+                       learning_rate=self.scheduler.get_last_lr()[0])
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            raise DivergenceError(f"iteration {self.step}: non-finite {', '.join(bad)}")
+        self.history.append(metrics)
+        return metrics
+
+    # -- 1. rollout ------------------------------------------------------------------------------
+    def _sampling(self, do_sample: bool) -> SamplingSettings:
+        c = self.config
+        return SamplingSettings(do_sample=do_sample, temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
+                                max_new_tokens=c.max_new_tokens, repetition_penalty=c.repetition_penalty,
+                                batch_size=c.generation_batch_size)
+
+    def rollout(self, scenarios: Sequence[Scenario], group_size: int, settings: SamplingSettings) -> List[Episode]:
+        """Play ``group_size`` conversations per scenario, all in lockstep, scoring every reply."""
+        self.policy.eval()
+        episodes = [Episode(s, g) for g, s in enumerate(scenarios) for _ in range(group_size)]
+        conversations = [self.environment.start(e.scenario, self.config.detail_level) for e in episodes]
+        active = list(range(len(episodes)))
+        while active:
+            prompts = [self.agent.prompt_ids(conversations[i]) for i in active]
+            completions = self.agent.generate(prompts, settings)
+            still_active = []
+            for i, prompt, completion in zip(active, prompts, completions):
+                reply = self.agent.decode(completion)
+                ctx = ReplyContext(episodes[i].scenario, tuple(conversations[i]), reply, self.config.detail_level)
+                scores = self.reward.scores(ctx)
+                episodes[i].turns.append(Turn(prompt, completion, self.reward.combine(scores), scores))
+                conversations[i].append({"role": "assistant", "content": reply})
+                user = self.environment.respond(episodes[i].scenario, conversations[i])
+                if user is not None:
+                    conversations[i].append(user)
+                    still_active.append(i)
+            active = still_active
+        return episodes
+
+    # -- 2. reference log-probs and values ---------------------------------------------------------
+    def _micro_batches(self, episodes: List[Episode]) -> List[MicroBatch]:
+        per = self.config.per_device_train_batch_size
+        groups = sorted({e.group for e in episodes})
+        batches = []
+        for k in range(0, len(groups), per):
+            members = set(groups[k:k + per])
+            batches.append(self._collate([t for e in episodes if e.group in members for t in e.turns]))
+        return batches
+
+    def _collate(self, turns: List[Turn]) -> MicroBatch:
+        """Prompts left-padded and completions right-padded, so completions share columns."""
+        pad = self.agent.tokenizer.pad_token_id
+        width_p = max(len(t.prompt) for t in turns)
+        width_c = max(max(len(t.completion) for t in turns), 1)
+        ids, attention, completion_mask = [], [], []
+        for t in turns:
+            lp, lc = len(t.prompt), len(t.completion)
+            ids.append([pad] * (width_p - lp) + t.prompt + t.completion + [pad] * (width_c - lc))
+            attention.append([0] * (width_p - lp) + [1] * (lp + lc) + [0] * (width_c - lc))
+            completion_mask.append([1] * lc + [0] * (width_c - lc))
+        device = self.agent.device
+        attention_t = torch.tensor(attention, device=device)
+        return MicroBatch(turns, torch.tensor(ids, device=device), attention_t,
+                          (attention_t.cumsum(-1) - 1).clamp(min=0),
+                          torch.tensor(completion_mask, device=device, dtype=torch.float32), width_p)
+
+    def _forward(self, model, batch: MicroBatch, want_hidden: bool = False):
+        """Per-token log-probs and entropies of the completion tokens (and the hidden state at
+        the end of each prompt). Only the completion columns' logits are materialised."""
+        width_c = batch.completion_mask.shape[1]
+        out = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
+                    logits_to_keep=width_c + 1, output_hidden_states=want_hidden)
+        logits = out.logits[:, :-1].float() / self.config.temperature
+        logp_all = torch.log_softmax(logits, dim=-1)
+        targets = batch.ids[:, batch.prompt_width:]
+        logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        hidden = out.hidden_states[-1][:, batch.prompt_width - 1] if want_hidden else None
+        return logp, entropy, hidden
+
+    @torch.no_grad()
+    def _reference_and_values(self, batches: List[MicroBatch]) -> None:
+        self.policy.eval()
+        for batch in batches:
+            if self.reference is not None:
+                batch.ref_logp = self._forward(self.reference, batch)[0]
+            else:
+                with self.policy.disable_adapter():
+                    batch.ref_logp = self._forward(self.policy, batch)[0]
+            if self.config.num_iterations > 1 or self.value_head is not None:
+                logp, _, hidden = self._forward(self.policy, batch, want_hidden=self.value_head is not None)
+                batch.old_logp = logp if self.config.num_iterations > 1 else None
+                if self.value_head is not None:
+                    self.value_head.eval()
+                    for turn, value in zip(batch.turns, self.value_head(hidden).tolist()):
+                        turn.target = value  # the turn's value estimate, replaced by its return below
+
+    # -- 3. advantages ---------------------------------------------------------------------------
+    def _assign_advantages(self, episodes: List[Episode]) -> None:
+        """Each turn's advantage: its episode's reward centred on the group mean, or with the
+        value function its GAE (already baseline-subtracted); then divided by the std of the
+        group, of the batch, or not at all."""
+        c = self.config
+        for e in episodes:
+            if self.value_head is not None:
+                advantages, returns = gae([t.reward for t in e.turns], [t.target for t in e.turns],
+                                          c.gamma, c.gae_lambda)
+                for t, a, r in zip(e.turns, advantages, returns):
+                    t.advantage, t.target = a, r
+            else:
+                for t in e.turns:
+                    t.advantage = e.reward
+        groups: Dict[int, List[Turn]] = {}
+        for e in episodes:
+            groups.setdefault(e.group, []).extend(e.turns)
+        batch_std = float(np.std([t.advantage for e in episodes for t in e.turns]))
+        for members in groups.values():
+            values = np.array([t.advantage for t in members])
+            mean = 0.0 if self.value_head is not None else values.mean()
+            std = {"group": values.std(), "batch": batch_std, "none": 1.0}[c.advantage_std]
+            for t in members:
+                t.advantage = float((t.advantage - mean) / (std + 1e-4))
+
+    # -- 4. policy update ----------------------------------------------------------------------
+    def _optimize(self, batches: List[MicroBatch]) -> Dict[str, float]:
+        c = self.config
+        self.policy.train()
+        if self.value_head is not None:
+            self.value_head.train()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        totals = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_ratio": 0.0, "value_loss": 0.0, "tokens": 0.0}
+        grad_norms = []
+        for _ in range(c.num_iterations):
+            for batch in batches:
+                logp, entropy, hidden = self._forward(self.policy, batch, want_hidden=self.value_head is not None)
+                old = batch.old_logp if batch.old_logp is not None else logp.detach()
+                advantages = torch.tensor([t.advantage for t in batch.turns], device=logp.device)[:, None]
+                loss, stats = self._policy_loss(logp, old, batch.ref_logp, entropy, advantages, batch.completion_mask)
+                if self.value_head is not None:
+                    targets = torch.tensor([t.target for t in batch.turns], device=logp.device)
+                    value_loss = 0.5 * ((self.value_head(hidden.detach()) - targets) ** 2).mean()
+                    loss = loss + value_loss
+                    totals["value_loss"] += value_loss.item()
+                if not torch.isfinite(loss):
+                    raise DivergenceError(f"iteration {self.step + 1}: loss is {loss.item()}")
+                (loss / c.gradient_accumulation_steps).backward()
+                totals["loss"] += loss.item()
+                for key, value in stats.items():
+                    totals[key] += value
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm).item()
+            if not math.isfinite(grad_norm):
+                raise DivergenceError(f"iteration {self.step + 1}: gradient norm is {grad_norm}")
+            grad_norms.append(grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        passes = c.num_iterations * len(batches)
+        tokens = max(totals.pop("tokens"), 1.0)
+        out = {"loss": totals["loss"] / passes, "kl": totals["kl"] / tokens, "entropy": totals["entropy"] / tokens,
+               "clip_ratio": totals["clip_ratio"] / tokens, "grad_norm": float(np.mean(grad_norms))}
+        if self.value_head is not None:
+            out["value_loss"] = totals["value_loss"] / passes
+        return out
+
+    def _policy_loss(self, logp, old_logp, ref_logp, entropy, advantages, mask):
+        c = self.config
+        ratio = torch.exp(logp - old_logp)
+        high = c.clip_range_high if c.clip_range_high is not None else c.clip_range
+        clipped = ratio.clamp(1 - c.clip_range, 1 + high)
+        per_token = -torch.min(ratio * advantages, clipped * advantages)
+        delta = ref_logp - logp
+        kl = torch.exp(delta) - delta - 1  # k3 estimator of KL(policy || reference)
+        per_token = per_token + c.kl_penalty_coef * kl - c.entropy_coef * entropy
+        lengths = mask.sum(-1).clamp(min=1)
+        if c.loss_type == "grpo":  # mean over each sequence, then over sequences
+            loss = ((per_token * mask).sum(-1) / lengths).mean()
+        elif c.loss_type == "dapo":  # mean over all tokens of the micro-batch
+            loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+        else:  # dr_grpo: constant normaliser, no length bias
+            loss = (per_token * mask).sum() / (mask.shape[0] * c.max_new_tokens)
+        with torch.no_grad():
+            was_clipped = ((ratio * advantages) > (clipped * advantages)).float()
+            stats = {"kl": (kl * mask).sum().item(), "entropy": (entropy * mask).sum().item(),
+                     "clip_ratio": (was_clipped * mask).sum().item(), "tokens": mask.sum().item()}
+        return loss, stats
+
+    # -- 5. evaluation and metrics ---------------------------------------------------------------
+    def evaluate(self) -> Dict[str, float]:
+        """Greedy conversations on the held-out scenarios: eval_reward and eval component scores."""
+        episodes = self.rollout(self.environment.eval_scenarios, 1, self._sampling(do_sample=False))
+        out = {"eval_reward": float(np.mean([e.reward for e in episodes]))}
+        for name in self.reward.names:
+            out[f"eval_{name}_score"] = float(np.mean([t.scores[name] for e in episodes for t in e.turns]))
+        return out
+
+    def _rollout_metrics(self, episodes: List[Episode]) -> Dict[str, float]:
+        rewards = np.array([e.reward for e in episodes])
+        by_group: Dict[int, List[float]] = {}
+        for e in episodes:
+            by_group.setdefault(e.group, []).append(e.reward)
+        turns = [t for e in episodes for t in e.turns]
+        out = {"reward": float(rewards.mean()), "reward_std": float(rewards.std()),
+               "frac_reward_zero_std": float(np.mean([np.std(g) < 1e-8 for g in by_group.values()])),
+               "completion_length": float(np.mean([len(t.completion) for t in turns])),
+               "turns_per_episode": len(turns) / len(episodes)}
+        for name in self.reward.names:
+            out[f"{name}_score"] = float(np.mean([t.scores[name] for t in turns]))
+        return out
