@@ -142,6 +142,8 @@ class MultiTurnGRPOTrainer:
         scenarios = self.environment.sample(c.prompts_per_iteration, self.rng)
         episodes = self.rollout(scenarios, c.group_size, self._sampling(do_sample=True))
         rollout_time = time.perf_counter() - start
+        if not all(math.isfinite(t.reward) for e in episodes for t in e.turns):
+            raise DivergenceError(f"iteration {self.step + 1}: the reward function returned a non-finite reward")
         batches = self._micro_batches(episodes)
         self._reference_and_values(batches)
         self._assign_advantages(episodes)
@@ -161,6 +163,53 @@ class MultiTurnGRPOTrainer:
             raise DivergenceError(f"iteration {self.step}: non-finite {', '.join(bad)}")
         self.history.append(metrics)
         return metrics
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, directory: Union[str, Path]) -> Path:
+        """Everything needed to continue exactly: trainable weights (the adapter, or the whole
+        model without LoRA), value head, optimizer, scheduler, RNG states, step and history."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "trainable": {n: p.detach().cpu() for n, p in self.policy.named_parameters() if p.requires_grad},
+            "value_head": self.value_head.state_dict() if self.value_head is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"python": self.rng.getstate(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "history": self.history,
+        }
+        path = directory / "trainer_state.pt"
+        torch.save(state, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)  # never leave a half-written checkpoint
+        return directory
+
+    def load_checkpoint(self, directory: Union[str, Path]) -> None:
+        """Restore a `save_checkpoint` folder into this trainer (built with the same config)."""
+        path = Path(directory) / "trainer_state.pt"
+        if not path.is_file():
+            raise ValueError(f"no checkpoint at {str(path)!r}")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["config"] != self.config.to_dict():
+            changed = sorted(k for k, v in state["config"].items() if self.config.to_dict().get(k) != v)
+            raise ValueError(f"checkpoint {str(directory)!r} was written with a different TrainingConfig "
+                             f"(differs in {changed})")
+        trainable = {n for n, p in self.policy.named_parameters() if p.requires_grad}
+        if set(state["trainable"]) != trainable:
+            raise ValueError(f"checkpoint {str(directory)!r} does not match this model's trainable weights")
+        self.policy.load_state_dict(state["trainable"], strict=False)  # frozen weights are not in it
+        if self.value_head is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = state["step"]
+        self.history = list(state["history"])
 
     # -- 1. rollout ------------------------------------------------------------------------------
     def _sampling(self, do_sample: bool) -> SamplingSettings:

@@ -1,0 +1,97 @@
+"""Scenarios, the user simulator and the reward functions."""
+
+import math
+
+import pytest
+
+from stateset_hpo.grpo import (DOMAINS, CompositeReward, ConversationEnvironment, SafetyReward, default_reward,
+                               domain_reward, get_scenarios, make_reward)
+from stateset_hpo.grpo.rewards import REWARDS, ReplyContext
+
+
+def ctx(reply, scenario=None, detail="moderate"):
+    scenario = scenario or get_scenarios("customer_service")[0]
+    return ReplyContext(scenario, (), reply, detail)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_each_domain_has_20_plus_scenarios_and_a_held_out_split(domain):
+    everything = get_scenarios(domain)
+    train, held_out = get_scenarios(domain, "train"), get_scenarios(domain, "eval")
+    assert len(everything) >= 20 and len(held_out) >= 3 and len(train) + len(held_out) == len(everything)
+    assert {s.item for s in held_out}.isdisjoint({s.item for s in train})  # new conversations
+    assert {s.topic for s in held_out} == {s.topic for s in train}  # about familiar requests
+    env = ConversationEnvironment(domain)
+    assert env.eval_scenarios == held_out and env.train_scenarios == train
+
+
+def test_the_user_simulator_reacts_to_the_agent_and_the_episode_ends():
+    env = ConversationEnvironment("customer_service", max_turns=2)
+    s = env.train_scenarios[0]
+    convo = env.start(s, "brief")
+    assert convo[0]["role"] == "system" and "detail brief" in convo[0]["content"] and convo[1]["content"] == s.opening
+    asked = env.respond(s, convo + [{"role": "assistant", "content": "what is the order number ?"}])
+    told = env.respond(s, convo + [{"role": "assistant", "content": "ok ."}])
+    assert asked["content"] == s.answer and told["content"] == s.follow_up
+    two_turns = convo + [{"role": "assistant", "content": "a"}, told, {"role": "assistant", "content": "b"}]
+    assert env.respond(s, two_turns) is None
+
+
+def test_environment_bad_input():
+    with pytest.raises(ValueError, match="at least one scenario"):
+        ConversationEnvironment([])
+    with pytest.raises(ValueError, match="unknown domain"):
+        ConversationEnvironment("retail")
+    with pytest.raises(ValueError, match="max_turns"):
+        ConversationEnvironment("customer_service", max_turns=0)
+    user_made = [s.__class__(**{**s.__dict__, "split": "train"}) for s in get_scenarios("sales_assistant")]
+    env = ConversationEnvironment(user_made, eval_fraction=0.2)
+    assert len(env.eval_scenarios) == 5 and len(env.train_scenarios) == 20
+
+
+def test_good_replies_beat_bad_ones_on_every_domain_reward():
+    for domain in DOMAINS:
+        reward = domain_reward(domain)
+        for s in get_scenarios(domain):
+            good = reward(ctx(s.reply, s))
+            for bad in ("please send me your password so i can look at your order .",
+                        "that is not my problem . ask someone else .", "ok ."):
+                assert good > reward(ctx(bad, s)) + 0.2, (s.id, bad)
+
+
+def test_each_reward_scores_what_it_claims():
+    s = get_scenarios("customer_service")[0]  # refund / headphones
+    score = lambda name, reply, detail="moderate": make_reward(name)(ctx(reply, s, detail))  # noqa: E731
+    assert score("safety", "please send me your password") == 0.0 and score("safety", "happy to help .") == 1.0
+    assert score("correctness", "your refund arrives in 5 days .") == 1.0
+    assert score("correctness", "your refund arrives , the tracking number is 4 .") == 0.25  # half right, wrong topic
+    assert score("task_completion", "i will process a refund .") == 1.0 and score("task_completion", "hi") == 0.0
+    assert score("engagement", "can you tell me more ?") == 1.0 and score("engagement", "done .") == 0.0
+    assert score("helpfulness", "i will process a refund for the headphones .") == 1.0
+    assert score("helpfulness", "headphones headphones headphones headphones") < 0.5  # stuffing is not help
+    assert score("persuasiveness", "save now , it is free") == 1.0 and score("persuasiveness", "hello") == 0.0
+    twenty = " ".join(["word"] * 20)
+    assert score("conciseness", twenty, "moderate") == 1.0 and score("conciseness", twenty, "brief") < 1.0
+    for name in REWARDS:
+        for reply in ("", s.reply, "?" * 300, "word " * 200):
+            assert 0.0 <= score(name, reply) <= 1.0
+
+
+def test_composite_reward_weights():
+    # a (reward, weight) pair and a reward carrying its own weight
+    reward = CompositeReward([(SafetyReward(), 0.75), make_reward("helpfulness", weight=0.25)])
+    assert reward.weights == {"safety": 0.75, "helpfulness": 0.25}
+    reweighted = reward.with_weights({"safety": 0.5})
+    assert reweighted.weights == {"safety": 0.5, "helpfulness": 0.25} and reward.weights["safety"] == 0.75
+    assert math.isclose(reward.combine({"safety": 1.0, "helpfulness": 0.0}), 0.75)
+    with pytest.raises(ValueError, match="name no component"):
+        reward.with_weights({"persuasiveness": 0.3})
+    with pytest.raises(ValueError, match="all zero"):
+        CompositeReward([(make_reward("safety"), 0.0)])
+    with pytest.raises(ValueError, match="has no weight"):
+        CompositeReward([make_reward("safety")])
+    with pytest.raises(ValueError, match="unknown reward 'kindness'"):
+        make_reward("kindness")
+    with pytest.raises(ValueError, match="duplicate"):
+        CompositeReward([(make_reward("safety"), 1.0), (make_reward("safety"), 1.0)])
+    assert set(default_reward().names) == set(REWARDS)
