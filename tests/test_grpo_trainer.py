@@ -205,3 +205,29 @@ def test_the_agent_learns_and_a_tiny_learning_rate_does_not(tiny_model_path):
     learned, frozen = eval_gain(1e-3), eval_gain(1e-7)
     assert learned > 0.15, learned
     assert abs(frozen) < 0.05, frozen
+
+
+def test_rollouts_use_the_merged_adapter_exactly_and_leave_the_base_untouched(tiny_model_path):
+    from peft.tuners.lora import LoraLayer
+
+    from stateset_hpo.grpo.agent import without_lora_layers
+
+    trainer = make_trainer(num_episodes=32)
+    trainer.train_step(), trainer.train_step()  # the adapter is no longer the identity
+    frozen = {n: p.detach().clone() for n, p in trainer.policy.named_parameters() if not p.requires_grad}
+    n_lora = sum(isinstance(m, LoraLayer) for m in trainer.policy.modules())
+    ids = torch.tensor([trainer.agent.prompt_ids(trainer.environment.start(trainer.environment.train_scenarios[0]))])
+    with torch.no_grad():
+        policy = trainer.policy(input_ids=ids).logits
+        with trainer.policy.disable_adapter():
+            base = trainer.policy(input_ids=ids).logits
+        with without_lora_layers(trainer.policy, merge=True):
+            assert not any(isinstance(m, LoraLayer) for m in trainer.policy.modules())
+            merged = trainer.policy(input_ids=ids).logits
+        with without_lora_layers(trainer.policy, merge=False):
+            plain = trainer.policy(input_ids=ids).logits
+    assert not torch.allclose(policy, base, atol=1e-4)
+    assert torch.allclose(merged, policy, atol=1e-5) and torch.allclose(plain, base, atol=1e-6)
+    assert sum(isinstance(m, LoraLayer) for m in trainer.policy.modules()) == n_lora
+    after = {n: p for n, p in trainer.policy.named_parameters() if not p.requires_grad}
+    assert all(torch.equal(frozen[n], after[n]) for n in frozen)

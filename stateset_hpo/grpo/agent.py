@@ -8,6 +8,7 @@ fresh weights, so trials that each build their own agent never share weights.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -34,6 +35,45 @@ class SamplingSettings:
     max_new_tokens: int = 64
     repetition_penalty: float = 1.0
     batch_size: int = 256
+
+
+@contextmanager
+def without_lora_layers(model, merge: bool):
+    """Run the model through its plain base layers: with the LoRA update folded into the
+    weights (``merge=True``, the policy, for generation) or without it (the reference).
+
+    Each LoRA wrapper is swapped out of its parent module for its base layer, so no peft code
+    runs per token (it costs about a third of generation time on small models). peft's own
+    merge_adapter/unmerge_adapter would fold the update in, but unmerging subtracts in place,
+    so every rollout would nudge the frozen base weights, the KL reference, by rounding
+    error. Here merged weights are new tensors, and the original modules and tensors are put
+    back on exit: exact, for one copy of the adapted weights while inside. A model without
+    LoRA layers is used as is.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    parents = {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
+    swapped = []
+    try:
+        for module in list(model.modules()):
+            if not isinstance(module, LoraLayer) or id(module) not in parents:
+                continue
+            base = module.get_base_layer()
+            original = base.weight.data
+            if merge and not module.merged:
+                merged = original.clone()
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        merged += module.get_delta_weight(adapter).to(merged.dtype)
+                base.weight.data = merged
+            parent, name = parents[id(module)]
+            setattr(parent, name, base)
+            swapped.append((parent, name, module, base, original))
+        yield
+    finally:
+        for parent, name, module, base, original in reversed(swapped):
+            base.weight.data = original
+            setattr(parent, name, module)
 
 
 def resolve_device_and_dtype(config: AgentConfig):
@@ -116,7 +156,7 @@ class MultiTurnAgent:
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=self.device)
             sampling = dict(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k) \
                 if settings.do_sample else {}
-            with torch.no_grad():
+            with torch.no_grad(), without_lora_layers(self.model, merge=True):
                 out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=settings.do_sample,
                                           max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
                                           eos_token_id=eos, repetition_penalty=settings.repetition_penalty,

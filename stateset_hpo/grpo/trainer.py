@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 import numpy as np
 import torch
 
-from .agent import MultiTurnAgent, SamplingSettings
+from .agent import MultiTurnAgent, SamplingSettings, without_lora_layers
 from .config import TrainingConfig
 from .environment import ConversationEnvironment
 from .optim import build_optimizer, build_scheduler
@@ -278,7 +278,8 @@ class MultiTurnGRPOTrainer:
         logp_all = torch.log_softmax(logits, dim=-1)
         targets = batch.ids[:, batch.prompt_width:]
         logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.entropy_coef > 0):
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # a metric, and a loss term only with a bonus
         hidden = out.hidden_states[-1][:, batch.prompt_width - 1] if want_hidden else None
         return logp, entropy, hidden
 
@@ -289,7 +290,7 @@ class MultiTurnGRPOTrainer:
             if self.reference is not None:
                 batch.ref_logp = self._forward(self.reference, batch)[0]
             else:
-                with self.policy.disable_adapter():
+                with without_lora_layers(self.policy, merge=False):
                     batch.ref_logp = self._forward(self.policy, batch)[0]
             if self.config.num_iterations > 1 or self.value_head is not None:
                 logp, _, hidden = self._forward(self.policy, batch, want_hidden=self.value_head is not None)

@@ -1,0 +1,72 @@
+"""One HPO trial: a real GRPO training run with the sampled parameters, reporting every
+iteration through a function the backend supplies.
+
+This knows nothing about where it runs (a Ray Train worker, a Tune trial process, an Optuna
+objective in-process): backends differ only in ``report``, which forwards the metrics to
+their scheduler or pruner and may save a checkpoint, and in where a restored trial's
+checkpoint comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Union
+
+from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
+                   TrainingConfig, default_reward)
+
+# report(metrics, trainer) -> True to stop the trial early (what a pruner decided).
+Reporter = Callable[[Dict[str, float], MultiTurnGRPOTrainer], Optional[bool]]
+
+
+@dataclass
+class TrialSpec:
+    """What every trial of a study shares; picklable, so Ray can ship it to workers.
+
+    ``base_config`` supplies every parameter the search space does not; each trial builds its
+    own agent from ``agent_config``, so trials never share weights.
+    """
+
+    agent_config: AgentConfig = field(default_factory=AgentConfig)
+    environment: ConversationEnvironment = field(default_factory=ConversationEnvironment)
+    reward: CompositeReward = field(default_factory=default_reward)
+    base_config: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @classmethod
+    def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
+        """A spec whose TrainingConfig/AgentConfig take the given field values (e.g. from
+        HPOConfig.base_training_config); a key that is neither is an error."""
+        overrides = dict(overrides or {})
+        agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
+        agent_values = {k: overrides.pop(k) for k in list(overrides) if k in agent_fields}
+        base = parts.pop("base_config", TrainingConfig())
+        agent = parts.pop("agent_config", AgentConfig())
+        return cls(agent_config=dataclasses.replace(agent, **agent_values),
+                   base_config=base.with_params(overrides), **parts)
+
+    def training_config(self, params: Mapping[str, Any]) -> TrainingConfig:
+        return self.base_config.with_params(params)
+
+    def check(self, params: Mapping[str, Any]) -> None:
+        """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
+        trained: a name that maps to nothing, a reward weight for a missing component."""
+        config = self.training_config(params)
+        self.reward.with_weights(config.reward_weights)
+
+
+def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
+              restore_from: Optional[Union[str, Path]] = None) -> Dict[str, float]:
+    """Train with ``params``, calling ``report`` after every iteration; the last metrics.
+
+    ``restore_from`` continues a trial from a `MultiTurnGRPOTrainer.save_checkpoint` folder.
+    """
+    config = spec.training_config(params)
+    trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config)
+    if restore_from is not None:
+        trainer.load_checkpoint(restore_from)
+    for metrics in trainer.iterate():
+        if report(metrics, trainer):
+            break
+    return dict(trainer.history[-1]) if trainer.history else {}
