@@ -122,6 +122,7 @@ RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "grid_points": (3, _int(2)),
     "seed": (None, _int(0, optional=True)),
     "workers_per_trial": (1, _int(1)),
+    "execution": ("train", _one_of(("train", "direct"))),
     "storage_path": (None, _opt_str),
     "max_failures": (0, _int(0)),
     "address": (None, _opt_str),

@@ -80,6 +80,24 @@ class HPOResult:
         return cls(**data)
 
 
+def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, Any]], objective_metric: str,
+                 planned_iterations: int, error: Optional[str] = None, checkpoint_path: Optional[str] = None,
+                 training_time: float = 0.0) -> HPOResult:
+    """An HPOResult from what a backend observed. The status is derived, never assumed:
+    failed if the trial raised, pruned if it reported fewer iterations than it was planned
+    to run (a scheduler or pruner stopped it), success otherwise."""
+    if error:
+        status = TrialStatus.FAILED
+    elif len(history) < planned_iterations:
+        status = TrialStatus.PRUNED
+    else:
+        status = TrialStatus.SUCCESS
+    last = dict(history[-1]) if history else {}
+    return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
+                     best_metric=last.get(objective_metric), training_time=training_time, status=status,
+                     error=error, checkpoint_path=checkpoint_path)
+
+
 @dataclass
 class HPOSummary:
     """The study: every trial, the best one by the objective, and totals by status.

@@ -60,12 +60,14 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
               restore_from: Optional[Union[str, Path]] = None) -> Dict[str, float]:
     """Train with ``params``, calling ``report`` after every iteration; the last metrics.
 
-    ``restore_from`` continues a trial from a `MultiTurnGRPOTrainer.save_checkpoint` folder.
+    ``restore_from`` continues from a `MultiTurnGRPOTrainer.save_checkpoint` folder: the
+    trial's own (a resumed or retried trial) or another trial's (a PBT exploit, whose
+    params differ from the checkpoint's).
     """
     config = spec.training_config(params)
     trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config)
     if restore_from is not None:
-        trainer.load_checkpoint(restore_from)
+        trainer.load_checkpoint(restore_from, same_config=False)
     for metrics in trainer.iterate():
         if report(metrics, trainer):
             break

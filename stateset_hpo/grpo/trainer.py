@@ -20,6 +20,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
@@ -186,29 +187,52 @@ class MultiTurnGRPOTrainer:
         path.with_suffix(".tmp").replace(path)  # never leave a half-written checkpoint
         return directory
 
-    def load_checkpoint(self, directory: Union[str, Path]) -> None:
-        """Restore a `save_checkpoint` folder into this trainer (built with the same config)."""
+    def load_checkpoint(self, directory: Union[str, Path], same_config: bool = True) -> None:
+        """Restore a `save_checkpoint` folder into this trainer.
+
+        With ``same_config`` (resuming a paused or failed trial) the checkpoint must come from
+        this very config, and training continues exactly. Without it (a PBT exploit: the
+        donor's weights under perturbed hyperparameters) the weights, optimizer state, RNG and
+        step are taken over and this config's optimizer settings and schedule apply from
+        here; an optimizer of another family starts fresh. Shapes must match either way.
+        """
         path = Path(directory) / "trainer_state.pt"
         if not path.is_file():
             raise ValueError(f"no checkpoint at {str(path)!r}")
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config"] != self.config.to_dict():
-            changed = sorted(k for k, v in state["config"].items() if self.config.to_dict().get(k) != v)
+        mine = self.config.to_dict()
+        changed = sorted(k for k, v in state["config"].items() if mine.get(k) != v)
+        if same_config and changed:
             raise ValueError(f"checkpoint {str(directory)!r} was written with a different TrainingConfig "
                              f"(differs in {changed})")
-        trainable = {n for n, p in self.policy.named_parameters() if p.requires_grad}
-        if set(state["trainable"]) != trainable:
-            raise ValueError(f"checkpoint {str(directory)!r} does not match this model's trainable weights")
+        shapes = {n: tuple(p.shape) for n, p in self.policy.named_parameters() if p.requires_grad}
+        if {n: tuple(t.shape) for n, t in state["trainable"].items()} != shapes:
+            raise ValueError(f"checkpoint {str(directory)!r} does not match this model's trainable weights "
+                             "(a different adapter or model)")
         self.policy.load_state_dict(state["trainable"], strict=False)  # frozen weights are not in it
         if self.value_head is not None:
+            if state["value_head"] is None:
+                raise ValueError(f"checkpoint {str(directory)!r} has no value head")
             self.value_head.load_state_dict(state["value_head"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        if state["config"]["optimizer_type"] == self.config.optimizer_type:
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group, wanted in zip(self.optimizer.param_groups, settings):
+                group.update(wanted if changed else {})
+        self.step = state["step"]
+        if changed:
+            self.scheduler = build_scheduler(self.config, self.optimizer,
+                                             self.config.total_iterations * self.config.num_iterations)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # stepping the schedule without optimizer steps
+                for _ in range(self.step * self.config.num_iterations):
+                    self.scheduler.step()
+        else:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.rng.setstate(state["rng"]["python"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.step = state["step"]
         self.history = list(state["history"])
 
     # -- 1. rollout ------------------------------------------------------------------------------

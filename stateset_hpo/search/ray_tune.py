@@ -1,0 +1,199 @@
+"""The Ray Tune backend: search algorithm + scheduler + our trainable -> one HPOResult per trial.
+
+Everything the study learns is assembled on the driver from Tune's own records (the
+ResultGrid and the callback stream); nothing is appended inside trial workers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..callbacks import fire
+from ..config import HPOConfig
+from ..results import HPOResult, trial_result
+from ..space import SearchSpace
+from ..trial import TrialSpec
+from .ray_trainable import EXECUTIONS, direct_trial, train_trial
+from .schedulers import NEEDS_CHECKPOINTS, build_scheduler, checkpoint_interval
+from .searchers import build_search
+
+DRIVER_CPU = 0.1  # the Tune trial process that drives a TorchTrainer needs almost nothing
+# Keys Tune adds to every result; the rest are the engine's metrics.
+_TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
+              "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+              "iterations_since_restore", "experiment_tag", "should_checkpoint", "checkpoint_path"}
+
+
+def engine_metrics(row: Dict[str, Any]) -> Dict[str, float]:
+    return {k: v for k, v in row.items() if k not in _TUNE_KEYS and not k.startswith("config/")
+            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", workers_per_trial: int = 1,
+                   cpu_per_trial: float = 1.0, gpu_per_trial: float = 0.0, checkpoint_every: Optional[int] = None,
+                   max_failures: int = 0):
+    """A Tune trainable that runs one GRPO trial per sampled config, with its resources
+    attached. Usable directly: ``tune.Tuner(grpo_trainable(...), param_space=space.to_tune(), ...)``."""
+    from ray import tune
+
+    if execution not in EXECUTIONS:
+        raise ValueError(f"unknown execution {execution!r}; valid: {', '.join(EXECUTIONS)}")
+    if execution == "direct" and workers_per_trial != 1:
+        raise ValueError("execution='direct' runs one worker per trial; use execution='train' for workers_per_trial > 1")
+    spec = spec or TrialSpec()
+    if execution == "direct":
+        def trainable(params, spec):
+            direct_trial(params, spec, cpu_per_trial, checkpoint_every)
+        resources = {"cpu": cpu_per_trial, "gpu": gpu_per_trial}
+    else:
+        def trainable(params, spec):
+            train_trial(params, spec, workers_per_trial, cpu_per_trial, gpu_per_trial, checkpoint_every, max_failures)
+        resources = {"cpu": DRIVER_CPU}
+    return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
+
+
+class _CallbackBridge:
+    """Forwards Tune's trial events to the study's callbacks, on the driver."""
+
+    def __init__(self, callbacks: Sequence[Any], spec: TrialSpec, metric: str) -> None:
+        from ray.tune import Callback
+
+        bridge = self
+
+        class _Bridge(Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                fire(bridge.callbacks, "on_trial_start", trial.trial_id, dict(trial.config))
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                metrics = engine_metrics(result)
+                bridge.histories.setdefault(trial.trial_id, []).append(metrics)
+                fire(bridge.callbacks, "on_trial_result", trial.trial_id, metrics)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                fire(bridge.callbacks, "on_trial_end", bridge.result(trial, None))
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                fire(bridge.callbacks, "on_trial_end", bridge.result(trial, _error_text(trial)))
+
+        self.callbacks, self.spec, self.metric = list(callbacks), spec, metric
+        self.histories: Dict[str, List[Dict[str, float]]] = {}
+        self.tune_callback = _Bridge()
+
+    def result(self, trial, error: Optional[str]) -> HPOResult:
+        params = dict(trial.config)
+        history = self.histories.get(trial.trial_id, [])
+        checkpoint = trial.checkpoint.path if trial.checkpoint else None
+        return trial_result(trial.trial_id, params, history, self.metric, planned_iterations(self.spec, params),
+                            error=error, checkpoint_path=checkpoint,
+                            training_time=float((trial.last_result or {}).get("time_total_s", 0.0)))
+
+
+def _error_text(trial) -> str:
+    try:
+        return str(trial.get_error()) or "trial failed"
+    except Exception:  # the error file may be gone; the status is what matters
+        return "trial failed"
+
+
+def planned_iterations(spec: TrialSpec, params: Dict[str, Any]) -> int:
+    try:
+        return spec.training_config(params).total_iterations
+    except ValueError:
+        return 1
+
+
+def resolve_resources(config: HPOConfig, execution: str) -> Tuple[float, float]:
+    """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the running cluster, and
+    a clear error when one trial could never be placed (instead of a trial pending forever)."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpu_total, gpu_total = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    gpu = config.gpu_per_trial if config.gpu_per_trial is not None else (1.0 if gpu_total >= 1 else 0.0)
+    workers = config.ray_config["workers_per_trial"]
+    driver = DRIVER_CPU if execution == "train" else 0.0
+    cpu = config.cpu_per_trial if config.cpu_per_trial is not None else \
+        max(1.0, min(4.0, float(int((cpu_total - driver) / workers))))
+    need_cpu, need_gpu = workers * cpu + driver, workers * gpu
+    if need_cpu > cpu_total or need_gpu > gpu_total:
+        raise ValueError(f"one trial needs {need_cpu:g} CPUs and {need_gpu:g} GPUs ({workers} worker(s) x "
+                         f"{cpu:g} CPU, {gpu:g} GPU) but the Ray cluster has {cpu_total:g} CPUs and {gpu_total:g} "
+                         "GPUs; lower cpu_per_trial / gpu_per_trial / workers_per_trial or add nodes")
+    return cpu, gpu
+
+
+def max_iterations(spec: TrialSpec, space: SearchSpace) -> int:
+    """The longest a trial can train (ASHA/HyperBand's max_t), over the space's budgets."""
+    point = space.baseline()
+    if "num_episodes" in space:
+        dim = space["num_episodes"]
+        point["num_episodes"] = dim.high if dim.is_range else max(dim.choices)
+    return spec.training_config(point).total_iterations
+
+
+def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
+                 resume: bool = False) -> List[HPOResult]:
+    import ray
+    from ray import tune
+
+    rc = config.ray_config
+    execution = rc["execution"]
+    if execution == "train" and rc["scheduler"] in NEEDS_CHECKPOINTS:
+        raise ValueError(f"scheduler {rc['scheduler']!r} restores trials from checkpoints that Tune holds, which "
+                         "execution='train' cannot give it yet (Ray's TuneReportCallback forwards only a path); "
+                         "use ray_config={'execution': 'direct'} with it")
+    if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
+        raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
+    storage = rc["storage_path"] or str(Path(config.output_dir).resolve() / "ray_results")
+    name = config.study_name or "grpo_hpo"
+    started = False
+    if not ray.is_initialized():
+        address = rc["address"] or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or "local", include_dashboard=None if address else True,
+                 logging_level="ERROR", log_to_driver=False)
+        started = True
+    try:
+        cpu, gpu = resolve_resources(config, execution)
+        max_t = rc["max_t"] or max_iterations(spec, space)
+        metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
+        scheduler = build_scheduler(rc["scheduler"], rc, space, max_t)
+        search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
+                                                            config.max_concurrent_trials, config.n_trials)
+        trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu,
+                                   checkpoint_interval(rc["scheduler"], rc), rc["max_failures"])
+        bridge = _CallbackBridge(callbacks, spec, metric)
+        experiment = os.path.join(storage, name)
+        if resume:
+            if not tune.Tuner.can_restore(experiment):
+                raise ValueError(f"nothing to resume at {experiment!r}")
+            tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
+                                       param_space=param_space)
+        else:
+            failure = tune.FailureConfig(max_failures=rc["max_failures"] if execution == "direct" else 0)
+            tuner = tune.Tuner(
+                trainable, param_space=param_space,
+                tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
+                                            num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
+                                            time_budget_s=config.timeout, reuse_actors=False),
+                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[bridge.tune_callback],
+                                          failure_config=failure, verbose=0,
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+        grid = tuner.fit()
+        return sorted((_from_result(r, spec, metric) for r in grid), key=lambda r: r.trial_id)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _from_result(result, spec: TrialSpec, metric: str) -> HPOResult:
+    params = dict(result.config or {})
+    frame = result.metrics_dataframe
+    history = [engine_metrics(row) for row in frame.to_dict("records")] if frame is not None else []
+    metrics = result.metrics or {}
+    return trial_result(str(metrics.get("trial_id") or Path(result.path).name), params, history, metric,
+                        planned_iterations(spec, params),
+                        error=str(result.error) if result.error else None,
+                        checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+                        training_time=float(metrics.get("time_total_s", 0.0)))

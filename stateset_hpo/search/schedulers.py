@@ -1,0 +1,70 @@
+"""Ray Tune trial schedulers from `ray_config`; the time unit is the training iteration."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, Optional
+
+from ..space import SearchSpace
+
+TIME_ATTR = "training_iteration"
+# PBT continues a trial from another trial's weights, so it can only perturb what the
+# checkpoint does not fix: the adapter and value head shapes stay the donor's.
+STRUCTURAL = ("lora_r", "lora_alpha", "value_head_hidden_size")
+# Schedulers that restore trials from checkpoints (pause/resume or exploit).
+NEEDS_CHECKPOINTS = ("hyperband", "pbt", "pb2")
+
+
+def pbt_explore(space: SearchSpace, names):
+    """A PBT explore function that keeps perturbed values inside the space.
+
+    Tune's PBT multiplies continuous values by 0.8/1.2 and does not clip (REFERENCE.md 2), so
+    a learning rate could leave its range; this clips to the bounds and keeps ints ints.
+    """
+    def explore(config: Dict[str, Any]) -> Dict[str, Any]:
+        out = dict(config)
+        for name in names:
+            dim = space[name]
+            if dim.is_range and name in out:
+                value = min(dim.high, max(dim.low, out[name]))
+                out[name] = int(round(value)) if dim.type.value == "int" else float(value)
+            elif name in out and not dim.contains(out[name]):
+                out[name] = random.choice(dim.choices)
+        return out
+    return explore
+
+
+def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, max_t: int):
+    from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
+                                     PopulationBasedTraining)
+
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=min(ray_config["grace_period"], max_t),
+                             reduction_factor=ray_config["reduction_factor"])
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_t, reduction_factor=ray_config["reduction_factor"])
+    if name == "median":
+        return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=ray_config["grace_period"], min_samples_required=2)
+    mutable = [d.name for d in space if d.name not in STRUCTURAL]
+    if not mutable:
+        raise ValueError(f"{name}: the search space has nothing PBT can perturb (only {', '.join(STRUCTURAL)})")
+    interval = ray_config["perturbation_interval"]
+    if name == "pbt":
+        return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=interval,
+                                       hyperparam_mutations={n: space.subset([n]).to_tune()[n] for n in mutable},
+                                       custom_explore_fn=pbt_explore(space, mutable), synch=False)
+    from ray.tune.schedulers.pb2 import PB2
+
+    bounds = {d.name: [d.low, d.high] for d in space if d.name in mutable and d.is_range}
+    if not bounds:
+        raise ValueError("pb2 perturbs continuous dimensions only, and this search space has none")
+    return PB2(time_attr=TIME_ATTR, perturbation_interval=interval, hyperparam_bounds=bounds)
+
+
+def checkpoint_interval(scheduler: str, ray_config: Dict[str, Any]) -> Optional[int]:
+    """How often a trial reports a checkpoint to Tune (None: only at its end)."""
+    if scheduler in ("pbt", "pb2"):
+        return ray_config["perturbation_interval"]
+    return 1 if scheduler == "hyperband" else None

@@ -1,0 +1,78 @@
+"""The driver: validate, run the chosen backend, assemble the HPOSummary, write the results.
+
+run_study is what the CLI and GRPOHPOTrainer call. Bad input fails here, before any cluster
+work: the config was validated on construction, and the space's baseline is turned into a
+TrainingConfig (every parameter must map to something) before a backend starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .callbacks import fire
+from .config import HPOConfig
+from .grpo import TrainingConfig
+from .results import HPOSummary
+from .trial import TrialSpec
+
+
+def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> TrialSpec:
+    """The trial spec with HPOConfig.base_training_config applied (a TrainingConfig, or a dict
+    of TrainingConfig/AgentConfig fields such as the CLI's model_name)."""
+    spec = spec or TrialSpec()
+    base = config.base_training_config
+    if isinstance(base, TrainingConfig):
+        return TrialSpec(spec.agent_config, spec.environment, spec.reward, base)
+    if base:
+        return TrialSpec.from_overrides(base, agent_config=spec.agent_config, environment=spec.environment,
+                                        reward=spec.reward, base_config=spec.base_config)
+    return spec
+
+
+def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Sequence[Any] = (),
+              resume: bool = False) -> HPOSummary:
+    space = config.resolve_search_space()
+    spec = spec_from_config(config, spec)
+    baseline = space.baseline()
+    spec.check(baseline)
+    fire(callbacks, "on_hpo_start", space, config.n_trials)
+    start = time.perf_counter()
+    if config.backend == "ray_tune":
+        from .search.ray_tune import run_ray_tune
+
+        results = run_ray_tune(config, spec, space, callbacks, resume=resume)
+    else:
+        raise ValueError(f"backend {config.backend!r} is not implemented yet; use backend='ray_tune'")
+    baseline_id = next((r.trial_id for r in results if _same_point(r.params, baseline)), None)
+    summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
+                         search_space_name=None if config.search_space is not None else config.search_space_name,
+                         baseline_trial_id=baseline_id)
+    write_outputs(summary, Path(config.output_dir))
+    fire(callbacks, "on_hpo_end", summary)
+    return summary
+
+
+def _same_point(a: dict, b: dict) -> bool:
+    if set(a) != set(b):
+        return False
+    return all(math.isclose(a[k], b[k], rel_tol=1e-9) if isinstance(b[k], float) else a[k] == b[k] for k in b)
+
+
+def write_outputs(summary: HPOSummary, output_dir: Path) -> None:
+    """summary.json (strict JSON) and trials.csv (one row per trial) in output_dir."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary.save(output_dir / "summary.json")
+    names = sorted({k for r in summary.all_results for k in r.params})
+    metrics = sorted({k for r in summary.all_results for k in r.metrics})
+    with open(output_dir / "trials.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial_id", "status", summary.objective_metric + " (objective)", "iterations",
+                         "training_time", "error", "checkpoint_path"] + names + metrics)
+        for r in summary.all_results:
+            writer.writerow([r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
+                             (r.error or "").splitlines()[0] if r.error else "", r.checkpoint_path or ""]
+                            + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics])
