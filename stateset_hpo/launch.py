@@ -7,9 +7,8 @@ started; a bad one exits with status 2 and one line on stderr.
 The CLI defaults to the ``ray_tune`` backend (it is the entry point for ``ray job submit``
 on a cluster); ``HPOConfig()`` in Python keeps the user guide's default, ``optuna``.
 
-State of the implementation: the GRPO trial engine and the backends are separate pieces of
-work that have not landed yet. Until they do, ``--dry-run`` validates the study and compiles
-its search space for the chosen backend, and a run without it stops with a clear error.
+``--set KEY=VALUE`` fixes a training parameter for every trial: it is removed from the search
+space if the space has it, and applied to the base TrainingConfig / AgentConfig.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import (BACKENDS, OPTUNA_PRUNERS, OPTUNA_SAMPLERS, RAY_SCHEDULERS, RAY_SEARCH_ALGS, HPOConfig)
-from .search_spaces import list_search_spaces
+from .search_spaces import get_search_space, list_search_spaces
 from .space import SearchSpace
 
 CLI_DEFAULT_BACKEND = "ray_tune"
@@ -55,12 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
     p.add_argument("--cpu-per-trial", type=float, help="CPUs per trial worker (default: auto)")
     p.add_argument("--workers-per-trial", type=int, help="ray_tune: data-parallel workers per trial")
+    p.add_argument("--execution", choices=("train", "direct"),
+                   help="ray_tune: run each trial in a Ray Train worker group (train, default) or in the Tune "
+                        "trial process (direct: faster start, one worker)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a training parameter for all trials (repeatable), e.g. --set num_episodes=320")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
     p.add_argument("--study-name", help="name of the study")
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     return p
 
 
@@ -69,6 +74,7 @@ _BACKEND_FLAGS = {
     "scheduler": ("ray_tune", "ray_config", "scheduler"),
     "search_alg": ("ray_tune", "ray_config", "search_alg"),
     "workers_per_trial": ("ray_tune", "ray_config", "workers_per_trial"),
+    "execution": ("ray_tune", "ray_config", "execution"),
     "sampler": ("optuna", "optuna_config", "sampler"),
     "pruner": ("optuna", "optuna_config", "pruner"),
 }
@@ -117,14 +123,40 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
             raise UsageError(f"--seed applies to --backend optuna or ray_tune, not {backend}")
         section = _SEED_SECTION[backend]
         settings[section] = {**settings.get(section, {}), "seed": args.seed}
+    fixed = _parse_sets(args.set)
     if args.model is not None:
-        training = dict(settings.get("base_training_config") or {})
-        training["model_name"] = args.model
-        settings["base_training_config"] = training
+        fixed["model_name"] = args.model
+    if fixed:
+        base = settings.get("base_training_config") or {}
+        if not isinstance(base, dict):
+            raise UsageError("--set and --model need base_training_config to be a mapping in --config")
+        settings["base_training_config"] = {**base, **fixed}
+        space = (SearchSpace.from_dict(settings["search_space"]) if settings.get("search_space")
+                 else get_search_space(settings.get("search_space_name", "grpo")))
+        searched = [k for k in fixed if k in space]
+        if searched:
+            if len(searched) == len(space):
+                raise UsageError(f"--set fixes every dimension of the space ({', '.join(searched)}): nothing to search")
+            settings.update(search_space=space.without(searched).to_dict())
     try:
         return HPOConfig.from_dict(settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _parse_sets(items: List[str]) -> Dict[str, Any]:
+    import yaml
+
+    fixed: Dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            fixed[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UsageError(f"--set {key}: cannot read value {text!r}") from None
+    return fixed
 
 
 def compile_for_backend(config: HPOConfig) -> str:
@@ -151,12 +183,41 @@ def compile_for_backend(config: HPOConfig) -> str:
     return f"Ray Tune param_space: {len(space.to_tune())}"
 
 
+class ProgressPrinter:
+    """One line per finished trial: counts so far and the best value."""
+
+    def __init__(self, config: HPOConfig) -> None:
+        self.metric, self.maximize, self.total = config.objective_metric, config.direction == "maximize", config.n_trials
+        self.started, self.ended, self.best = 0, {}, None
+
+    def on_trial_start(self, trial_id, params):
+        self.started += 1
+
+    def on_trial_end(self, result):
+        self.ended[result.status.value] = self.ended.get(result.status.value, 0) + 1
+        value = result.best_metric
+        if result.status.value == "success" and value is not None:
+            if self.best is None or (value > self.best if self.maximize else value < self.best):
+                self.best = value
+        done = sum(self.ended.values())
+        shown = "-" if value is None else f"{value:.4f}"
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        print(f"[{done}/{self.total}] trial {result.trial_id} {result.status.value} {self.metric}={shown}  "
+              f"running {self.started - done}  success {self.ended.get('success', 0)}  "
+              f"pruned {self.ended.get('pruned', 0)}  failed {self.ended.get('failed', 0)}  best {best}", flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         config = config_from_args(args)
         space = config.resolve_search_space()
-    except UsageError as exc:
+        if not args.dry_run:
+            from .study import spec_from_config
+
+            spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
+            spec.check(space.baseline())
+    except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2
     name = "custom" if config.search_space is not None else config.search_space_name
@@ -165,7 +226,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.backend == "ray_tune":
         rc = config.ray_config
         print(f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
-              f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']}")
+              f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
+              f"execution={rc['execution']}")
     elif config.backend == "optuna":
         oc = config.optuna_config
         print(f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={oc['storage']}")
@@ -176,10 +238,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.dry_run:
         print("dry run: the study is valid; no trial was started")
         return 0
-    print("stateset_hpo.launch: error: running trials needs the GRPO trial engine and the "
-          f"{config.backend} backend, which are not implemented yet; use --dry-run to validate a study",
-          file=sys.stderr)
-    return 1
+    from .study import run_study
+
+    try:
+        summary = run_study(config, spec, callbacks=[] if args.quiet else [ProgressPrinter(config)],
+                            resume=args.resume)
+    except ValueError as exc:  # e.g. a trial that can never be placed on this cluster
+        print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    summary.print_summary()
+    print(f"\nsummary: {Path(config.output_dir) / 'summary.json'}  trials: {Path(config.output_dir) / 'trials.csv'}")
+    return 0 if summary.n_successful else 1
 
 
 if __name__ == "__main__":

@@ -51,9 +51,11 @@ class TrialSpec:
 
     def check(self, params: Mapping[str, Any]) -> None:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
-        trained: a name that maps to nothing, a reward weight for a missing component."""
+        trained: a name that maps to nothing, a reward weight for a missing component, a local
+        model path that does not exist. (The tiny model is built here, once, if needed.)"""
         config = self.training_config(params)
         self.reward.with_weights(config.reward_weights)
+        MultiTurnAgent(self.agent_config).model_path()
 
 
 def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,

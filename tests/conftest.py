@@ -13,3 +13,14 @@ def tiny_model_path():
     from stateset_hpo.grpo import build_tiny_model
 
     return build_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (two instances on one host break Train's
+    placement-group cleaner), with the dashboard that the cleaner needs; stopped at the end."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()

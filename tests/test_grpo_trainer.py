@@ -71,6 +71,27 @@ def test_checkpoint_2_plus_2_equals_4(tiny_model_path, tmp_path):
         other.load_checkpoint(tmp_path / "ckpt")
 
 
+def test_pbt_restore_takes_over_the_donor(tiny_model_path, tmp_path):
+    """A PBT exploit: the donor's adapter, value head, optimizer state and step, under the
+    exploiting trial's own (perturbed) hyperparameters."""
+    donor = make_trainer(num_episodes=32)
+    donor.train_step(), donor.train_step()
+    donor.save_checkpoint(tmp_path / "donor")
+    exploiter = make_trainer(num_episodes=32, learning_rate=2e-3, kl_penalty_coef=0.05)
+    exploiter.load_checkpoint(tmp_path / "donor", same_config=False)
+    assert exploiter.step == donor.step == 2 and len(exploiter.history) == 2
+    a, b = trainable(donor), trainable(exploiter)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    donor_state = donor.optimizer.state_dict()["state"]
+    mine = exploiter.optimizer.state_dict()["state"]
+    assert all(torch.equal(donor_state[k]["exp_avg"], mine[k]["exp_avg"]) for k in donor_state)
+    assert exploiter.optimizer.param_groups[0]["lr"] == 2e-3  # its own learning rate applies from here
+    assert exploiter.train_step()["iteration"] == 3
+    other = make_trainer(num_episodes=32, lora_r=8)
+    with pytest.raises(ValueError, match="does not match this model's trainable weights"):
+        other.load_checkpoint(tmp_path / "donor", same_config=False)
+
+
 def test_seeded_runs_are_deterministic(tiny_model_path):
     run = lambda seed: [m["reward"] for m in make_trainer(num_episodes=16, seed=seed).iterate()]  # noqa: E731
     assert run(3) == run(3)

@@ -82,6 +82,25 @@ def test_grid_search_alg_reports_the_grid_size(capsys):
     assert "Ray Tune grid: 81 points" in capsys.readouterr().out
 
 
-def test_running_without_dry_run_says_what_is_missing(capsys):
-    assert main(["--space", "grpo", "--backend", "optuna"]) == 1
-    assert "not implemented yet" in capsys.readouterr().err
+def test_a_backend_that_is_not_built_yet_is_a_clear_error(capsys, tmp_path):
+    assert main(["--space", "grpo", "--backend", "optuna", "--output-dir", str(tmp_path)]) == 2
+    assert "backend 'optuna' is not implemented yet" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "learning_rat=1e-4"], "['learning_rat'] map to nothing"),
+    (["--set", "num_episodes"], "--set takes KEY=VALUE"),
+    (["--model", "/no/such/model"], "does not exist"),
+    (["--space", "conservative", "--set", "learning_rate=1e-5", "--set", "kl_penalty_coef=0.1",
+      "--set", "gamma=0.99", "--set", "max_grad_norm=1"], "nothing to search"),
+])
+def test_bad_fixed_values_exit_2_before_ray(capsys, args, message):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_set_removes_the_dimension_from_the_search(capsys):
+    assert main(["--space", "aggressive", "--set", "temperature=0.9", "--set", "num_episodes=64", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "space=custom (3 dimensions)" in out and "'temperature': 0.9" in out and "'num_episodes': 64" in out

@@ -179,21 +179,27 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                             time_budget_s=config.timeout, reuse_actors=False),
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[bridge.tune_callback],
                                           failure_config=failure, verbose=0,
-                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+                                          # PBT donors' checkpoints must outlive a few exploits
+                                          checkpoint_config=tune.CheckpointConfig(
+                                              num_to_keep=4 if rc["scheduler"] in ("pbt", "pb2") else 2)))
         grid = tuner.fit()
-        return sorted((_from_result(r, spec, metric) for r in grid), key=lambda r: r.trial_id)
+        return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)]
     finally:
         if started:
             ray.shutdown()
 
 
-def _from_result(result, spec: TrialSpec, metric: str) -> HPOResult:
+def _from_result(result, spec: TrialSpec, metric: str) -> Tuple[int, HPOResult]:
+    """(creation index, HPOResult) of one Tune result; the index keeps the study's order."""
     params = dict(result.config or {})
     frame = result.metrics_dataframe
     history = [engine_metrics(row) for row in frame.to_dict("records")] if frame is not None else []
     metrics = result.metrics or {}
-    return trial_result(str(metrics.get("trial_id") or Path(result.path).name), params, history, metric,
-                        planned_iterations(spec, params),
-                        error=str(result.error) if result.error else None,
-                        checkpoint_path=result.checkpoint.path if result.checkpoint else None,
-                        training_time=float(metrics.get("time_total_s", 0.0)))
+    # Tune names a trial's folder <trainable>_<trial id>_<creation index>_<params>
+    parts = Path(result.path).name.split("_")
+    index = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+    trial_id = str(metrics.get("trial_id") or parts[1])
+    return index, trial_result(trial_id, params, history, metric, planned_iterations(spec, params),
+                               error=str(result.error) if result.error else None,
+                               checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+                               training_time=float(metrics.get("time_total_s", 0.0)))

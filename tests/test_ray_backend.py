@@ -1,0 +1,169 @@
+"""The Ray Tune backend on the tiny model: searchers, schedulers, pruning, failures,
+callbacks, resources, and Train worker groups in a long sequence. Small budgets throughout."""
+
+import json
+import math
+
+import pytest
+
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus, get_search_space
+from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+C = SearchSpaceType.CHOICE
+
+
+def spec(**overrides):
+    base = dict(num_episodes=16, per_device_train_batch_size=2, group_size=4, max_new_tokens=24,
+                include_value_function=False, warmup_ratio=0.0)
+    return TrialSpec(environment=ConversationEnvironment("customer_service"),
+                     reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**base, **overrides}))
+
+
+def config(tmp_path, space, **ray_config):
+    n_trials = ray_config.pop("n_trials", 3)
+    return HPOConfig(backend="ray_tune", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
+                     objective_metric="eval_reward", cpu_per_trial=1, n_parallel_trials=2, verbose=False,
+                     ray_config={"execution": "direct", "scheduler": "fifo", "seed": 0, **ray_config})
+
+
+LR_SPACE = SearchSpace([
+    SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-4, high=3e-3, default=1e-3),
+    SearchDimension("kl_penalty_coef", SearchSpaceType.LOGUNIFORM, low=1e-3, high=1e-1, default=1e-2),
+])
+
+
+@pytest.mark.parametrize("search_alg", ["optuna", "hyperopt", "bayesopt", "random"])
+def test_each_search_algorithm_runs_real_trials_starting_from_the_baseline(tmp_path, search_alg):
+    summary = run_study(config(tmp_path, LR_SPACE, search_alg=search_alg), spec())
+    assert summary.n_trials == 3 and summary.n_successful == 3
+    assert summary.baseline_trial_id is not None
+    assert summary.baseline_metric is not None
+    for r in summary.all_results:
+        LR_SPACE.validate_point(r.params)
+        assert len(r.history) == 2 and 0 <= r.best_metric <= 1  # 16 episodes / 8 per iteration
+        assert r.history[-1]["iteration"] == 2 and r.checkpoint_path
+    assert len({r.params["learning_rate"] for r in summary.all_results}) == 3
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "trials.csv").is_file()
+
+
+def test_bayesopt_handles_the_full_mixed_space(tmp_path):
+    space = get_search_space("full").narrow("num_episodes", choices=[100]).narrow("max_new_tokens", choices=[128])
+    space = space.narrow("group_size", choices=[4, 8]).narrow("per_device_train_batch_size", choices=[1, 2])
+    space = space.narrow("gradient_accumulation_steps", choices=[1])
+    summary = run_study(config(tmp_path, space, search_alg="bayesopt", n_trials=2), spec(include_value_function=True))
+    assert summary.n_failed == 0 and summary.n_trials == 2
+    for r in summary.all_results:
+        space.validate_point(r.params)
+
+
+def test_grid_search_runs_every_point(tmp_path):
+    space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 1e-3]),
+                         SearchDimension("seed", C, choices=[0, 1])])
+    summary = run_study(config(tmp_path, space, search_alg="grid", n_trials=4), spec())
+    assert sorted((r.params["learning_rate"], r.params["seed"]) for r in summary.all_results) == \
+        [(1e-9, 0), (1e-9, 1), (1e-3, 0), (1e-3, 1)]
+    with pytest.raises(ValueError, match="the grid has 4 points but n_trials is 3"):
+        run_study(config(tmp_path, space, search_alg="grid", n_trials=3), spec())
+
+
+def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path):
+    space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 3e-3]),
+                         SearchDimension("seed", C, choices=[0, 1, 2])])
+    summary = run_study(config(tmp_path, space, search_alg="grid", scheduler="asha", grace_period=1,
+                               reduction_factor=2, n_trials=6),
+                        spec(num_episodes=64, group_size=8))  # 4 iterations each when not pruned
+    assert summary.n_pruned > 0
+    assert summary.best_params["learning_rate"] == 3e-3
+    hopeless = [r for r in summary.all_results if r.params["learning_rate"] == 1e-9]
+    assert sum(r.status is TrialStatus.PRUNED for r in hopeless) >= 2
+    assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # pruning saved iterations
+
+
+def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
+    """Trials report checkpoints to Tune, so PBT really copies weights: Tune's own exploit log
+    lists them. (That an exploiting trial continues from the donor's weights, optimizer
+    state and step is tested on the engine: test_pbt_restore_takes_over_the_donor.)"""
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
+                                         default=3e-3)])
+    summary = run_study(config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=1,
+                               n_trials=4), spec(num_episodes=32))  # 4 iterations
+    assert summary.n_failed == 0
+    for r in summary.all_results:
+        space.validate_point(r.params)
+    log = tmp_path / "ray_results" / "grpo_hpo" / "pbt_global.txt"
+    exploits = [json.loads(line) for line in log.read_text().splitlines()]
+    assert exploits, "PBT never exploited a checkpoint"
+    for target, donor, target_step, donor_step, old, new in exploits:
+        space.validate_point(new)
+
+
+@pytest.mark.parametrize("scheduler", ["hyperband", "median", "pb2"])
+def test_other_schedulers_run(tmp_path, scheduler):
+    search = "random" if scheduler == "pb2" else "optuna"
+    summary = run_study(config(tmp_path, LR_SPACE, search_alg=search, scheduler=scheduler, n_trials=3,
+                               perturbation_interval=1), spec(num_episodes=24))
+    assert summary.n_trials == 3 and summary.n_failed == 0
+
+
+def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
+    space = SearchSpace([SearchDimension("max_new_tokens", C, choices=[24, 0])])  # 0 is invalid
+    seen = []
+
+    class OnlyEnd:  # implements one hook only
+        def on_trial_end(self, result):
+            seen.append(result.status)
+
+    summary = run_study(config(tmp_path, space, search_alg="grid", n_trials=2), spec(), callbacks=[OnlyEnd()])
+    failed = [r for r in summary.all_results if r.status is TrialStatus.FAILED]
+    assert len(failed) == 1 and "max_new_tokens" in failed[0].error and failed[0].params["max_new_tokens"] == 0
+    assert summary.n_successful == 1 and summary.best_params == {"max_new_tokens": 24}
+    assert sorted(seen) == sorted(r.status for r in summary.all_results)
+
+
+def test_callbacks_fire_on_the_driver_in_order(tmp_path):
+    events = []
+
+    class Recorder:
+        def on_hpo_start(self, space, n_trials):
+            events.append(("start", n_trials))
+
+        def on_trial_start(self, trial_id, params):
+            events.append(("trial_start", trial_id))
+
+        def on_trial_result(self, trial_id, metrics):
+            events.append(("result", trial_id, metrics["iteration"]))
+
+        def on_trial_end(self, result):
+            events.append(("trial_end", result.trial_id))
+
+        def on_hpo_end(self, summary):
+            events.append(("end", summary.n_trials))
+
+    summary = run_study(config(tmp_path, LR_SPACE, search_alg="random", n_trials=2), spec(), callbacks=[Recorder()])
+    assert events[0] == ("start", 2) and events[-1] == ("end", 2)
+    for r in summary.all_results:
+        mine = [e for e in events if len(e) > 1 and e[1] == r.trial_id]
+        assert mine[0][0] == "trial_start" and mine[-1][0] == "trial_end"
+        assert [e[2] for e in mine if e[0] == "result"] == [1, 2]
+
+
+def test_an_impossible_resource_request_fails_before_any_trial(tmp_path):
+    cfg = config(tmp_path, LR_SPACE).replace(gpu_per_trial=1.0)
+    with pytest.raises(ValueError, match="needs 1 CPUs and 1 GPUs .* has 2 CPUs and 0 GPUs"):
+        run_study(cfg, spec())
+    with pytest.raises(ValueError, match="map to nothing"):
+        run_study(config(tmp_path, SearchSpace([SearchDimension("lr", C, choices=[1, 2])])), spec())
+
+
+@pytest.mark.slow
+def test_train_worker_trials_outnumbering_the_cpus_all_finish(tmp_path):
+    """Each trial is a Ray Train worker group; its placement group must be freed, or the 3rd
+    sequential trial on this 2-CPU cluster would wait forever (the Train V2 leak)."""
+    cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=3, execution="train").replace(n_parallel_trials=1)
+    summary = run_study(cfg, spec(num_episodes=8))
+    assert summary.n_successful == 3
+    assert all(len(r.history) == 1 and math.isfinite(r.best_metric) for r in summary.all_results)
