@@ -167,3 +167,10 @@ def test_train_worker_trials_outnumbering_the_cpus_all_finish(tmp_path):
     summary = run_study(cfg, spec(num_episodes=8))
     assert summary.n_successful == 3
     assert all(len(r.history) == 1 and math.isfinite(r.best_metric) for r in summary.all_results)
+
+
+@pytest.mark.slow
+def test_a_trial_with_two_train_workers(tmp_path):
+    cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=1, execution="train", workers_per_trial=2)
+    summary = run_study(cfg.replace(cpu_per_trial=0.5, n_parallel_trials=1), spec(num_episodes=16))
+    assert summary.n_successful == 1 and len(summary.all_results[0].history) == 2

@@ -76,6 +76,16 @@ class MicroBatch:
     old_logp: Optional[torch.Tensor] = None
 
 
+def _distributed_rank_and_size():
+    """(rank, world size) when running in an initialised torch.distributed group (a Ray Train
+    worker group of several workers), else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class MultiTurnGRPOTrainer:
     def __init__(self, agent: MultiTurnAgent, environment: ConversationEnvironment,
                  reward_function: CompositeReward, config: Optional[TrainingConfig] = None,
@@ -92,8 +102,9 @@ class MultiTurnGRPOTrainer:
         self.agent = agent.initialize()
         if self.agent.model.__class__.__name__.startswith("Peft"):
             raise ValueError("this agent was already trained; give each trainer a fresh MultiTurnAgent")
-        torch.manual_seed(config.seed)
-        self.rng = random.Random(config.seed)
+        torch.manual_seed(config.seed)  # the same adapter and value head init on every worker
+        self.rank, self.world_size = _distributed_rank_and_size()
+        self.rng = random.Random(config.seed + self.rank)
         self.policy = self._prepare_policy()
         self.reference = None if config.use_lora else copy.deepcopy(self.policy).requires_grad_(False)
         self.value_head = None
@@ -107,6 +118,8 @@ class MultiTurnGRPOTrainer:
         self.scheduler = build_scheduler(config, self.optimizer, total_steps)
         self.step = 0
         self.history: List[Dict[str, float]] = []
+        if self.rank:
+            torch.manual_seed(config.seed + self.rank)  # each worker samples its own rollouts
 
     def _prepare_policy(self):
         model = self.agent.model
@@ -155,6 +168,8 @@ class MultiTurnGRPOTrainer:
         generated = sum(len(t.completion) for e in episodes for t in e.turns)
         if self.step % c.eval_every == 0 or self.step == c.total_iterations:
             metrics.update(self.evaluate())
+        if self.world_size > 1:
+            metrics = self._mean_over_workers(metrics)
         step_time = time.perf_counter() - start
         metrics.update(iteration=self.step, episodes=self.step * c.episodes_per_iteration, step_time=step_time,
                        rollout_time=rollout_time, tokens_per_s=generated / rollout_time,
@@ -376,6 +391,8 @@ class MultiTurnGRPOTrainer:
                 totals["loss"] += loss.item()
                 for key, value in stats.items():
                     totals[key] += value
+            if self.world_size > 1:
+                self._average_gradients(params)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm).item()
             if not math.isfinite(grad_norm):
                 raise DivergenceError(f"iteration {self.step + 1}: gradient norm is {grad_norm}")
@@ -412,6 +429,26 @@ class MultiTurnGRPOTrainer:
             stats = {"kl": (kl * mask).sum().item(), "entropy": (entropy * mask).sum().item(),
                      "clip_ratio": (was_clipped * mask).sum().item(), "tokens": mask.sum().item()}
         return loss, stats
+
+    # -- data parallelism (workers_per_trial > 1) ----------------------------------------------------
+    def _average_gradients(self, params) -> None:
+        """Each worker rolled out its own scenarios; the update uses the mean gradient, so all
+        workers take the same step and their weights stay identical (what DDP does)."""
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= self.world_size
+
+    def _mean_over_workers(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        import torch.distributed as dist
+
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self.agent.device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return {k: v / self.world_size for k, v in zip(keys, values.tolist())}
 
     # -- 5. evaluation and metrics ---------------------------------------------------------------
     def evaluate(self) -> Dict[str, float]:

@@ -2,7 +2,9 @@
 
 ``execution="train"`` (the default): the Tune trial is a light driver that runs the trial in a
 `TorchTrainer` with ``workers_per_trial`` workers (data-parallel GRPO across them), each with
-``cpu_per_trial`` CPUs and ``gpu_per_trial`` GPUs; rank 0's metrics reach Tune every iteration
+``cpu_per_trial`` CPUs and ``gpu_per_trial`` GPUs (with several workers each rolls out its own
+scenarios and the engine averages gradients and metrics over the group, as DDP would, so
+the weights stay identical); rank 0's metrics reach Tune every iteration
 through `TuneReportCallback`, so schedulers act on them. This is the Train V2 pattern that
 Ray 2.60 supports (a TorchTrainer inside a Tune function).
 
