@@ -4,6 +4,7 @@ Data flow, one subpackage or module per step:
 space (search-space language) -> search (backends) -> trial (GRPO engine) -> report -> summary.
 """
 
+from .callbacks import HPOCallback
 from .config import HPOConfig, get_hpo_config, list_hpo_profiles
 from .results import HPOResult, HPOSummary, TrialStatus
 from .search_spaces import get_search_space, list_search_spaces, register_search_space
@@ -12,6 +13,7 @@ from .space import SearchDimension, SearchSpace, SearchSpaceType
 __version__ = "0.1.0"
 
 __all__ = [
+    "HPOCallback",
     "HPOConfig",
     "HPOResult",
     "HPOSummary",

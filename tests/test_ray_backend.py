@@ -174,3 +174,18 @@ def test_a_trial_with_two_train_workers(tmp_path):
     cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=1, execution="train", workers_per_trial=2)
     summary = run_study(cfg.replace(cpu_per_trial=0.5, n_parallel_trials=1), spec(num_episodes=16))
     assert summary.n_successful == 1 and len(summary.all_results[0].history) == 2
+
+
+@pytest.mark.slow
+def test_pbt_exploits_train_worker_trials(tmp_path):
+    """Under execution='train' the Train run's checkpoints reach Tune, so PBT can exploit them."""
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
+                                         default=3e-3)])
+    cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=1, n_trials=3,
+                 execution="train").replace(cpu_per_trial=0.5)
+    summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations
+    assert summary.n_failed == 0
+    log = tmp_path / "ray_results" / "grpo_hpo" / "pbt_global.txt"
+    exploits = [json.loads(line) for line in log.read_text().splitlines()]
+    assert exploits and all(space["learning_rate"].contains(new["learning_rate"]) for *_, new in exploits)
+    assert all(r.checkpoint_path for r in summary.all_results)

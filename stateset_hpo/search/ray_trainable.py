@@ -4,9 +4,10 @@
 `TorchTrainer` with ``workers_per_trial`` workers (data-parallel GRPO across them), each with
 ``cpu_per_trial`` CPUs and ``gpu_per_trial`` GPUs (with several workers each rolls out its own
 scenarios and the engine averages gradients and metrics over the group, as DDP would, so
-the weights stay identical); rank 0's metrics reach Tune every iteration
-through `TuneReportCallback`, so schedulers act on them. This is the Train V2 pattern that
-Ray 2.60 supports (a TorchTrainer inside a Tune function).
+the weights stay identical); rank 0's metrics and checkpoints reach Tune every iteration
+(see `_to_tune_callback`), so schedulers act on them, and PBT and HyperBand can exploit and
+resume trials. This is the Train V2 pattern that Ray 2.60 supports (a TorchTrainer inside a
+Tune function).
 
 ``execution="direct"``: the same trial function runs in the Tune trial process itself, with
 no worker group (one worker). It starts in a fraction of the time (no worker group and
@@ -75,7 +76,9 @@ def _train_worker(loop_config: Dict[str, Any]) -> None:
         else:
             ray.train.report(metrics)
 
-    checkpoint = ray.train.get_checkpoint()  # set when Train restarts failed workers
+    # Train's own checkpoint when it restarted failed workers, else the one Tune restored the
+    # trial from (a resumed or paused trial, or a PBT exploit of another trial's checkpoint).
+    checkpoint = ray.train.get_checkpoint() or loop_config["restore"]
     if checkpoint is None:
         run_trial(spec, params, report)
     else:
@@ -83,23 +86,61 @@ def _train_worker(loop_config: Dict[str, Any]) -> None:
             run_trial(spec, params, report, restore_from=folder)
 
 
+def _to_tune_callback(queue):
+    """A Train callback that hands each report, *with its checkpoint*, to the Tune trial.
+
+    Ray's TuneReportCallback forwards only the checkpoint's path as a metric, so Tune would
+    hold no checkpoint to pause, resume or exploit (PBT, HyperBand, FailureConfig). This
+    passes the Checkpoint object itself through a one-slot queue (which also makes the workers
+    wait until Tune has taken the result, as TuneReportCallback's queue does).
+    """
+    from ray.train.v2.api.callback import UserCallback
+
+    class ToTune(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            queue.put((dict(metrics[0]), checkpoint))
+
+    return ToTune()
+
+
 def train_trial(params: Dict[str, Any], spec: TrialSpec, workers: int, cpus: float, gpus: float,
                 checkpoint_every: Optional[int], max_failures: int) -> None:
-    """Tune function trainable body for ``execution="train"``: drive a TorchTrainer."""
+    """Tune function trainable body for ``execution="train"``: drive a TorchTrainer in a
+    thread and report its results, checkpoints included, to Tune from this one."""
+    import threading
+
     import ray.train
     from ray import tune
     from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
+    from ray.util.queue import Queue
 
     context = tune.get_context()
+    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"spec": spec, "params": params, "cpus": cpus, "checkpoint_every": checkpoint_every},
+        train_loop_config={"spec": spec, "params": params, "cpus": cpus, "checkpoint_every": checkpoint_every,
+                           "restore": tune.get_checkpoint()},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
                                                resources_per_worker={"CPU": cpus, "GPU": gpus}),
         run_config=ray.train.RunConfig(name=f"train-{context.get_trial_id()}",
                                        storage_path=os.path.dirname(context.get_trial_dir()),
-                                       callbacks=[TuneReportCallback()],
+                                       callbacks=[_to_tune_callback(queue)],
                                        failure_config=ray.train.FailureConfig(max_failures=max_failures)),
     )
-    trainer.fit()
+    failure: list = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # re-raised below, in the Tune trial's own thread
+            failure.append(exc)
+        finally:
+            queue.put(None)
+
+    thread = threading.Thread(target=fit, name="train-run", daemon=True)
+    thread.start()
+    for metrics, checkpoint in iter(queue.get, None):
+        tune.report(metrics, checkpoint=checkpoint)
+    thread.join()
+    if failure:
+        raise failure[0]

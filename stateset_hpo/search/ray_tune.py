@@ -16,7 +16,7 @@ from ..results import HPOResult, trial_result
 from ..space import SearchSpace
 from ..trial import TrialSpec
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
-from .schedulers import NEEDS_CHECKPOINTS, build_scheduler, checkpoint_interval
+from .schedulers import build_scheduler, checkpoint_interval
 from .searchers import build_search
 
 DRIVER_CPU = 0.1  # the Tune trial process that drives a TorchTrainer needs almost nothing
@@ -140,10 +140,6 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
 
     rc = config.ray_config
     execution = rc["execution"]
-    if execution == "train" and rc["scheduler"] in NEEDS_CHECKPOINTS:
-        raise ValueError(f"scheduler {rc['scheduler']!r} restores trials from checkpoints that Tune holds, which "
-                         "execution='train' cannot give it yet (Ray's TuneReportCallback forwards only a path); "
-                         "use ray_config={'execution': 'direct'} with it")
     if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
         raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
     storage = rc["storage_path"] or str(Path(config.output_dir).resolve() / "ray_results")

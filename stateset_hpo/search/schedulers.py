@@ -11,8 +11,6 @@ TIME_ATTR = "training_iteration"
 # PBT continues a trial from another trial's weights, so it can only perturb what the
 # checkpoint does not fix: the adapter and value head shapes stay the donor's.
 STRUCTURAL = ("lora_r", "lora_alpha", "value_head_hidden_size")
-# Schedulers that restore trials from checkpoints (pause/resume or exploit).
-NEEDS_CHECKPOINTS = ("hyperband", "pbt", "pb2")
 
 
 def pbt_explore(space: SearchSpace, names):
