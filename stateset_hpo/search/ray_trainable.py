@@ -104,9 +104,12 @@ def _to_tune_callback(queue):
 
 
 def train_trial(params: Dict[str, Any], spec: TrialSpec, workers: int, cpus: float, gpus: float,
-                checkpoint_every: Optional[int], max_failures: int) -> None:
+                checkpoint_every: Optional[int], max_failures: int, storage_path: Optional[str] = None) -> None:
     """Tune function trainable body for ``execution="train"``: drive a TorchTrainer in a
-    thread and report its results, checkpoints included, to Tune from this one."""
+    thread and report its results, checkpoints included, to Tune from this one.
+
+    The Train run writes its checkpoints under ``storage_path`` (the study's storage, which
+    every node must see on a multi-node cluster: S3/GCS/NFS), else beside the Tune trial."""
     import threading
 
     import ray.train
@@ -123,7 +126,7 @@ def train_trial(params: Dict[str, Any], spec: TrialSpec, workers: int, cpus: flo
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
                                                resources_per_worker={"CPU": cpus, "GPU": gpus}),
         run_config=ray.train.RunConfig(name=f"train-{context.get_trial_id()}",
-                                       storage_path=os.path.dirname(context.get_trial_dir()),
+                                       storage_path=storage_path or os.path.dirname(context.get_trial_dir()),
                                        callbacks=[_to_tune_callback(queue)],
                                        failure_config=ray.train.FailureConfig(max_failures=max_failures)),
     )

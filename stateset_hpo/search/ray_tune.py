@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import ray
+from ray import tune
+
 from ..callbacks import fire
 from ..config import HPOConfig
 from ..results import HPOResult, trial_result
@@ -33,11 +36,9 @@ def engine_metrics(row: Dict[str, Any]) -> Dict[str, float]:
 
 def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", workers_per_trial: int = 1,
                    cpu_per_trial: float = 1.0, gpu_per_trial: float = 0.0, checkpoint_every: Optional[int] = None,
-                   max_failures: int = 0):
+                   max_failures: int = 0, storage_path: Optional[str] = None):
     """A Tune trainable that runs one GRPO trial per sampled config, with its resources
     attached. Usable directly: ``tune.Tuner(grpo_trainable(...), param_space=space.to_tune(), ...)``."""
-    from ray import tune
-
     if execution not in EXECUTIONS:
         raise ValueError(f"unknown execution {execution!r}; valid: {', '.join(EXECUTIONS)}")
     if execution == "direct" and workers_per_trial != 1:
@@ -49,44 +50,38 @@ def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", w
         resources = {"cpu": cpu_per_trial, "gpu": gpu_per_trial}
     else:
         def trainable(params, spec):
-            train_trial(params, spec, workers_per_trial, cpu_per_trial, gpu_per_trial, checkpoint_every, max_failures)
+            train_trial(params, spec, workers_per_trial, cpu_per_trial, gpu_per_trial, checkpoint_every, max_failures,
+                        storage_path)
         resources = {"cpu": DRIVER_CPU}
     return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
 
 
-class _CallbackBridge:
+class CallbackBridge(tune.Callback):
     """Forwards Tune's trial events to the study's callbacks, on the driver."""
 
     def __init__(self, callbacks: Sequence[Any], spec: TrialSpec, metric: str) -> None:
-        from ray.tune import Callback
-
-        bridge = self
-
-        class _Bridge(Callback):
-            def on_trial_start(self, iteration, trials, trial, **info):
-                fire(bridge.callbacks, "on_trial_start", trial.trial_id, dict(trial.config))
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                metrics = engine_metrics(result)
-                bridge.histories.setdefault(trial.trial_id, []).append(metrics)
-                fire(bridge.callbacks, "on_trial_result", trial.trial_id, metrics)
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                fire(bridge.callbacks, "on_trial_end", bridge.result(trial, None))
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                fire(bridge.callbacks, "on_trial_end", bridge.result(trial, _error_text(trial)))
-
         self.callbacks, self.spec, self.metric = list(callbacks), spec, metric
         self.histories: Dict[str, List[Dict[str, float]]] = {}
-        self.tune_callback = _Bridge()
 
-    def result(self, trial, error: Optional[str]) -> HPOResult:
+    def on_trial_start(self, iteration, trials, trial, **info):
+        fire(self.callbacks, "on_trial_start", trial.trial_id, dict(trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        metrics = engine_metrics(result)
+        self.histories.setdefault(trial.trial_id, []).append(metrics)
+        fire(self.callbacks, "on_trial_result", trial.trial_id, metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        fire(self.callbacks, "on_trial_end", self._result(trial, None))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        fire(self.callbacks, "on_trial_end", self._result(trial, _error_text(trial)))
+
+    def _result(self, trial, error: Optional[str]) -> HPOResult:
         params = dict(trial.config)
-        history = self.histories.get(trial.trial_id, [])
         checkpoint = trial.checkpoint.path if trial.checkpoint else None
-        return trial_result(trial.trial_id, params, history, self.metric, planned_iterations(self.spec, params),
-                            error=error, checkpoint_path=checkpoint,
+        return trial_result(trial.trial_id, params, self.histories.get(trial.trial_id, []), self.metric,
+                            planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
                             training_time=float((trial.last_result or {}).get("time_total_s", 0.0)))
 
 
@@ -107,8 +102,6 @@ def planned_iterations(spec: TrialSpec, params: Dict[str, Any]) -> int:
 def resolve_resources(config: HPOConfig, execution: str) -> Tuple[float, float]:
     """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the running cluster, and
     a clear error when one trial could never be placed (instead of a trial pending forever)."""
-    import ray
-
     total = ray.cluster_resources()
     cpu_total, gpu_total = total.get("CPU", 0.0), total.get("GPU", 0.0)
     gpu = config.gpu_per_trial if config.gpu_per_trial is not None else (1.0 if gpu_total >= 1 else 0.0)
@@ -135,9 +128,6 @@ def max_iterations(spec: TrialSpec, space: SearchSpace) -> int:
 
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
                  resume: bool = False) -> List[HPOResult]:
-    import ray
-    from ray import tune
-
     rc = config.ray_config
     execution = rc["execution"]
     if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
@@ -157,10 +147,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         scheduler = build_scheduler(rc["scheduler"], rc, space, max_t)
         search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
                                                             config.max_concurrent_trials, config.n_trials)
-        trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu,
-                                   checkpoint_interval(rc["scheduler"], rc), rc["max_failures"])
-        bridge = _CallbackBridge(callbacks, spec, metric)
         experiment = os.path.join(storage, name)
+        trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu,
+                                   checkpoint_interval(rc["scheduler"], rc), rc["max_failures"], experiment)
+        bridge = CallbackBridge(callbacks, spec, metric)
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ValueError(f"nothing to resume at {experiment!r}")
@@ -173,7 +163,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                             num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
                                             time_budget_s=config.timeout, reuse_actors=False),
-                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[bridge.tune_callback],
+                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[bridge],
                                           failure_config=failure, verbose=0,
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
