@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from stateset_hpo.grpo import (AgentConfig, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,  # noqa: E402
                                TrainingConfig, build_tiny_model, domain_reward)
+from trl_common import step_clock, trl_prompts_and_reward  # noqa: E402
 
 QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True)
@@ -62,26 +63,11 @@ def run_ours(folder: str, steps: int):
 def run_trl(folder: str, steps: int, use_cpu: bool):
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from stateset_hpo.grpo.rewards import ReplyContext
-
-    env = ConversationEnvironment(DOMAIN, max_turns=1)
-    reward = domain_reward(DOMAIN)
-    by_opening = {s.opening: s for s in env.train_scenarios}
-
-    def reward_func(prompts, completions, **kwargs):
-        return [reward(ReplyContext(by_opening[p[-1]["content"]], tuple(p), c[0]["content"], "moderate"))
-                for p, c in zip(prompts, completions)]
-
-    stamps = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if torch.cuda.is_available() and state.global_step == 1:
-                torch.cuda.reset_peak_memory_stats()
-            stamps.append(time.perf_counter())
+    prompts, reward_func = trl_prompts_and_reward(DOMAIN)
+    clock = step_clock()
 
     args = GRPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=use_cpu, bf16=not use_cpu,
                       per_device_train_batch_size=GROUP * 4, num_generations=GROUP,
@@ -89,10 +75,13 @@ def run_trl(folder: str, steps: int, use_cpu: bool):
                       logging_steps=1, report_to="none", save_strategy="no", top_k=50, top_p=0.95)
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(folder), reward_funcs=reward_func, args=args,
                           processing_class=AutoTokenizer.from_pretrained(folder),
-                          train_dataset=Dataset.from_list([{"prompt": env.start(s)} for s in env.train_scenarios] * 50),
+                          train_dataset=Dataset.from_list(prompts * 50),
                           peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"), callbacks=[Clock()])
+                                                 task_type="CAUSAL_LM"), callbacks=[clock])
+    if torch.cuda.is_available():  # peak memory of TRL's run alone
+        torch.cuda.reset_peak_memory_stats()
     trainer.train()
+    stamps = clock.stamps
     elapsed = stamps[-1] - stamps[0]
     lengths = [log["completions/mean_length"] for log in trainer.state.log_history
                if "completions/mean_length" in log][1:]

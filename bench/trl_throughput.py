@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from stateset_hpo.grpo import (ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer, TrainingConfig,  # noqa: E402
                                build_tiny_model, domain_reward)
-from stateset_hpo.grpo.rewards import ReplyContext  # noqa: E402
+from trl_common import step_clock, trl_prompts_and_reward  # noqa: E402
 
 GROUP, MAX_TOKENS, BETA, LR = 8, 32, 0.04, 1e-3
 DOMAIN = "customer_service"
@@ -45,30 +45,15 @@ def run_ours(steps: int, warmup: int):
 def run_trl(steps: int, warmup: int):
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     path = str(build_tiny_model())
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    env = ConversationEnvironment(DOMAIN, max_turns=1)
-    reward = domain_reward(DOMAIN)
-    by_opening = {s.opening: s for s in env.train_scenarios}
-    rows = [{"prompt": env.start(s)} for s in env.train_scenarios] * (steps + warmup + 2)
-
-    def reward_func(prompts, completions, **kwargs):
-        out = []
-        for prompt, completion in zip(prompts, completions):
-            scenario = by_opening[prompt[-1]["content"]]
-            text = completion[0]["content"] if isinstance(completion, list) else completion
-            out.append(reward(ReplyContext(scenario, tuple(prompt), text, "moderate")))
-        return out
-
-    stamps = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
+    prompts, reward_func = trl_prompts_and_reward(DOMAIN)
+    rows = prompts * (steps + warmup + 2)
+    clock = step_clock()
 
     args = GRPOConfig(output_dir="/tmp/trl_bench", use_cpu=True, per_device_train_batch_size=GROUP,
                       num_generations=GROUP, max_completion_length=MAX_TOKENS, beta=BETA, learning_rate=LR,
@@ -78,8 +63,9 @@ def run_trl(steps: int, warmup: int):
                           train_dataset=Dataset.from_list(rows),
                           peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                                  task_type="CAUSAL_LM"),
-                          callbacks=[Clock()])
+                          callbacks=[clock])
     trainer.train()
+    stamps = clock.stamps
     timed = stamps[warmup:]
     elapsed = stamps[-1] - stamps[warmup - 1] if warmup else stamps[-1] - stamps[0]
     lengths = [log["completions/mean_length"] for log in trainer.state.log_history

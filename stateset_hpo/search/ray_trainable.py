@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ..trial import TrialSpec, run_trial
 
@@ -38,52 +38,51 @@ def _checkpoint_due(metrics: Dict[str, float], total: int, every: Optional[int])
     return iteration == total or (every is not None and iteration % every == 0)
 
 
+def _run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpoint_every: Optional[int],
+                   send: Callable[[Dict[str, float], Optional[str]], None], restore,
+                   may_checkpoint: bool = True) -> None:
+    """Run the trial, passing each iteration's metrics to ``send(metrics, folder)``, with a
+    checkpoint folder when one is due (and this worker writes checkpoints), else None.
+    ``restore`` is a Ray Checkpoint to continue from, or None."""
+    _torch_threads(cpus)
+
+    def report(metrics, trainer):
+        if may_checkpoint and _checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
+            with tempfile.TemporaryDirectory() as folder:
+                trainer.save_checkpoint(folder)
+                send(metrics, folder)
+        else:
+            send(metrics, None)
+
+    if restore is None:
+        run_trial(spec, params, report)
+    else:
+        with restore.as_directory() as folder:
+            run_trial(spec, params, report, restore_from=folder)
+
+
 def direct_trial(params: Dict[str, Any], spec: TrialSpec, cpus: float, checkpoint_every: Optional[int]) -> None:
     """Tune function trainable body for ``execution="direct"``."""
     from ray import tune
 
-    _torch_threads(cpus)
+    def send(metrics, folder):
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
 
-    def report(metrics, trainer):
-        if _checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
-            with tempfile.TemporaryDirectory() as folder:
-                trainer.save_checkpoint(folder)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        else:
-            tune.report(metrics)
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run_trial(spec, params, report)
-    else:
-        with checkpoint.as_directory() as folder:
-            run_trial(spec, params, report, restore_from=folder)
+    _run_reporting(spec, params, cpus, checkpoint_every, send, tune.get_checkpoint())
 
 
 def _train_worker(loop_config: Dict[str, Any]) -> None:
     """Runs on every Train worker; all report (Train synchronises on it), rank 0 checkpoints."""
     import ray.train
 
-    spec, params = loop_config["spec"], loop_config["params"]
-    _torch_threads(loop_config["cpus"])
-    rank = ray.train.get_context().get_world_rank()
-
-    def report(metrics, trainer):
-        if rank == 0 and _checkpoint_due(metrics, trainer.config.total_iterations, loop_config["checkpoint_every"]):
-            with tempfile.TemporaryDirectory() as folder:
-                trainer.save_checkpoint(folder)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-        else:
-            ray.train.report(metrics)
+    def send(metrics, folder):
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
 
     # Train's own checkpoint when it restarted failed workers, else the one Tune restored the
     # trial from (a resumed or paused trial, or a PBT exploit of another trial's checkpoint).
-    checkpoint = ray.train.get_checkpoint() or loop_config["restore"]
-    if checkpoint is None:
-        run_trial(spec, params, report)
-    else:
-        with checkpoint.as_directory() as folder:
-            run_trial(spec, params, report, restore_from=folder)
+    restore = ray.train.get_checkpoint() or loop_config["restore"]
+    _run_reporting(loop_config["spec"], loop_config["params"], loop_config["cpus"], loop_config["checkpoint_every"],
+                   send, restore, may_checkpoint=ray.train.get_context().get_world_rank() == 0)
 
 
 def _to_tune_callback(queue):
