@@ -11,12 +11,11 @@ the chosen backend drives the search; `wandb_config` also names the W&B project 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
+from .checks import boolean, integer, number, one_of, optional_str
 from .search_spaces import get_search_space, list_search_spaces
 from .space import SearchSpace
 from .space.to_wandb import WANDB_METHODS
@@ -28,52 +27,6 @@ OPTUNA_PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "wi
 RAY_SCHEDULERS = ("asha", "hyperband", "pbt", "pb2", "median", "fifo")
 RAY_SEARCH_ALGS = ("optuna", "hyperopt", "bayesopt", "random", "grid")
 WANDB_EARLY_TERMINATE = ("hyperband",)
-
-
-# -- value checks: each returns the (normalised) value or raises ValueError(reason) ----------
-def _one_of(options: Tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"unknown value {value!r}; valid values: {', '.join(options)}")
-        return value
-    return check
-
-
-def _int(minimum: int, optional: bool = False) -> Callable[[Any], Optional[int]]:
-    def check(value: Any) -> Optional[int]:
-        if value is None and optional:
-            return None
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"must be an integer >= {minimum}{' or None' if optional else ''}, got {value!r}")
-        return int(value)
-    return check
-
-
-def _number(minimum: float, strict: bool, optional: bool = False,
-            maximum: Optional[float] = None) -> Callable[[Any], Optional[float]]:
-    def check(value: Any) -> Optional[float]:
-        if value is None and optional:
-            return None
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value > minimum if strict else value >= minimum)
-        ok = ok and (maximum is None or value <= maximum)
-        if not ok:
-            bound = f"{'>' if strict else '>='} {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-            raise ValueError(f"must be a number {bound}{' or None' if optional else ''}, got {value!r}")
-        return float(value)
-    return check
-
-
-def _opt_str(value: Any) -> Optional[str]:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ValueError(f"must be a non-empty string or None, got {value!r}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be True or False, got {value!r}")
-    return value
 
 
 def _early_terminate(value: Any) -> Optional[Dict[str, Any]]:
@@ -89,50 +42,50 @@ def _early_terminate(value: Any) -> Optional[Dict[str, Any]]:
 
 
 _EARLY_TERMINATE_SPEC = {
-    "type": (None, _one_of(WANDB_EARLY_TERMINATE)),
-    "min_iter": (None, _int(1)),
-    "max_iter": (None, _int(1)),
-    "eta": (None, _int(2)),
-    "s": (None, _int(1)),
+    "type": (None, one_of(WANDB_EARLY_TERMINATE)),
+    "min_iter": (None, integer(1)),
+    "max_iter": (None, integer(1)),
+    "eta": (None, integer(2)),
+    "s": (None, integer(1)),
 }
 
 # key: (default, check). Defaults are what the backends use when a key is left out.
 OPTUNA_SPEC: Dict[str, Tuple[Any, Callable]] = {
-    "sampler": ("tpe", _one_of(OPTUNA_SAMPLERS)),
-    "pruner": ("median", _one_of(OPTUNA_PRUNERS)),
-    "seed": (None, _int(0, optional=True)),
-    "n_startup_trials": (10, _int(0)),
-    "n_warmup_steps": (5, _int(0)),
-    "interval_steps": (1, _int(1)),
-    "percentile": (25.0, _number(0.0, strict=True, maximum=100.0)),
-    "min_resource": (1, _int(1)),
-    "reduction_factor": (3, _int(2)),
-    "storage": (None, _opt_str),
-    "study_name": (None, _opt_str),
-    "load_if_exists": (True, _bool),
+    "sampler": ("tpe", one_of(OPTUNA_SAMPLERS)),
+    "pruner": ("median", one_of(OPTUNA_PRUNERS)),
+    "seed": (None, integer(0, optional=True)),
+    "n_startup_trials": (10, integer(0)),
+    "n_warmup_steps": (5, integer(0)),
+    "interval_steps": (1, integer(1)),
+    "percentile": (25.0, number(0.0, strict=True, maximum=100.0)),
+    "min_resource": (1, integer(1)),
+    "reduction_factor": (3, integer(2)),
+    "storage": (None, optional_str),
+    "study_name": (None, optional_str),
+    "load_if_exists": (True, boolean),
 }
 RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
-    "scheduler": ("asha", _one_of(RAY_SCHEDULERS)),
-    "search_alg": ("optuna", _one_of(RAY_SEARCH_ALGS)),
-    "max_concurrent": (None, _int(1, optional=True)),
-    "grace_period": (1, _int(1)),
-    "reduction_factor": (3, _int(2)),
-    "max_t": (None, _int(1, optional=True)),
-    "perturbation_interval": (2, _int(1)),
-    "grid_points": (3, _int(2)),
-    "seed": (None, _int(0, optional=True)),
-    "workers_per_trial": (1, _int(1)),
-    "execution": ("train", _one_of(("train", "direct"))),
-    "storage_path": (None, _opt_str),
-    "max_failures": (0, _int(0)),
-    "address": (None, _opt_str),
+    "scheduler": ("asha", one_of(RAY_SCHEDULERS)),
+    "search_alg": ("optuna", one_of(RAY_SEARCH_ALGS)),
+    "max_concurrent": (None, integer(1, optional=True)),
+    "grace_period": (1, integer(1)),
+    "reduction_factor": (3, integer(2)),
+    "max_t": (None, integer(1, optional=True)),
+    "perturbation_interval": (2, integer(1)),
+    "grid_points": (3, integer(2)),
+    "seed": (None, integer(0, optional=True)),
+    "workers_per_trial": (1, integer(1)),
+    "execution": ("train", one_of(("train", "direct"))),
+    "storage_path": (None, optional_str),
+    "max_failures": (0, integer(0)),
+    "address": (None, optional_str),
 }
 WANDB_SPEC: Dict[str, Tuple[Any, Callable]] = {
-    "method": ("bayes", _one_of(WANDB_METHODS)),
-    "project": ("stateset-hpo", _opt_str),
-    "entity": (None, _opt_str),
+    "method": ("bayes", one_of(WANDB_METHODS)),
+    "project": ("stateset-hpo", optional_str),
+    "entity": (None, optional_str),
     "early_terminate": (None, _early_terminate),
-    "grid_points": (3, _int(2)),
+    "grid_points": (3, integer(2)),
 }
 
 
@@ -194,20 +147,20 @@ class HPOConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "backend": _one_of(BACKENDS),
-            "n_trials": _int(1),
-            "timeout": _number(0.0, strict=True, optional=True),
-            "direction": _one_of(DIRECTIONS),
-            "study_name": _opt_str,
-            "checkpoint_freq": _int(1, optional=True),
-            "keep_best_n": _int(1, optional=True),
-            "early_stopping_patience": _int(1, optional=True),
-            "n_parallel_trials": _int(1),
-            "gpu_per_trial": _number(0.0, strict=False, optional=True),
-            "cpu_per_trial": _number(0.0, strict=True, optional=True),
-            "verbose": _bool,
-            "log_to_wandb": _bool,
-            "save_plots": _bool,
+            "backend": one_of(BACKENDS),
+            "n_trials": integer(1),
+            "timeout": number(0.0, strict=True, optional=True),
+            "direction": one_of(DIRECTIONS),
+            "study_name": optional_str,
+            "checkpoint_freq": integer(1, optional=True),
+            "keep_best_n": integer(1, optional=True),
+            "early_stopping_patience": integer(1, optional=True),
+            "n_parallel_trials": integer(1),
+            "gpu_per_trial": number(0.0, strict=False, optional=True),
+            "cpu_per_trial": number(0.0, strict=True, optional=True),
+            "verbose": boolean,
+            "log_to_wandb": boolean,
+            "save_plots": boolean,
         }
         for name, check in checks.items():
             try:

@@ -173,11 +173,8 @@ def compile_for_backend(config: HPOConfig) -> str:
     if alg == "hyperopt":
         return f"hyperopt space: {len(space.to_hyperopt())}"
     if alg == "grid":
-        grid = space.to_tune(grid_points=config.ray_config["grid_points"])
-        size = 1
-        for spec in grid.values():
-            size *= len(spec["grid_search"])
-        return f"Ray Tune grid: {size} points"
+        space.to_tune(grid_points=config.ray_config["grid_points"])  # compile it, as the study will
+        return f"Ray Tune grid: {space.grid_size(config.ray_config['grid_points'])} points"
     if alg == "optuna":
         return f"optuna distributions (via OptunaSearch): {len(space.to_optuna())}"
     return f"Ray Tune param_space: {len(space.to_tune())}"

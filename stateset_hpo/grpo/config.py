@@ -13,11 +13,10 @@ iterations (at least one).
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
 
+from ..checks import boolean, integer, number
 from .rewards import DETAIL_LEVELS, REWARDS
 from .tiny_model import TINY_MODEL
 
@@ -91,11 +90,6 @@ class TrainingConfig:
         ints = dict(num_episodes=1, per_device_train_batch_size=1, gradient_accumulation_steps=1, group_size=2,
                     num_iterations=1, value_head_hidden_size=1, lora_r=1, lora_alpha=1, top_k=0, max_new_tokens=1,
                     generation_batch_size=1, eval_every=1, seed=0)
-        for name, minimum in ints.items():
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"TrainingConfig.{name} must be an integer >= {minimum}, got {value!r}")
-            setattr(self, name, int(value))
         floats = dict(learning_rate=(0, None, True), warmup_ratio=(0, 1, False), adam_beta1=(0, 1, False),
                       adam_beta2=(0, 1, False), adam_epsilon=(0, None, True), weight_decay=(0, None, False),
                       max_grad_norm=(0, None, True), clip_range=(0, 1, True), kl_penalty_coef=(0, None, False),
@@ -103,29 +97,21 @@ class TrainingConfig:
                       value_head_dropout=(0, 1, False), gamma=(0, 1, False), gae_lambda=(0, 1, False),
                       lora_dropout=(0, 1, False), temperature=(0, None, True), top_p=(0, 1, True),
                       repetition_penalty=(0, None, True))
-        for name, (low, high, strict) in floats.items():
-            self._check_float(name, getattr(self, name), low, high, strict)
-        if self.clip_range_high is not None:
-            self._check_float("clip_range_high", self.clip_range_high, self.clip_range, None, False)
-        for name in REWARD_WEIGHT_FIELDS:
-            if getattr(self, name) is not None:
-                self._check_float(name, getattr(self, name), 0, None, False)
+        checks = {name: integer(minimum) for name, minimum in ints.items()}
+        checks.update({name: number(low, strict, maximum=high) for name, (low, high, strict) in floats.items()})
+        checks.update({name: number(0, strict=False, optional=True) for name in REWARD_WEIGHT_FIELDS})
+        checks["clip_range_high"] = number(self.clip_range, strict=False, optional=True)
+        checks.update(include_value_function=boolean, use_lora=boolean)
+        for name, check in checks.items():  # clip_range is checked before clip_range_high uses it
+            try:
+                setattr(self, name, check(getattr(self, name)))
+            except ValueError as exc:
+                raise ValueError(f"TrainingConfig.{name} {exc}") from None
         for name, options in (("optimizer_type", OPTIMIZERS), ("advantage_std", ADVANTAGE_STD),
                               ("loss_type", LOSS_TYPES), ("lr_scheduler_type", LR_SCHEDULERS),
                               ("detail_level", tuple(DETAIL_LEVELS))):
             if getattr(self, name) not in options:
                 raise ValueError(f"TrainingConfig.{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
-        for name in ("include_value_function", "use_lora"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainingConfig.{name} must be True or False, got {getattr(self, name)!r}")
-
-    @staticmethod
-    def _check_float(name: str, value: Any, low: float, high: Optional[float], strict: bool) -> None:
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
-        if not ok:
-            span = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-            raise ValueError(f"TrainingConfig.{name} must be a number {span}, got {value!r}")
 
     # -- derived -----------------------------------------------------------------------------
     @property

@@ -18,14 +18,11 @@ def build_search(name: str, space: SearchSpace, metric: str, mode: str, ray_conf
     seed = ray_config["seed"]
     baseline = [space.baseline()]
     if name == "grid":
-        grid = space.to_tune(grid_points=ray_config["grid_points"])
-        size = 1
-        for spec in grid.values():
-            size *= len(spec["grid_search"])
+        size = space.grid_size(ray_config["grid_points"])
         if size > n_trials:
             raise ValueError(f"the grid has {size} points but n_trials is {n_trials}; raise n_trials or lower "
                              "ray_config['grid_points']")
-        return None, grid, 1
+        return None, space.to_tune(grid_points=ray_config["grid_points"]), 1
     param_space = space.to_tune()
     if name == "random":
         from ray.tune.search import BasicVariantGenerator

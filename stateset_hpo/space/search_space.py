@@ -196,6 +196,13 @@ class SearchSpace:
 
         return to_tune(self, grid_points=grid_points)
 
+    def grid_size(self, grid_points: int) -> int:
+        """How many points `to_tune(grid_points=...)` has: the product over dimensions."""
+        size = 1
+        for dim in self:
+            size *= len(dim.grid_values(grid_points))
+        return size
+
     def to_optuna(self) -> Dict[str, Any]:
         """Optuna distributions by name."""
         from .to_optuna import to_optuna

@@ -1,0 +1,56 @@
+"""Value checks shared by HPOConfig and TrainingConfig.
+
+Each check returns the (normalised) value or raises ValueError with the reason; the caller
+prefixes the field's name, so every config error reads "<Config>.<field> <reason>".
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Optional, Tuple
+
+
+def one_of(options: Tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"unknown value {value!r}; valid values: {', '.join(options)}")
+        return value
+    return check
+
+
+def integer(minimum: int, optional: bool = False) -> Callable[[Any], Optional[int]]:
+    def check(value: Any) -> Optional[int]:
+        if value is None and optional:
+            return None
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"must be an integer >= {minimum}{' or None' if optional else ''}, got {value!r}")
+        return int(value)
+    return check
+
+
+def number(minimum: float, strict: bool, optional: bool = False,
+            maximum: Optional[float] = None) -> Callable[[Any], Optional[float]]:
+    def check(value: Any) -> Optional[float]:
+        if value is None and optional:
+            return None
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > minimum if strict else value >= minimum)
+        ok = ok and (maximum is None or value <= maximum)
+        if not ok:
+            bound = f"{'>' if strict else '>='} {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+            raise ValueError(f"must be a number {bound}{' or None' if optional else ''}, got {value!r}")
+        return float(value)
+    return check
+
+
+def optional_str(value: Any) -> Optional[str]:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"must be a non-empty string or None, got {value!r}")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be True or False, got {value!r}")
+    return value
