@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .checks import boolean, integer, number, one_of, optional_str
 from .search_spaces import get_search_space, list_search_spaces
@@ -52,12 +52,15 @@ _EARLY_TERMINATE_SPEC = {
 # key: (default, check). Defaults are what the backends use when a key is left out.
 OPTUNA_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "sampler": ("tpe", one_of(OPTUNA_SAMPLERS)),
+    # A multi-objective study defaults to "none": Optuna prunes single-objective studies only.
     "pruner": ("median", one_of(OPTUNA_PRUNERS)),
     "seed": (None, integer(0, optional=True)),
     "n_startup_trials": (10, integer(0)),
+    "pruner_startup_trials": (5, integer(0)),
     "n_warmup_steps": (5, integer(0)),
     "interval_steps": (1, integer(1)),
     "percentile": (25.0, number(0.0, strict=True, maximum=100.0)),
+    "p_threshold": (0.1, number(0.0, strict=True, maximum=1.0)),
     "min_resource": (1, integer(1)),
     "reduction_factor": (3, integer(2)),
     "storage": (None, optional_str),
@@ -116,6 +119,10 @@ class HPOConfig:
       allows; so the same config runs on a laptop and on a GPU cluster.
     - ``search_space`` wins over ``search_space_name`` when both are given (the guide's
       examples pass a space and leave the name at its default).
+    - ``objective_metrics`` (with ``directions``, one per metric, default ``direction`` for
+      each) makes a multi-objective study (backend "optuna"); the summary then holds the
+      Pareto front. ``objective_metric``/``direction`` become the first of them, which is
+      what ``best_*`` report and what a pruner or scheduler watches.
     """
 
     backend: str = "optuna"
@@ -125,6 +132,8 @@ class HPOConfig:
     timeout: Optional[float] = None
     objective_metric: str = "reward"
     direction: str = "maximize"
+    objective_metrics: Optional[List[str]] = None
+    directions: Optional[List[str]] = None
     output_dir: Union[str, Path] = "./hpo_results"
     study_name: Optional[str] = None
 
@@ -180,10 +189,54 @@ class HPOConfig:
                              f"valid names: {', '.join(list_search_spaces())}")
         if self.search_space is not None and len(self.search_space) == 0:
             raise ValueError("HPOConfig.search_space is empty: a study needs at least one dimension")
+        self._check_objectives()
+        pruner_given = isinstance(self.optuna_config, Mapping) and "pruner" in self.optuna_config
         self.optuna_config = _check_section("optuna_config", self.optuna_config, OPTUNA_SPEC)
+        if len(self.objectives) > 1:
+            self._check_multi_objective_pruner(pruner_given)
         self.ray_config = _check_section("ray_config", self.ray_config, RAY_SPEC)
         self.wandb_config = _check_section("wandb_config", self.wandb_config, WANDB_SPEC)
         self._check_agreement()
+
+    def _check_objectives(self) -> None:
+        if self.objective_metrics is None:
+            if self.directions is not None:
+                raise ValueError("HPOConfig.directions needs objective_metrics (one direction per metric)")
+            return
+        metrics = self.objective_metrics
+        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not metrics or \
+                not all(isinstance(m, str) and m.strip() for m in metrics) or len(set(metrics)) != len(metrics):
+            raise ValueError(f"HPOConfig.objective_metrics must be a non-empty list of distinct metric names, "
+                             f"got {metrics!r}")
+        directions = self.directions if self.directions is not None else [self.direction] * len(metrics)
+        if isinstance(directions, str) or not isinstance(directions, (list, tuple)) or \
+                len(directions) != len(metrics):
+            raise ValueError(f"HPOConfig.directions must list one direction per objective metric "
+                             f"({len(metrics)}: {', '.join(metrics)}), got {directions!r}")
+        for d in directions:
+            if d not in DIRECTIONS:
+                raise ValueError(f"HPOConfig.directions: unknown value {d!r}; valid values: {', '.join(DIRECTIONS)}")
+        if len(metrics) > 1 and self.backend != "optuna":
+            raise ValueError(f"multi-objective search (objective_metrics={list(metrics)}) needs backend='optuna'; "
+                             f"{self.backend} optimises one metric (combine them with TrialSpec.derived_metrics)")
+        self.objective_metrics, self.directions = list(metrics), list(directions)
+        self.objective_metric, self.direction = self.objective_metrics[0], self.directions[0]
+
+    def _check_multi_objective_pruner(self, given: bool) -> None:
+        """A multi-objective study prunes nothing: the pruner defaults to "none" there, and
+        any other pruner the user asked for is an error rather than silently ignored."""
+        pruner = self.optuna_config["pruner"] if given else "none"
+        if pruner != "none":
+            raise ValueError(f"optuna_config['pruner']={pruner!r} needs a single objective (Optuna cannot prune "
+                             "multi-objective studies); set it to 'none' or leave it unset")
+        self.optuna_config["pruner"] = "none"
+
+    @property
+    def objectives(self) -> List[Tuple[str, str]]:
+        """[(metric, direction)] of the study: one pair, or several for a multi-objective study."""
+        if self.objective_metrics is None:
+            return [(self.objective_metric, self.direction)]
+        return list(zip(self.objective_metrics, self.directions))
 
     def _check_agreement(self) -> None:
         """Settings given twice must agree, rather than one silently winning."""

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from .config import (BACKENDS, OPTUNA_PRUNERS, OPTUNA_SAMPLERS, RAY_SCHEDULERS, RAY_SEARCH_ALGS, HPOConfig)
 from .search_spaces import get_search_space, list_search_spaces
+from .space.to_wandb import WANDB_METHODS
 from .space import SearchSpace
 
 CLI_DEFAULT_BACKEND = "ray_tune"
@@ -47,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", choices=("maximize", "minimize"))
     p.add_argument("--scheduler", choices=RAY_SCHEDULERS, help="ray_tune trial scheduler")
     p.add_argument("--search-alg", choices=RAY_SEARCH_ALGS, help="ray_tune search algorithm")
-    p.add_argument("--sampler", choices=OPTUNA_SAMPLERS, help="optuna sampler")
+    p.add_argument("--sampler", choices=OPTUNA_SAMPLERS,
+                   help="optuna sampler (backend optuna, or ray_tune with --search-alg optuna)")
     p.add_argument("--pruner", choices=OPTUNA_PRUNERS, help="optuna pruner")
+    p.add_argument("--storage", help="optuna: database URL (sqlite:///hpo.db) or journal file shared by runs "
+                                     "and processes; running again continues the study")
+    p.add_argument("--sweep-method", choices=WANDB_METHODS, help="wandb: sweep method (default: bayes)")
     p.add_argument("--seed", type=int, help="seed of the search algorithm / sampler")
     p.add_argument("--n-parallel-trials", type=int, help="trials running at once")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
@@ -71,12 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Flags that only mean something for one backend, and where they go in HPOConfig.
 _BACKEND_FLAGS = {
-    "scheduler": ("ray_tune", "ray_config", "scheduler"),
-    "search_alg": ("ray_tune", "ray_config", "search_alg"),
-    "workers_per_trial": ("ray_tune", "ray_config", "workers_per_trial"),
-    "execution": ("ray_tune", "ray_config", "execution"),
-    "sampler": ("optuna", "optuna_config", "sampler"),
-    "pruner": ("optuna", "optuna_config", "pruner"),
+    "scheduler": (("ray_tune",), "ray_config", "scheduler"),
+    "search_alg": (("ray_tune",), "ray_config", "search_alg"),
+    "workers_per_trial": (("ray_tune",), "ray_config", "workers_per_trial"),
+    "execution": (("ray_tune",), "ray_config", "execution"),
+    "sampler": (("optuna", "ray_tune"), "optuna_config", "sampler"),  # also Ray's search_alg optuna
+    "pruner": (("optuna",), "optuna_config", "pruner"),
+    "storage": (("optuna",), "optuna_config", "storage"),
+    "sweep_method": (("wandb",), "wandb_config", "method"),
 }
 _PLAIN_FLAGS = {
     "n_trials": "n_trials", "timeout": "timeout", "metric": "objective_metric", "direction": "direction",
@@ -115,8 +122,8 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         value = getattr(args, flag)
         if value is None:
             continue
-        if backend != needs:
-            raise UsageError(f"--{flag.replace('_', '-')} applies to --backend {needs}, not {backend}")
+        if backend not in needs:
+            raise UsageError(f"--{flag.replace('_', '-')} applies to --backend {' or '.join(needs)}, not {backend}")
         settings[section] = {**settings.get(section, {}), key: value}
     if args.seed is not None:
         if backend not in _SEED_SECTION:
@@ -163,6 +170,10 @@ def compile_for_backend(config: HPOConfig) -> str:
     """Compile the space the way the chosen backend will consume it; a one-line account."""
     space = config.resolve_search_space()
     if config.backend == "optuna":
+        from .search.optuna_samplers import build_pruner, build_sampler
+
+        build_sampler(config.optuna_config, len(config.objectives))
+        build_pruner(config.optuna_config, 1)
         return f"optuna distributions: {len(space.to_optuna())}"
     if config.backend == "wandb":
         method = config.wandb_config["method"]
@@ -209,6 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         config = config_from_args(args)
         space = config.resolve_search_space()
+        compiled = compile_for_backend(config)
         if not args.dry_run:
             from .study import spec_from_config
 
@@ -225,18 +237,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
               f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
               f"execution={rc['execution']}")
+    elif config.backend == "wandb":
+        from .wandb_runs import wandb_mode
+
+        wc = config.wandb_config
+        print(f"wandb: method={wc['method']} early_terminate={wc['early_terminate']} project={wc['project']} "
+              f"mode={wandb_mode()}")
     elif config.backend == "optuna":
         oc = config.optuna_config
         print(f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={oc['storage']}")
     if config.base_training_config:
         print(f"training overrides: {config.base_training_config}")
     print(space.describe())
-    print(compile_for_backend(config))
+    print(compiled)
     if args.dry_run:
         print("dry run: the study is valid; no trial was started")
         return 0
+    from transformers.utils import logging as hf_logging
+
     from .study import run_study
 
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
     try:
         summary = run_study(config, spec, callbacks=[] if args.quiet else [ProgressPrinter(config)],
                             resume=args.resume)

@@ -23,7 +23,7 @@ class TrialStatus(str, Enum):
     PRUNED = "pruned"  # stopped early by a pruner or scheduler
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python, tuples -> lists."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
@@ -33,9 +33,9 @@ def _clean(value: Any) -> Any:
         value = float(value)
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return str(value)
@@ -62,10 +62,10 @@ class HPOResult:
     def __post_init__(self) -> None:
         self.trial_id = str(self.trial_id)
         self.status = TrialStatus(self.status)
-        self.params = _clean(dict(self.params))
-        self.metrics = _clean(dict(self.metrics))
-        self.history = [_clean(dict(step)) for step in self.history]
-        self.best_metric = _clean(self.best_metric)
+        self.params = json_safe(dict(self.params))
+        self.metrics = json_safe(dict(self.metrics))
+        self.history = [json_safe(dict(step)) for step in self.history]
+        self.best_metric = json_safe(self.best_metric)
         self.training_time = float(self.training_time)
         if self.checkpoint_path is not None:
             self.checkpoint_path = str(self.checkpoint_path)
@@ -92,10 +92,20 @@ def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, 
         status = TrialStatus.PRUNED
     else:
         status = TrialStatus.SUCCESS
+    history = by_iteration(history)
     last = dict(history[-1]) if history else {}
     return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
                      best_metric=last.get(objective_metric), training_time=training_time, status=status,
                      error=error, checkpoint_path=checkpoint_path)
+
+
+def by_iteration(history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The history with one entry per iteration, in order: a trial retried or resumed from a
+    checkpoint reports the iterations after that checkpoint again, and the replay wins."""
+    if not all("iteration" in step for step in history):
+        return list(history)
+    latest = {int(step["iteration"]): step for step in history}
+    return [latest[i] for i in sorted(latest)]
 
 
 @dataclass
@@ -103,7 +113,9 @@ class HPOSummary:
     """The study: every trial, the best one by the objective, and totals by status.
 
     The best trial is chosen among successful trials only (as Optuna does): a pruned
-    trial's metric comes from a run cut short and is not comparable.
+    trial's metric comes from a run cut short and is not comparable. A multi-objective study
+    (``objective_metrics``/``directions``) also has a Pareto front; ``best_*`` then refer to
+    its first objective.
     """
 
     objective_metric: str
@@ -112,6 +124,8 @@ class HPOSummary:
     total_time: float = 0.0
     search_space_name: Optional[str] = None
     baseline_trial_id: Optional[str] = None
+    objective_metrics: Optional[List[str]] = None
+    directions: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):
@@ -142,6 +156,23 @@ class HPOSummary:
     def best_trial_id(self) -> Optional[str]:
         best = self.best_result
         return best.trial_id if best else None
+
+    @property
+    def pareto_front(self) -> List[str]:
+        """Ids of the successful trials that no other successful trial beats on every objective
+        (at least as good on all, better on one); for one objective, the best trial(s)."""
+        metrics = self.objective_metrics or [self.objective_metric]
+        signs = [1.0 if d == "maximize" else -1.0 for d in (self.directions or [self.direction])]
+        points = {}
+        for r in self.all_results:
+            values = [r.metrics.get(m) for m in metrics]
+            if r.status is TrialStatus.SUCCESS and all(v is not None for v in values):
+                points[r.trial_id] = [s * v for s, v in zip(signs, values)]
+
+        def dominated(p):
+            return any(all(a >= b for a, b in zip(q, p)) and any(a > b for a, b in zip(q, p))
+                       for q in points.values())
+        return [trial_id for trial_id, p in points.items() if not dominated(p)]
 
     def _count(self, status: TrialStatus) -> int:
         return sum(r.status is status for r in self.all_results)
@@ -177,6 +208,8 @@ class HPOSummary:
             "direction": self.direction,
             "search_space_name": self.search_space_name,
             "baseline_trial_id": self.baseline_trial_id,
+            "objective_metrics": self.objective_metrics,
+            "directions": self.directions,
             "total_time": self.total_time,
             "n_trials": self.n_trials,
             "n_successful": self.n_successful,
@@ -185,10 +218,12 @@ class HPOSummary:
             "best_trial_id": self.best_trial_id,
             "best_metric": self.best_metric,
             "best_params": self.best_params,
+            "pareto_front": self.pareto_front,
             "all_results": [r.to_dict() for r in self.all_results],
         }
 
-    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "best_trial_id", "best_metric", "best_params")
+    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "best_trial_id", "best_metric", "best_params",
+                "pareto_front")
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "HPOSummary":
@@ -232,6 +267,8 @@ class HPOSummary:
                 lines.append(f"baseline (defaults): {fmt(self.baseline_metric)}  "
                              f"change: {best.best_metric - self.baseline_metric:+.4f}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
+        if self.objective_metrics and len(self.objective_metrics) > 1:
+            lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
         sign = -1 if self.direction == "maximize" else 1
         ranked = sorted(self.all_results, key=lambda r: (r.best_metric is None, sign * (r.best_metric or 0.0)))
         id_width = max([len("trial")] + [len(r.trial_id) for r in ranked])

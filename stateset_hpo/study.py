@@ -8,6 +8,7 @@ TrainingConfig (every parameter must map to something) before a backend starts.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -26,10 +27,11 @@ def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> Tri
     spec = spec or TrialSpec()
     base = config.base_training_config
     if isinstance(base, TrainingConfig):
-        return TrialSpec(spec.agent_config, spec.environment, spec.reward, base)
+        return dataclasses.replace(spec, base_config=base)
     if base:
         return TrialSpec.from_overrides(base, agent_config=spec.agent_config, environment=spec.environment,
-                                        reward=spec.reward, base_config=spec.base_config)
+                                        reward=spec.reward, base_config=spec.base_config,
+                                        derived_metrics=spec.derived_metrics)
     return spec
 
 
@@ -45,12 +47,19 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
         from .search.ray_tune import run_ray_tune
 
         results = run_ray_tune(config, spec, space, callbacks, resume=resume)
+    elif config.backend == "optuna":
+        from .search.optuna_study import run_optuna
+
+        results = run_optuna(config, spec, space, callbacks, resume=resume)
     else:
-        raise ValueError(f"backend {config.backend!r} is not implemented yet; use backend='ray_tune'")
+        from .search.wandb_sweep import run_wandb
+
+        results = run_wandb(config, spec, space, callbacks, resume=resume)
     baseline_id = next((r.trial_id for r in results if _same_point(r.params, baseline)), None)
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
                          search_space_name=None if config.search_space is not None else config.search_space_name,
-                         baseline_trial_id=baseline_id)
+                         baseline_trial_id=baseline_id, objective_metrics=config.objective_metrics,
+                         directions=config.directions)
     write_outputs(summary, Path(config.output_dir))
     fire(callbacks, "on_hpo_end", summary)
     return summary

@@ -10,6 +10,7 @@ checkpoint comes from.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Union
@@ -27,12 +28,17 @@ class TrialSpec:
 
     ``base_config`` supplies every parameter the search space does not; each trial builds its
     own agent from ``agent_config``, so trials never share weights.
+
+    ``derived_metrics`` adds named metrics computed from each iteration's engine metrics, e.g.
+    ``{"composite_score": lambda m: 0.7 * m["reward"] + 0.3 * m["safety_score"]}``; they are
+    reported with the rest, so any backend can optimise, prune or schedule on them.
     """
 
     agent_config: AgentConfig = field(default_factory=AgentConfig)
     environment: ConversationEnvironment = field(default_factory=ConversationEnvironment)
     reward: CompositeReward = field(default_factory=default_reward)
     base_config: TrainingConfig = field(default_factory=TrainingConfig)
+    derived_metrics: Dict[str, Callable[[Dict[str, float]], float]] = field(default_factory=dict)
 
     @classmethod
     def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
@@ -58,6 +64,31 @@ class TrialSpec:
         MultiTurnAgent(self.agent_config).model_path()
 
 
+# Building a trainer is not thread-safe: transformers' lazy imports and from_pretrained's
+# meta-device initialisation patch process-wide state, and the seeded adapter init uses
+# torch's global RNG. Trials running in threads (Optuna's n_jobs) build one at a time and
+# then train concurrently.
+_SETUP_LOCK = threading.Lock()
+
+
+def planned_iterations(spec: TrialSpec, params: Mapping[str, Any]) -> int:
+    """How many iterations a trial with ``params`` trains unless stopped early (1 if the
+    params cannot even make a config: such a trial fails at once)."""
+    try:
+        return spec.training_config(params).total_iterations
+    except ValueError:
+        return 1
+
+
+def max_iterations(spec: TrialSpec, space) -> int:
+    """The longest a trial can train (ASHA/HyperBand's max_t), over the space's budgets."""
+    point = space.baseline()
+    if "num_episodes" in space:
+        dim = space["num_episodes"]
+        point["num_episodes"] = dim.high if dim.is_range else max(dim.choices)
+    return spec.training_config(point).total_iterations
+
+
 def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
               restore_from: Optional[Union[str, Path]] = None) -> Dict[str, float]:
     """Train with ``params``, calling ``report`` after every iteration; the last metrics.
@@ -67,10 +98,22 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
     params differ from the checkpoint's).
     """
     config = spec.training_config(params)
-    trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config)
+    with _SETUP_LOCK:
+        trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config)
     if restore_from is not None:
         trainer.load_checkpoint(restore_from, same_config=False)
+    last: Dict[str, float] = {}
     for metrics in trainer.iterate():
-        if report(metrics, trainer):
+        last = with_derived_metrics(spec, metrics)
+        if report(last, trainer):
             break
-    return dict(trainer.history[-1]) if trainer.history else {}
+    return last
+
+
+def with_derived_metrics(spec: TrialSpec, metrics: Dict[str, float]) -> Dict[str, float]:
+    out = dict(metrics)
+    for name, function in spec.derived_metrics.items():
+        if name in metrics:
+            raise ValueError(f"derived metric {name!r} would replace the engine's own metric of that name")
+        out[name] = float(function(metrics))
+    return out

@@ -32,7 +32,8 @@ def test_dry_run_validates_and_compiles_the_study():
     (["--search-alg", "ax"], "invalid choice: 'ax'"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["--backend", "optuna", "--scheduler", "asha"], "--scheduler applies to --backend ray_tune, not optuna"),
-    (["--sampler", "tpe"], "--sampler applies to --backend optuna, not ray_tune"),
+    (["--pruner", "median"], "--pruner applies to --backend optuna, not ray_tune"),
+    (["--backend", "wandb", "--sampler", "tpe"], "--sampler applies to --backend optuna or ray_tune, not wandb"),
     (["--backend", "wandb", "--seed", "1"], "--seed applies to --backend optuna or ray_tune"),
     (["--gpu-per-trial", "-1"], "gpu_per_trial must be a number >= 0"),
     (["--config", "/no/such/hpo.yaml"], "config file '/no/such/hpo.yaml' does not exist"),
@@ -82,10 +83,15 @@ def test_grid_search_alg_reports_the_grid_size(capsys):
     assert "Ray Tune grid: 81 points" in capsys.readouterr().out
 
 
-def test_a_backend_that_is_not_built_yet_is_a_clear_error(capsys, tmp_path):
-    assert main(["--space", "grpo", "--backend", "optuna", "--output-dir", str(tmp_path)]) == 2
-    assert "backend 'optuna' is not implemented yet" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+def test_a_small_wandb_sweep_from_the_command_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["--space", "conservative", "--backend", "wandb", "--sweep-method", "random", "--n-trials", "2",
+                 "--set", "num_episodes=8", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
+                 "--set", "max_new_tokens=16", "--output-dir", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "wandb: method=random" in out and "trials: 2  success: 2" in out
+    assert (tmp_path / "sweep.yaml").is_file() and (tmp_path / "summary.json").is_file()
 
 
 @pytest.mark.parametrize("args, message", [

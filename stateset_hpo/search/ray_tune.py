@@ -17,7 +17,7 @@ from ..callbacks import fire
 from ..config import HPOConfig
 from ..results import HPOResult, trial_result
 from ..space import SearchSpace
-from ..trial import TrialSpec
+from ..trial import TrialSpec, max_iterations, planned_iterations
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
 from .schedulers import build_scheduler, checkpoint_interval
 from .searchers import build_search
@@ -92,13 +92,6 @@ def _error_text(trial) -> str:
         return "trial failed"
 
 
-def planned_iterations(spec: TrialSpec, params: Dict[str, Any]) -> int:
-    try:
-        return spec.training_config(params).total_iterations
-    except ValueError:
-        return 1
-
-
 def resolve_resources(config: HPOConfig, execution: str) -> Tuple[float, float]:
     """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the running cluster, and
     a clear error when one trial could never be placed (instead of a trial pending forever)."""
@@ -115,15 +108,6 @@ def resolve_resources(config: HPOConfig, execution: str) -> Tuple[float, float]:
                          f"{cpu:g} CPU, {gpu:g} GPU) but the Ray cluster has {cpu_total:g} CPUs and {gpu_total:g} "
                          "GPUs; lower cpu_per_trial / gpu_per_trial / workers_per_trial or add nodes")
     return cpu, gpu
-
-
-def max_iterations(spec: TrialSpec, space: SearchSpace) -> int:
-    """The longest a trial can train (ASHA/HyperBand's max_t), over the space's budgets."""
-    point = space.baseline()
-    if "num_episodes" in space:
-        dim = space["num_episodes"]
-        point["num_episodes"] = dim.high if dim.is_range else max(dim.choices)
-    return spec.training_config(point).total_iterations
 
 
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
@@ -146,11 +130,14 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         scheduler = build_scheduler(rc["scheduler"], rc, space, max_t)
         search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
-                                                            config.max_concurrent_trials, config.n_trials)
+                                                            config.max_concurrent_trials, config.n_trials,
+                                                            config.optuna_config)
         experiment = os.path.join(storage, name)
         trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu,
                                    checkpoint_interval(rc["scheduler"], rc), rc["max_failures"], experiment)
-        bridge = CallbackBridge(callbacks, spec, metric)
+        tune_callbacks = [CallbackBridge(callbacks, spec, metric)]
+        if config.log_to_wandb:
+            tune_callbacks.append(wandb_logger(config, name))
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ValueError(f"nothing to resume at {experiment!r}")
@@ -163,7 +150,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                             num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
                                             time_budget_s=config.timeout, reuse_actors=False),
-                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[bridge],
+                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
                                           failure_config=failure, verbose=0,
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
@@ -173,6 +160,19 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     finally:
         if started:
             ray.shutdown()
+
+
+def wandb_logger(config: HPOConfig, group: str):
+    """Ray's W&B logger: each trial a W&B run with its config and every reported result
+    (offline unless W&B is reachable with a key; see stateset_hpo.wandb_runs)."""
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    from ..wandb_runs import wandb_mode
+
+    folder = Path(config.output_dir).resolve() / "trials"
+    folder.mkdir(parents=True, exist_ok=True)
+    return WandbLoggerCallback(project=config.wandb_config["project"], entity=config.wandb_config["entity"],
+                               group=group, mode=wandb_mode(), dir=str(folder), log_config=True)
 
 
 def _from_result(result, spec: TrialSpec, metric: str) -> Tuple[int, HPOResult]:

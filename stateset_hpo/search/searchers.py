@@ -13,8 +13,10 @@ from ..space import SearchSpace
 
 
 def build_search(name: str, space: SearchSpace, metric: str, mode: str, ray_config: Dict[str, Any],
-                 max_concurrent: int, n_trials: int) -> Tuple[Optional[Any], Dict[str, Any], int]:
-    """(search_alg, param_space, num_samples) for tune.Tuner."""
+                 max_concurrent: int, n_trials: int,
+                 optuna_config: Dict[str, Any]) -> Tuple[Optional[Any], Dict[str, Any], int]:
+    """(search_alg, param_space, num_samples) for tune.Tuner. search_alg "optuna" uses the
+    sampler of ``optuna_config`` (TPE by default), seeded with ray_config['seed']."""
     seed = ray_config["seed"]
     baseline = [space.baseline()]
     if name == "grid":
@@ -29,11 +31,12 @@ def build_search(name: str, space: SearchSpace, metric: str, mode: str, ray_conf
 
         return BasicVariantGenerator(points_to_evaluate=baseline, random_state=seed), param_space, n_trials
     if name == "optuna":
-        import optuna
         from ray.tune.search.optuna import OptunaSearch
 
+        from .optuna_samplers import build_sampler
+
         searcher = OptunaSearch(metric=metric, mode=mode, points_to_evaluate=baseline,
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+                                sampler=build_sampler(optuna_config, seed=seed))
     elif name == "hyperopt":
         from ray.tune.search.hyperopt import HyperOptSearch
 

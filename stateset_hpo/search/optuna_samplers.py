@@ -1,0 +1,60 @@
+"""Optuna samplers and pruners from `optuna_config`, used as Optuna ships them.
+
+Shared by the standalone Optuna backend and Ray Tune's `OptunaSearch` (search_alg "optuna").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import optuna
+
+# Samplers that can propose for several objectives at once (CMA-ES is single-objective).
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "gp", "qmc", "nsga2")
+
+
+def build_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1,
+                  seed: Optional[int] = None) -> optuna.samplers.BaseSampler:
+    """The configured sampler; ``seed`` overrides optuna_config['seed'] when given."""
+    name = optuna_config["sampler"]
+    seed = optuna_config["seed"] if seed is None else seed
+    startup = optuna_config["n_startup_trials"]
+    if n_objectives > 1 and name not in MULTI_OBJECTIVE_SAMPLERS:
+        raise ValueError(f"optuna sampler {name!r} optimises one objective; with {n_objectives} objectives use one "
+                         f"of {', '.join(MULTI_OBJECTIVE_SAMPLERS)}")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES handles the continuous and integer dimensions; choices go to its
+        # independent (random) sampler, as Optuna documents.
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def build_pruner(optuna_config: Dict[str, Any], max_iterations: int) -> optuna.pruners.BasePruner:
+    """The configured pruner; its step is the training iteration (1-based). (HPOConfig sets it
+    to "none" for multi-objective studies, which Optuna cannot prune.)"""
+    name = optuna_config["pruner"]
+    warmup, interval = optuna_config["n_warmup_steps"], optuna_config["interval_steps"]
+    startup = optuna_config["pruner_startup_trials"]  # finished trials before median/percentile prune
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(optuna_config["percentile"], n_startup_trials=startup,
+                                               n_warmup_steps=warmup, interval_steps=interval)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=optuna_config["min_resource"],
+                                              max_resource=max(max_iterations, optuna_config["min_resource"]),
+                                              reduction_factor=optuna_config["reduction_factor"])
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=optuna_config["min_resource"],
+                                                      reduction_factor=optuna_config["reduction_factor"])
+    if name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=optuna_config["p_threshold"], n_startup_steps=warmup)
+    return optuna.pruners.NopPruner()

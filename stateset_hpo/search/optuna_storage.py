@@ -1,0 +1,36 @@
+"""Where an Optuna study lives: memory, an SQLAlchemy database, or a journal file.
+
+A persistent study is what makes warm starts and several worker processes work: every
+process that opens the same storage and study name adds trials to one study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import optuna
+
+
+def open_storage(url: Optional[str]) -> Optional[optuna.storages.BaseStorage]:
+    """None (in memory) for None; an RDBStorage for a URL with a scheme (``sqlite:///hpo.db``,
+    ``postgresql://...``); otherwise a journal file at that path (``hpo_journal.log``), which
+    several processes on one file system can share without a database server. A storage that
+    cannot be opened is a ValueError, raised before any trial runs."""
+    if url is None:
+        return None
+    if "://" in url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as exc:  # SQLAlchemy's errors: bad URL, missing driver, unreachable server
+            raise ValueError(f"optuna storage {url!r} cannot be opened: {type(exc).__name__}: {exc}") from None
+    path = Path(url).expanduser()
+    if path.is_dir() or not path.parent.is_dir():
+        raise ValueError(f"optuna storage {url!r} is neither a database URL (sqlite:///file.db) nor a journal file "
+                         "path in an existing folder")
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except OSError as exc:
+        raise ValueError(f"optuna journal file {url!r} cannot be opened: {exc}") from None

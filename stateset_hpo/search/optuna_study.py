@@ -1,0 +1,164 @@
+"""The standalone Optuna backend: one process (or several sharing a storage), no Ray cluster.
+
+Each trial is `run_trial` in this process. Every training iteration goes to Optuna with
+`trial.report`, and `trial.should_prune()` stops the trial there (a real pruner, unlike the
+system this replaces). The study itself is the record: each trial's metric history and
+error are stored as user attributes, so the summary is assembled from the study, including
+trials that earlier runs or other processes added to a persistent study.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from ..callbacks import fire
+from ..config import HPOConfig
+from ..results import HPOResult, json_safe, trial_result
+from ..space import SearchSpace
+from ..trial import TrialSpec, max_iterations, planned_iterations, run_trial
+from .optuna_samplers import build_pruner, build_sampler
+from ..wandb_runs import TrialRun
+from .optuna_storage import open_storage
+
+DEFAULT_STUDY_NAME = "grpo_hpo"
+
+
+def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:
+    """Sample every dimension through the trial's public suggest API."""
+    params = {}
+    for name, dist in distributions.items():
+        if isinstance(dist, FloatDistribution):
+            params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, IntDistribution):
+            params[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, dist.choices)
+        else:
+            raise TypeError(f"{name}: unsupported Optuna distribution {dist!r}")
+    return params
+
+
+def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: bool = False) -> optuna.Study:
+    """Create or load the study (sampler, pruner, storage); raises ValueError on bad settings
+    before any trial runs."""
+    oc = config.optuna_config
+    objectives = config.objectives
+    storage = open_storage(oc["storage"])
+    if resume and storage is None:
+        raise ValueError("resuming an Optuna study needs a persistent optuna_config['storage'] "
+                         "(e.g. sqlite:///hpo.db)")
+    name = config.study_name or oc["study_name"] or DEFAULT_STUDY_NAME
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=oc["load_if_exists"] or resume,
+                                    directions=[d for _, d in objectives],
+                                    sampler=build_sampler(oc, len(objectives)),
+                                    pruner=build_pruner(oc, max_iterations(spec, space)))
+    except optuna.exceptions.DuplicatedStudyError:
+        raise ValueError(f"optuna study {name!r} already exists in {oc['storage']!r}; set "
+                         "optuna_config['load_if_exists'] to continue it or choose another study_name") from None
+    except ValueError as exc:  # e.g. a stored study with other directions
+        raise ValueError(f"optuna study {name!r}: {exc}") from None
+    if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
+        raise ValueError(f"optuna study {name!r} in {oc['storage']!r} has directions "
+                         f"{[d.name.lower() for d in study.directions]}, this config {[d for _, d in objectives]}")
+    study.enqueue_trial(space.baseline(), skip_if_exists=True)
+    return study
+
+
+def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
+               resume: bool = False) -> List[HPOResult]:
+    study = open_study(config, spec, space, resume)
+    distributions = space.to_optuna()
+    objectives = config.objectives
+    prunes = config.optuna_config["pruner"] != "none"
+    deadline = time.monotonic() + config.timeout if config.timeout else None
+    lock = threading.Lock()  # callbacks may run from n_parallel_trials threads; keep them in order
+
+    def notify(hook: str, *args: Any) -> None:
+        with lock:
+            fire(callbacks, hook, *args)
+
+    def objective(trial: optuna.Trial):
+        params = suggest(trial, distributions)
+        trial_id = str(trial.number)
+        notify("on_trial_start", trial_id, params)
+        run = TrialRun(config.wandb_config, study.study_name, f"trial-{trial_id}", params,
+                       Path(config.output_dir) / "trials" / trial_id) if config.log_to_wandb else None
+        history: List[Dict[str, float]] = []
+        stopped: List[str] = []
+        start = time.perf_counter()
+
+        def report(metrics: Dict[str, float], trainer) -> bool:
+            history.append(metrics)
+            if run is not None:
+                run.log(metrics)
+            notify("on_trial_result", trial_id, metrics)
+            step = int(metrics["iteration"])
+            if step >= trainer.config.total_iterations:  # the trial is done: nothing left to prune or stop
+                return False
+            if prunes:
+                value = metrics.get(objectives[0][0])
+                if value is None:
+                    raise KeyError(f"the trial reports no metric {objectives[0][0]!r}")
+                trial.report(value, step)
+                if trial.should_prune():
+                    stopped.append(f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step}")
+                    return True
+            if deadline is not None and time.monotonic() > deadline:
+                stopped.append(f"stopped at the study's timeout, iteration {step}")
+                return True
+            return False
+
+        try:
+            last = run_trial(spec, params, report)
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            if run is not None:
+                run.finish("failed", str(exc))
+            raise
+        finally:
+            trial.set_user_attr("history", json_safe(history))
+            trial.set_user_attr("training_time", time.perf_counter() - start)
+        if run is not None:
+            run.finish("pruned" if stopped else "success")
+        if stopped:
+            raise optuna.TrialPruned(stopped[0])
+        values = []
+        for metric, _ in objectives:
+            value = last.get(metric)
+            if value is None or not math.isfinite(value):
+                raise ValueError(f"the trial's final {metric!r} is {value!r}, not a finite number")
+            values.append(value)
+        return values[0] if len(values) == 1 else values
+
+    def on_end(study: optuna.Study, frozen: FrozenTrial) -> None:
+        notify("on_trial_end", result_of(frozen, spec, objectives[0][0]))
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING)
+    try:
+        study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout,
+                       n_jobs=config.n_parallel_trials, catch=(Exception,), callbacks=[on_end],
+                       gc_after_trial=True, show_progress_bar=False)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return [result_of(t, spec, objectives[0][0]) for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+
+def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:
+    """An HPOResult from a finished Optuna trial, as recorded in the study."""
+    error = None
+    if frozen.state == TrialState.FAIL:
+        error = frozen.user_attrs.get("error") or "trial failed (no error recorded)"
+    return trial_result(str(frozen.number), dict(frozen.params), list(frozen.user_attrs.get("history", [])), metric,
+                        planned_iterations(spec, frozen.params), error=error,
+                        training_time=float(frozen.user_attrs.get("training_time", 0.0)))

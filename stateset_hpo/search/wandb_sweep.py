@@ -1,0 +1,169 @@
+"""The W&B Sweeps backend: the study as a W&B sweep, with or without a W&B account.
+
+The search space compiles to a sweep configuration, written as ``sweep.yaml`` (what
+``wandb sweep sweep.yaml`` accepts). Offline, which is the default, trials are proposed in
+this process by W&B's own open sweep engine (the ``sweeps`` package: grid, random, bayes,
+and hyperband early termination), and each trial is logged as an offline W&B run under
+the study folder. With WANDB_API_KEY set and W&B reachable, the same configuration is
+registered as a real sweep and a W&B agent in this process runs the trials, so the runs
+group in the W&B UI (W&B's server then proposes and early-terminates; that path needs an
+account and is not exercised by the tests).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from ..callbacks import fire
+from ..config import HPOConfig
+from ..results import HPOResult, TrialStatus, trial_result
+from ..space import SearchSpace
+from ..trial import TrialSpec, planned_iterations, run_trial
+from ..wandb_runs import TrialRun, wandb_mode
+
+DEFAULT_STUDY_NAME = "grpo_hpo"
+
+
+def _sweeps():
+    with warnings.catch_warnings():  # its pydantic v1-style config warns on import
+        warnings.simplefilter("ignore")
+        import sweeps
+    return sweeps
+
+
+def sweep_config(config: HPOConfig, space: SearchSpace) -> Dict[str, Any]:
+    """The sweep configuration W&B and the `sweeps` engine accept; validated against
+    W&B's own sweep schema (a ValueError names the violation)."""
+    wc = config.wandb_config
+    out: Dict[str, Any] = {
+        "name": config.study_name or DEFAULT_STUDY_NAME,
+        "method": wc["method"],
+        "metric": {"name": config.objective_metric, "goal": config.direction},
+        "parameters": space.to_wandb(wc["method"], wc["grid_points"]),
+    }
+    if wc["early_terminate"]:
+        out["early_terminate"] = dict(wc["early_terminate"])
+    violations = _sweeps().schema_violations_from_proposed_config(out)
+    if violations:
+        raise ValueError(f"the W&B sweep configuration is invalid: {'; '.join(violations)}")
+    return out
+
+
+def write_sweep_yaml(sweep: Dict[str, Any], output_dir: Path) -> Path:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value  # numpy scalars from the engine
+
+
+def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
+              resume: bool = False) -> List[HPOResult]:
+    if resume:
+        raise ValueError("the wandb backend cannot resume a study; start a new one (or use backend 'optuna' with a "
+                         "storage, or 'ray_tune')")
+    if config.n_parallel_trials != 1:
+        raise ValueError("the wandb backend runs one trial at a time in this process; set n_parallel_trials=1 "
+                         "(online, start more `wandb agent` processes on the same sweep instead)")
+    wc = config.wandb_config
+    if wc["method"] == "grid" and space.grid_size(wc["grid_points"]) > config.n_trials:
+        # W&B's grid enumerates every point up front: a large grid would exhaust memory
+        raise ValueError(f"the grid has {space.grid_size(wc['grid_points'])} points but n_trials is "
+                         f"{config.n_trials}; raise n_trials or lower wandb_config['grid_points']")
+    sweep = sweep_config(config, space)
+    output_dir = Path(config.output_dir)
+    write_sweep_yaml(sweep, output_dir)
+    if wandb_mode() == "online":
+        return _run_online(config, spec, sweep, output_dir, callbacks)
+    return _run_offline(config, spec, space, sweep, output_dir, callbacks)
+
+
+def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: Dict[str, Any], output_dir: Path,
+                 callbacks: Sequence[Any]) -> List[HPOResult]:
+    sweeps = _sweeps()
+    deadline = time.monotonic() + config.timeout if config.timeout else None
+    runs: List[Any] = []
+    results: List[HPOResult] = []
+    for number in range(config.n_trials):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        if number == 0 and sweep["method"] != "grid":  # the defaults first: the summary's baseline
+            proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in space.baseline().items()})
+        else:
+            proposal = sweeps.next_run(sweep, runs)
+            if proposal is None:  # a finished grid
+                break
+        proposal.name, proposal.state = str(number), sweeps.RunState.running
+        runs.append(proposal)
+        params = {k: _plain(v["value"]) for k, v in proposal.config.items()}
+        results.append(_run_one(config, spec, sweep, str(number), params, output_dir, callbacks, proposal, runs,
+                                deadline))
+    return results
+
+
+def _run_one(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], trial_id: str, params: Dict[str, Any],
+             output_dir: Path, callbacks: Sequence[Any], proposal=None, runs: Optional[List[Any]] = None,
+             deadline: Optional[float] = None, wandb_run=None) -> HPOResult:
+    """One trial, logged as a W&B run; stopped early when the sweep's hyperband rule (offline)
+    or the deadline says so."""
+    sweeps = _sweeps()
+    fire(callbacks, "on_trial_start", trial_id, params)
+    run = TrialRun(config.wandb_config, sweep["name"], f"trial-{trial_id}", params,
+                   output_dir / "trials" / trial_id, run=wandb_run)
+    history: List[Dict[str, float]] = []
+    start = time.perf_counter()
+
+    def report(metrics: Dict[str, float], trainer) -> bool:
+        history.append(metrics)
+        run.log(metrics)
+        fire(callbacks, "on_trial_result", trial_id, metrics)
+        if metrics["iteration"] >= trainer.config.total_iterations:
+            return False
+        if proposal is not None:
+            proposal.history.append(dict(metrics))
+            if "early_terminate" in sweep and any(r is proposal for r in sweeps.stop_runs(sweep, runs)):
+                return True
+        return deadline is not None and time.monotonic() > deadline
+
+    error = None
+    try:
+        run_trial(spec, params, report)
+    except Exception as exc:  # recorded as a failed trial; the sweep goes on
+        error = f"{type(exc).__name__}: {exc}"
+    result = trial_result(trial_id, params, history, config.objective_metric, planned_iterations(spec, params),
+                          error=error, training_time=time.perf_counter() - start)
+    run.finish(result.status.value, error)
+    if proposal is not None:
+        proposal.summary_metrics = dict(result.metrics)
+        proposal.state = {TrialStatus.SUCCESS: sweeps.RunState.finished, TrialStatus.PRUNED: sweeps.RunState.killed,
+                          TrialStatus.FAILED: sweeps.RunState.failed}[result.status]
+    fire(callbacks, "on_trial_end", result)
+    return result
+
+
+def _run_online(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], output_dir: Path,
+                callbacks: Sequence[Any]) -> List[HPOResult]:
+    """A real W&B sweep: W&B's server proposes (and early-terminates, by stopping the run);
+    a W&B agent in this process runs ``n_trials`` trials of it."""
+    import wandb
+
+    wc = config.wandb_config
+    sweep_id = wandb.sweep(sweep, project=wc["project"], entity=wc["entity"])
+    results: List[HPOResult] = []
+
+    def agent_trial() -> None:
+        run = wandb.init(dir=str(output_dir / "trials"))
+        params = {k: _plain(v) for k, v in dict(run.config).items()}
+        results.append(_run_one(config, spec, sweep, str(len(results)), params, output_dir, callbacks,
+                                wandb_run=run))
+
+    wandb.agent(sweep_id, function=agent_trial, project=wc["project"], entity=wc["entity"], count=config.n_trials)
+    return results

@@ -1,0 +1,46 @@
+"""Each trial as a W&B run: its config and every iteration's metrics.
+
+Offline unless W&B can really be reached: with no WANDB_API_KEY, or WANDB_MODE set to
+offline/disabled, runs are written under the study's folder (``wandb sync`` uploads them
+later). The API key is read by wandb itself from the environment; it is never passed to
+or written by this project.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+
+def wandb_mode() -> str:
+    """"online" when a key is set and WANDB_MODE allows it, else "offline" (or "disabled")."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("disabled", "offline"):
+        return mode
+    if mode == "dryrun":
+        return "offline"
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+class TrialRun:
+    """A W&B run for one trial: ``log`` each iteration, ``finish`` with the outcome."""
+
+    def __init__(self, wandb_config: Mapping[str, Any], group: str, name: str, params: Dict[str, Any],
+                 folder: Path, run=None) -> None:
+        import wandb
+
+        folder.mkdir(parents=True, exist_ok=True)
+        # `run` is given when a W&B sweep agent has already started it (the online sweep path).
+        self.run = run or wandb.init(project=wandb_config["project"], entity=wandb_config["entity"], group=group,
+                                     name=name, config=dict(params), dir=str(folder), mode=wandb_mode(),
+                                     reinit="create_new", settings=wandb.Settings(silent=True))
+
+    def log(self, metrics: Dict[str, float]) -> None:
+        self.run.log(dict(metrics), step=int(metrics["iteration"]))
+
+    def finish(self, status: str, error: Optional[str] = None) -> None:
+        self.run.summary["trial_status"] = status
+        if error:
+            self.run.summary["error"] = error.splitlines()[0][:500]
+        self.run.finish(exit_code=1 if status == "failed" else 0)
