@@ -255,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     from transformers.utils import logging as hf_logging
 
-    from .study import run_study
+    from .study import StudyInterrupted, run_study
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
     try:
@@ -264,6 +264,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as exc:  # e.g. a trial that can never be placed on this cluster
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2
+    except StudyInterrupted as exc:
+        print(f"stateset_hpo.launch: {exc}", file=sys.stderr)
+        return 130
     print()
     summary.print_summary()
     print(f"\nsummary: {Path(config.output_dir) / 'summary.json'}  trials: {Path(config.output_dir) / 'trials.csv'}")

@@ -21,6 +21,10 @@ from .results import HPOSummary
 from .trial import TrialSpec
 
 
+class StudyInterrupted(RuntimeError):
+    """The study stopped before its end (e.g. Ctrl+C) with its state saved for a resume."""
+
+
 def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> TrialSpec:
     """The trial spec with HPOConfig.base_training_config applied (a TrainingConfig, or a dict
     of TrainingConfig/AgentConfig fields such as the CLI's model_name)."""

@@ -3,10 +3,14 @@ callbacks, resources, and Train worker groups in a long sequence. Small budgets 
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus, get_search_space
+from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus, get_search_space
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
 from stateset_hpo.study import run_study
 from stateset_hpo.trial import TrialSpec
@@ -189,3 +193,105 @@ def test_pbt_exploits_train_worker_trials(tmp_path):
     exploits = [json.loads(line) for line in log.read_text().splitlines()]
     assert exploits and all(space["learning_rate"].contains(new["learning_rate"]) for *_, new in exploits)
     assert all(r.checkpoint_path for r in summary.all_results)
+
+
+def tune_rows(tmp_path):
+    """Tune's own per-trial records (result.json), as written during the run."""
+    return {f.parent.name: [json.loads(line) for line in f.read_text().splitlines()]
+            for f in (tmp_path / "ray_results" / "grpo_hpo").glob("*/result.json")}
+
+
+def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_path):
+    # Tune's first bracket runs 3 trials to max_t=4; the second takes 3 more to 2 iterations,
+    # pauses them there, and resumes the best 2 from their checkpoints.
+    cfg = config(tmp_path, LR_SPACE, search_alg="random", scheduler="hyperband", reduction_factor=2, n_trials=6)
+    summary = run_study(cfg, spec(num_episodes=32))  # 4 iterations
+    assert summary.n_failed == 0
+    rows = tune_rows(tmp_path)
+    restored = [r for trial in rows.values() for r in trial if r["iterations_since_restore"] < r["training_iteration"]]
+    assert restored, "HyperBand paused and resumed no trial"
+    for trial in rows.values():  # a resumed trial continues its own training, never starts over
+        assert [r["iteration"] for r in trial] == [r["training_iteration"] for r in trial]
+
+
+@pytest.mark.slow
+def test_a_killed_train_worker_is_retried_from_its_last_checkpoint(tmp_path):
+    from ray.util.state import list_actors
+
+    killed = []
+
+    class KillWorkerAtIteration2:
+        def on_trial_result(self, trial_id, metrics):
+            if metrics["iteration"] == 2 and not killed:
+                for actor in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
+                    os.kill(actor.pid, signal.SIGKILL)
+                    killed.append(actor.pid)
+
+    cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=1, execution="train", max_failures=1)
+    summary = run_study(cfg.replace(n_parallel_trials=1), spec(num_episodes=32), callbacks=[KillWorkerAtIteration2()])
+    assert killed
+    (result,) = summary.all_results
+    assert result.status is TrialStatus.SUCCESS and [h["iteration"] for h in result.history] == [1, 2, 3, 4]
+    (rows,) = tune_rows(tmp_path).values()
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4]  # continued from the checkpoint, not from scratch
+
+
+def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path):
+    """Ctrl+C on the CLI (attached to this session's cluster), then --resume."""
+    import ray
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "stateset_hpo.launch", "--space", "conservative", "--n-trials", "3",
+            "--n-parallel-trials", "1", "--execution", "direct", "--cpu-per-trial", "1", "--seed", "0",
+            "--set", "num_episodes=48", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
+            "--set", "max_new_tokens=16", "--output-dir", str(out)]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "WANDB_API_KEY": SECRET}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("[1/3]"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "--resume" in rest and not (out / "summary.json").exists()
+    first = lines[-1].split()[2]  # "[1/3] trial <id> success ..."
+
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    summary = HPOSummary.load(out / "summary.json")
+    assert summary.n_trials == 3 and summary.n_successful == 3
+    assert len({r.trial_id for r in summary.all_results}) == 3 and first in {r.trial_id for r in summary.all_results}
+    finished_first = [r for r in summary.all_results if r.trial_id == first][0]
+    assert [h["iteration"] for h in finished_first.history] == [1, 2, 3, 4, 5, 6]  # not run a second time
+    rows = tune_rows(out)
+    assert sum(len(trial) for trial in rows.values()) <= 3 * 6 + 6  # at most the interrupted trial ran twice
+    assert_no_secret(out, [rest, resumed.stdout, resumed.stderr, "".join(lines)])
+
+
+SECRET = "wandb-secret-4c1f9e"
+
+
+def assert_no_secret(folder, texts):
+    """No file under ``folder`` and none of ``texts`` holds the secret."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert all(SECRET not in text for text in texts)
+
+
+def test_log_to_wandb_logs_every_trial_as_an_offline_run(tmp_path, monkeypatch):
+    from test_wandb_backend import wandb_records
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=2).replace(log_to_wandb=True)
+    summary = run_study(cfg, spec())
+    runs = list((tmp_path / "trials").glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 2 and summary.n_successful == 2
+    for path in runs:
+        steps = [{i.key or "/".join(i.nested_key): i.value_json for i in record.history.item}
+                 for record in wandb_records(path)
+                 if record.WhichOneof("record_type") == "history"]
+        assert sorted(float(s["iteration"]) for s in steps if "iteration" in s) == [1.0, 2.0]
+        assert all("eval_reward" in s for s in steps if "iteration" in s)

@@ -6,7 +6,9 @@ ResultGrid and the callback stream); nothing is appended inside trial workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -18,6 +20,7 @@ from ..config import HPOConfig
 from ..results import HPOResult, trial_result
 from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations
+from ..wandb_runs import wandb_mode, wandb_mode_set
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
 from .schedulers import build_scheduler, checkpoint_interval
 from .searchers import build_search
@@ -155,7 +158,20 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
                                               num_to_keep=4 if rc["scheduler"] in ("pbt", "pb2") else 2)))
-        grid = tuner.fit()
+        start = time.monotonic()
+        with wandb_mode_set() if config.log_to_wandb else contextlib.nullcontext():
+            grid = tuner.fit()
+        # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
+        # (a study that ran into its timeout is complete as far as it goes).
+        expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" else num_samples
+        unfinished = len(grid) - grid.num_terminated - grid.num_errors
+        timed_out = config.timeout is not None and time.monotonic() - start >= config.timeout
+        if not timed_out and (unfinished or len(grid) < expected):
+            from ..study import StudyInterrupted
+
+            raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {expected} trials; "
+                                   f"its state is saved in {experiment!r}: run it again with --resume "
+                                   "(run_study(..., resume=True)) to continue")
         return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)]
     finally:
         if started:
@@ -166,8 +182,6 @@ def wandb_logger(config: HPOConfig, group: str):
     """Ray's W&B logger: each trial a W&B run with its config and every reported result
     (offline unless W&B is reachable with a key; see stateset_hpo.wandb_runs)."""
     from ray.air.integrations.wandb import WandbLoggerCallback
-
-    from ..wandb_runs import wandb_mode
 
     folder = Path(config.output_dir).resolve() / "trials"
     folder.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,11 @@ def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, m
 
 
 def checkpoint_interval(scheduler: str, ray_config: Dict[str, Any]) -> Optional[int]:
-    """How often a trial reports a checkpoint to Tune (None: only at its end)."""
+    """How often a trial reports a checkpoint to Tune (None: only at its end). HyperBand pauses
+    trials at any rung and a retried trial (max_failures) continues from its last checkpoint,
+    so both checkpoint every iteration; PBT every perturbation interval."""
+    if scheduler == "hyperband" or ray_config["max_failures"] > 0:
+        return 1
     if scheduler in ("pbt", "pb2"):
         return ray_config["perturbation_interval"]
-    return 1 if scheduler == "hyperband" else None
+    return None
