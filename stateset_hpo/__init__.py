@@ -12,7 +12,20 @@ from .space import SearchDimension, SearchSpace, SearchSpaceType
 
 __version__ = "0.1.0"
 
+
+
+def __getattr__(name: str):
+    """GRPOHPOTrainer and quick_hpo load the engine (torch), so they are imported on first use:
+    `import stateset_hpo` and the CLI's input checks stay fast."""
+    if name in ("GRPOHPOTrainer", "quick_hpo"):
+        from . import hpo_trainer
+
+        return getattr(hpo_trainer, name)
+    raise AttributeError(f"module 'stateset_hpo' has no attribute {name!r}")
+
+
 __all__ = [
+    "GRPOHPOTrainer",
     "HPOCallback",
     "HPOConfig",
     "HPOResult",
@@ -22,6 +35,7 @@ __all__ = [
     "SearchSpaceType",
     "TrialStatus",
     "get_hpo_config",
+    "quick_hpo",
     "get_search_space",
     "list_hpo_profiles",
     "list_search_spaces",

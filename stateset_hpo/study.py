@@ -18,6 +18,7 @@ from .callbacks import fire
 from .config import HPOConfig
 from .grpo import TrainingConfig
 from .results import HPOSummary
+from .study_monitor import StudyMonitor
 from .trial import TrialSpec
 
 
@@ -45,6 +46,9 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     spec = spec_from_config(config, spec)
     baseline = space.baseline()
     spec.check(baseline)
+    space_name = None if config.search_space is not None else config.search_space_name
+    monitor = StudyMonitor(config, space_name, write_outputs)
+    callbacks = [*callbacks, monitor]
     fire(callbacks, "on_hpo_start", space, config.n_trials)
     start = time.perf_counter()
     if config.backend == "ray_tune":
@@ -59,12 +63,20 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
         from .search.wandb_sweep import run_wandb
 
         results = run_wandb(config, spec, space, callbacks, resume=resume)
+    monitor.finish(results)
     baseline_id = next((r.trial_id for r in results if _same_point(r.params, baseline)), None)
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
-                         search_space_name=None if config.search_space is not None else config.search_space_name,
+                         search_space_name=space_name,
                          baseline_trial_id=baseline_id, objective_metrics=config.objective_metrics,
                          directions=config.directions)
     write_outputs(summary, Path(config.output_dir))
+    if config.save_plots:
+        from .plots import save_plots
+
+        save_plots(summary, space, Path(config.output_dir))
+    from .report import write_report
+
+    write_report(summary, space, Path(config.output_dir), title=config.study_name or space_name)
     fire(callbacks, "on_hpo_end", summary)
     return summary
 

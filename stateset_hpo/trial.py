@@ -18,8 +18,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
 
-# report(metrics, trainer) -> True to stop the trial early (what a pruner decided).
-Reporter = Callable[[Dict[str, float], MultiTurnGRPOTrainer], Optional[bool]]
+# report(metrics, trainer) -> True to stop the trial early (what a pruner decided). ``trainer``
+# is None for a custom objective, which reports once and has no checkpoint to give.
+Reporter = Callable[[Dict[str, float], Optional[MultiTurnGRPOTrainer]], Optional[bool]]
 
 
 @dataclass
@@ -32,6 +33,10 @@ class TrialSpec:
     ``derived_metrics`` adds named metrics computed from each iteration's engine metrics, e.g.
     ``{"composite_score": lambda m: 0.7 * m["reward"] + 0.3 * m["safety_score"]}``; they are
     reported with the rest, so any backend can optimise, prune or schedule on them.
+
+    ``objective`` replaces the engine run with a user function ``params -> final metrics``
+    (e.g. GRPOHPOTrainer._objective_function overridden): the trial reports those metrics
+    once, as iteration 1, so nothing can be pruned or checkpointed mid-way.
     """
 
     agent_config: AgentConfig = field(default_factory=AgentConfig)
@@ -39,6 +44,7 @@ class TrialSpec:
     reward: CompositeReward = field(default_factory=default_reward)
     base_config: TrainingConfig = field(default_factory=TrainingConfig)
     derived_metrics: Dict[str, Callable[[Dict[str, float]], float]] = field(default_factory=dict)
+    objective: Optional[Callable[[Dict[str, Any]], Mapping[str, float]]] = None
 
     @classmethod
     def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
@@ -74,6 +80,8 @@ _SETUP_LOCK = threading.Lock()
 def planned_iterations(spec: TrialSpec, params: Mapping[str, Any]) -> int:
     """How many iterations a trial with ``params`` trains unless stopped early (1 if the
     params cannot even make a config: such a trial fails at once)."""
+    if spec.objective is not None:
+        return 1
     try:
         return spec.training_config(params).total_iterations
     except ValueError:
@@ -97,6 +105,10 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
     trial's own (a resumed or retried trial) or another trial's (a PBT exploit, whose
     params differ from the checkpoint's).
     """
+    if spec.objective is not None:
+        metrics = with_derived_metrics(spec, {**spec.objective(dict(params)), "iteration": 1})
+        report(metrics, None)
+        return metrics
     config = spec.training_config(params)
     with _SETUP_LOCK:
         trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config)

@@ -33,7 +33,7 @@ def spec(**overrides):
 
 def config(tmp_path, space=LR_SPACE, n_trials=3, **optuna_config):
     settings = dict(backend="optuna", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                    objective_metric="eval_reward", verbose=False)
+                    objective_metric="eval_reward", verbose=False, save_plots=False)
     for key in ("objective_metrics", "directions", "timeout", "n_parallel_trials"):
         if key in optuna_config:
             settings[key] = optuna_config.pop(key)

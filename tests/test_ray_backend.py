@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus, get_search_space
-from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
+from stateset_hpo.grpo import (ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer, TrainingConfig,
+                               domain_reward)
 from stateset_hpo.study import run_study
 from stateset_hpo.trial import TrialSpec
 
@@ -30,7 +31,7 @@ def spec(**overrides):
 def config(tmp_path, space, **ray_config):
     n_trials = ray_config.pop("n_trials", 3)
     return HPOConfig(backend="ray_tune", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                     objective_metric="eval_reward", cpu_per_trial=1, n_parallel_trials=2, verbose=False,
+                     objective_metric="eval_reward", cpu_per_trial=1, n_parallel_trials=2, verbose=False, save_plots=False,
                      ray_config={"execution": "direct", "scheduler": "fifo", "seed": 0, **ray_config})
 
 
@@ -245,7 +246,8 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
             "--n-parallel-trials", "1", "--execution", "direct", "--cpu-per-trial", "1", "--seed", "0",
             "--set", "num_episodes=48", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
             "--set", "max_new_tokens=16", "--output-dir", str(out)]
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "WANDB_API_KEY": SECRET}
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "token",
+           "WANDB_API_KEY": SECRET}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in proc.stdout:
@@ -295,3 +297,37 @@ def test_log_to_wandb_logs_every_trial_as_an_offline_run(tmp_path, monkeypatch):
                  if record.WhichOneof("record_type") == "history"]
         assert sorted(float(s["iteration"]) for s in steps if "iteration" in s) == [1.0, 2.0]
         assert all("eval_reward" in s for s in steps if "iteration" in s)
+
+
+def test_custom_objective_and_early_stopping_on_ray(tmp_path):
+    """A GRPOHPOTrainer subclass's objective runs in the Tune trial (pickled there); patience
+    ends the Tune run through its stopper."""
+    import asyncio
+
+    from stateset_hpo.hpo_trainer import GRPOHPOTrainer
+
+    log = tmp_path / "objective.log"
+
+    class Weighted(GRPOHPOTrainer):
+        async def _objective_function(self, params):
+            metrics = await MultiTurnGRPOTrainer(MultiTurnAgent(self.agent.config), self.environment,
+                                                 self.reward_function, self._create_training_config(params)).train()
+            value = 0.7 * metrics["reward"] + 0.3 * metrics["safety_score"]
+            with open(log, "a") as f:  # the trial runs in another process: tell the test what it computed
+                f.write(f"{value!r}\n")
+            return value
+
+    s = spec()
+    parts = dict(agent=MultiTurnAgent(s.agent_config), environment=s.environment, reward_function=s.reward,
+                 base_config=s.base_config)
+    cfg = config(tmp_path, SearchSpace([SearchDimension("learning_rate", C, choices=[1e-3, 2e-3], default=1e-3)]),
+                 search_alg="grid", n_trials=2)
+    summary = asyncio.run(Weighted(**parts, hpo_config=cfg).optimize())
+    assert sorted(r.best_metric for r in summary.all_results) == \
+        pytest.approx(sorted(float(v) for v in log.read_text().split()))
+
+    hopeless = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 2e-9], default=1e-9)])
+    cfg = config(tmp_path / "patience", hopeless, search_alg="random", n_trials=10).replace(
+        n_parallel_trials=1, early_stopping_patience=2)
+    summary = run_study(cfg, spec())
+    assert summary.n_trials == 3

@@ -66,12 +66,16 @@ def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
             "base_training_config": {"num_episodes": 16, "group_size": 4, "per_device_train_batch_size": 2,
                                      "max_new_tokens": 16}}))
         out = tmp_path / "results"
-        submit = subprocess.run(
-            [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", url, "--working-dir", str(job_dir),
-             "--runtime-env-json", json.dumps({"env_vars": {"WANDB_API_KEY": SECRET}}),
-             "--", "python", "-m", "stateset_hpo.launch", "--config", "hpo.yaml", "--output-dir", str(out)],
-            capture_output=True, text=True, env={**env, "RAY_AUTH_MODE": "token"},  # send ~/.ray/auth_token
-            timeout=420)
+        command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", url,
+                   "--working-dir", str(job_dir),
+                   "--runtime-env-json", json.dumps({"env_vars": {"WANDB_API_KEY": SECRET}}),
+                   "--", "python", "-m", "stateset_hpo.launch", "--config", "hpo.yaml", "--output-dir", str(out)]
+        for attempt in range(30):  # the node's job agent may come up a little after the dashboard
+            submit = subprocess.run(command, capture_output=True, text=True, timeout=420,
+                                    env={**env, "RAY_AUTH_MODE": "token"})  # send ~/.ray/auth_token
+            if "No available agent" not in submit.stderr:
+                break
+            time.sleep(2)
         logs = submit.stdout + submit.stderr
         assert submit.returncode == 0 and "succeeded" in logs, logs[-3000:]
         summary = HPOSummary.load(out / "summary.json")

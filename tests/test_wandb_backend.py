@@ -35,7 +35,7 @@ def spec(**overrides):
 
 def config(tmp_path, space=LR_SPACE, n_trials=3, **wandb_config):
     return HPOConfig(backend="wandb", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                     objective_metric="eval_reward", verbose=False, wandb_config=wandb_config)
+                     objective_metric="eval_reward", verbose=False, save_plots=False, wandb_config=wandb_config)
 
 
 def wandb_records(path):
@@ -135,6 +135,13 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     summary = run_study(config(tmp_path, space, n_trials=2, method="grid"), spec())
     failed = [r for r in summary.all_results if r.status is TrialStatus.FAILED]
     assert len(failed) == 1 and "max_new_tokens" in failed[0].error and summary.n_successful == 1
+
+
+def test_timeout_stops_the_sweep_and_returns_what_finished(tmp_path):
+    cfg = config(tmp_path, n_trials=50, method="random").replace(timeout=4.0)
+    summary = run_study(cfg, spec(num_episodes=4000))  # 500 planned iterations: far past the deadline
+    assert 1 <= summary.n_trials < 50 and summary.total_time < 60
+    assert summary.all_results[-1].status is TrialStatus.PRUNED
 
 
 def test_log_to_wandb_on_the_optuna_backend(tmp_path):

@@ -107,8 +107,10 @@ class MultiTurnAgent:
         if name == TINY_MODEL:
             return str(build_tiny_model())
         looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
-        if looks_local and not (Path(name).expanduser() / "config.json").is_file():
-            raise ValueError(f"model path {name!r} does not exist or holds no config.json")
+        folder = Path(name).expanduser()
+        if looks_local and not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
+            # adapter_config.json: a saved LoRA adapter, which transformers loads onto its base model
+            raise ValueError(f"model path {name!r} does not exist or holds no config.json / adapter_config.json")
         return str(Path(name).expanduser()) if looks_local else name
 
     def initialize(self) -> "MultiTurnAgent":

@@ -25,6 +25,7 @@ from ..results import HPOResult, json_safe, trial_result
 from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations, run_trial
 from .optuna_samplers import build_pruner, build_sampler
+from ..study_monitor import stop_requested
 from ..wandb_runs import TrialRun
 from .optuna_storage import open_storage
 
@@ -94,6 +95,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                        Path(config.output_dir) / "trials" / trial_id) if config.log_to_wandb else None
         history: List[Dict[str, float]] = []
         stopped: List[str] = []
+        planned = planned_iterations(spec, params)
         start = time.perf_counter()
 
         def report(metrics: Dict[str, float], trainer) -> bool:
@@ -102,7 +104,10 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                 run.log(metrics)
             notify("on_trial_result", trial_id, metrics)
             step = int(metrics["iteration"])
-            if step >= trainer.config.total_iterations:  # the trial is done: nothing left to prune or stop
+            if step >= planned:  # the trial is done: keep its final state, nothing left to prune
+                if trainer is not None:
+                    folder = Path(config.output_dir).resolve() / "checkpoints" / trial_id
+                    trial.set_user_attr("checkpoint_path", str(trainer.save_checkpoint(folder)))
                 return False
             if prunes:
                 value = metrics.get(objectives[0][0])
@@ -141,6 +146,8 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
 
     def on_end(study: optuna.Study, frozen: FrozenTrial) -> None:
         notify("on_trial_end", result_of(frozen, spec, objectives[0][0]))
+        if stop_requested(callbacks):  # e.g. early_stopping_patience ran out
+            study.stop()
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING)
@@ -161,4 +168,5 @@ def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:
         error = frozen.user_attrs.get("error") or "trial failed (no error recorded)"
     return trial_result(str(frozen.number), dict(frozen.params), list(frozen.user_attrs.get("history", [])), metric,
                         planned_iterations(spec, frozen.params), error=error,
+                        checkpoint_path=frozen.user_attrs.get("checkpoint_path"),
                         training_time=float(frozen.user_attrs.get("training_time", 0.0)))

@@ -47,7 +47,8 @@ def _run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpo
     _torch_threads(cpus)
 
     def report(metrics, trainer):
-        if may_checkpoint and _checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
+        if trainer is not None and may_checkpoint and \
+                _checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
             with tempfile.TemporaryDirectory() as folder:
                 trainer.save_checkpoint(folder)
                 send(metrics, folder)

@@ -20,6 +20,7 @@ from ..config import HPOConfig
 from ..results import HPOResult, trial_result
 from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations
+from ..study_monitor import stop_requested
 from ..wandb_runs import wandb_mode, wandb_mode_set
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
 from .schedulers import build_scheduler, checkpoint_interval
@@ -57,6 +58,19 @@ def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", w
                         storage_path)
         resources = {"cpu": DRIVER_CPU}
     return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
+
+
+class StopWhenRequested(tune.Stopper):
+    """Ends the whole Tune run once a study callback asks to stop (early_stopping_patience)."""
+
+    def __init__(self, callbacks: Sequence[Any]) -> None:
+        self.callbacks = list(callbacks)
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return stop_requested(self.callbacks)
 
 
 class CallbackBridge(tune.Callback):
@@ -154,6 +168,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                             num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
                                             time_budget_s=config.timeout, reuse_actors=False),
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
+                                          stop=StopWhenRequested(callbacks),
                                           failure_config=failure, verbose=0,
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
@@ -166,13 +181,15 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" else num_samples
         unfinished = len(grid) - grid.num_terminated - grid.num_errors
         timed_out = config.timeout is not None and time.monotonic() - start >= config.timeout
-        if not timed_out and (unfinished or len(grid) < expected):
+        if not timed_out and not stop_requested(callbacks) and (unfinished or len(grid) < expected):
             from ..study import StudyInterrupted
 
             raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {expected} trials; "
                                    f"its state is saved in {experiment!r}: run it again with --resume "
                                    "(run_study(..., resume=True)) to continue")
-        return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)]
+        # Trials that never reported nor failed never ran (e.g. queued when patience ended the study)
+        return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)
+                if result.history or result.error]
     finally:
         if started:
             ray.shutdown()

@@ -24,6 +24,7 @@ from ..config import HPOConfig
 from ..results import HPOResult, TrialStatus, trial_result
 from ..space import SearchSpace
 from ..trial import TrialSpec, planned_iterations, run_trial
+from ..study_monitor import stop_requested
 from ..wandb_runs import TrialRun, wandb_mode
 
 DEFAULT_STUDY_NAME = "grpo_hpo"
@@ -93,7 +94,7 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
     runs: List[Any] = []
     results: List[HPOResult] = []
     for number in range(config.n_trials):
-        if deadline is not None and time.monotonic() > deadline:
+        if (deadline is not None and time.monotonic() > deadline) or stop_requested(callbacks):
             break
         if number == 0 and sweep["method"] != "grid":  # the defaults first: the summary's baseline
             proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in space.baseline().items()})
@@ -120,12 +121,16 @@ def _run_one(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], trial_id
                    output_dir / "trials" / trial_id, run=wandb_run)
     history: List[Dict[str, float]] = []
     start = time.perf_counter()
+    planned = planned_iterations(spec, params)
+    checkpoint: List[str] = []
 
     def report(metrics: Dict[str, float], trainer) -> bool:
         history.append(metrics)
         run.log(metrics)
         fire(callbacks, "on_trial_result", trial_id, metrics)
-        if metrics["iteration"] >= trainer.config.total_iterations:
+        if metrics["iteration"] >= planned:  # done: keep its final state
+            if trainer is not None:
+                checkpoint.append(str(trainer.save_checkpoint(output_dir.resolve() / "checkpoints" / trial_id)))
             return False
         if proposal is not None:
             proposal.history.append(dict(metrics))
@@ -138,8 +143,9 @@ def _run_one(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], trial_id
         run_trial(spec, params, report)
     except Exception as exc:  # recorded as a failed trial; the sweep goes on
         error = f"{type(exc).__name__}: {exc}"
-    result = trial_result(trial_id, params, history, config.objective_metric, planned_iterations(spec, params),
-                          error=error, training_time=time.perf_counter() - start)
+    result = trial_result(trial_id, params, history, config.objective_metric, planned, error=error,
+                          checkpoint_path=checkpoint[0] if checkpoint else None,
+                          training_time=time.perf_counter() - start)
     run.finish(result.status.value, error)
     if proposal is not None:
         proposal.summary_metrics = dict(result.metrics)

@@ -1,0 +1,198 @@
+"""Plots of a finished study, from its HPOSummary, whatever backend ran it.
+
+Four views: optimization history (each trial's objective and the best so far), parameter
+importances (Optuna's fANOVA evaluator over the successful trials, so they exist for Ray
+and W&B studies too), parallel coordinates (each successful trial's parameters, coloured by
+its objective) and learning curves (every trial's objective per iteration; pruned trials end
+early, marked with an x). Each is a PNG (matplotlib, no browser or display needed); all four
+are also in one interactive HTML page (plotly, with plotly.js embedded so it opens offline).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List
+
+from .results import HPOSummary, TrialStatus
+from .space import SearchSpace
+
+PNG_NAMES = ("optimization_history.png", "param_importances.png", "parallel_coordinates.png",
+             "learning_curves.png")
+
+
+def _successful(summary: HPOSummary):
+    return [r for r in summary.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
+
+
+def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, float]:
+    """Importance of each searched parameter for the objective (sums to 1), computed by
+    Optuna's importance evaluator from the successful trials; {} with fewer than 2."""
+    import optuna
+
+    scored = _successful(summary)
+    if len(scored) < 2:
+        return {}
+    distributions = space.to_optuna()
+    study = optuna.create_study(direction=summary.direction)
+    for r in scored:
+        names = [n for n in r.params if n in distributions]
+        study.add_trial(optuna.trial.create_trial(params={n: r.params[n] for n in names},
+                                                  distributions={n: distributions[n] for n in names},
+                                                  value=r.best_metric))
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (ValueError, RuntimeError):  # e.g. every trial with the same parameters
+        return {}
+
+
+def _numeric(values: List) -> List[float]:
+    """Axis positions for a parameter: numbers as they are (log10 for log ranges is done by
+    the caller), categories by their index."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values]
+    labels = sorted({str(v) for v in values})
+    return [float(labels.index(str(v))) for v in values]
+
+
+def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> List[Path]:
+    """Write the four PNGs and plots.html into ``output_dir/plots``; their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    folder = Path(output_dir) / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    metric = summary.objective_metric
+    importances = param_importances(summary, space)
+    paths = []
+
+    # 1. optimization history
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    best, running = [], None
+    for i, r in enumerate(summary.all_results):
+        v = r.best_metric
+        if r.status is TrialStatus.SUCCESS and v is not None:
+            better = running is None or (v > running if summary.direction == "maximize" else v < running)
+            running = v if better else running
+        best.append(running if running is not None else math.nan)
+    for status, marker, colour in ((TrialStatus.SUCCESS, "o", "tab:blue"), (TrialStatus.PRUNED, "x", "tab:orange"),
+                                   (TrialStatus.FAILED, "s", "tab:red")):
+        points = [(i, r.best_metric) for i, r in enumerate(summary.all_results)
+                  if r.status is status and r.best_metric is not None]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, color=colour, label=f"{status.value} trials")
+    ax.plot(range(len(best)), best, color="tab:green", label="best so far")
+    ax.set(xlabel="trial (in creation order)", ylabel=metric, title=f"Optimization history ({summary.direction})")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend()
+    paths.append(_save(fig, folder / PNG_NAMES[0]))
+
+    # 2. parameter importances
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.4 * len(importances) + 1)))
+    if importances:
+        names = list(importances)[::-1]
+        ax.barh(names, [importances[n] for n in names], color="tab:blue")
+        ax.set(xlabel=f"importance for {metric} (fANOVA, sums to 1)", title="Parameter importances")
+    else:
+        ax.text(0.5, 0.5, "needs at least 2 successful trials with different parameters", ha="center")
+        ax.set_axis_off()
+    paths.append(_save(fig, folder / PNG_NAMES[1]))
+
+    # 3. parallel coordinates
+    scored = _successful(summary)
+    names = [d.name for d in space if any(d.name in r.params for r in scored)]
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names) + 2), 4.5))
+    if scored and names:
+        columns = []
+        for n in names:
+            values = _numeric([r.params.get(n) for r in scored])
+            if space[n].is_range and space[n].log:
+                values = [math.log10(v) for v in values]
+            low, high = min(values), max(values)
+            columns.append([(v - low) / (high - low) if high > low else 0.5 for v in values])
+        scores = [r.best_metric for r in scored]
+        norm = matplotlib.colors.Normalize(min(scores), max(scores))
+        cmap = matplotlib.colormaps["viridis"]
+        for j, score in enumerate(scores):
+            ax.plot(range(len(names)), [c[j] for c in columns], color=cmap(norm(score)), alpha=0.8)
+        ax.set_xticks(range(len(names)), [n + (" (log)" if space[n].is_range and space[n].log else "")
+                                          for n in names], rotation=30, ha="right")
+        ax.set(ylabel="position in the sampled range (0 = lowest)", title="Parallel coordinates")
+        fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    else:
+        ax.text(0.5, 0.5, "no successful trial", ha="center")
+        ax.set_axis_off()
+    paths.append(_save(fig, folder / PNG_NAMES[2]))
+
+    # 4. learning curves
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in summary.all_results:
+        steps = [(h.get("iteration"), h.get(metric)) for h in r.history
+                 if h.get("iteration") is not None and h.get(metric) is not None]
+        if not steps:
+            continue
+        line, = ax.plot(*zip(*steps), alpha=0.7, linestyle="--" if r.status is TrialStatus.PRUNED else "-")
+        if r.status is TrialStatus.PRUNED:
+            ax.scatter([steps[-1][0]], [steps[-1][1]], marker="x", color=line.get_color())
+    ax.set(xlabel="training iteration", ylabel=metric,
+           title="Learning curves (dashed, x: pruned early)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    paths.append(_save(fig, folder / PNG_NAMES[3]))
+
+    paths.append(_interactive(summary, importances, scored, names, folder / "plots.html"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def _interactive(summary: HPOSummary, importances: Dict[str, float], scored, names: List[str], path: Path) -> Path:
+    import plotly.graph_objects as go
+
+    metric = summary.objective_metric
+    figures = []
+    fig = go.Figure()
+    for status in TrialStatus:
+        rows = [(i, r) for i, r in enumerate(summary.all_results) if r.status is status and r.best_metric is not None]
+        if rows:
+            fig.add_scatter(x=[i for i, _ in rows], y=[r.best_metric for _, r in rows], mode="markers",
+                            name=status.value, text=[f"trial {r.trial_id}: {r.params}" for _, r in rows])
+    fig.update_layout(title="Optimization history", xaxis_title="trial", yaxis_title=metric)
+    figures.append(fig)
+    if importances:
+        fig = go.Figure(go.Bar(x=list(importances.values()), y=list(importances), orientation="h"))
+        fig.update_layout(title="Parameter importances (fANOVA)", xaxis_title="importance")
+        figures.append(fig)
+    if scored and names:
+        dims = []
+        for n in names:
+            values = [r.params.get(n) for r in scored]
+            numeric = _numeric(values)
+            dims.append(dict(label=n, values=numeric))
+        fig = go.Figure(go.Parcoords(line=dict(color=[r.best_metric for r in scored], showscale=True,
+                                               colorbar=dict(title=metric)), dimensions=dims))
+        fig.update_layout(title="Parallel coordinates")
+        figures.append(fig)
+    fig = go.Figure()
+    for r in summary.all_results:
+        steps = [(h.get("iteration"), h.get(metric)) for h in r.history if h.get(metric) is not None]
+        if steps:
+            fig.add_scatter(x=[s[0] for s in steps], y=[s[1] for s in steps], mode="lines+markers",
+                            name=f"trial {r.trial_id} ({r.status.value})",
+                            line=dict(dash="dash" if r.status is TrialStatus.PRUNED else "solid"))
+    fig.update_layout(title="Learning curves", xaxis_title="training iteration", yaxis_title=metric)
+    figures.append(fig)
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
+    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>stateset-hpo plots</title></head>"
+                    f"<body>{''.join(parts)}</body></html>")
+    return path
+

@@ -1,0 +1,61 @@
+"""report.html: one page per study, next to summary.json.
+
+Totals, the best parameters against the baseline defaults (with the objective of each), the
+plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Optional
+
+from .plots import PNG_NAMES
+from .results import HPOSummary
+from .space import SearchSpace
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
+def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, title: Optional[str] = None) -> Path:
+    output_dir = Path(output_dir)
+    best, baseline = summary.best_result, space.baseline()
+    metric = html.escape(summary.objective_metric)
+    rows = []
+    for name in space.names:
+        chosen = best.params.get(name) if best else None
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(baseline.get(name))}</td><td>{_fmt(chosen)}</td></tr>")
+    rows.append(f"<tr><th>{metric}</th><th>{_fmt(summary.baseline_metric)}</th><th>{_fmt(summary.best_metric)}</th></tr>")
+    trials = []
+    sign = -1 if summary.direction == "maximize" else 1
+    for r in sorted(summary.all_results, key=lambda r: (r.best_metric is None, sign * (r.best_metric or 0.0))):
+        error = html.escape((r.error or "").splitlines()[0][:120]) if r.error else ""
+        params = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in r.params.items())
+        trials.append(f"<tr><td>{html.escape(r.trial_id)}</td><td>{r.status.value}</td><td>{_fmt(r.best_metric)}</td>"
+                      f"<td>{len(r.history)}</td><td>{r.training_time:.1f}</td><td>{params}</td><td>{error}</td></tr>")
+    plots = ""
+    if (output_dir / "plots" / PNG_NAMES[0]).is_file():
+        images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
+                         for name in PNG_NAMES)
+        plots = f"<h2>Plots</h2><p><a href='plots/plots.html'>interactive version</a></p>{images}"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title or 'HPO report')}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><body>
+<h1>{html.escape(title or 'HPO report')}</h1>
+<p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
+success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
+{summary.total_time:.1f} s &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
+<h2>Best parameters against the defaults</h2>
+<table><tr><th>parameter</th><th>default (baseline trial)</th><th>best trial {html.escape(summary.best_trial_id or '-')}</th></tr>
+{''.join(rows)}</table>
+{plots}
+<h2>Trials</h2>
+<table><tr><th>trial</th><th>status</th><th>{metric}</th><th>iterations</th><th>time s</th><th>parameters</th><th>error</th></tr>
+{''.join(trials)}</table></body></html>"""
+    path = output_dir / "report.html"
+    path.write_text(page)
+    return path

@@ -1,0 +1,93 @@
+"""Driver-side bookkeeping of a running study, the same for every backend.
+
+`StudyMonitor` is a study callback that run_study adds. As trials end it
+- saves the study so far (summary.json, trials.csv) every ``checkpoint_freq`` trials, so a
+  crash loses at most that many trials' records;
+- keeps only the ``keep_best_n`` best trials' checkpoints on disk (the others are deleted as
+  soon as they fall out of the top N, except under PBT/PB2, whose running trials may still
+  copy a finished trial's checkpoint: there it happens when the study ends);
+- asks the study to stop after ``early_stopping_patience`` finished trials without a better
+  objective (``should_stop``; every backend checks `stop_requested` between trials).
+Any callback with a true ``should_stop`` attribute stops the study the same way.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, List, Optional, Set
+
+from .config import HPOConfig
+from .results import HPOResult, HPOSummary, TrialStatus
+
+
+def stop_requested(callbacks: Iterable[Any]) -> bool:
+    return any(getattr(callback, "should_stop", False) for callback in callbacks)
+
+
+def delete_checkpoint(path: str) -> None:
+    """Remove a checkpoint folder, local or on cloud storage (s3://, gs://)."""
+    if "://" in path:
+        import pyarrow.fs
+
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+        filesystem.delete_dir(inner)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class StudyMonitor:
+    def __init__(self, config: HPOConfig, search_space_name: Optional[str], write_outputs) -> None:
+        self.config = config
+        self.search_space_name = search_space_name
+        self.write_outputs = write_outputs
+        self.finished: List[HPOResult] = []
+        self.deleted: Set[str] = set()
+        self.best: Optional[float] = None
+        self.since_best = 0
+        self.should_stop = False
+        self.defer_retention = config.backend == "ray_tune" and config.ray_config["scheduler"] in ("pbt", "pb2")
+
+    def _better(self, value: float) -> bool:
+        return self.best is None or (value > self.best if self.config.direction == "maximize" else value < self.best)
+
+    def on_trial_end(self, result: HPOResult) -> None:
+        self.finished.append(result)
+        ok = result.status is TrialStatus.SUCCESS and result.best_metric is not None
+        if ok and self._better(result.best_metric):
+            self.best, self.since_best = result.best_metric, 0
+        else:
+            self.since_best += 1
+        patience = self.config.early_stopping_patience
+        if patience is not None and self.best is not None and self.since_best >= patience:
+            self.should_stop = True
+        if not self.defer_retention:
+            self.retain(self.finished)
+        freq = self.config.checkpoint_freq
+        if freq is not None and len(self.finished) % freq == 0:
+            self.write_outputs(HPOSummary(self.config.objective_metric, self.config.direction, list(self.finished),
+                                          search_space_name=self.search_space_name,
+                                          objective_metrics=self.config.objective_metrics,
+                                          directions=self.config.directions), Path(self.config.output_dir))
+
+    def retain(self, results: List[HPOResult]) -> None:
+        """Delete the checkpoints of all but the ``keep_best_n`` best successful trials."""
+        keep = self.config.keep_best_n
+        if keep is None:
+            return
+        sign = -1.0 if self.config.direction == "maximize" else 1.0
+        ranked = sorted((r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None),
+                        key=lambda r: sign * r.best_metric)
+        kept = {r.checkpoint_path for r in ranked[:keep]}
+        for r in results:
+            if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted:
+                delete_checkpoint(r.checkpoint_path)
+                self.deleted.add(r.checkpoint_path)
+
+    def finish(self, results: List[HPOResult]) -> None:
+        """At the study's end: apply retention to every trial (also trials recorded by earlier
+        runs of a stored study) and forget the paths that are gone."""
+        self.retain(results)
+        for r in results:
+            if r.checkpoint_path in self.deleted:
+                r.checkpoint_path = None

@@ -1,0 +1,146 @@
+"""GRPOHPOTrainer and quick_hpo as the user guide uses them, plus the study-level settings
+(early_stopping_patience, keep_best_n, checkpoint_freq) on the in-process backends."""
+
+import asyncio
+import json
+
+import pytest
+
+from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.grpo import (AgentConfig, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
+                               TrainingConfig, domain_reward)
+from stateset_hpo.hpo_trainer import GRPOHPOTrainer, load_trained_agent, quick_hpo
+
+C = SearchSpaceType.CHOICE
+LR_SPACE = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-4, high=3e-3,
+                                        default=1e-3)])
+HOPELESS = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 2e-9], default=1e-9)])
+
+
+def parts(**overrides):
+    base = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new_tokens=24,
+                include_value_function=False, warmup_ratio=0.0)
+    return dict(agent=MultiTurnAgent(AgentConfig()), environment=ConversationEnvironment("customer_service"),
+                reward_function=domain_reward("customer_service"),
+                base_config=TrainingConfig(**{**base, **overrides}))
+
+
+def hpo(tmp_path, space=LR_SPACE, n_trials=2, backend="optuna", **fields):
+    section = {"optuna": {"optuna_config": {"seed": 0, "pruner": "none"}},
+               "wandb": {"wandb_config": {"method": "random"}}}[backend]
+    return HPOConfig(backend=backend, search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
+                     objective_metric="eval_reward", verbose=False, **{"save_plots": False, **section, **fields})
+
+
+def test_quick_hpo_from_a_plain_script(tmp_path):
+    summary = asyncio.run(quick_hpo(**parts(include_value_function=True), n_trials=2, search_space_name="conservative",
+                                    output_dir=str(tmp_path), optuna_config={"seed": 0}))
+    assert summary.n_successful == 2 and summary.best_params and summary.best_metric is not None
+    assert HPOSummary.load(tmp_path / "summary.json").best_params == summary.best_params
+
+
+def test_optimize_inside_a_running_event_loop_does_not_freeze_it(tmp_path):
+    async def main():
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(1)
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(ticker())
+        summary = await GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path)).optimize()
+        task.cancel()
+        return summary, len(ticks)
+
+    summary, ticks = asyncio.run(main())
+    assert summary.n_successful == 2 and ticks > 10
+
+
+def test_train_with_best_params_saves_a_loadable_agent(tmp_path):
+    trainer = GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path))
+    with pytest.raises(RuntimeError, match="optimize"):
+        asyncio.run(trainer.train_with_best_params())
+    summary = asyncio.run(trainer.optimize())
+    agent = asyncio.run(trainer.train_with_best_params(full_episodes=16))
+    folder = tmp_path / "best_model"
+    assert json.loads((folder / "best_params.json").read_text()) == summary.best_params
+    assert json.loads((folder / "training_config.json").read_text())["num_episodes"] == 16
+    assert (folder / "adapter_config.json").is_file()
+    prompt = [{"role": "user", "content": "i want a refund for my lamp ."}]
+    loaded = load_trained_agent(str(folder))
+    assert loaded.respond(prompt) == agent.respond(prompt)  # greedy: the same weights answer the same
+
+
+class WeightedObjective(GRPOHPOTrainer):
+    """The guide's custom objective: 0.7 reward + 0.3 safety."""
+
+    async def _objective_function(self, params):
+        config = self._create_training_config(params)
+        trainer = MultiTurnGRPOTrainer(MultiTurnAgent(self.agent.config), self.environment, self.reward_function,
+                                       config)
+        metrics = await trainer.train()
+        calls.append((metrics["reward"], metrics["safety_score"]))
+        return 0.7 * metrics["reward"] + 0.3 * metrics["safety_score"]
+
+
+calls = []
+
+
+@pytest.mark.parametrize("backend", ["optuna", "wandb"])
+def test_a_custom_objective_function_is_the_trial_on_every_backend(tmp_path, backend, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    calls.clear()
+    summary = asyncio.run(WeightedObjective(**parts(), hpo_config=hpo(tmp_path, backend=backend)).optimize())
+    assert summary.n_successful == 2 and len(calls) == 2
+    assert sorted(r.best_metric for r in summary.all_results) == pytest.approx(
+        sorted(0.7 * r + 0.3 * s for r, s in calls))
+
+
+def test_early_stopping_patience_ends_the_study(tmp_path):
+    # Both learning rates are too small to change anything: every trial scores the same, so
+    # after the first one nothing improves and patience 2 ends the study after 3 trials.
+    summary = asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(
+        tmp_path, HOPELESS, n_trials=10, early_stopping_patience=2)).optimize())
+    assert summary.n_trials == 3
+
+
+def test_keep_best_n_leaves_only_the_best_checkpoints(tmp_path):
+    summary = asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, n_trials=3, keep_best_n=1)).optimize())
+    kept = [r for r in summary.all_results if r.checkpoint_path]
+    assert [r.trial_id for r in kept] == [summary.best_trial_id]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [summary.best_trial_id]
+
+
+def test_checkpoint_freq_saves_the_study_so_far(tmp_path):
+    seen = []
+
+    class Peek:
+        def on_trial_start(self, trial_id, params):
+            path = tmp_path / "summary.json"
+            seen.append(HPOSummary.load(path).n_trials if path.exists() else 0)
+
+    asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, n_trials=3, checkpoint_freq=2),
+                               callbacks=[Peek()]).optimize())
+    assert seen == [0, 0, 2]
+
+
+def test_plots_and_report_render_from_any_study(tmp_path):
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-4, high=3e-3,
+                                         default=1e-3),
+                         SearchDimension("group_size", C, choices=[4, 8], default=4)])
+    trainer = GRPOHPOTrainer(**parts(num_episodes=16), hpo_config=hpo(tmp_path, space, n_trials=4, save_plots=True))
+    with pytest.raises(RuntimeError, match="optimize"):
+        trainer.plot_results()
+    summary = asyncio.run(trainer.optimize())
+    from stateset_hpo.plots import PNG_NAMES, param_importances
+
+    for name in PNG_NAMES:
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "plotly" in (tmp_path / "plots" / "plots.html").read_text()[:200000]
+    importances = param_importances(summary, space)
+    assert set(importances) == {"learning_rate", "group_size"} and sum(importances.values()) == pytest.approx(1)
+    report = (tmp_path / "report.html").read_text()
+    assert f"best trial {summary.best_trial_id}" in report and "plots/learning_curves.png" in report
+    assert all(f"<td>{r.trial_id}</td>" in report for r in summary.all_results)
+    assert [p.name for p in trainer.plot_results(str(tmp_path / "again"))] == [*PNG_NAMES, "plots.html"]
