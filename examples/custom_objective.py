@@ -30,7 +30,7 @@ class MyHPOTrainer(GRPOHPOTrainer):
 
 
 async def main() -> None:
-    n_trials, episodes, output_dir = budget(__doc__)
+    n_trials, episodes, output_dir, settings = budget(__doc__)
     output = Path(output_dir or "./hpo_results/custom_objective")
     base = TrainingConfig(num_episodes=episodes, group_size=4, per_device_train_batch_size=2, max_new_tokens=24)
     environment, reward = ConversationEnvironment("customer_service"), domain_reward("customer_service")
@@ -38,13 +38,13 @@ async def main() -> None:
                            base_config=base,
                            hpo_config=HPOConfig(backend="optuna", search_space_name="conservative",
                                                 n_trials=n_trials, objective_metric="composite_score",
-                                                output_dir=str(output / "subclass")))
+                                                output_dir=str(output / "subclass"), **settings))
     report(await trainer.optimize())
 
     spec = TrialSpec(environment=environment, reward=reward, base_config=base,
                      derived_metrics={"composite_score": lambda m: 0.7 * m["reward"] + 0.3 * m["safety_score"]})
     config = HPOConfig(backend="optuna", search_space_name="conservative", n_trials=n_trials,
-                       objective_metric="composite_score", output_dir=str(output / "derived"))
+                       objective_metric="composite_score", output_dir=str(output / "derived"), **settings)
     report(await asyncio.to_thread(run_study, config, spec))
 
 

@@ -14,7 +14,7 @@ from stateset_hpo.hpo_trainer import GRPOHPOTrainer
 
 
 async def main() -> None:
-    n_trials, episodes, output_dir = budget(__doc__)
+    n_trials, episodes, output_dir, settings = budget(__doc__)
     reward_function = CompositeReward([(HelpfulnessReward(), 0.4), (SafetyReward(), 0.3), (EngagementReward(), 0.3)])
     space = get_search_space("customer_service").subset(["learning_rate", "kl_penalty_coef", "helpfulness_weight",
                                                           "safety_weight", "engagement_weight"])
@@ -26,7 +26,8 @@ async def main() -> None:
                                    max_new_tokens=24),
         hpo_config=HPOConfig(backend="optuna", search_space=space, n_trials=n_trials, objective_metric="eval_reward",
                              output_dir=output_dir or "./hpo_results/customer_service",
-                             optuna_config={"sampler": "tpe", "pruner": "median", "n_warmup_steps": 2}),
+                             optuna_config={"sampler": "tpe", "pruner": "median", "n_warmup_steps": 2},
+                             **settings),
     )
     summary = await trainer.optimize()
     report(summary)

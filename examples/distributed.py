@@ -17,17 +17,20 @@ from stateset_hpo.trial import TrialSpec
 
 
 def main() -> None:
-    n_trials, episodes, output_dir = budget(__doc__)
+    n_trials, episodes, output_dir, settings = budget(__doc__)
     spec = TrialSpec(environment=ConversationEnvironment("technical_support"),
                      reward=domain_reward("technical_support"),
                      base_config=TrainingConfig(num_episodes=episodes, group_size=4, per_device_train_batch_size=2,
                                                 max_new_tokens=24))
     space = get_search_space("technical_support").subset(["learning_rate", "kl_penalty_coef", "correctness_weight"])
+    # --smoke runs trials in the Tune trial process ("direct"): seconds instead of ~20 s of
+    # worker-group start-up per trial; the real run gives each trial a Ray Train worker group.
+    execution = "direct" if settings else "train"
     config = HPOConfig(backend="ray_tune", search_space=space, n_trials=n_trials, n_parallel_trials=2,
                        cpu_per_trial=1, objective_metric="eval_reward",
                        output_dir=output_dir or "./hpo_results/distributed",
                        ray_config={"scheduler": "asha", "search_alg": "bayesopt", "grace_period": 2,
-                                   "execution": "train", "workers_per_trial": 1})
+                                   "execution": execution, "workers_per_trial": 1}, **settings)
     report(run_study(config, spec))
 
 

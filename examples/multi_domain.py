@@ -14,7 +14,7 @@ from stateset_hpo.hpo_trainer import GRPOHPOTrainer
 
 
 async def main() -> None:
-    n_trials, episodes, output_dir = budget(__doc__)
+    n_trials, episodes, output_dir, settings = budget(__doc__)
     results = {}
     for domain in ["customer_service", "technical_support", "sales_assistant"]:
         space = get_search_space(domain).subset(["learning_rate", "kl_penalty_coef"])
@@ -26,7 +26,8 @@ async def main() -> None:
                                        max_new_tokens=24),
             hpo_config=HPOConfig(backend="optuna", search_space=space, n_trials=max(2, n_trials // 2),
                                  objective_metric="eval_reward",
-                                 output_dir=str(Path(output_dir or "./hpo_results/multi_domain") / domain)),
+                                 output_dir=str(Path(output_dir or "./hpo_results/multi_domain") / domain),
+                                 **settings),
         )
         summary = await trainer.optimize()
         results[domain] = {"best_params": summary.best_params, "best_metric": summary.best_metric}

@@ -13,7 +13,7 @@ from stateset_hpo.hpo_trainer import quick_hpo
 
 
 async def main() -> None:
-    n_trials, episodes, output_dir = budget(__doc__)
+    n_trials, episodes, output_dir, settings = budget(__doc__)
     summary = await quick_hpo(
         agent=MultiTurnAgent(AgentConfig()),            # or AgentConfig(model_name="Qwen/Qwen2.5-0.5B-Instruct")
         environment=ConversationEnvironment("customer_service"),
@@ -23,6 +23,7 @@ async def main() -> None:
         n_trials=n_trials,
         search_space_name="conservative",
         output_dir=output_dir or "./hpo_results/quickstart",
+        **settings,
     )
     report(summary)
     print(f"Best params: {summary.best_params}")

@@ -119,6 +119,9 @@ class HPOConfig:
       allows; so the same config runs on a laptop and on a GPU cluster.
     - ``search_space`` wins over ``search_space_name`` when both are given (the guide's
       examples pass a space and leave the name at its default).
+    - ``validation_top_k`` / ``validation_seeds`` (not in the guide): after the search the k
+      best configurations and the defaults are retrained with that many fresh seeds and
+      scored on held-out scenarios (see validation.py); ``validation_top_k=0`` turns it off.
     - ``objective_metrics`` (with ``directions``, one per metric, default ``direction`` for
       each) makes a multi-objective study (backend "optuna"); the summary then holds the
       Pareto front. ``objective_metric``/``direction`` become the first of them, which is
@@ -145,6 +148,8 @@ class HPOConfig:
     checkpoint_freq: Optional[int] = 10
     keep_best_n: Optional[int] = 5
     early_stopping_patience: Optional[int] = None
+    validation_top_k: int = 3
+    validation_seeds: int = 3
 
     n_parallel_trials: int = 1
     gpu_per_trial: Optional[float] = None
@@ -164,6 +169,8 @@ class HPOConfig:
             "checkpoint_freq": integer(1, optional=True),
             "keep_best_n": integer(1, optional=True),
             "early_stopping_patience": integer(1, optional=True),
+            "validation_top_k": integer(0),
+            "validation_seeds": integer(1),
             "n_parallel_trials": integer(1),
             "gpu_per_trial": number(0.0, strict=False, optional=True),
             "cpu_per_trial": number(0.0, strict=True, optional=True),

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-method", choices=WANDB_METHODS, help="wandb: sweep method (default: bayes)")
     p.add_argument("--seed", type=int, help="seed of the search algorithm / sampler")
     p.add_argument("--n-parallel-trials", type=int, help="trials running at once")
+    p.add_argument("--validation-top-k", type=int,
+                   help="retrain the K best configurations and the defaults with fresh seeds (default 3; 0: off)")
+    p.add_argument("--validation-seeds", type=int, help="seeds per validated configuration (default 3)")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
     p.add_argument("--cpu-per-trial", type=float, help="CPUs per trial worker (default: auto)")
     p.add_argument("--workers-per-trial", type=int, help="ray_tune: data-parallel workers per trial")
@@ -89,6 +92,7 @@ _PLAIN_FLAGS = {
     "n_trials": "n_trials", "timeout": "timeout", "metric": "objective_metric", "direction": "direction",
     "n_parallel_trials": "n_parallel_trials", "gpu_per_trial": "gpu_per_trial",
     "cpu_per_trial": "cpu_per_trial", "output_dir": "output_dir", "study_name": "study_name",
+    "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
 }
 _SEED_SECTION = {"ray_tune": "ray_config", "optuna": "optuna_config"}
 

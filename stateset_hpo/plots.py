@@ -34,14 +34,20 @@ def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, floa
     if len(scored) < 2:
         return {}
     distributions = space.to_optuna()
-    study = optuna.create_study(direction=summary.direction)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line for this scratch study
+    try:
+        study = optuna.create_study(direction=summary.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for r in scored:
         names = [n for n in r.params if n in distributions]
         study.add_trial(optuna.trial.create_trial(params={n: r.params[n] for n in names},
                                                   distributions={n: distributions[n] for n in names},
                                                   value=r.best_metric))
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        return dict(optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)))
     except (ValueError, RuntimeError):  # e.g. every trial with the same parameters
         return {}
 
@@ -109,7 +115,7 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
         columns = []
         for n in names:
             values = _numeric([r.params.get(n) for r in scored])
-            if space[n].is_range and space[n].log:
+            if space[n].is_log:
                 values = [math.log10(v) for v in values]
             low, high = min(values), max(values)
             columns.append([(v - low) / (high - low) if high > low else 0.5 for v in values])
@@ -118,7 +124,7 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
         cmap = matplotlib.colormaps["viridis"]
         for j, score in enumerate(scores):
             ax.plot(range(len(names)), [c[j] for c in columns], color=cmap(norm(score)), alpha=0.8)
-        ax.set_xticks(range(len(names)), [n + (" (log)" if space[n].is_range and space[n].log else "")
+        ax.set_xticks(range(len(names)), [n + (" (log)" if space[n].is_log else "")
                                           for n in names], rotation=30, ha="right")
         ax.set(ylabel="position in the sampled range (0 = lowest)", title="Parallel coordinates")
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)

@@ -1,7 +1,7 @@
 """report.html: one page per study, next to summary.json.
 
 Totals, the best parameters against the baseline defaults (with the objective of each), the
-plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
+validation re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
         params = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in r.params.items())
         trials.append(f"<tr><td>{html.escape(r.trial_id)}</td><td>{r.status.value}</td><td>{_fmt(r.best_metric)}</td>"
                       f"<td>{len(r.history)}</td><td>{r.training_time:.1f}</td><td>{params}</td><td>{error}</td></tr>")
+    validation = ""
+    if summary.validation:
+        v = summary.validation
+        lines = "".join(f"<tr><td>{html.escape(e['label'])}</td><td>{_fmt(e['mean'])}</td><td>{_fmt(e['std'])}</td>"
+                        f"<td>{', '.join(_fmt(x) for x in e['scores'])}</td><td>{len(e['errors'])}</td></tr>"
+                        for e in v["configurations"])
+        gain = (f"<p>{html.escape(str(v['best_label']))} beats the defaults by {_fmt(v['improvement_over_defaults'])}"
+                "</p>" if v["improvement_over_defaults"] is not None else "")
+        validation = (f"<h2>Validation: retrained with fresh seeds, held-out {html.escape(str(v['metric']))}</h2>"
+                      "<table><tr><th>configuration</th><th>mean</th><th>std</th><th>scores</th><th>failed</th></tr>"
+                      f"{lines}</table>{gain}")
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
@@ -52,6 +63,7 @@ success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; faile
 <h2>Best parameters against the defaults</h2>
 <table><tr><th>parameter</th><th>default (baseline trial)</th><th>best trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>
+{validation}
 {plots}
 <h2>Trials</h2>
 <table><tr><th>trial</th><th>status</th><th>{metric}</th><th>iterations</th><th>time s</th><th>parameters</th><th>error</th></tr>

@@ -126,6 +126,7 @@ class HPOSummary:
     baseline_trial_id: Optional[str] = None
     objective_metrics: Optional[List[str]] = None
     directions: Optional[List[str]] = None
+    validation: Optional[Dict[str, Any]] = None  # see stateset_hpo.validation
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):
@@ -210,6 +211,7 @@ class HPOSummary:
             "baseline_trial_id": self.baseline_trial_id,
             "objective_metrics": self.objective_metrics,
             "directions": self.directions,
+            "validation": json_safe(self.validation),
             "total_time": self.total_time,
             "n_trials": self.n_trials,
             "n_successful": self.n_successful,
@@ -267,6 +269,17 @@ class HPOSummary:
                 lines.append(f"baseline (defaults): {fmt(self.baseline_metric)}  "
                              f"change: {best.best_metric - self.baseline_metric:+.4f}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
+        if self.validation:
+            v = self.validation
+            lines.append(f"validation (retrained with fresh seeds, held-out {v['metric']}):")
+            for e in v["configurations"]:
+                spread = f"{fmt(e['mean'])} +- {fmt(e['std'])}" if e["mean"] is not None else "-"
+                failed = f"  ({len(e['errors'])} failed)" if e["errors"] else ""
+                lines.append(f"  {e['label']:<24} {spread}  over {len(e['scores'])} seeds{failed}")
+            if v["best_label"] and v["best_label"].endswith("(defaults)"):
+                lines.append("  the defaults are the best configuration")
+            elif v["improvement_over_defaults"] is not None:
+                lines.append(f"  {v['best_label']} beats the defaults by {v['improvement_over_defaults']:+.4f}")
         if self.objective_metrics and len(self.objective_metrics) > 1:
             lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
         sign = -1 if self.direction == "maximize" else 1

@@ -19,6 +19,7 @@ from .config import HPOConfig
 from .grpo import TrainingConfig
 from .results import HPOSummary
 from .study_monitor import StudyMonitor
+from .validation import run_validation
 from .trial import TrialSpec
 
 
@@ -69,6 +70,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
                          search_space_name=space_name,
                          baseline_trial_id=baseline_id, objective_metrics=config.objective_metrics,
                          directions=config.directions)
+    write_outputs(summary, Path(config.output_dir))  # the search's results are safe before validation
+    summary.validation = run_validation(config, spec, space, summary)
     write_outputs(summary, Path(config.output_dir))
     if config.save_plots:
         from .plots import save_plots

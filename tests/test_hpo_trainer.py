@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from helpers import tiny_spec
+
 from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
-from stateset_hpo.grpo import (AgentConfig, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
-                               TrainingConfig, domain_reward)
+from stateset_hpo.grpo import AgentConfig, MultiTurnAgent, MultiTurnGRPOTrainer
 from stateset_hpo.hpo_trainer import GRPOHPOTrainer, load_trained_agent, quick_hpo
 
 C = SearchSpaceType.CHOICE
@@ -18,25 +19,33 @@ HOPELESS = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 2e-9]
 
 
 def parts(**overrides):
-    base = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new_tokens=24,
-                include_value_function=False, warmup_ratio=0.0)
-    return dict(agent=MultiTurnAgent(AgentConfig()), environment=ConversationEnvironment("customer_service"),
-                reward_function=domain_reward("customer_service"),
-                base_config=TrainingConfig(**{**base, **overrides}))
+    spec = tiny_spec(**overrides)
+    return dict(agent=MultiTurnAgent(AgentConfig()), environment=spec.environment, reward_function=spec.reward,
+                base_config=spec.base_config)
 
 
 def hpo(tmp_path, space=LR_SPACE, n_trials=2, backend="optuna", **fields):
     section = {"optuna": {"optuna_config": {"seed": 0, "pruner": "none"}},
                "wandb": {"wandb_config": {"method": "random"}}}[backend]
     return HPOConfig(backend=backend, search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                     objective_metric="eval_reward", verbose=False, **{"save_plots": False, **section, **fields})
+                     objective_metric="eval_reward", verbose=False, **{"save_plots": False, "validation_top_k": 0, **section, **fields})
 
 
 def test_quick_hpo_from_a_plain_script(tmp_path):
     summary = asyncio.run(quick_hpo(**parts(include_value_function=True), n_trials=2, search_space_name="conservative",
-                                    output_dir=str(tmp_path), optuna_config={"seed": 0}))
+                                    output_dir=str(tmp_path), optuna_config={"seed": 0}, validation_top_k=1,
+                                    validation_seeds=2))
     assert summary.n_successful == 2 and summary.best_params and summary.best_metric is not None
-    assert HPOSummary.load(tmp_path / "summary.json").best_params == summary.best_params
+    # validation: the best configuration and the defaults, each retrained with 2 fresh seeds
+    configs = summary.validation["configurations"]  # the best, then the defaults (one entry if they are the best)
+    assert configs[0]["label"].startswith(f"trial {summary.best_trial_id}") and configs[-1]["label"].endswith(
+        "(defaults)") and len(configs) <= 2
+    assert configs[0]["params"] == summary.best_params
+    assert all(c["seeds"] == [10_000, 10_001] and len(c["scores"]) == 2 for c in configs)
+    assert summary.validation["metric"] == "eval_reward"
+    best = max(configs, key=lambda c: c["mean"])
+    assert summary.validation["improvement_over_defaults"] == pytest.approx(best["mean"] - configs[-1]["mean"])
+    assert HPOSummary.load(tmp_path / "summary.json").validation == summary.validation
 
 
 def test_optimize_inside_a_running_event_loop_does_not_freeze_it(tmp_path):
@@ -97,22 +106,29 @@ def test_a_custom_objective_function_is_the_trial_on_every_backend(tmp_path, bac
         sorted(0.7 * r + 0.3 * s for r, s in calls))
 
 
-def test_early_stopping_patience_ends_the_study(tmp_path):
+@pytest.mark.parametrize("backend", ["optuna", "wandb"])
+def test_early_stopping_patience_ends_the_study(tmp_path, backend, monkeypatch):
     # Both learning rates are too small to change anything: every trial scores the same, so
     # after the first one nothing improves and patience 2 ends the study after 3 trials.
+    monkeypatch.setenv("WANDB_MODE", "offline")
     summary = asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(
-        tmp_path, HOPELESS, n_trials=10, early_stopping_patience=2)).optimize())
+        tmp_path, HOPELESS, n_trials=10, backend=backend, early_stopping_patience=2)).optimize())
     assert summary.n_trials == 3
 
 
-def test_keep_best_n_leaves_only_the_best_checkpoints(tmp_path):
-    summary = asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, n_trials=3, keep_best_n=1)).optimize())
+@pytest.mark.parametrize("backend", ["optuna", "wandb"])
+def test_keep_best_n_leaves_only_the_best_checkpoints(tmp_path, backend, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    summary = asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, n_trials=3, backend=backend,
+                                                                   keep_best_n=1)).optimize())
     kept = [r for r in summary.all_results if r.checkpoint_path]
     assert [r.trial_id for r in kept] == [summary.best_trial_id]
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [summary.best_trial_id]
 
 
-def test_checkpoint_freq_saves_the_study_so_far(tmp_path):
+@pytest.mark.parametrize("backend", ["optuna", "wandb"])
+def test_checkpoint_freq_saves_the_study_so_far(tmp_path, backend, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
     seen = []
 
     class Peek:
@@ -120,7 +136,7 @@ def test_checkpoint_freq_saves_the_study_so_far(tmp_path):
             path = tmp_path / "summary.json"
             seen.append(HPOSummary.load(path).n_trials if path.exists() else 0)
 
-    asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, n_trials=3, checkpoint_freq=2),
+    asyncio.run(GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, n_trials=3, backend=backend, checkpoint_freq=2),
                                callbacks=[Peek()]).optimize())
     assert seen == [0, 0, 2]
 

@@ -88,7 +88,7 @@ def test_a_small_wandb_sweep_from_the_command_line(capsys, tmp_path, monkeypatch
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main(["--space", "conservative", "--backend", "wandb", "--sweep-method", "random", "--n-trials", "2",
                  "--set", "num_episodes=8", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
-                 "--set", "max_new_tokens=16", "--output-dir", str(tmp_path), "--quiet"]) == 0
+                 "--set", "max_new_tokens=16", "--validation-top-k", "0", "--output-dir", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "wandb: method=random" in out and "trials: 2  success: 2" in out
     assert (tmp_path / "sweep.yaml").is_file() and (tmp_path / "summary.json").is_file()

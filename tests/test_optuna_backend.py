@@ -8,10 +8,11 @@ import sys
 import optuna
 import pytest
 
+from helpers import tiny_spec
+
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
-from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
 from stateset_hpo.study import run_study
-from stateset_hpo.trial import TrialSpec
+
 
 C = SearchSpaceType.CHOICE
 LR_SPACE = SearchSpace([
@@ -25,15 +26,12 @@ HOPELESS_SPACE = SearchSpace([SearchDimension("learning_rate", C, choices=[3e-3,
 
 
 def spec(**overrides):
-    base = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new_tokens=24,
-                include_value_function=False, warmup_ratio=0.0)
-    return TrialSpec(environment=ConversationEnvironment("customer_service"),
-                     reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**base, **overrides}))
+    return tiny_spec(**overrides)
 
 
 def config(tmp_path, space=LR_SPACE, n_trials=3, **optuna_config):
     settings = dict(backend="optuna", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                    objective_metric="eval_reward", verbose=False, save_plots=False)
+                    objective_metric="eval_reward", verbose=False, save_plots=False, validation_top_k=0)
     for key in ("objective_metrics", "directions", "timeout", "n_parallel_trials"):
         if key in optuna_config:
             settings[key] = optuna_config.pop(key)
@@ -86,7 +84,7 @@ def test_two_processes_share_one_journal_study(tmp_path):
     """Two CLI processes on one journal file: every trial recorded once, none lost."""
     journal = tmp_path / "journal.log"
     args = [sys.executable, "-m", "stateset_hpo.launch", "--backend", "optuna", "--space", "conservative",
-            "--n-trials", "2", "--storage", str(journal), "--pruner", "none", "--quiet",
+            "--n-trials", "2", "--storage", str(journal), "--pruner", "none", "--quiet", "--validation-top-k", "0",
             "--set", "num_episodes=8", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
             "--set", "max_new_tokens=16"]
     procs = [subprocess.Popen(args + ["--output-dir", str(tmp_path / f"out{i}")], stdout=subprocess.PIPE,

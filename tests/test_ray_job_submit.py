@@ -3,9 +3,12 @@ loopback, stopped afterwards by the process that started it (never `ray stop`)."
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -17,16 +20,6 @@ import yaml
 from stateset_hpo import HPOSummary
 
 SECRET = "wandb-secret-9d2b7a"
-
-HEAD = """
-import sys, ray
-ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-         dashboard_port=int(sys.argv[1]), _node_ip_address="127.0.0.1", logging_level="ERROR")
-print("ready", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-ray.shutdown()    # stops every process of this cluster, and only those
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,19 +42,29 @@ def wait_for_dashboard(url: str, seconds: float = 90) -> None:
 
 @pytest.mark.slow
 def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    ports = [free_port() for _ in range(9)]
+    url = f"http://127.0.0.1:{ports[1]}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the job's `python`
-    head = subprocess.Popen([sys.executable, "-c", HEAD, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    temp_dir = tempfile.mkdtemp(prefix="rjs-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    # Every port explicit: this host may already run another Ray node (this test session's), whose
+    # agents hold Ray's default ports.
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={ports[0]}", "--dashboard-host=127.0.0.1", f"--dashboard-port={ports[1]}",
+         f"--dashboard-agent-listen-port={ports[2]}", f"--dashboard-agent-grpc-port={ports[3]}",
+         f"--node-manager-port={ports[4]}", f"--object-manager-port={ports[5]}",
+         f"--runtime-env-agent-port={ports[6]}", f"--metrics-export-port={ports[7]}",
+         f"--ray-client-server-port={ports[8]}", "--num-cpus=2", "--include-dashboard=true",
+         "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
-        assert head.stdout.readline().strip() == "ready"
         wait_for_dashboard(url)
         job_dir = tmp_path / "job"
         job_dir.mkdir()
         (job_dir / "hpo.yaml").write_text(yaml.safe_dump({
             "backend": "ray_tune", "search_space_name": "conservative", "n_trials": 2, "cpu_per_trial": 1,
+            "validation_top_k": 0,
             "ray_config": {"execution": "direct", "seed": 0},
             "base_training_config": {"num_episodes": 16, "group_size": 4, "per_device_train_batch_size": 2,
                                      "max_new_tokens": 16}}))
@@ -70,7 +73,7 @@ def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
                    "--working-dir", str(job_dir),
                    "--runtime-env-json", json.dumps({"env_vars": {"WANDB_API_KEY": SECRET}}),
                    "--", "python", "-m", "stateset_hpo.launch", "--config", "hpo.yaml", "--output-dir", str(out)]
-        for attempt in range(30):  # the node's job agent may come up a little after the dashboard
+        for attempt in range(15):  # the node's job agent may come up a little after the dashboard
             submit = subprocess.run(command, capture_output=True, text=True, timeout=420,
                                     env={**env, "RAY_AUTH_MODE": "token"})  # send ~/.ray/auth_token
             if "No available agent" not in submit.stderr:
@@ -84,5 +87,37 @@ def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
             assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
         assert SECRET not in logs
     finally:
-        head.stdin.close()
-        head.wait(timeout=120)
+        stop_cluster(head, temp_dir)
+
+
+def stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
+    """Stop the head node this test started, and only it: its process group, then any process
+    still running from its temp dir (by PID, never `ray stop`)."""
+    try:
+        os.killpg(head.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _runs_from(pid, temp_dir)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _runs_from(pid: int, temp_dir: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return temp_dir.encode() in f.read()
+    except OSError:
+        return False

@@ -1,15 +1,14 @@
 """The W&B Sweeps backend, offline: W&B's open sweep engine proposes, each trial is an offline
 W&B run with its per-iteration metrics, hyperband early termination really stops trials."""
 
-import struct
-
 import pytest
 import yaml
 
+from helpers import logged_config, logged_history, tiny_spec
+
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
-from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
 from stateset_hpo.study import run_study
-from stateset_hpo.trial import TrialSpec
+
 
 C = SearchSpaceType.CHOICE
 LR_SPACE = SearchSpace([
@@ -27,54 +26,19 @@ def offline(monkeypatch):
 
 
 def spec(**overrides):
-    base = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new_tokens=24,
-                include_value_function=False, warmup_ratio=0.0)
-    return TrialSpec(environment=ConversationEnvironment("customer_service"),
-                     reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**base, **overrides}))
+    return tiny_spec(**overrides)
 
 
 def config(tmp_path, space=LR_SPACE, n_trials=3, **wandb_config):
     return HPOConfig(backend="wandb", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                     objective_metric="eval_reward", verbose=False, save_plots=False, wandb_config=wandb_config)
-
-
-def wandb_records(path):
-    """The protobuf records of an offline run file (.wandb: a 7-byte header, then LevelDB-log
-    framed records in 32 KiB blocks); wandb 0.31 ships no reader for it."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, block, chunk = 7, 32768, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer
-            pos += block - pos % block
-            continue
-        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
-        if length == 0 and kind == 0:
-            break
-        chunk += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last piece of one
-            record = pb.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            yield record
+                     objective_metric="eval_reward", verbose=False, save_plots=False, validation_top_k=0, wandb_config=wandb_config)
 
 
 def logged_run(folder):
     """(config, [per-iteration metrics]) of the one offline W&B run under a trial's folder."""
     files = list(folder.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1, files
-    key = lambda item: item.key or "/".join(item.nested_key)  # noqa: E731
-    config, history = {}, []
-    for record in wandb_records(files[0]):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            config = {key(u): yaml.safe_load(u.value_json) for u in record.run.config.update if key(u) != "_wandb"}
-        elif kind == "history":
-            history.append({key(i): yaml.safe_load(i.value_json) for i in record.history.item})
-    return config, sorted(history, key=lambda h: h["_step"])
+    return logged_config(files[0]), logged_history(files[0])
 
 
 @pytest.mark.parametrize("method", ["random", "bayes", "grid"])
@@ -146,7 +110,7 @@ def test_timeout_stops_the_sweep_and_returns_what_finished(tmp_path):
 
 def test_log_to_wandb_on_the_optuna_backend(tmp_path):
     cfg = HPOConfig(backend="optuna", search_space=LR_SPACE, n_trials=2, output_dir=str(tmp_path), verbose=False,
-                    objective_metric="eval_reward", log_to_wandb=True, optuna_config={"seed": 0, "pruner": "none"})
+                    objective_metric="eval_reward", log_to_wandb=True, validation_top_k=0, optuna_config={"seed": 0, "pruner": "none"})
     summary = run_study(cfg, spec(num_episodes=16))
     for r in summary.all_results:
         logged_config, logged = logged_run(tmp_path / "trials" / r.trial_id)

@@ -128,13 +128,16 @@ def resolve_resources(config: HPOConfig, execution: str) -> Tuple[float, float]:
 
 
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-                 resume: bool = False) -> List[HPOResult]:
+                 resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
+    """The study's trials, or with ``points`` exactly those configurations, each trained to
+    its end (FIFO, no timeout, no callbacks: the validation re-runs, as a separate experiment
+    ``<study>_validation`` with the study's resources)."""
     rc = config.ray_config
     execution = rc["execution"]
     if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
         raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
     storage = rc["storage_path"] or str(Path(config.output_dir).resolve() / "ray_results")
-    name = config.study_name or "grpo_hpo"
+    name = (config.study_name or "grpo_hpo") + ("_validation" if points is not None else "")
     started = False
     if not ray.is_initialized():
         address = rc["address"] or os.environ.get("RAY_ADDRESS")
@@ -145,15 +148,26 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         cpu, gpu = resolve_resources(config, execution)
         max_t = rc["max_t"] or max_iterations(spec, space)
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
-        scheduler = build_scheduler(rc["scheduler"], rc, space, max_t)
-        search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
-                                                            config.max_concurrent_trials, config.n_trials,
-                                                            config.optuna_config)
+        if points is None:
+            scheduler = build_scheduler(rc["scheduler"], rc, space, max_t)
+            search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
+                                                                config.max_concurrent_trials, config.n_trials,
+                                                                config.optuna_config)
+            every, budget = checkpoint_interval(rc["scheduler"], rc), config.timeout
+        else:
+            from ray.tune.search import BasicVariantGenerator
+            from ray.tune.schedulers import FIFOScheduler
+
+            scheduler, search_alg = FIFOScheduler(), BasicVariantGenerator(points_to_evaluate=list(points))
+            # Tune resolves each point against param_space, so every key needs a domain there;
+            # with num_samples == len(points) only the points themselves run.
+            param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
+            num_samples, every, budget, callbacks = len(points), None, None, ()
         experiment = os.path.join(storage, name)
-        trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu,
-                                   checkpoint_interval(rc["scheduler"], rc), rc["max_failures"], experiment)
+        trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, every, rc["max_failures"],
+                                   experiment)
         tune_callbacks = [CallbackBridge(callbacks, spec, metric)]
-        if config.log_to_wandb:
+        if config.log_to_wandb and points is None:
             tune_callbacks.append(wandb_logger(config, name))
         if resume:
             if not tune.Tuner.can_restore(experiment):
@@ -166,7 +180,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 trainable, param_space=param_space,
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                             num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
-                                            time_budget_s=config.timeout, reuse_actors=False),
+                                            time_budget_s=budget, reuse_actors=False),
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
                                           stop=StopWhenRequested(callbacks),
                                           failure_config=failure, verbose=0,
@@ -178,9 +192,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
-        expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" else num_samples
+        expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" and points is None else num_samples
         unfinished = len(grid) - grid.num_terminated - grid.num_errors
-        timed_out = config.timeout is not None and time.monotonic() - start >= config.timeout
+        timed_out = budget is not None and time.monotonic() - start >= budget
         if not timed_out and not stop_requested(callbacks) and (unfinished or len(grid) < expected):
             from ..study import StudyInterrupted
 

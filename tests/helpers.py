@@ -1,0 +1,60 @@
+"""Shared test helpers: a tiny trial spec and a reader for offline W&B run files."""
+
+import struct
+
+import yaml
+
+from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
+from stateset_hpo.trial import TrialSpec
+
+# A trial of 8 episodes per iteration (2 prompts x group of 4), 24 new tokens, no value head:
+# seconds on a CPU. num_episodes sets the iterations (8 per iteration).
+TINY = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new_tokens=24,
+            include_value_function=False, warmup_ratio=0.0)
+
+
+def tiny_spec(**overrides) -> TrialSpec:
+    return TrialSpec(environment=ConversationEnvironment("customer_service"),
+                     reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**TINY, **overrides}))
+
+
+def wandb_records(path):
+    """The protobuf records of an offline run file (.wandb: a 7-byte header, then LevelDB-log
+    framed records in 32 KiB blocks); wandb 0.31 ships no reader for it."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, chunk = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        if length == 0 and kind == 0:
+            break
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            yield record
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+def logged_history(path):
+    """[per-step metrics] of one offline run file, by step."""
+    steps = [{_key(i): yaml.safe_load(i.value_json) for i in record.history.item}
+             for record in wandb_records(path) if record.WhichOneof("record_type") == "history"]
+    return sorted(steps, key=lambda h: h["_step"])
+
+
+def logged_config(path):
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "run":
+            return {_key(u): yaml.safe_load(u.value_json) for u in record.run.config.update if _key(u) != "_wandb"}
+    return {}
