@@ -82,6 +82,9 @@ RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "storage_path": (None, optional_str),
     "max_failures": (0, integer(0)),
     "address": (None, optional_str),
+    # The cluster adds nodes on demand (cluster launcher / KubeRay autoscaling): resources that
+    # are not running yet are no error (trials wait for the autoscaler).
+    "autoscaling": (False, boolean),
 }
 WANDB_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "method": ("bayes", one_of(WANDB_METHODS)),

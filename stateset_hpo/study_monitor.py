@@ -76,8 +76,10 @@ class StudyMonitor:
         if keep is None:
             return
         sign = -1.0 if self.config.direction == "maximize" else 1.0
-        ranked = sorted((r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None),
-                        key=lambda r: sign * r.best_metric)
+        # A deleted checkpoint is gone for good: rank only the ones still there (with tied
+        # metrics, the finish order here and the creation order at the end can differ).
+        ranked = sorted((r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None
+                         and r.checkpoint_path not in self.deleted), key=lambda r: sign * r.best_metric)
         kept = {r.checkpoint_path for r in ranked[:keep]}
         for r in results:
             if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted:

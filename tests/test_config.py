@@ -147,3 +147,18 @@ def test_missing_yaml_file(tmp_path):
 def test_replace_revalidates():
     with pytest.raises(ValueError, match="n_trials"):
         HPOConfig().replace(n_trials=-3)
+
+
+def test_resources_auto_and_feasibility_against_the_cluster():
+    from stateset_hpo.search.ray_tune import resolve_resources
+
+    laptop = {"CPU": 2.0}
+    assert resolve_resources(HPOConfig(backend="ray_tune"), "train", laptop) == (1.0, 0.0)
+    assert resolve_resources(HPOConfig(backend="ray_tune"), "direct", {"CPU": 16.0, "GPU": 2.0}) == (4.0, 1.0)
+    with pytest.raises(ValueError, match="needs 1.1 CPUs and 1 GPUs .* has 2 CPUs and 0 GPUs"):
+        resolve_resources(HPOConfig(backend="ray_tune", gpu_per_trial=1), "train", laptop)
+    # an autoscaling cluster starts GPU nodes on demand: not an error, but no "auto" either
+    scaling = HPOConfig(backend="ray_tune", gpu_per_trial=1, cpu_per_trial=4, ray_config={"autoscaling": True})
+    assert resolve_resources(scaling, "train", {"CPU": 2.0}) == (4.0, 1.0)
+    with pytest.raises(ValueError, match="set gpu_per_trial and cpu_per_trial explicitly"):
+        resolve_resources(HPOConfig(backend="ray_tune", ray_config={"autoscaling": True}), "train", laptop)

@@ -328,7 +328,8 @@ def test_custom_objective_and_early_stopping_on_ray(tmp_path):
     cfg = config(tmp_path / "patience", hopeless, search_alg="random", n_trials=10).replace(
         n_parallel_trials=1, early_stopping_patience=2)
     summary = run_study(cfg, spec())
-    assert summary.n_trials == 3
+    # 3 trials finish; one more may have started before the stop reached Tune: it is cut short
+    assert summary.n_successful == 3 and summary.n_trials - 3 == summary.n_pruned <= 1
 
 
 def test_the_guide_workflow_on_ray_with_retention_and_periodic_saving(tmp_path):
@@ -350,11 +351,11 @@ def test_the_guide_workflow_on_ray_with_retention_and_periodic_saving(tmp_path):
     trainer = GRPOHPOTrainer(MultiTurnAgent(s.agent_config), s.environment, s.reward, s.base_config, cfg,
                              callbacks=[Checkpoints()])
     summary = asyncio.run(trainer.optimize())
-    kept = [r for r in summary.all_results if r.checkpoint_path]
-    assert [r.trial_id for r in kept] == [summary.best_trial_id] and os.path.isdir(kept[0].checkpoint_path)
+    (kept,) = [r for r in summary.all_results if r.checkpoint_path]  # a best trial (trials may tie)
+    assert kept.best_metric == summary.best_metric and os.path.isdir(kept.checkpoint_path)
     assert len(written) == 3 and all(path for path in written.values())
     assert [os.path.isdir(path) for trial, path in sorted(written.items())] == \
-        [trial == summary.best_trial_id for trial in sorted(written)]
+        [trial == kept.trial_id for trial in sorted(written)]
     # validation: the best configuration and the defaults retrained as Tune trials with a fresh seed
     configs = summary.validation["configurations"]
     assert configs[0]["label"].startswith(f"trial {summary.best_trial_id}") and configs[-1]["label"].endswith(

@@ -109,11 +109,22 @@ def _error_text(trial) -> str:
         return "trial failed"
 
 
-def resolve_resources(config: HPOConfig, execution: str) -> Tuple[float, float]:
-    """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the running cluster, and
-    a clear error when one trial could never be placed (instead of a trial pending forever)."""
-    total = ray.cluster_resources()
+def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]) -> Tuple[float, float]:
+    """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the cluster's resources
+    ``total`` (ray.cluster_resources()), and a clear error when one trial could never be
+    placed (instead of a trial pending forever).
+
+    On an autoscaling cluster (``ray_config["autoscaling"]``) the nodes that trials need may
+    not exist yet: the autoscaler starts them for pending trials, so missing resources are no
+    error there, and "auto" cannot be resolved from what is running now: give cpu_per_trial
+    and gpu_per_trial explicitly."""
     cpu_total, gpu_total = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    if config.ray_config["autoscaling"]:
+        if config.gpu_per_trial is None or config.cpu_per_trial is None:
+            raise ValueError("on an autoscaling cluster set gpu_per_trial and cpu_per_trial explicitly (e.g. "
+                             "--gpu-per-trial 1 --cpu-per-trial 4): the nodes that would provide them may not be "
+                             "running yet")
+        return config.cpu_per_trial, config.gpu_per_trial
     gpu = config.gpu_per_trial if config.gpu_per_trial is not None else (1.0 if gpu_total >= 1 else 0.0)
     workers = config.ray_config["workers_per_trial"]
     driver = DRIVER_CPU if execution == "train" else 0.0
@@ -145,7 +156,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                  logging_level="ERROR", log_to_driver=False)
         started = True
     try:
-        cpu, gpu = resolve_resources(config, execution)
+        cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         max_t = rc["max_t"] or max_iterations(spec, space)
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         if points is None:
