@@ -265,6 +265,12 @@ class HPOConfig:
         return self.search_space if self.search_space is not None else get_search_space(self.search_space_name)
 
     @property
+    def resolved_study_name(self) -> str:
+        """The study's name on every backend: ``study_name`` or optuna_config's (they must
+        agree), else "grpo_hpo"."""
+        return self.study_name or self.optuna_config["study_name"] or "grpo_hpo"
+
+    @property
     def max_concurrent_trials(self) -> int:
         return self.ray_config["max_concurrent"] or self.n_parallel_trials
 

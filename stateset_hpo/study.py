@@ -72,7 +72,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
                          directions=config.directions)
     write_outputs(summary, Path(config.output_dir))  # the search's results are safe before validation
     summary.validation = run_validation(config, spec, space, summary)
-    write_outputs(summary, Path(config.output_dir))
+    if summary.validation is not None:
+        write_outputs(summary, Path(config.output_dir))
     if config.save_plots:
         from .plots import save_plots
 

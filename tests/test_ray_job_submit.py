@@ -1,5 +1,6 @@
 """`ray job submit ... -- python -m stateset_hpo.launch ...` against a head node of our own on
-loopback, stopped afterwards by the process that started it (never `ray stop`)."""
+loopback, stopped afterwards by the PIDs it started (no stop-by-name command, which would hit
+every Ray process on the host)."""
 
 import json
 import os
@@ -92,7 +93,7 @@ def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
 
 def stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
     """Stop the head node this test started, and only it: its process group, then any process
-    still running from its temp dir (by PID, never `ray stop`)."""
+    still running from its temp dir, each by PID."""
     try:
         os.killpg(head.pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -23,13 +22,12 @@ from ..callbacks import fire
 from ..config import HPOConfig
 from ..results import HPOResult, json_safe, trial_result
 from ..space import SearchSpace
-from ..trial import TrialSpec, max_iterations, planned_iterations, run_trial
-from .optuna_samplers import build_pruner, build_sampler
 from ..study_monitor import stop_requested
+from ..trial import TrialSpec, max_iterations, planned_iterations, run_trial
 from ..wandb_runs import TrialRun
+from .in_process import TrialRecorder, study_deadline
+from .optuna_samplers import build_pruner, build_sampler
 from .optuna_storage import open_storage
-
-DEFAULT_STUDY_NAME = "grpo_hpo"
 
 
 def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:
@@ -56,7 +54,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
     if resume and storage is None:
         raise ValueError("resuming an Optuna study needs a persistent optuna_config['storage'] "
                          "(e.g. sqlite:///hpo.db)")
-    name = config.study_name or oc["study_name"] or DEFAULT_STUDY_NAME
+    name = config.resolved_study_name
     try:
         study = optuna.create_study(storage=storage, study_name=name, load_if_exists=oc["load_if_exists"] or resume,
                                     directions=[d for _, d in objectives],
@@ -80,7 +78,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     distributions = space.to_optuna()
     objectives = config.objectives
     prunes = config.optuna_config["pruner"] != "none"
-    deadline = time.monotonic() + config.timeout if config.timeout else None
+    deadline = study_deadline(config)
     lock = threading.Lock()  # callbacks may run from n_parallel_trials threads; keep them in order
 
     def notify(hook: str, *args: Any) -> None:
@@ -93,49 +91,34 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
         notify("on_trial_start", trial_id, params)
         run = TrialRun(config.wandb_config, study.study_name, f"trial-{trial_id}", params,
                        Path(config.output_dir) / "trials" / trial_id) if config.log_to_wandb else None
-        history: List[Dict[str, float]] = []
-        stopped: List[str] = []
-        planned = planned_iterations(spec, params)
-        start = time.perf_counter()
 
-        def report(metrics: Dict[str, float], trainer) -> bool:
-            history.append(metrics)
-            if run is not None:
-                run.log(metrics)
-            notify("on_trial_result", trial_id, metrics)
-            step = int(metrics["iteration"])
-            if step >= planned:  # the trial is done: keep its final state, nothing left to prune
-                if trainer is not None:
-                    folder = Path(config.output_dir).resolve() / "checkpoints" / trial_id
-                    trial.set_user_attr("checkpoint_path", str(trainer.save_checkpoint(folder)))
-                return False
-            if prunes:
-                value = metrics.get(objectives[0][0])
-                if value is None:
-                    raise KeyError(f"the trial reports no metric {objectives[0][0]!r}")
-                trial.report(value, step)
-                if trial.should_prune():
-                    stopped.append(f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step}")
-                    return True
-            if deadline is not None and time.monotonic() > deadline:
-                stopped.append(f"stopped at the study's timeout, iteration {step}")
-                return True
-            return False
+        def prune(metrics: Dict[str, float], step: int) -> Optional[str]:
+            if not prunes:
+                return None
+            value = metrics.get(objectives[0][0])
+            if value is None:
+                raise KeyError(f"the trial reports no metric {objectives[0][0]!r}")
+            trial.report(value, step)
+            return f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step}" \
+                if trial.should_prune() else None
 
+        record = TrialRecorder(config, trial_id, planned_iterations(spec, params), notify, prune, deadline, run)
         try:
-            last = run_trial(spec, params, report)
+            last = run_trial(spec, params, record)
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             if run is not None:
                 run.finish("failed", str(exc))
             raise
         finally:
-            trial.set_user_attr("history", json_safe(history))
-            trial.set_user_attr("training_time", time.perf_counter() - start)
+            trial.set_user_attr("history", json_safe(record.history))
+            trial.set_user_attr("training_time", record.elapsed)
+            if record.checkpoint_path is not None:
+                trial.set_user_attr("checkpoint_path", record.checkpoint_path)
         if run is not None:
-            run.finish("pruned" if stopped else "success")
-        if stopped:
-            raise optuna.TrialPruned(stopped[0])
+            run.finish("pruned" if record.stop_reason else "success")
+        if record.stop_reason:
+            raise optuna.TrialPruned(record.stop_reason)
         values = []
         for metric, _ in objectives:
             value = last.get(metric)

@@ -148,7 +148,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
         raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
     storage = rc["storage_path"] or str(Path(config.output_dir).resolve() / "ray_results")
-    name = (config.study_name or "grpo_hpo") + ("_validation" if points is not None else "")
+    name = config.resolved_study_name + ("_validation" if points is not None else "")
     started = False
     if not ray.is_initialized():
         address = rc["address"] or os.environ.get("RAY_ADDRESS")

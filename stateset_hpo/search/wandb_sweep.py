@@ -23,11 +23,10 @@ from ..callbacks import fire
 from ..config import HPOConfig
 from ..results import HPOResult, TrialStatus, trial_result
 from ..space import SearchSpace
-from ..trial import TrialSpec, planned_iterations, run_trial
 from ..study_monitor import stop_requested
+from ..trial import TrialSpec, planned_iterations, run_trial
 from ..wandb_runs import TrialRun, wandb_mode
-
-DEFAULT_STUDY_NAME = "grpo_hpo"
+from .in_process import TrialRecorder, study_deadline
 
 
 def _sweeps():
@@ -42,7 +41,7 @@ def sweep_config(config: HPOConfig, space: SearchSpace) -> Dict[str, Any]:
     W&B's own sweep schema (a ValueError names the violation)."""
     wc = config.wandb_config
     out: Dict[str, Any] = {
-        "name": config.study_name or DEFAULT_STUDY_NAME,
+        "name": config.resolved_study_name,
         "method": wc["method"],
         "metric": {"name": config.objective_metric, "goal": config.direction},
         "parameters": space.to_wandb(wc["method"], wc["grid_points"]),
@@ -90,7 +89,7 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
 def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: Dict[str, Any], output_dir: Path,
                  callbacks: Sequence[Any]) -> List[HPOResult]:
     sweeps = _sweeps()
-    deadline = time.monotonic() + config.timeout if config.timeout else None
+    deadline = study_deadline(config)
     runs: List[Any] = []
     results: List[HPOResult] = []
     for number in range(config.n_trials):
@@ -119,33 +118,25 @@ def _run_one(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], trial_id
     fire(callbacks, "on_trial_start", trial_id, params)
     run = TrialRun(config.wandb_config, sweep["name"], f"trial-{trial_id}", params,
                    output_dir / "trials" / trial_id, run=wandb_run)
-    history: List[Dict[str, float]] = []
-    start = time.perf_counter()
+
+    def hyperband(metrics: Dict[str, float], step: int) -> Optional[str]:
+        if proposal is None:  # online: W&B's server decides
+            return None
+        proposal.history.append(dict(metrics))
+        if "early_terminate" in sweep and any(r is proposal for r in sweeps.stop_runs(sweep, runs)):
+            return f"stopped by the sweep's hyperband rule at iteration {step}"
+        return None
+
     planned = planned_iterations(spec, params)
-    checkpoint: List[str] = []
-
-    def report(metrics: Dict[str, float], trainer) -> bool:
-        history.append(metrics)
-        run.log(metrics)
-        fire(callbacks, "on_trial_result", trial_id, metrics)
-        if metrics["iteration"] >= planned:  # done: keep its final state
-            if trainer is not None:
-                checkpoint.append(str(trainer.save_checkpoint(output_dir.resolve() / "checkpoints" / trial_id)))
-            return False
-        if proposal is not None:
-            proposal.history.append(dict(metrics))
-            if "early_terminate" in sweep and any(r is proposal for r in sweeps.stop_runs(sweep, runs)):
-                return True
-        return deadline is not None and time.monotonic() > deadline
-
+    record = TrialRecorder(config, trial_id, planned, lambda hook, *args: fire(callbacks, hook, *args), hyperband,
+                           deadline, run)
     error = None
     try:
-        run_trial(spec, params, report)
+        run_trial(spec, params, record)
     except Exception as exc:  # recorded as a failed trial; the sweep goes on
         error = f"{type(exc).__name__}: {exc}"
-    result = trial_result(trial_id, params, history, config.objective_metric, planned, error=error,
-                          checkpoint_path=checkpoint[0] if checkpoint else None,
-                          training_time=time.perf_counter() - start)
+    result = trial_result(trial_id, params, record.history, config.objective_metric, planned, error=error,
+                          checkpoint_path=record.checkpoint_path, training_time=record.elapsed)
     run.finish(result.status.value, error)
     if proposal is not None:
         proposal.summary_metrics = dict(result.metrics)
