@@ -27,6 +27,19 @@ OPTUNA_PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "wi
 RAY_SCHEDULERS = ("asha", "hyperband", "pbt", "pb2", "median", "fifo")
 RAY_SEARCH_ALGS = ("optuna", "hyperopt", "bayesopt", "random", "grid")
 WANDB_EARLY_TERMINATE = ("hyperband",)
+# URI schemes pyarrow's filesystems (which Ray Tune's storage uses) understand.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")
+
+
+def _storage_path(value: Any) -> Optional[str]:
+    """A local path, or a URI with a scheme Ray Tune can write to (s3://, gs://, ...)."""
+    value = optional_str(value)
+    if value is not None and "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in STORAGE_SCHEMES:
+            raise ValueError(f"URI scheme {scheme!r} is not one Ray Tune can write to; use one of "
+                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a local path, got {value!r}")
+    return value
 
 
 def _early_terminate(value: Any) -> Optional[Dict[str, Any]]:
@@ -79,7 +92,7 @@ RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "seed": (None, integer(0, optional=True)),
     "workers_per_trial": (1, integer(1)),
     "execution": ("train", one_of(("train", "direct"))),
-    "storage_path": (None, optional_str),
+    "storage_path": (None, _storage_path),
     "max_failures": (0, integer(0)),
     "address": (None, optional_str),
     # The cluster adds nodes on demand (cluster launcher / KubeRay autoscaling): resources that
@@ -258,6 +271,11 @@ class HPOConfig:
         if concurrent is not None and concurrent != self.n_parallel_trials and self.n_parallel_trials != 1:
             raise ValueError(f"n_parallel_trials={self.n_parallel_trials} and ray_config['max_concurrent']="
                              f"{concurrent} differ; set one of them")
+        if self.ray_config["autoscaling"] and (self.gpu_per_trial is None or self.cpu_per_trial is None):
+            # "auto" reads the resources running now; the nodes that would provide them may not exist yet
+            raise ValueError("ray_config['autoscaling'] needs gpu_per_trial and cpu_per_trial set explicitly "
+                             "(e.g. --gpu-per-trial 1 --cpu-per-trial 4): the nodes that provide them may not be "
+                             "running yet")
 
     # -- derived ----------------------------------------------------------------------------
     def resolve_search_space(self) -> SearchSpace:

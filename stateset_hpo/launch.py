@@ -14,12 +14,14 @@ space if the space has it, and applied to the base TrainingConfig / AgentConfig.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import (BACKENDS, OPTUNA_PRUNERS, OPTUNA_SAMPLERS, RAY_SCHEDULERS, RAY_SEARCH_ALGS, HPOConfig)
 from .search_spaces import get_search_space, list_search_spaces
+from .shared_storage import storage_location
 from .space.to_wandb import WANDB_METHODS
 from .space import SearchSpace
 
@@ -65,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--execution", choices=("train", "direct"),
                    help="ray_tune: run each trial in a Ray Train worker group (train, default) or in the Tune "
                         "trial process (direct: faster start, one worker)")
+    p.add_argument("--storage-path",
+                   help="ray_tune: where trials, checkpoints and a copy of the results go; on a multi-node "
+                        "cluster a location every node sees (s3://bucket/path, gs://bucket/path, NFS)")
+    p.add_argument("--autoscaling", action="store_true", default=None,
+                   help="ray_tune: the cluster starts nodes on demand, so resources not running yet are no "
+                        "error (needs --gpu-per-trial and --cpu-per-trial)")
+    p.add_argument("--max-failures", type=int,
+                   help="ray_tune: retry a failed trial (e.g. a preempted spot node) from its last checkpoint "
+                        "up to this many times")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix a training parameter for all trials (repeatable), e.g. --set num_episodes=320")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
@@ -83,6 +94,9 @@ _BACKEND_FLAGS = {
     "search_alg": (("ray_tune",), "ray_config", "search_alg"),
     "workers_per_trial": (("ray_tune",), "ray_config", "workers_per_trial"),
     "execution": (("ray_tune",), "ray_config", "execution"),
+    "storage_path": (("ray_tune",), "ray_config", "storage_path"),
+    "autoscaling": (("ray_tune",), "ray_config", "autoscaling"),
+    "max_failures": (("ray_tune",), "ray_config", "max_failures"),
     "sampler": (("optuna", "ray_tune"), "optuna_config", "sampler"),  # also Ray's search_alg optuna
     "pruner": (("optuna",), "optuna_config", "pruner"),
     "storage": (("optuna",), "optuna_config", "storage"),
@@ -121,7 +135,8 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
     for flag, field_name in _PLAIN_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
-            settings[field_name] = value
+            # a path quoted past the shell (e.g. in `ray job submit`, which quotes its command) is expanded here
+            settings[field_name] = os.path.expanduser(value) if flag == "output_dir" else value
     for flag, (needs, section, key) in _BACKEND_FLAGS.items():
         value = getattr(args, flag)
         if value is None:
@@ -240,7 +255,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         rc = config.ray_config
         print(f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
               f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
-              f"execution={rc['execution']}")
+              f"execution={rc['execution']} storage={storage_location(rc['storage_path'], str(config.output_dir))}"
+              + (" autoscaling" if rc["autoscaling"] else ""))
     elif config.backend == "wandb":
         from .wandb_runs import wandb_mode
 
@@ -259,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     from transformers.utils import logging as hf_logging
 
-    from .study import StudyInterrupted, run_study
+    from .study import StudyInterrupted, run_study, shared_results_location
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
     try:
@@ -274,6 +290,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     summary.print_summary()
     print(f"\nsummary: {Path(config.output_dir) / 'summary.json'}  trials: {Path(config.output_dir) / 'trials.csv'}")
+    if shared_results_location(config):
+        print(f"results also in the shared storage: {shared_results_location(config)}")
     return 0 if summary.n_successful else 1
 
 

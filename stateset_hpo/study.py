@@ -81,8 +81,24 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     from .report import write_report
 
     write_report(summary, space, Path(config.output_dir), title=config.study_name or space_name)
+    shared = shared_results_location(config)
+    if shared is not None:
+        from .shared_storage import publish_results
+
+        publish_results(Path(config.output_dir), shared)
     fire(callbacks, "on_hpo_end", summary)
     return summary
+
+
+def shared_results_location(config: HPOConfig) -> Optional[str]:
+    """Where a Ray study with a storage_path (the cluster's shared storage) also gets its
+    results; None for studies whose results stay in output_dir only."""
+    storage_path = config.ray_config["storage_path"] if config.backend == "ray_tune" else None
+    if not storage_path:
+        return None
+    from .shared_storage import results_location, storage_location
+
+    return results_location(storage_location(storage_path, str(config.output_dir)), config.resolved_study_name)
 
 
 def _same_point(a: dict, b: dict) -> bool:

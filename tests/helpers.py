@@ -1,6 +1,10 @@
-"""Shared test helpers: a tiny trial spec and a reader for offline W&B run files."""
+"""Shared test helpers: a tiny trial spec, a reader for offline W&B run files, and a way to\nstop the Ray nodes a test started without touching any other Ray process on the host."""
 
+import os
+import shutil
+import signal
 import struct
+import time
 
 import yaml
 
@@ -58,3 +62,57 @@ def logged_config(path):
         if record.WhichOneof("record_type") == "run":
             return {_key(u): yaml.safe_load(u.value_json) for u in record.run.config.update if _key(u) != "_wandb"}
     return {}
+
+
+def stop_processes_under(temp_dir: str, grace_s: float = 30) -> None:
+    """Stop every process of a Ray instance that a test started with its own ``temp_dir``:
+    those whose command line names it and their descendants (Ray's agents rename themselves,
+    e.g. ``ray::DashboardAgent``), each by PID; then remove the folder. Never a stop-by-name
+    command, which would also hit other Ray instances on the host."""
+    def ours():
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        parents = {pid: _parent(pid) for pid in pids}
+        found = {pid for pid in pids if _cmdline_has(pid, temp_dir)}
+        grew = True
+        while grew:
+            children = {pid for pid, parent in parents.items() if parent in found} - found
+            grew = bool(children)
+            found |= children
+        return found
+
+    left = ours()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = {pid for pid in left if _alive(pid)}
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _cmdline_has(pid: int, text: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except (OSError, IndexError):
+        return False

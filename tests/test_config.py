@@ -160,5 +160,5 @@ def test_resources_auto_and_feasibility_against_the_cluster():
     # an autoscaling cluster starts GPU nodes on demand: not an error, but no "auto" either
     scaling = HPOConfig(backend="ray_tune", gpu_per_trial=1, cpu_per_trial=4, ray_config={"autoscaling": True})
     assert resolve_resources(scaling, "train", {"CPU": 2.0}) == (4.0, 1.0)
-    with pytest.raises(ValueError, match="set gpu_per_trial and cpu_per_trial explicitly"):
-        resolve_resources(HPOConfig(backend="ray_tune", ray_config={"autoscaling": True}), "train", laptop)
+    with pytest.raises(ValueError, match="needs gpu_per_trial and cpu_per_trial set explicitly"):
+        HPOConfig(backend="ray_tune", gpu_per_trial=1, ray_config={"autoscaling": True})

@@ -38,6 +38,10 @@ def test_dry_run_validates_and_compiles_the_study():
     (["--gpu-per-trial", "-1"], "gpu_per_trial must be a number >= 0"),
     (["--config", "/no/such/hpo.yaml"], "config file '/no/such/hpo.yaml' does not exist"),
     (["--space", "grpo", "--space-file", "x.yaml"], "--space or --space-file"),
+    (["--storage-path", "ftp://host/hpo"], "URI scheme 'ftp' is not one Ray Tune can write to"),
+    (["--autoscaling", "--gpu-per-trial", "1"], "needs gpu_per_trial and cpu_per_trial set explicitly"),
+    (["--backend", "optuna", "--storage-path", "/x"], "--storage-path applies to --backend ray_tune, not optuna"),
+    (["--max-failures", "-1"], "ray_config['max_failures'] must be an integer >= 0"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, args, message):
     assert main([*args, "--dry-run"]) == 2

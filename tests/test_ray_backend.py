@@ -2,7 +2,6 @@
 callbacks, resources, and Train worker groups in a long sequence. Small budgets throughout."""
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -93,7 +92,7 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
     summary = run_study(config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=1,
-                               n_trials=4), spec(num_episodes=32))  # 4 iterations
+                               n_trials=4), spec(num_episodes=24))  # 3 iterations
     assert summary.n_failed == 0
     for r in summary.all_results:
         space.validate_point(r.params)
@@ -104,12 +103,12 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
         space.validate_point(new)
 
 
-@pytest.mark.parametrize("scheduler", ["hyperband", "median", "pb2"])
+@pytest.mark.parametrize("scheduler", ["median", "pb2"])  # hyperband: its own test below
 def test_other_schedulers_run(tmp_path, scheduler):
     search = "random" if scheduler == "pb2" else "optuna"
-    summary = run_study(config(tmp_path, LR_SPACE, search_alg=search, scheduler=scheduler, n_trials=3,
+    summary = run_study(config(tmp_path, LR_SPACE, search_alg=search, scheduler=scheduler, n_trials=2,
                                perturbation_interval=1), spec(num_episodes=24))
-    assert summary.n_trials == 3 and summary.n_failed == 0
+    assert summary.n_trials == 2 and summary.n_failed == 0
 
 
 def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
@@ -160,16 +159,6 @@ def test_an_impossible_resource_request_fails_before_any_trial(tmp_path):
         run_study(cfg, spec())
     with pytest.raises(ValueError, match="map to nothing"):
         run_study(config(tmp_path, SearchSpace([SearchDimension("lr", C, choices=[1, 2])])), spec())
-
-
-@pytest.mark.slow
-def test_train_worker_trials_outnumbering_the_cpus_all_finish(tmp_path):
-    """Each trial is a Ray Train worker group; its placement group must be freed, or the 3rd
-    sequential trial on this 2-CPU cluster would wait forever (the Train V2 leak)."""
-    cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=3, execution="train").replace(n_parallel_trials=1)
-    summary = run_study(cfg, spec(num_episodes=8))
-    assert summary.n_successful == 3
-    assert all(len(r.history) == 1 and math.isfinite(r.best_metric) for r in summary.all_results)
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ every Ray process on the host)."""
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers import stop_processes_under
 
 from stateset_hpo import HPOSummary
 
@@ -93,7 +94,7 @@ def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
 
 def stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
     """Stop the head node this test started, and only it: its process group, then any process
-    still running from its temp dir, each by PID."""
+    still running from its temp dir (see helpers.stop_processes_under)."""
     try:
         os.killpg(head.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -102,23 +103,4 @@ def stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
         head.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while True:
-        left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _runs_from(pid, temp_dir)]
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _runs_from(pid: int, temp_dir: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return temp_dir.encode() in f.read()
-    except OSError:
-        return False
+    stop_processes_under(temp_dir)

@@ -103,6 +103,18 @@ def _to_tune_callback(queue):
     return ToTune()
 
 
+def process_group_backend(gpus: float) -> str:
+    """NCCL for GPU workers when this torch build has it, else gloo.
+
+    Train's own default (NCCL whenever use_gpu) fails outright with a torch built without
+    NCCL, e.g. the CPU build on nodes that declare GPUs (a simulated cluster); every node of
+    a cluster runs the same environment, so this process's build stands for the workers'.
+    """
+    import torch.distributed as dist
+
+    return "nccl" if gpus > 0 and dist.is_nccl_available() else "gloo"
+
+
 def train_trial(params: Dict[str, Any], spec: TrialSpec, workers: int, cpus: float, gpus: float,
                 checkpoint_every: Optional[int], max_failures: int, storage_path: Optional[str] = None) -> None:
     """Tune function trainable body for ``execution="train"``: drive a TorchTrainer in a
@@ -114,13 +126,14 @@ def train_trial(params: Dict[str, Any], spec: TrialSpec, workers: int, cpus: flo
 
     import ray.train
     from ray import tune
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
     context = tune.get_context()
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _train_worker,
+        torch_config=TorchConfig(backend=process_group_backend(gpus)),
         train_loop_config={"spec": spec, "params": params, "cpus": cpus, "checkpoint_every": checkpoint_every,
                            "restore": tune.get_checkpoint()},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0,

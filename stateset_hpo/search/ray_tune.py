@@ -18,6 +18,7 @@ from ray import tune
 from ..callbacks import fire
 from ..config import HPOConfig
 from ..results import HPOResult, trial_result
+from ..shared_storage import storage_location
 from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations
 from ..study_monitor import stop_requested
@@ -116,14 +117,9 @@ def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]
 
     On an autoscaling cluster (``ray_config["autoscaling"]``) the nodes that trials need may
     not exist yet: the autoscaler starts them for pending trials, so missing resources are no
-    error there, and "auto" cannot be resolved from what is running now: give cpu_per_trial
-    and gpu_per_trial explicitly."""
+    error there (HPOConfig makes cpu_per_trial and gpu_per_trial explicit there)."""
     cpu_total, gpu_total = total.get("CPU", 0.0), total.get("GPU", 0.0)
     if config.ray_config["autoscaling"]:
-        if config.gpu_per_trial is None or config.cpu_per_trial is None:
-            raise ValueError("on an autoscaling cluster set gpu_per_trial and cpu_per_trial explicitly (e.g. "
-                             "--gpu-per-trial 1 --cpu-per-trial 4): the nodes that would provide them may not be "
-                             "running yet")
         return config.cpu_per_trial, config.gpu_per_trial
     gpu = config.gpu_per_trial if config.gpu_per_trial is not None else (1.0 if gpu_total >= 1 else 0.0)
     workers = config.ray_config["workers_per_trial"]
@@ -147,7 +143,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     execution = rc["execution"]
     if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
         raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
-    storage = rc["storage_path"] or str(Path(config.output_dir).resolve() / "ray_results")
+    storage = storage_location(rc["storage_path"], str(config.output_dir))
     name = config.resolved_study_name + ("_validation" if points is not None else "")
     started = False
     if not ray.is_initialized():

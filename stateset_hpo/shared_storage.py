@@ -1,0 +1,52 @@
+"""The study's shared storage (``ray_config["storage_path"]``): where Ray Tune keeps trials and
+checkpoints, and where the driver copies the study's results when it ends.
+
+On a multi-node cluster every node writes its trials there (S3, GCS or a shared file
+system), and the head node is often short-lived (a KubeRay job's head pod goes away with
+the job; `ray down` takes the cluster's disks): copying summary.json, trials.csv, the report
+and the plots next to the trials puts everything a user fetches in one place that outlives
+the cluster. pyarrow's filesystems are the ones Ray Tune itself writes with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+RESULT_FILES = ("summary.json", "trials.csv", "report.html", "plots")
+
+
+def storage_location(storage_path: Optional[str], output_dir: str) -> str:
+    """Tune's storage_path: the configured URI as given, a local path made absolute (Tune
+    needs one), or by default ``<output_dir>/ray_results``."""
+    if storage_path and "://" in storage_path:
+        return storage_path.rstrip("/")
+    return str(Path(storage_path or Path(output_dir) / "ray_results").expanduser().resolve())
+
+
+def results_location(storage_path: str, study_name: str) -> str:
+    """Where a study's results are copied: ``<storage>/<study>/results`` (beside Tune's trials)."""
+    return f"{storage_path.rstrip('/')}/{study_name}/results"
+
+
+def publish_results(output_dir: Path, destination: str) -> List[str]:
+    """Copy the study's result files from ``output_dir`` to ``destination`` (a local path or
+    a URI such as s3://bucket/prefix/study/results); the names copied."""
+    import pyarrow.fs as pafs
+
+    if "://" in destination:
+        filesystem, root = pafs.FileSystem.from_uri(destination)
+    else:
+        filesystem, root = pafs.LocalFileSystem(), str(Path(destination).resolve())
+    filesystem.create_dir(root, recursive=True)
+    copied = []
+    for name in RESULT_FILES:
+        source = Path(output_dir) / name
+        if not source.exists():
+            continue
+        if source.is_dir():
+            filesystem.create_dir(f"{root}/{name}", recursive=True)
+        pafs.copy_files(str(source.resolve()), f"{root}/{name}", source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=filesystem)
+        copied.append(name)
+    return copied

@@ -1,0 +1,186 @@
+"""cluster/: the cluster-launcher configs pass the schema in the ray wheel and Ray's own config
+validation; the KubeRay manifests pass the fields and types of KubeRay's v1 CRDs
+(tests/data/kuberay_v1.schema.json); each keeps the promises a study relies on (no trials on
+the head, GPU workers from zero, token auth, nothing opened to the internet); broken copies
+are rejected by the same checks; the study commands in cluster/ are valid CLI invocations; and
+a simulated three-node GPU cluster runs a study spread over its nodes."""
+
+import copy
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from helpers import stop_processes_under
+
+from stateset_hpo.launch import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = ROOT / "cluster"
+KUBERAY_SCHEMA = json.loads((Path(__file__).parent / "data" / "kuberay_v1.schema.json").read_text())
+LAUNCHER_CONFIGS = ["aws.yaml", "gcp.yaml"]
+
+
+def load(relative: str):
+    return yaml.safe_load((CLUSTER / relative).read_text())
+
+
+def check_launcher_config(config: dict) -> None:
+    """What `ray up` checks before it touches a cloud: defaults merged, then the schema from
+    the ray wheel (ray/autoscaler/ray-schema.json) and Ray's cross-field rules."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
+def check_kuberay(manifest: dict) -> None:
+    schema = {"$ref": f"#/definitions/{manifest.get('kind')}", "definitions": KUBERAY_SCHEMA["definitions"]}
+    jsonschema.Draft7Validator(schema).validate(manifest)
+
+
+def is_spot(node_type: dict) -> bool:
+    node = node_type["node_config"]
+    return node.get("InstanceMarketOptions", {}).get("MarketType") == "spot" or \
+        node.get("scheduling", {}).get("provisioningModel") == "SPOT"
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_config_passes_rays_checks_and_keeps_its_promises(name):
+    config = load(name)
+    check_launcher_config(config)
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0, "GPU": 0}  # no trial is ever placed on the head
+    workers = [t for n, t in types.items() if n != config["head_node_type"]]
+    assert {t["resources"]["GPU"] for t in workers if not is_spot(t)} == {1, 8}
+    assert all(t["min_workers"] == 0 < t["resources"]["CPU"] for t in workers)  # GPU nodes start from zero
+    assert [t["resources"]["GPU"] for t in workers if is_spot(t)] == [1]
+    assert config["idle_timeout_minutes"] > 0
+    starts = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    assert all("export RAY_AUTH_MODE=token" in c for c in starts)
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # the same token on every node
+    assert "--dashboard-host=127.0.0.1" in config["head_start_ray_commands"][0]
+    assert "0.0.0.0" not in (CLUSTER / name).read_text()
+    assert config["file_mounts"]["~/stateset-hpo"] == "."
+    assert any("pip install -e ~/stateset-hpo" in c for c in config["setup_commands"])
+
+
+def test_the_launcher_configs_set_up_their_nodes_alike():
+    """The cluster-launcher format has no includes: what is not cloud-specific must stay the same."""
+    aws, gcp = load("aws.yaml"), load("gcp.yaml")
+    for key in ("file_mounts", "rsync_exclude", "setup_commands", "head_start_ray_commands",
+                "worker_start_ray_commands", "max_workers", "idle_timeout_minutes"):
+        assert aws[key] == gcp[key], key
+
+
+def _set(path, value):
+    def mutate(config):
+        target = config
+        for key in path[:-1]:
+            target = target[key]
+        if value is KeyError:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate", [
+    _set(["available_node_types", "gpu_1x", "resources", "GPU"], "1"),  # resources must be integers
+    _set(["available_node_types", "gpu_1x", "resources", "GPU"], 0.5),
+    _set(["idle_timeout_minute"], 5),  # misspelt key
+    _set(["available_node_types", "gpu_1x", "node_config"], KeyError),
+    _set(["head_node_type"], "ray.head.default"),  # no such node type
+    _set(["available_node_types", "gpu_1x", "min_workers"], 20),  # more than max_workers overall
+], ids=["string-gpus", "fractional-gpus", "misspelt-key", "no-node-config", "unknown-head", "min-over-max"])
+def test_a_broken_launcher_config_is_rejected(mutate):
+    config = load("aws.yaml")
+    mutate(config)
+    with pytest.raises((jsonschema.ValidationError, ValueError)):
+        check_launcher_config(config)
+
+
+def test_kuberay_manifests_pass_the_crd_fields_and_keep_their_promises():
+    cluster, job = load("kuberay/raycluster.yaml"), load("kuberay/rayjob.yaml")
+    check_kuberay(cluster)
+    check_kuberay(job)
+    spec = cluster["spec"]
+    assert spec["enableInTreeAutoscaling"] is True and spec["authOptions"]["mode"] == "token"
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0" and head["serviceType"] == "ClusterIP"
+    gpus = {}
+    for group in spec["workerGroupSpecs"]:
+        assert group["minReplicas"] == 0 < group["maxReplicas"]
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        gpus[group["groupName"]] = limits["nvidia.com/gpu"]
+    assert sorted(gpus.values()) == [1, 8]
+    images = {c["image"] for g in [head, *spec["workerGroupSpecs"]] for c in g["template"]["spec"]["containers"]}
+    assert len(images) == 1
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+
+
+@pytest.mark.parametrize("mutate", [
+    _set(["spec", "headGroupSpec", "rayStartParams", "num-cpus"], 0),  # the CRD takes strings only
+    _set(["spec", "workerGroupSpecs", 0, "minReplicas"], "0"),
+    _set(["spec", "workerGroupSpecs", 0, "groupName"], KeyError),
+    _set(["spec", "workerGroupSpecs", 0, "template", "spec", "containers", 0, "resources", "limits",
+          "nvidia.com/gpu"], "one"),  # not a Kubernetes quantity
+    _set(["spec", "enableInTreeAutoscale"], True),  # misspelt field
+    _set(["spec", "authOptions", "mode"], "password"),
+    _set(["apiVersion"], "ray.io/v1alpha1"),
+], ids=["numeric-start-param", "string-replicas", "no-group-name", "bad-quantity", "misspelt-field",
+        "unknown-auth-mode", "old-api"])
+def test_a_broken_kuberay_manifest_is_rejected(mutate):
+    manifest = load("kuberay/raycluster.yaml")
+    mutate(manifest)
+    with pytest.raises(jsonschema.ValidationError):
+        check_kuberay(manifest)
+
+
+def study_commands():
+    """Every `python -m stateset_hpo.launch ...` in cluster/: README code blocks (with line
+    continuations joined) and the RayJob's entrypoint."""
+    text = (CLUSTER / "README.md").read_text().replace("\\\n", " ")
+    commands = [line[line.index("python -m stateset_hpo.launch"):] for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+                for line in block.splitlines() if "python -m stateset_hpo.launch" in line]
+    return commands + [load("kuberay/rayjob.yaml")["spec"]["entrypoint"]]
+
+
+def test_the_study_commands_in_cluster_are_valid(capsys):
+    commands = study_commands()
+    assert len(commands) >= 3 and any("--resume" in c for c in commands)
+    for command in commands:
+        args = shlex.split(command)[3:]
+        assert "--space" in args and "--gpu-per-trial" in args, command
+        assert main([*args, "--dry-run"]) == 0, (command, capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
+    """bench/multinode_sim.py at a small size: 3 nodes x 2 GPUs, 7 one-GPU trials (each a Ray
+    Train worker). Six train at once, two per node; the 7th gets a GPU only once a finished
+    trial's placement group is freed (Train V2 leaks it without the dashboard's State API)."""
+    temp_dir = tempfile.mkdtemp(prefix="rsim-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    out = tmp_path / "figures.json"
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "multinode_sim.py"), "--trials", "7",
+                               "--episodes", "32", "--json", str(out), "--temp-dir", temp_dir],
+                              capture_output=True, text=True, timeout=540)
+    finally:
+        stop_processes_under(temp_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["successful_trials"] == 7
+    per_node = figures["train_workers_per_node"]
+    assert "head" not in per_node and sorted(per_node.values()) == [2, 2, 3]
+    assert figures["max_trials_training_at_once"] == 6
+    assert figures["trials_in_shared_storage"] == 7
+    assert {"summary.json", "trials.csv", "report.html"} <= set(figures["results_in_shared_storage"])
+    assert 0 < figures["utilisation"] <= 1
