@@ -184,3 +184,27 @@ def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
     assert figures["trials_in_shared_storage"] == 7
     assert {"summary.json", "trials.csv", "report.html"} <= set(figures["results_in_shared_storage"])
     assert 0 < figures["utilisation"] <= 1
+
+
+def test_results_are_copied_to_the_shared_storage(tmp_path):
+    from stateset_hpo import HPOConfig
+    from stateset_hpo.shared_storage import publish_results
+    from stateset_hpo.study import shared_results_location
+
+    out = tmp_path / "head_output"
+    (out / "plots").mkdir(parents=True)
+    for name in ("summary.json", "trials.csv", "report.html", "plots/learning_curves.png", "unrelated.txt"):
+        (out / name).write_text(name)
+    bucket = tmp_path / "bucket"
+    config = HPOConfig(backend="ray_tune", output_dir=str(out), study_name="s1",
+                       ray_config={"storage_path": str(bucket)})
+    destination = shared_results_location(config)
+    assert destination == f"{bucket}/s1/results"
+    assert sorted(publish_results(out, destination)) == ["plots", "report.html", "summary.json", "trials.csv"]
+    copied = {p.relative_to(bucket / "s1" / "results").as_posix() for p in bucket.rglob("*") if p.is_file()}
+    assert copied == {"summary.json", "trials.csv", "report.html", "plots/learning_curves.png"}
+    assert (bucket / "s1" / "results" / "summary.json").read_text() == "summary.json"
+    s3 = config.replace(ray_config={"storage_path": "s3://bucket/hpo/"})
+    assert shared_results_location(s3) == "s3://bucket/hpo/s1/results"
+    assert shared_results_location(config.replace(ray_config={})) is None  # results stay in output_dir
+    assert shared_results_location(HPOConfig(backend="optuna")) is None
