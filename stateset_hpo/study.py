@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -85,7 +86,10 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     if shared is not None:
         from .shared_storage import publish_results
 
-        publish_results(Path(config.output_dir), shared)
+        try:
+            publish_results(Path(config.output_dir), shared)
+        except OSError as exc:  # the study itself succeeded and its results are in output_dir
+            warnings.warn(f"could not copy the results to {shared} ({exc}); they are in {config.output_dir}")
     fire(callbacks, "on_hpo_end", summary)
     return summary
 

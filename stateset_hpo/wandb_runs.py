@@ -9,7 +9,6 @@ or written by this project.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -22,21 +21,6 @@ def wandb_mode() -> str:
     if mode == "dryrun":
         return "offline"
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
-
-
-@contextmanager
-def wandb_mode_set():
-    """WANDB_MODE set to `wandb_mode()` for the duration (restored after): Ray's W&B logger
-    demands an API key unless WANDB_MODE itself says offline."""
-    before = os.environ.get("WANDB_MODE")
-    os.environ["WANDB_MODE"] = wandb_mode()
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("WANDB_MODE", None)
-        else:
-            os.environ["WANDB_MODE"] = before
 
 
 class TrialRun:

@@ -22,7 +22,7 @@ from ..shared_storage import storage_location
 from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations
 from ..study_monitor import stop_requested
-from ..wandb_runs import wandb_mode, wandb_mode_set
+from ..wandb_runs import wandb_mode
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
 from .schedulers import build_scheduler, checkpoint_interval
 from .searchers import build_search
@@ -195,7 +195,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                           checkpoint_config=tune.CheckpointConfig(
                                               num_to_keep=4 if rc["scheduler"] in ("pbt", "pb2") else 2)))
         start = time.monotonic()
-        with wandb_mode_set() if config.log_to_wandb else contextlib.nullcontext():
+        # Tune's newer console output prints its experiment banner even at verbose=0; the legacy
+        # reporter is silent there. Ray's W&B logger demands an API key unless WANDB_MODE says offline.
+        with environment({"RAY_AIR_NEW_OUTPUT": "0", **({"WANDB_MODE": wandb_mode()} if config.log_to_wandb else {})}):
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
@@ -214,6 +216,21 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def environment(values: Dict[str, str]):
+    """These environment variables set for the duration (each restored after)."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def wandb_logger(config: HPOConfig, group: str):
