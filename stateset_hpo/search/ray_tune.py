@@ -182,7 +182,12 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                        param_space=param_space)
         else:
-            failure = tune.FailureConfig(max_failures=rc["max_failures"] if execution == "direct" else 0)
+            # Under "train", Ray Train retries a trial's failed workers (max_failures times, from the
+            # last checkpoint) but cannot help when the trial's driver is lost with its node (a
+            # reclaimed spot node): Tune restarts a failed trial once for that. A trial that keeps
+            # failing then runs at most 2 x (max_failures + 1) times, not (max_failures + 1)^2.
+            retries = rc["max_failures"] if execution == "direct" else min(1, rc["max_failures"])
+            failure = tune.FailureConfig(max_failures=retries)
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
