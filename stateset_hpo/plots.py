@@ -30,16 +30,14 @@ def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, floa
     Optuna's importance evaluator from the successful trials; {} with fewer than 2."""
     import optuna
 
+    from .search.optuna_samplers import optuna_verbosity
+
     scored = _successful(summary)
     if len(scored) < 2:
         return {}
     distributions = space.to_optuna()
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line for this scratch study
-    try:
+    with optuna_verbosity(optuna.logging.WARNING):  # a scratch study
         study = optuna.create_study(direction=summary.direction)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     for r in scored:
         names = [n for n in r.params if n in distributions]
         study.add_trial(optuna.trial.create_trial(params={n: r.params[n] for n in names},

@@ -5,12 +5,25 @@ Shared by the standalone Optuna backend and Ray Tune's `OptunaSearch` (search_al
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Dict, Optional
 
 import optuna
 
 # Samplers that can propose for several objectives at once (CMA-ES is single-objective).
 MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "gp", "qmc", "nsga2")
+
+
+@contextmanager
+def optuna_verbosity(level: int):
+    """Optuna's logging at ``level`` for the duration (restored after), e.g. WARNING to drop
+    the "A new study created in memory" line of a study the user never sees."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 def build_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1,

@@ -26,7 +26,7 @@ from ..study_monitor import stop_requested
 from ..trial import TrialSpec, max_iterations, planned_iterations, run_trial
 from ..wandb_runs import TrialRun
 from .in_process import TrialRecorder, study_deadline
-from .optuna_samplers import build_pruner, build_sampler
+from .optuna_samplers import build_pruner, build_sampler, optuna_verbosity
 from .optuna_storage import open_storage
 
 
@@ -132,14 +132,10 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
         if stop_requested(callbacks):  # e.g. early_stopping_patience ran out
             study.stop()
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING)
-    try:
+    with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
         study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout,
                        n_jobs=config.n_parallel_trials, catch=(Exception,), callbacks=[on_end],
                        gc_after_trial=True, show_progress_bar=False)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
     return [result_of(t, spec, objectives[0][0]) for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
 

@@ -7,6 +7,7 @@ ResultGrid and the callback stream); nothing is appended inside trial workers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations
 from ..study_monitor import stop_requested
 from ..wandb_runs import wandb_mode
+from .optuna_samplers import optuna_verbosity
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
 from .schedulers import build_scheduler, checkpoint_interval
 from .searchers import build_search
@@ -202,7 +204,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         start = time.monotonic()
         # Tune's newer console output prints its experiment banner even at verbose=0; the legacy
         # reporter is silent there. Ray's W&B logger demands an API key unless WANDB_MODE says offline.
-        with environment({"RAY_AIR_NEW_OUTPUT": "0", **({"WANDB_MODE": wandb_mode()} if config.log_to_wandb else {})}):
+        # OptunaSearch's in-memory study would announce itself at INFO.
+        with environment({"RAY_AIR_NEW_OUTPUT": "0", **({"WANDB_MODE": wandb_mode()} if config.log_to_wandb else {})}), \
+                optuna_verbosity(logging.WARNING):
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
