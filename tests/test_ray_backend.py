@@ -226,18 +226,21 @@ def test_a_killed_train_worker_is_retried_from_its_last_checkpoint(tmp_path):
 
 
 def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path):
-    """Ctrl+C on the CLI (attached to this session's cluster), then --resume."""
+    """Ctrl+C on the CLI (attached to this session's cluster), then --resume from the shared
+    storage alone: the resumed run has a fresh output dir, as on a new head node."""
     import ray
 
-    out = tmp_path / "out"
+    bucket = tmp_path / "bucket"  # stands for s3://bucket/prefix
     args = [sys.executable, "-m", "stateset_hpo.launch", "--space", "conservative", "--n-trials", "3",
             "--n-parallel-trials", "1", "--execution", "direct", "--cpu-per-trial", "1", "--seed", "0",
-            "--validation-top-k", "0",
+            "--validation-top-k", "0", "--storage-path", str(bucket),
             "--set", "num_episodes=48", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
-            "--set", "max_new_tokens=16", "--output-dir", str(out)]
+            "--set", "max_new_tokens=16"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "token",
            "WANDB_API_KEY": SECRET}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    first_head, second_head = tmp_path / "head1", tmp_path / "head2"
+    proc = subprocess.Popen(args + ["--output-dir", str(first_head)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -246,19 +249,22 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
             break
     rest, _ = proc.communicate(timeout=240)
     assert proc.returncode == 130, "".join(lines) + rest
-    assert "--resume" in rest and not (out / "summary.json").exists()
+    assert "--resume" in rest and not (first_head / "summary.json").exists()
     first = lines[-1].split()[2]  # "[1/3] trial <id> success ..."
 
-    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    resumed = subprocess.run(args + ["--output-dir", str(second_head), "--resume"], capture_output=True, text=True,
+                             env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    summary = HPOSummary.load(out / "summary.json")
+    summary = HPOSummary.load(second_head / "summary.json")
     assert summary.n_trials == 3 and summary.n_successful == 3
     assert len({r.trial_id for r in summary.all_results}) == 3 and first in {r.trial_id for r in summary.all_results}
     finished_first = [r for r in summary.all_results if r.trial_id == first][0]
     assert [h["iteration"] for h in finished_first.history] == [1, 2, 3, 4, 5, 6]  # not run a second time
-    rows = tune_rows(out)
-    assert sum(len(trial) for trial in rows.values()) <= 3 * 6 + 6  # at most the interrupted trial ran twice
-    assert_no_secret(out, [rest, resumed.stdout, resumed.stderr, "".join(lines)])
+    rows = [json.loads(line) for f in (bucket / "grpo_hpo").glob("*/result.json") for line in f.read_text().splitlines()]
+    assert len(rows) <= 3 * 6 + 6  # at most the interrupted trial ran twice
+    shared = HPOSummary.load(bucket / "grpo_hpo" / "results" / "summary.json")  # the copy in the shared storage
+    assert shared.best_trial_id == summary.best_trial_id and shared.n_trials == 3
+    assert_no_secret(tmp_path, [rest, resumed.stdout, resumed.stderr, "".join(lines)])
 
 
 SECRET = "wandb-secret-4c1f9e"
