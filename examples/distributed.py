@@ -3,7 +3,8 @@
 Locally this starts a Ray instance of its own; on a cluster, run it as a job
 (`ray job submit --address http://HEAD:8265 --working-dir . -- python examples/distributed.py`)
 or set RAY_ADDRESS. With GPUs, set gpu_per_trial (and workers_per_trial for data-parallel
-trials).
+trials). cluster/README.md sets up such a cluster on AWS, GCP or KubeRay (GPU nodes started on
+demand: ray_config autoscaling, a shared storage_path).
 
     python examples/distributed.py [--smoke]
 """
