@@ -17,6 +17,7 @@ loading the model count as idle), and wall is the study's wall time. It also lis
 landed in the shared storage: every trial's folder and the study's results.
 
     python bench/multinode_sim.py [--nodes 3] [--gpus 2] [--trials 12] [--episodes 48] [--json out.json]
+                                  [--work-dir DIR]
 """
 
 import argparse
@@ -90,7 +91,7 @@ def max_overlap(intervals) -> int:
     return best
 
 
-def run(nodes: int, gpus: int, trials: int, episodes: int, temp_dir: str) -> dict:
+def run(nodes: int, gpus: int, trials: int, episodes: int, temp_dir: str, work: Path) -> dict:
     import ray
 
     from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
@@ -98,7 +99,6 @@ def run(nodes: int, gpus: int, trials: int, episodes: int, temp_dir: str) -> dic
     from stateset_hpo.study import run_study
     from stateset_hpo.trial import TrialSpec
 
-    work = Path(tempfile.mkdtemp(prefix="multinode-sim-"))
     shared = work / "shared_bucket"  # stands for s3://bucket/stateset-hpo: every node writes here
     cluster = start_cluster(nodes, gpus, temp_dir)
     try:
@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--episodes", type=int, default=48, help="episodes per trial (8 per iteration)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--work-dir", type=Path, help="the shared storage and the head's output go here "
+                                                       "(default: a new temporary folder, kept)")
     parser.add_argument("--temp-dir", help="Ray's temp dir for the simulated nodes (short: socket paths have a "
                                            "length limit); every process of the cluster runs from it")
     args = parser.parse_args()
@@ -153,7 +155,9 @@ def main() -> None:
     # SIGTERM (e.g. a timeout) unwinds through run()'s cleanup, which stops the nodes it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     temp_dir = args.temp_dir or tempfile.mkdtemp(prefix="rsim-", dir="/tmp")
-    figures = run(args.nodes, args.gpus, args.trials, args.episodes, temp_dir)
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="multinode-sim-"))
+    figures = run(args.nodes, args.gpus, args.trials, args.episodes, temp_dir, work)
+    figures["work_dir"] = str(work)
     for key, value in figures.items():
         print(f"{key:>30}: {value}")
     if args.json:

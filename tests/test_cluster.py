@@ -171,7 +171,8 @@ def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
     out = tmp_path / "figures.json"
     try:
         proc = subprocess.run([sys.executable, str(ROOT / "bench" / "multinode_sim.py"), "--trials", "7",
-                               "--episodes", "32", "--json", str(out), "--temp-dir", temp_dir],
+                               "--episodes", "32", "--json", str(out), "--temp-dir", temp_dir,
+                               "--work-dir", str(tmp_path)],
                               capture_output=True, text=True, timeout=540)
     finally:
         stop_processes_under(temp_dir)
