@@ -24,6 +24,19 @@ def storage_location(storage_path: Optional[str], output_dir: str) -> str:
     return str(Path(storage_path or Path(output_dir) / "ray_results").expanduser().resolve())
 
 
+def multi_node_warning(storage: str, nodes: int, autoscaling: bool) -> Optional[str]:
+    """Why a local storage path may fail on this cluster, or None. Trials on other nodes write
+    their results and checkpoints to the same path on *their* disk, where the driver never sees
+    them; only a shared file system (NFS and the like, which cannot be told apart from a local
+    disk here) or a URI works. A warning, not an error, for that reason."""
+    if "://" in storage or (nodes <= 1 and not autoscaling):
+        return None
+    where = f"{nodes} nodes" if nodes > 1 else "nodes started on demand"
+    return (f"the study's storage {storage!r} is a local path, but this Ray cluster has {where}: unless every "
+            "node mounts it from a shared file system, give ray_config['storage_path'] (--storage-path) as an "
+            "s3:// or gs:// URI")
+
+
 def results_location(storage_path: str, study_name: str) -> str:
     """Where a study's results are copied: ``<storage>/<study>/results`` (beside Tune's trials)."""
     return f"{storage_path.rstrip('/')}/{study_name}/results"

@@ -209,3 +209,12 @@ def test_results_are_copied_to_the_shared_storage(tmp_path):
     assert shared_results_location(s3) == "s3://bucket/hpo/s1/results"
     assert shared_results_location(config.replace(ray_config={})) is None  # results stay in output_dir
     assert shared_results_location(HPOConfig(backend="optuna")) is None
+
+
+def test_a_local_storage_path_on_a_multi_node_cluster_is_flagged():
+    from stateset_hpo.shared_storage import multi_node_warning
+
+    assert multi_node_warning("/data/ray_results", nodes=1, autoscaling=False) is None
+    assert "3 nodes" in multi_node_warning("/data/ray_results", nodes=3, autoscaling=False)
+    assert "on demand" in multi_node_warning("/data/ray_results", nodes=1, autoscaling=True)
+    assert multi_node_warning("s3://bucket/hpo", nodes=3, autoscaling=True) is None

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -19,7 +20,7 @@ from ray import tune
 from ..callbacks import fire
 from ..config import HPOConfig
 from ..results import HPOResult, trial_result
-from ..shared_storage import storage_location
+from ..shared_storage import multi_node_warning, storage_location
 from ..space import SearchSpace
 from ..trial import TrialSpec, max_iterations, planned_iterations
 from ..study_monitor import stop_requested
@@ -155,6 +156,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         started = True
     try:
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
+        caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
+        if caution and points is None:  # once per study, not again for its validation runs
+            warnings.warn(caution)
         max_t = rc["max_t"] or max_iterations(spec, space)
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         if points is None:
