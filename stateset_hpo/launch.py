@@ -290,8 +290,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     summary.print_summary()
     print(f"\nsummary: {Path(config.output_dir) / 'summary.json'}  trials: {Path(config.output_dir) / 'trials.csv'}")
-    if shared_results_location(config):
-        print(f"results also in the shared storage: {shared_results_location(config)}")
+    shared = shared_results_location(config)
+    if shared:
+        print(f"results also in the shared storage: {shared}")
     return 0 if summary.n_successful else 1
 
 

@@ -184,10 +184,10 @@ def test_pbt_exploits_train_worker_trials(tmp_path):
     assert any(r.checkpoint_path for r in summary.all_results)
 
 
-def tune_rows(tmp_path):
-    """Tune's own per-trial records (result.json), as written during the run."""
+def tune_rows(experiment):
+    """Tune's own per-trial records (result.json) in an experiment folder, as written during the run."""
     return {f.parent.name: [json.loads(line) for line in f.read_text().splitlines()]
-            for f in (tmp_path / "ray_results" / "grpo_hpo").glob("*/result.json")}
+            for f in experiment.glob("*/result.json")}
 
 
 def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_path):
@@ -196,7 +196,7 @@ def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_pat
     cfg = config(tmp_path, LR_SPACE, search_alg="random", scheduler="hyperband", reduction_factor=2, n_trials=6)
     summary = run_study(cfg, spec(num_episodes=32))  # 4 iterations
     assert summary.n_failed == 0
-    rows = tune_rows(tmp_path)
+    rows = tune_rows(tmp_path / "ray_results" / "grpo_hpo")
     restored = [r for trial in rows.values() for r in trial if r["iterations_since_restore"] < r["training_iteration"]]
     assert restored, "HyperBand paused and resumed no trial"
     for trial in rows.values():  # a resumed trial continues its own training, never starts over
@@ -221,7 +221,7 @@ def test_a_killed_train_worker_is_retried_from_its_last_checkpoint(tmp_path):
     assert killed
     (result,) = summary.all_results
     assert result.status is TrialStatus.SUCCESS and [h["iteration"] for h in result.history] == [1, 2, 3, 4]
-    (rows,) = tune_rows(tmp_path).values()
+    (rows,) = tune_rows(tmp_path / "ray_results" / "grpo_hpo").values()
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4]  # continued from the checkpoint, not from scratch
 
 
@@ -260,8 +260,8 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     assert len({r.trial_id for r in summary.all_results}) == 3 and first in {r.trial_id for r in summary.all_results}
     finished_first = [r for r in summary.all_results if r.trial_id == first][0]
     assert [h["iteration"] for h in finished_first.history] == [1, 2, 3, 4, 5, 6]  # not run a second time
-    rows = [json.loads(line) for f in (bucket / "grpo_hpo").glob("*/result.json") for line in f.read_text().splitlines()]
-    assert len(rows) <= 3 * 6 + 6  # at most the interrupted trial ran twice
+    rows = tune_rows(bucket / "grpo_hpo")
+    assert sum(len(trial) for trial in rows.values()) <= 3 * 6 + 6  # at most the interrupted trial ran twice
     shared = HPOSummary.load(bucket / "grpo_hpo" / "results" / "summary.json")  # the copy in the shared storage
     assert shared.best_trial_id == summary.best_trial_id and shared.n_trials == 3
     assert_no_secret(tmp_path, [rest, resumed.stdout, resumed.stderr, "".join(lines)])
