@@ -70,11 +70,12 @@ OPTUNA_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "seed": (None, integer(0, optional=True)),
     "n_startup_trials": (10, integer(0)),
     "pruner_startup_trials": (5, integer(0)),
-    "n_warmup_steps": (5, integer(0)),
+    # steps are episodes (see search/optuna_samplers.py); None: two / one iterations of the baseline
+    "n_warmup_steps": (None, integer(0, optional=True)),
     "interval_steps": (1, integer(1)),
     "percentile": (25.0, number(0.0, strict=True, maximum=100.0)),
     "p_threshold": (0.1, number(0.0, strict=True, maximum=1.0)),
-    "min_resource": (1, integer(1)),
+    "min_resource": (None, integer(1, optional=True)),
     "reduction_factor": (3, integer(2)),
     "storage": (None, optional_str),
     "study_name": (None, optional_str),
@@ -84,10 +85,11 @@ RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "scheduler": ("asha", one_of(RAY_SCHEDULERS)),
     "search_alg": ("optuna", one_of(RAY_SEARCH_ALGS)),
     "max_concurrent": (None, integer(1, optional=True)),
-    "grace_period": (1, integer(1)),
+    # in episodes (see search/schedulers.py); None: one iteration of the baseline point
+    "grace_period": (None, integer(1, optional=True)),
     "reduction_factor": (3, integer(2)),
     "max_t": (None, integer(1, optional=True)),
-    "perturbation_interval": (2, integer(1)),
+    "perturbation_interval": (None, integer(1, optional=True)),
     "grid_points": (3, integer(2)),
     "seed": (None, integer(0, optional=True)),
     "workers_per_trial": (1, integer(1)),
@@ -135,9 +137,16 @@ class HPOConfig:
       allows; so the same config runs on a laptop and on a GPU cluster.
     - ``search_space`` wins over ``search_space_name`` when both are given (the guide's
       examples pass a space and leave the name at its default).
-    - ``validation_top_k`` / ``validation_seeds`` (not in the guide): after the search the k
-      best configurations and the defaults are retrained with that many fresh seeds and
-      scored on held-out scenarios (see validation.py); ``validation_top_k=0`` turns it off.
+    - ``objective_metric`` defaults to ``eval_reward``, the greedy score on the held-out
+      selection scenarios, not the guide's sampled training ``reward``: a lower sampling
+      temperature raises the training reward without any learning.
+    - ``validation_top_k`` / ``validation_seeds`` / ``validation_episodes`` (not in the guide):
+      after the search, the recommended configuration (the search's best, named before it is
+      tested), the next ``validation_top_k - 1`` and the baseline (the base training config)
+      are retrained with ``validation_seeds`` fresh seeds at one equal budget
+      (``validation_episodes``, default: the largest budget among them) and scored on the test
+      scenarios; the gain over the baseline comes with a 95% confidence interval (see
+      validation.py). ``validation_top_k=0`` turns it off.
     - ``objective_metrics`` (with ``directions``, one per metric, default ``direction`` for
       each) makes a multi-objective study (backend "optuna"); the summary then holds the
       Pareto front. ``objective_metric``/``direction`` become the first of them, which is
@@ -149,7 +158,7 @@ class HPOConfig:
     search_space_name: str = "grpo"
     n_trials: int = 100
     timeout: Optional[float] = None
-    objective_metric: str = "reward"
+    objective_metric: str = "eval_reward"
     direction: str = "maximize"
     objective_metrics: Optional[List[str]] = None
     directions: Optional[List[str]] = None
@@ -166,6 +175,7 @@ class HPOConfig:
     early_stopping_patience: Optional[int] = None
     validation_top_k: int = 3
     validation_seeds: int = 3
+    validation_episodes: Optional[int] = None
 
     n_parallel_trials: int = 1
     gpu_per_trial: Optional[float] = None
@@ -187,6 +197,7 @@ class HPOConfig:
             "early_stopping_patience": integer(1, optional=True),
             "validation_top_k": integer(0),
             "validation_seeds": integer(1),
+            "validation_episodes": integer(1, optional=True),
             "n_parallel_trials": integer(1),
             "gpu_per_trial": number(0.0, strict=False, optional=True),
             "cpu_per_trial": number(0.0, strict=True, optional=True),

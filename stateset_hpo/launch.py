@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, help=f"default: {CLI_DEFAULT_BACKEND}")
     p.add_argument("--n-trials", type=int, help="number of trials")
     p.add_argument("--timeout", type=float, help="stop the study after this many seconds")
-    p.add_argument("--metric", help="objective metric (default: reward)")
+    p.add_argument("--metric", help="objective metric (default: eval_reward, the greedy score on the held-out "
+                                    "selection scenarios)")
     p.add_argument("--direction", choices=("maximize", "minimize"))
     p.add_argument("--scheduler", choices=RAY_SCHEDULERS, help="ray_tune trial scheduler")
     p.add_argument("--search-alg", choices=RAY_SEARCH_ALGS, help="ray_tune search algorithm")
@@ -59,8 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the search algorithm / sampler")
     p.add_argument("--n-parallel-trials", type=int, help="trials running at once")
     p.add_argument("--validation-top-k", type=int,
-                   help="retrain the K best configurations and the defaults with fresh seeds (default 3; 0: off)")
+                   help="after the search, retrain the recommendation (the search's best), the next K-1 and the "
+                        "baseline with fresh seeds and test them (default 3; 0: off)")
     p.add_argument("--validation-seeds", type=int, help="seeds per validated configuration (default 3)")
+    p.add_argument("--validation-episodes", type=int,
+                   help="episodes every validated configuration trains on (default: the largest budget among them)")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
     p.add_argument("--cpu-per-trial", type=float, help="CPUs per trial worker (default: auto)")
     p.add_argument("--workers-per-trial", type=int, help="ray_tune: data-parallel workers per trial")
@@ -107,6 +111,7 @@ _PLAIN_FLAGS = {
     "n_parallel_trials": "n_parallel_trials", "gpu_per_trial": "gpu_per_trial",
     "cpu_per_trial": "cpu_per_trial", "output_dir": "output_dir", "study_name": "study_name",
     "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
+    "validation_episodes": "validation_episodes",
 }
 _SEED_SECTION = {"ray_tune": "ray_config", "optuna": "optuna_config"}
 
@@ -192,7 +197,7 @@ def compile_for_backend(config: HPOConfig) -> str:
         from .search.optuna_samplers import build_pruner, build_sampler
 
         build_sampler(config.optuna_config, len(config.objectives))
-        build_pruner(config.optuna_config, 1)
+        build_pruner(config.optuna_config, 1, 1)
         return f"optuna distributions: {len(space.to_optuna())}"
     if config.backend == "wandb":
         method = config.wandb_config["method"]
@@ -244,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             from .study import spec_from_config
 
             spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
-            spec.check(space.baseline())
+            spec.check_space(space)
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2

@@ -25,15 +25,19 @@ def _successful(summary: HPOSummary):
     return [r for r in summary.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
 
 
+MIN_TRIALS_FOR_IMPORTANCE = 8  # below this, fANOVA's ranking of parameters is noise
+
+
 def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, float]:
     """Importance of each searched parameter for the objective (sums to 1), computed by
-    Optuna's importance evaluator from the successful trials; {} with fewer than 2."""
+    Optuna's importance evaluator from the successful trials; {} with fewer than
+    MIN_TRIALS_FOR_IMPORTANCE (a forest fitted to a handful of noisy points ranks noise)."""
     import optuna
 
     from .search.optuna_samplers import optuna_verbosity
 
     scored = _successful(summary)
-    if len(scored) < 2:
+    if len(scored) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}
     distributions = space.to_optuna()
     with optuna_verbosity(optuna.logging.WARNING):  # a scratch study
@@ -101,7 +105,8 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
         ax.barh(names, [importances[n] for n in names], color="tab:blue")
         ax.set(xlabel=f"importance for {metric} (fANOVA, sums to 1)", title="Parameter importances")
     else:
-        ax.text(0.5, 0.5, "needs at least 2 successful trials with different parameters", ha="center")
+        ax.text(0.5, 0.5, f"not shown: importances need at least {MIN_TRIALS_FOR_IMPORTANCE} successful trials with\n"
+                f"different parameters (this study has {len(_successful(summary))} successful)", ha="center")
         ax.set_axis_off()
     paths.append(_save(fig, folder / PNG_NAMES[1]))
 

@@ -1,7 +1,7 @@
 """report.html: one page per study, next to summary.json.
 
-Totals, the best parameters against the baseline defaults (with the objective of each), the
-validation re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
+Totals, the recommended parameters against the space's defaults and the baseline, the
+validation verdict and re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ def _fmt(value) -> str:
 
 def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, title: Optional[str] = None) -> Path:
     output_dir = Path(output_dir)
-    best, baseline = summary.best_result, space.baseline()
+    best, defaults = summary.best_result, space.baseline()
+    v = summary.validation if summary.validation and "comparison" in summary.validation else None
+    base = next((e["params"] for e in v["configurations"] if e["role"] == "baseline"), {}) if v else {}
     metric = html.escape(summary.objective_metric)
     rows = []
     for name in space.names:
         chosen = best.params.get(name) if best else None
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(baseline.get(name))}</td><td>{_fmt(chosen)}</td></tr>")
-    rows.append(f"<tr><th>{metric}</th><th>{_fmt(summary.baseline_metric)}</th><th>{_fmt(summary.best_metric)}</th></tr>")
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_fmt(defaults.get(name))}</td>"
+                    f"<td>{_fmt(base.get(name))}</td><td>{_fmt(chosen)}</td></tr>")
+    rows.append(f"<tr><th>{metric} (selection)</th><th>{_fmt(summary.baseline_metric)}</th><th>-</th>"
+                f"<th>{_fmt(summary.best_metric)}</th></tr>")
     trials = []
     sign = -1 if summary.direction == "maximize" else 1
     for r in sorted(summary.all_results, key=lambda r: (r.best_metric is None, sign * (r.best_metric or 0.0))):
@@ -38,16 +42,18 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
         trials.append(f"<tr><td>{html.escape(r.trial_id)}</td><td>{r.status.value}</td><td>{_fmt(r.best_metric)}</td>"
                       f"<td>{len(r.history)}</td><td>{r.training_time:.1f}</td><td>{params}</td><td>{error}</td></tr>")
     validation = ""
-    if summary.validation:
-        v = summary.validation
-        lines = "".join(f"<tr><td>{html.escape(e['label'])}</td><td>{_fmt(e['mean'])}</td><td>{_fmt(e['std'])}</td>"
+    if v:
+        lines = "".join(f"<tr><td>{html.escape(e['label'])}</td><td>{html.escape(e['role'])}</td>"
+                        f"<td>{_fmt(e['mean'])}</td><td>{_fmt(e['std'])}</td>"
                         f"<td>{', '.join(_fmt(x) for x in e['scores'])}</td><td>{len(e['errors'])}</td></tr>"
                         for e in v["configurations"])
-        gain = (f"<p>{html.escape(str(v['best_label']))} beats the defaults by {_fmt(v['improvement_over_defaults'])}"
-                "</p>" if v["improvement_over_defaults"] is not None else "")
-        validation = (f"<h2>Validation: retrained with fresh seeds, held-out {html.escape(str(v['metric']))}</h2>"
-                      "<table><tr><th>configuration</th><th>mean</th><th>std</th><th>scores</th><th>failed</th></tr>"
-                      f"{lines}</table>{gain}")
+        validation = (f"<h2>Validation: the recommendation against the baseline on the test scenarios</h2>"
+                      f"<p><b>{html.escape(v['sentence'])}</b></p>"
+                      f"<p>scored by {html.escape(str(v['metric']))}, every configuration retrained with the same "
+                      f"fresh seeds at {_fmt(v.get('budget_episodes'))} episodes; scores are per-seed means; the "
+                      "recommendation was named from the search alone, before these runs.</p>"
+                      "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
+                      f"<th>failed</th></tr>{lines}</table>")
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
@@ -60,8 +66,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
 success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
 {summary.total_time:.1f} s &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
-<h2>Best parameters against the defaults</h2>
-<table><tr><th>parameter</th><th>default (baseline trial)</th><th>best trial {html.escape(summary.best_trial_id or '-')}</th></tr>
+<h2>The recommendation against the baseline</h2>
+<table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
+<th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>
 {validation}
 {plots}

@@ -264,22 +264,13 @@ class HPOSummary:
         if best is None:
             lines.append("best: none (no trial finished successfully)")
         else:
-            lines.append(f"best: trial {best.trial_id}  {self.objective_metric} = {fmt(best.best_metric)}")
-            if self.baseline_metric is not None:
-                lines.append(f"baseline (defaults): {fmt(self.baseline_metric)}  "
-                             f"change: {best.best_metric - self.baseline_metric:+.4f}")
+            lines.append(f"recommended: trial {best.trial_id}  {self.objective_metric} = {fmt(best.best_metric)} "
+                         "(the search's best, chosen before validation)")
+            if self.baseline_metric is not None and self.baseline_trial_id != best.trial_id:
+                lines.append(f"the space's defaults (trial {self.baseline_trial_id}, the search's first): "
+                             f"{fmt(self.baseline_metric)}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
-        if self.validation:
-            v = self.validation
-            lines.append(f"validation (retrained with fresh seeds, held-out {v['metric']}):")
-            for e in v["configurations"]:
-                spread = f"{fmt(e['mean'])} +- {fmt(e['std'])}" if e["mean"] is not None else "-"
-                failed = f"  ({len(e['errors'])} failed)" if e["errors"] else ""
-                lines.append(f"  {e['label']:<24} {spread}  over {len(e['scores'])} seeds{failed}")
-            if v["best_label"] and v["best_label"].endswith("(defaults)"):
-                lines.append("  the defaults are the best configuration")
-            elif v["improvement_over_defaults"] is not None:
-                lines.append(f"  {v['best_label']} beats the defaults by {v['improvement_over_defaults']:+.4f}")
+        lines += self.validation_lines()
         if self.objective_metrics and len(self.objective_metrics) > 1:
             lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
         sign = -1 if self.direction == "maximize" else 1
@@ -294,6 +285,31 @@ class HPOSummary:
         if len(ranked) > max_rows:
             lines.append(f"... {len(ranked) - max_rows} more trials")
         return "\n".join(lines)
+
+    def validation_lines(self) -> List[str]:
+        """The validation block as text: each configuration's test scores, then the verdict."""
+        v = self.validation
+        if not v:
+            return []
+        fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+        if "comparison" not in v:  # written before the paired comparison existed
+            lines = [f"validation (retrained with fresh seeds, held-out {v['metric']}):"]
+            lines += [f"  {e['label']:<24} {fmt(e['mean'])} +- {fmt(e['std'])}" for e in v["configurations"]]
+            return lines
+        budget = f", {v['budget_episodes']} episodes each" if v.get("budget_episodes") else ""
+        where = "test scenarios" if v["held_out"] else "not a held-out score"
+        lines = [f"validation: retrained with {len(v['configurations'][0]['seeds'])} fresh seeds{budget}, "
+                 f"scored by {v['metric']} ({where}):"]
+        for e in v["configurations"]:
+            role = {"recommended": "  <- recommended", "other": "  (not the recommendation)"}.get(e["role"], "")
+            failed = f"  ({len(e['errors'])} failed)" if e["errors"] else ""
+            lines.append(f"  {e['label']:<16} {fmt(e['mean'])} +- {fmt(e['std'])}  over {len(e['scores'])} seeds"
+                         f"{failed}{role}")
+        if v.get("space_defaults_differ"):
+            lines.append("  baseline = the base training configuration; the space's defaults differ in "
+                         + ", ".join(f"{k} (space default {d!r})" for k, d in v["space_defaults_differ"].items()))
+        lines.append(v["sentence"])
+        return lines
 
     def print_summary(self, file: Optional[TextIO] = None) -> None:
         print(self.format_summary(), file=file or sys.stdout)

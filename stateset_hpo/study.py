@@ -28,17 +28,30 @@ class StudyInterrupted(RuntimeError):
     """The study stopped before its end (e.g. Ctrl+C) with its state saved for a resume."""
 
 
+def default_spec(config: HPOConfig) -> TrialSpec:
+    """The task when none is given: a domain space (customer_service, technical_support,
+    sales_assistant) trains on its domain's scenarios against its domain's reward, so every
+    reward component is one its space weighs; any other space uses all three domains and all
+    seven reward components, equally weighted."""
+    from .grpo import DOMAINS, ConversationEnvironment, domain_reward
+
+    domain = config.search_space_name if config.search_space is None else None
+    if domain in DOMAINS:
+        return TrialSpec(environment=ConversationEnvironment(domain), reward=domain_reward(domain))
+    return TrialSpec()
+
+
 def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> TrialSpec:
     """The trial spec with HPOConfig.base_training_config applied (a TrainingConfig, or a dict
     of TrainingConfig/AgentConfig fields such as the CLI's model_name)."""
-    spec = spec or TrialSpec()
+    spec = spec or default_spec(config)
     base = config.base_training_config
     if isinstance(base, TrainingConfig):
         return dataclasses.replace(spec, base_config=base)
     if base:
         return TrialSpec.from_overrides(base, agent_config=spec.agent_config, environment=spec.environment,
                                         reward=spec.reward, base_config=spec.base_config,
-                                        derived_metrics=spec.derived_metrics)
+                                        derived_metrics=spec.derived_metrics, objective=spec.objective)
     return spec
 
 
@@ -46,8 +59,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
               resume: bool = False) -> HPOSummary:
     space = config.resolve_search_space()
     spec = spec_from_config(config, spec)
-    baseline = space.baseline()
-    spec.check(baseline)
+    spec.check_space(space)
+    first = space.baseline()  # the space's defaults: the search's first trial
     space_name = None if config.search_space is not None else config.search_space_name
     monitor = StudyMonitor(config, space_name, write_outputs)
     callbacks = [*callbacks, monitor]
@@ -66,10 +79,10 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
 
         results = run_wandb(config, spec, space, callbacks, resume=resume)
     monitor.finish(results)
-    baseline_id = next((r.trial_id for r in results if _same_point(r.params, baseline)), None)
+    first_id = next((r.trial_id for r in results if _same_point(r.params, first)), None)
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
                          search_space_name=space_name,
-                         baseline_trial_id=baseline_id, objective_metrics=config.objective_metrics,
+                         baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
                          directions=config.directions)
     write_outputs(summary, Path(config.output_dir))  # the search's results are safe before validation
     summary.validation = run_validation(config, spec, space, summary)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
+from .grpo.config import EVAL_PROTOCOL_FIELDS
 
 # report(metrics, trainer) -> True to stop the trial early (what a pruner decided). ``trainer``
 # is None for a custom objective, which reports once and has no checkpoint to give.
@@ -37,6 +38,9 @@ class TrialSpec:
     ``objective`` replaces the engine run with a user function ``params -> final metrics``
     (e.g. GRPOHPOTrainer._objective_function overridden): the trial reports those metrics
     once, as iteration 1, so nothing can be pruned or checkpointed mid-way.
+
+    ``test_at_end`` adds the test split's scores (``test_*``) to the last iteration's metrics:
+    validation sets it; search trials never see the test split.
     """
 
     agent_config: AgentConfig = field(default_factory=AgentConfig)
@@ -45,6 +49,7 @@ class TrialSpec:
     base_config: TrainingConfig = field(default_factory=TrainingConfig)
     derived_metrics: Dict[str, Callable[[Dict[str, float]], float]] = field(default_factory=dict)
     objective: Optional[Callable[[Dict[str, Any]], Mapping[str, float]]] = None
+    test_at_end: bool = False
 
     @classmethod
     def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
@@ -59,7 +64,27 @@ class TrialSpec:
                    base_config=base.with_params(overrides), **parts)
 
     def training_config(self, params: Mapping[str, Any]) -> TrainingConfig:
+        """The trial's config: the base config with ``params`` applied. The evaluation protocol
+        is the study's yardstick, so a parameter of it is an error here."""
+        fixed = sorted(k for k in params if k in EVAL_PROTOCOL_FIELDS)
+        if fixed:
+            raise ValueError(f"parameters {fixed} belong to the evaluation protocol, the yardstick every trial is "
+                             "scored with, and cannot be searched; fix them in the base config (--set)")
         return self.base_config.with_params(params)
+
+    def check_space(self, space) -> None:
+        """Fail before any trial starts on a space this spec cannot train as asked: its
+        defaults must make a config (`check`), and ``clip_range`` only acts with several
+        updates per rollout (with one, the policy ratio is exactly 1 and the clip inert)."""
+        self.check(space.baseline())
+        clip = [n for n in ("clip_range", "clip_range_high") if n in space]
+        if clip and self.objective is None:
+            dim = space["num_iterations"] if "num_iterations" in space else None
+            most = self.base_config.num_iterations if dim is None else (dim.high if dim.is_range else max(dim.choices))
+            if most == 1:
+                raise ValueError(f"{clip[0]} has no effect with num_iterations=1 (one update per rollout: the policy "
+                                 f"ratio is exactly 1); set num_iterations > 1 (and lora_dropout=0) or drop {clip[0]} "
+                                 "from the space")
 
     def check(self, params: Mapping[str, Any]) -> None:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
@@ -77,6 +102,19 @@ class TrialSpec:
 _SETUP_LOCK = threading.Lock()
 
 
+def planned_episodes(spec: TrialSpec, params: Mapping[str, Any]) -> int:
+    """The episodes (sampled conversations) a trial with ``params`` trains on: the time unit
+    schedulers compare trials in, so that batch size does not change how far a trial got."""
+    config = spec.training_config(params)
+    return config.total_iterations * config.episodes_per_iteration
+
+
+def iteration_episodes(spec: TrialSpec, space) -> int:
+    """Episodes in one iteration of the space's first point: the default grace period and
+    warm-up of schedulers and pruners, whose clock is episodes."""
+    return spec.training_config(space.baseline()).episodes_per_iteration
+
+
 def planned_iterations(spec: TrialSpec, params: Mapping[str, Any]) -> int:
     """How many iterations a trial with ``params`` trains unless stopped early (1 if the
     params cannot even make a config: such a trial fails at once)."""
@@ -88,13 +126,13 @@ def planned_iterations(spec: TrialSpec, params: Mapping[str, Any]) -> int:
         return 1
 
 
-def max_iterations(spec: TrialSpec, space) -> int:
-    """The longest a trial can train (ASHA/HyperBand's max_t), over the space's budgets."""
+def max_episodes(spec: TrialSpec, space) -> int:
+    """The most episodes a trial can train on (ASHA/HyperBand's max_t), over the space's budgets."""
     point = space.baseline()
     if "num_episodes" in space:
         dim = space["num_episodes"]
         point["num_episodes"] = dim.high if dim.is_range else max(dim.choices)
-    return spec.training_config(point).total_iterations
+    return max(planned_episodes(spec, point), spec.training_config(point).num_episodes)
 
 
 def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
@@ -111,7 +149,8 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
         return metrics
     config = spec.training_config(params)
     with _SETUP_LOCK:
-        trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config)
+        trainer = MultiTurnGRPOTrainer(MultiTurnAgent(spec.agent_config), spec.environment, spec.reward, config,
+                                       test_at_end=spec.test_at_end)
     if restore_from is not None:
         trainer.load_checkpoint(restore_from, same_config=False)
     last: Dict[str, float] = {}

@@ -1,11 +1,20 @@
-"""Trustworthy results: retrain the best configurations and the defaults with fresh seeds.
+"""A trustworthy answer: test the recommendation, named before it is tested, against the baseline.
 
-A study picks its best trial out of many noisy runs, so its best metric is optimistic. After
-the search, the ``validation_top_k`` best distinct configurations and the space's defaults
-are each trained again with ``validation_seeds`` seeds the search never used, and scored on
-the held-out scenarios (``eval_<objective>`` when the engine reports one, e.g. eval_reward
-for reward; the objective itself otherwise). The summary reports mean and std per
-configuration and how much the best beat the defaults.
+A study's best trial is the maximum of many noisy runs on the selection scenarios, so its
+score flatters. After the search:
+
+1. the recommendation is fixed from the search alone: the best successful trial on the
+   selection score (``eval_*``). The next ``validation_top_k - 1`` may be validated too,
+   labelled as not the recommendation;
+2. the baseline is what the user would run without HPO: the base training configuration
+   (TrainingConfig defaults plus ``--set`` / ``base_training_config``), whatever the space's
+   per-dimension defaults are (those only seed the search, as its first trial);
+3. each is retrained with the same ``validation_seeds`` fresh seeds (never used by the search)
+   at one equal budget (``validation_episodes``, default the largest budget among them) and
+   scored on the test scenarios, which nothing else touches (``test_*``, one score per
+   conversation);
+4. the gain is the paired difference recommended - baseline, with a 95% confidence interval
+   (`stateset_hpo.comparison`); it may be negative or "no significant difference".
 
 The runs go through the study's backend where it matters: on Ray Tune they are Tune trials
 with the study's resources (GPUs on a cluster); elsewhere they run in this process.
@@ -13,63 +22,92 @@ with the study's resources (GPUs on a cluster); elsewhere they run in this proce
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .comparison import paired_gain, seed_scores, sentence
 from .config import HPOConfig
 from .results import HPOResult, HPOSummary, TrialStatus
 from .space import SearchSpace
 from .trial import TrialSpec, run_trial
 
-DEFAULTS = "(defaults)"
+BASELINE = "baseline"
 SEED_OFFSET = 10_000  # validation seeds: base seed + 10000 + i, far from any searched seed
 
 
-def candidates(summary: HPOSummary, space: SearchSpace, top_k: int) -> List[Tuple[str, Dict[str, Any]]]:
-    """[(label, params)]: the top-k distinct successful configurations, then the defaults
-    (unless they are among the top k: then that entry's label says so and it runs once)."""
+def baseline_point(spec: TrialSpec, space: SearchSpace) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(the baseline as a point of the space, {name: space default} where the two differ).
+
+    Each dimension takes the base training config's value; a dimension that is no training
+    parameter (a custom objective's own) keeps the space's default."""
+    fields = {f.name for f in dataclasses.fields(spec.base_config)}
+    defaults = space.baseline()
+    point = {name: getattr(spec.base_config, name) if name in fields else defaults[name] for name in space.names}
+    differ = {name: defaults[name] for name in space.names if point[name] != defaults[name]}
+    return point, differ
+
+
+def candidates(summary: HPOSummary, spec: TrialSpec, space: SearchSpace,
+               top_k: int) -> List[Tuple[str, str, Dict[str, Any]]]:
+    """[(label, role, params)]: the recommendation (the search's best), the next distinct
+    successful configurations up to ``top_k``, then the baseline."""
     sign = -1.0 if summary.direction == "maximize" else 1.0
     ranked = sorted((r for r in summary.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None),
                     key=lambda r: sign * r.best_metric)
-    out: List[Tuple[str, Dict[str, Any]]] = []
+    recommended = summary.best_result
+    ranked = [recommended] + [r for r in ranked if r is not recommended]
+    out: List[Tuple[str, str, Dict[str, Any]]] = []
     for r in ranked:
         if len(out) == top_k:
             break
-        if all(r.params != params for _, params in out):
-            out.append((f"trial {r.trial_id}", dict(r.params)))
-    baseline = space.baseline()
-    for i, (label, params) in enumerate(out):
-        if params == baseline:
-            out[i] = (f"{label} {DEFAULTS}", params)
-            return out
-    return out + [(DEFAULTS, baseline)]
+        if all(r.params != params for _, _, params in out):
+            out.append((f"trial {r.trial_id}", "recommended" if not out else "other", dict(r.params)))
+    return out + [(BASELINE, "baseline", baseline_point(spec, space)[0])]
 
 
-def seeded_points(spec: TrialSpec, config: HPOConfig, points: Sequence[Tuple[str, Dict[str, Any]]]):
-    """[(label, params with a fresh seed)], ``validation_seeds`` per point."""
+def validation_budget(config: HPOConfig, spec: TrialSpec, points: Sequence[Dict[str, Any]]) -> int:
+    """Episodes every validated configuration trains on: ``validation_episodes``, else the
+    largest budget among them (so no configuration wins by training longer)."""
+    if config.validation_episodes is not None:
+        return config.validation_episodes
+    return max(int(p.get("num_episodes", spec.base_config.num_episodes)) for p in points)
+
+
+def seeded_points(spec: TrialSpec, config: HPOConfig, points, budget: Optional[int]):
+    """[(label, params with the equal budget and a fresh seed)], ``validation_seeds`` per point,
+    the same seeds for every point (the comparison is paired by seed)."""
     base = spec.base_config.seed
-    return [(label, {**params, "seed": base + SEED_OFFSET + i})
-            for label, params in points for i in range(config.validation_seeds)]
+    fixed = {} if budget is None else {"num_episodes": budget}
+    return [(label, {**params, **fixed, "seed": base + SEED_OFFSET + i})
+            for label, _, params in points for i in range(config.validation_seeds)]
 
 
-def held_out_metric(objective: str, metrics: Dict[str, Any]) -> str:
-    if objective.startswith("eval_"):
-        return objective
-    return f"eval_{objective}" if f"eval_{objective}" in metrics else objective
+def test_metric(objective: str, metrics: Dict[str, Any]) -> Tuple[str, bool]:
+    """(the metric validation scores, whether it is a test-split score): ``test_x`` for an
+    objective ``eval_x`` or ``x`` when the run reports it, else the objective itself."""
+    name = "test_" + (objective[len("eval_"):] if objective.startswith("eval_") else objective)
+    return (name, True) if name in metrics else (objective, False)
 
 
 def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summary: HPOSummary) -> Optional[Dict]:
     """The validation block of the summary (None when off or nothing succeeded)."""
     if not config.validation_top_k or summary.best_result is None:
         return None
-    runs = seeded_points(spec, config, candidates(summary, space, config.validation_top_k))
+    points = candidates(summary, spec, space, config.validation_top_k)
+    budget = None if spec.objective is not None else validation_budget(config, spec, [p for _, _, p in points])
+    runs = seeded_points(spec, config, points, budget)
+    test_spec = dataclasses.replace(spec, test_at_end=True)
     if config.backend == "ray_tune":
         from .search.ray_tune import run_ray_tune
 
-        finished = run_ray_tune(config, spec, space, points=[params for _, params in runs])
+        finished = run_ray_tune(config, test_spec, space, points=[params for _, params in runs])
     else:
-        finished = [_in_process(spec, params) for _, params in runs]
-    return summarise(config.objective_metric, config.direction, runs, finished)
+        finished = [_in_process(test_spec, params) for _, params in runs]
+    block = summarise(config.objective_metric, config.direction, points, runs, finished)
+    block["budget_episodes"] = budget
+    block["space_defaults_differ"] = baseline_point(spec, space)[1]
+    return block
 
 
 def _in_process(spec: TrialSpec, params: Dict[str, Any]) -> HPOResult:
@@ -80,32 +118,46 @@ def _in_process(spec: TrialSpec, params: Dict[str, Any]) -> HPOResult:
         return HPOResult("validation", params, status=TrialStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
-def summarise(objective: str, direction: str, runs, finished: List[HPOResult]) -> Dict:
-    """Group the finished runs back by configuration: scores, mean, std, and best vs defaults."""
-    by_point: Dict[str, Dict] = {}
-    metric = None
+def _per_conversation(metric: str, metrics: Dict[str, Any]) -> List[float]:
+    """The run's score per test conversation (``metric[i]``), or its one mean score."""
+    items = sorted((int(k[len(metric) + 1:-1]), v) for k, v in metrics.items()
+                   if k.startswith(metric + "[") and k.endswith("]"))
+    return [v for _, v in items] if items else [metrics[metric]]
+
+
+def summarise(objective: str, direction: str, points, runs, finished: List[HPOResult]) -> Dict:
+    """Group the finished runs by configuration, then compare the recommendation with the
+    baseline (paired by seed and conversation)."""
+    roles = {label: role for label, role, _ in points}
+    by_label: Dict[str, Dict] = {}
+    rows: Dict[str, Dict[int, List[float]]] = {}
+    metric, held_out = None, False
     for (label, params), result in zip(runs, _match(runs, finished)):
-        entry = by_point.setdefault(label, {"label": label, "params": {k: v for k, v in params.items() if k != "seed"},
-                                            "seeds": [], "scores": [], "errors": []})
+        entry = by_label.setdefault(label, {"label": label, "role": roles[label], "seeds": [], "scores": [],
+                                            "errors": [],
+                                            "params": {k: v for k, v in params.items() if k != "seed"}})
         entry["seeds"].append(params["seed"])
         if result is None or result.status is TrialStatus.FAILED or not result.metrics:
             entry["errors"].append(result.error if result is not None else "did not run")
             continue
-        metric = metric or held_out_metric(objective, result.metrics)
-        entry["scores"].append(result.metrics.get(metric))
-    for entry in by_point.values():
-        scores = [s for s in entry["scores"] if s is not None]
-        entry["mean"] = statistics.fmean(scores) if scores else None
-        entry["std"] = statistics.stdev(scores) if len(scores) > 1 else (0.0 if scores else None)
-    entries = list(by_point.values())
-    defaults = next((e["mean"] for e in entries if e["label"].endswith(DEFAULTS)), None)
-    pick = max if direction == "maximize" else min
-    best = pick((e for e in entries if e["mean"] is not None), default=None, key=lambda e: e["mean"])
-    return {"metric": metric, "configurations": entries,
-            "best_label": best["label"] if best else None,
-            # positive = the best configuration beat the defaults, whichever the direction
-            "improvement_over_defaults": ((best["mean"] - defaults) * (1 if direction == "maximize" else -1)
-                                          if best and defaults is not None else None)}
+        if metric is None:
+            metric, held_out = test_metric(objective, result.metrics)
+        if result.metrics.get(metric) is None:
+            entry["errors"].append(f"the run reported no {metric!r}")
+            continue
+        rows.setdefault(label, {})[params["seed"]] = _per_conversation(metric, result.metrics)
+    for label, entry in by_label.items():
+        entry["scores"] = seed_scores(rows.get(label, {}))
+        entry["mean"] = statistics.fmean(entry["scores"]) if entry["scores"] else None
+        entry["std"] = statistics.stdev(entry["scores"]) if len(entry["scores"]) > 1 else (0.0 if entry["scores"] else None)
+    recommended = next(label for label, role, _ in points if role == "recommended")
+    sign = 1.0 if direction == "maximize" else -1.0
+    comparison = paired_gain(rows.get(recommended, {}), rows.get(BASELINE, {}), sign)
+    # the data the interval rests on, so it can be recomputed from summary.json
+    comparison["scores_by_seed"] = {"recommended": rows.get(recommended, {}), "baseline": rows.get(BASELINE, {})}
+    return {"metric": metric or objective, "held_out": held_out, "recommended": recommended,
+            "configurations": list(by_label.values()), "comparison": comparison,
+            "sentence": sentence(recommended, comparison, metric or objective)}
 
 
 def _match(runs, finished: List[HPOResult]) -> List[Optional[HPOResult]]:

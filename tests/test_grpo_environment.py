@@ -15,14 +15,22 @@ def ctx(reply, scenario=None, detail="moderate"):
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
-def test_each_domain_has_20_plus_scenarios_and_a_held_out_split(domain):
+def test_each_domain_has_three_disjoint_splits_and_many_test_conversations(domain):
     everything = get_scenarios(domain)
-    train, held_out = get_scenarios(domain, "train"), get_scenarios(domain, "eval")
-    assert len(everything) >= 20 and len(held_out) >= 3 and len(train) + len(held_out) == len(everything)
-    assert {s.item for s in held_out}.isdisjoint({s.item for s in train})  # new conversations
-    assert {s.topic for s in held_out} == {s.topic for s in train}  # about familiar requests
+    train, selection, test = (get_scenarios(domain, split) for split in ("train", "selection", "test"))
+    assert len(train) + len(selection) + len(test) == len(everything) == 150
+    assert len(test) >= 60 and len(selection) >= 10
+    ids = [{s.id for s in part} for part in (train, selection, test)]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    openings = [{s.opening for s in part} for part in (train, selection, test)]
+    assert not (openings[0] & openings[2]) and not (openings[1] & openings[2])  # no test prompt was trained on
+    train_items, train_scripts = {s.item for s in train}, {s.id.rsplit("/", 1)[1] for s in train}
+    assert any(s.item not in train_items for s in test)  # new items ...
+    assert any(s.item in train_items and s.id.rsplit("/", 1)[1] not in train_scripts for s in test)  # ... new wording
+    assert {s.topic for s in test} == {s.topic for s in train}  # about familiar requests
     env = ConversationEnvironment(domain)
-    assert env.eval_scenarios == held_out and env.train_scenarios == train
+    assert (env.train_scenarios, env.selection_scenarios, env.test_scenarios) == (train, selection, test)
+    assert env.held_out("test") == test
 
 
 def test_the_user_simulator_reacts_to_the_agent_and_the_episode_ends():
@@ -44,9 +52,18 @@ def test_environment_bad_input():
         ConversationEnvironment("retail")
     with pytest.raises(ValueError, match="max_turns"):
         ConversationEnvironment("customer_service", max_turns=0)
-    user_made = [s.__class__(**{**s.__dict__, "split": "train"}) for s in get_scenarios("sales_assistant")]
+    user_made = [s.__class__(**{**s.__dict__, "split": "train"}) for s in get_scenarios("sales_assistant")][:25]
     env = ConversationEnvironment(user_made, eval_fraction=0.2)
-    assert len(env.eval_scenarios) == 5 and len(env.train_scenarios) == 20
+    assert (len(env.train_scenarios), len(env.selection_scenarios), len(env.test_scenarios)) == (16, 5, 4)
+    marked = [s.__class__(**{**s.__dict__, "split": "eval" if i < 3 else "train"}) for i, s in enumerate(user_made)]
+    env = ConversationEnvironment(marked)  # an earlier "eval" mark counts as selection; test is carved out
+    assert env.selection_scenarios == marked[:3] and env.test_scenarios and len(env.train_scenarios) < 22
+    with pytest.raises(ValueError, match="split 'dev'"):
+        ConversationEnvironment([s.__class__(**{**s.__dict__, "split": "dev"}) for s in user_made])
+    with pytest.raises(ValueError, match="need training, selection and test"):
+        ConversationEnvironment(user_made[:2])
+    with pytest.raises(ValueError, match="eval_fraction"):
+        ConversationEnvironment(user_made, eval_fraction=0.6)
 
 
 def test_good_replies_beat_bad_ones_on_every_domain_reward():

@@ -51,12 +51,12 @@ def test_lora_reference_is_the_base_model_without_a_copy(tiny_model_path):
 
 
 def test_checkpoint_2_plus_2_equals_4(tiny_model_path, tmp_path):
-    straight = make_trainer(num_episodes=32, num_iterations=2)
+    straight = make_trainer(num_episodes=32, num_iterations=2, lora_dropout=0.0)
     four = [straight.train_step() for _ in range(4)]
-    first = make_trainer(num_episodes=32, num_iterations=2)
+    first = make_trainer(num_episodes=32, num_iterations=2, lora_dropout=0.0)
     first.train_step(), first.train_step()
     first.save_checkpoint(tmp_path / "ckpt")
-    resumed = make_trainer(num_episodes=32, num_iterations=2)
+    resumed = make_trainer(num_episodes=32, num_iterations=2, lora_dropout=0.0)
     resumed.load_checkpoint(tmp_path / "ckpt")
     assert resumed.step == 2 and len(resumed.history) == 2
     after = [resumed.train_step() for _ in range(2)]
@@ -66,7 +66,7 @@ def test_checkpoint_2_plus_2_equals_4(tiny_model_path, tmp_path):
     a, b = trainable(straight), trainable(resumed)
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert torch.equal(straight.value_head.net[1].weight, resumed.value_head.net[1].weight)
-    other = make_trainer(num_episodes=32, num_iterations=2, learning_rate=5e-4)
+    other = make_trainer(num_episodes=32, num_iterations=2, lora_dropout=0.0, learning_rate=5e-4)
     with pytest.raises(ValueError, match="different TrainingConfig.*learning_rate"):
         other.load_checkpoint(tmp_path / "ckpt")
 
@@ -103,7 +103,7 @@ def test_batch_size_and_accumulation_change_the_batch(tiny_model_path):
     big = make_trainer(per_device_train_batch_size=2, gradient_accumulation_steps=2, num_episodes=16)
     assert small.train_step()["episodes"] == 4 and big.train_step()["episodes"] == 16
     assert big.config.episodes_per_iteration == 16
-    batches = big._micro_batches(big.rollout(big.environment.sample(4, big.rng), 4, big._sampling(True)))
+    batches = big._micro_batches(big.rollout(big.environment.sample(4, big.rng), 4, big._sampling(True), big.reward, "moderate"))
     assert len(batches) == 2 and all(len(b.turns) == 2 * 4 * 2 for b in batches)  # 2 prompts x 4 x 2 turns
 
 
@@ -116,7 +116,8 @@ def test_every_parameter_of_the_full_and_domain_spaces_is_consumed(tiny_model_pa
     params = {**get_search_space("technical_support").baseline(), "detail_level": "brief", "correctness_weight": 0.5}
     trainer = make_trainer("technical_support", **{**params, **SMALL, "group_size": 4})
     assert trainer.reward.weights["correctness"] == 0.5
-    episodes = trainer.rollout(trainer.environment.train_scenarios[:1], 2, trainer._sampling(True))
+    episodes = trainer.rollout(trainer.environment.train_scenarios[:1], 2, trainer._sampling(True), trainer.reward,
+                               trainer.config.detail_level)
     prompt = trainer.agent.tokenizer.decode(episodes[0].turns[0].prompt)
     assert "detail brief" in prompt
 
@@ -137,6 +138,8 @@ def test_parameters_that_map_to_nothing_are_errors():
     (dict(advantage_std="max"), "advantage_std"),
     (dict(clip_range=0.2, clip_range_high=0.1), "clip_range_high"),
     (dict(detail_level="verbose"), "detail_level"),
+    (dict(eval_detail_level="verbose"), "eval_detail_level"),
+    (dict(num_iterations=2, lora_dropout=0.1), "lora_dropout must be 0 when num_iterations > 1"),
 ])
 def test_bad_training_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -184,7 +187,7 @@ def test_divergence_raises_instead_of_reporting_a_number(tiny_model_path):
 @pytest.mark.parametrize("overrides", [
     dict(optimizer_type="adam", include_value_function=False, advantage_std="batch", loss_type="dapo"),
     dict(optimizer_type="sgd", advantage_std="none", loss_type="dr_grpo", entropy_coef=0.01),
-    dict(optimizer_type="adafactor", clip_range_high=0.28, num_iterations=2, lr_scheduler_type="cosine"),
+    dict(optimizer_type="adafactor", clip_range_high=0.28, num_iterations=2, lora_dropout=0.0, lr_scheduler_type="cosine"),
     dict(use_lora=False, learning_rate=1e-4, kl_penalty_coef=0.1),
 ])
 def test_optimizer_families_and_objective_variants_train(tiny_model_path, overrides):

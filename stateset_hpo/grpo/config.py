@@ -8,6 +8,11 @@ after ``gradient_accumulation_steps`` micro-batches. One training iteration is o
 rollout followed by ``num_iterations`` optimizer steps on it; ``num_episodes`` (sampled
 conversations) is the run's budget, so it has ``num_episodes // episodes_per_iteration``
 iterations (at least one).
+
+The evaluation protocol (``eval_detail_level``, ``eval_max_new_tokens``; greedy decoding with
+no repetition penalty, top-k or top-p, and the reward's own declared weights) is the
+yardstick every trial of a study is scored with, so it is set once per study (base config,
+``--set``) and a search space cannot sample it: `TrialSpec` refuses such a space.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 VALUE_FUNCTION_FIELDS = ("value_lr_multiplier", "gamma", "gae_lambda", "value_head_hidden_size", "value_head_dropout")
 REWARD_WEIGHT_FIELDS = tuple(f"{name}_weight" for name in REWARDS)
+EVAL_PROTOCOL_FIELDS = ("eval_detail_level", "eval_max_new_tokens")
 
 
 @dataclass
@@ -82,14 +88,16 @@ class TrainingConfig:
     engagement_weight: Optional[float] = None
     conciseness_weight: Optional[float] = None
     persuasiveness_weight: Optional[float] = None
-    # evaluation and reproducibility
+    # evaluation (the fixed yardstick: see the module docstring) and reproducibility
     eval_every: int = 1
+    eval_detail_level: str = "moderate"
+    eval_max_new_tokens: int = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
         ints = dict(num_episodes=1, per_device_train_batch_size=1, gradient_accumulation_steps=1, group_size=2,
                     num_iterations=1, value_head_hidden_size=1, lora_r=1, lora_alpha=1, top_k=0, max_new_tokens=1,
-                    generation_batch_size=1, eval_every=1, seed=0)
+                    generation_batch_size=1, eval_every=1, eval_max_new_tokens=1, seed=0)
         floats = dict(learning_rate=(0, None, True), warmup_ratio=(0, 1, False), adam_beta1=(0, 1, False),
                       adam_beta2=(0, 1, False), adam_epsilon=(0, None, True), weight_decay=(0, None, False),
                       max_grad_norm=(0, None, True), clip_range=(0, 1, True), kl_penalty_coef=(0, None, False),
@@ -109,9 +117,14 @@ class TrainingConfig:
                 raise ValueError(f"TrainingConfig.{name} {exc}") from None
         for name, options in (("optimizer_type", OPTIMIZERS), ("advantage_std", ADVANTAGE_STD),
                               ("loss_type", LOSS_TYPES), ("lr_scheduler_type", LR_SCHEDULERS),
-                              ("detail_level", tuple(DETAIL_LEVELS))):
+                              ("detail_level", tuple(DETAIL_LEVELS)), ("eval_detail_level", tuple(DETAIL_LEVELS))):
             if getattr(self, name) not in options:
                 raise ValueError(f"TrainingConfig.{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+        if self.num_iterations > 1 and self.use_lora and self.lora_dropout > 0:
+            # the old and new log-probs of the clipped ratio must come from identical forward
+            # passes; with dropout they differ even before the first update
+            raise ValueError(f"TrainingConfig.lora_dropout must be 0 when num_iterations > 1 (got "
+                             f"{self.lora_dropout}): the policy ratio needs dropout-free passes")
 
     # -- derived -----------------------------------------------------------------------------
     @property

@@ -11,16 +11,21 @@ from __future__ import annotations
 import random
 from typing import Dict, List, Optional, Sequence, Union
 
-from .scenarios import DOMAINS, Scenario, get_scenarios
+from .scenarios import DOMAINS, SPLITS, Scenario, get_scenarios
 
 Message = Dict[str, str]
 
 
 class ConversationEnvironment:
-    """Scenarios with a train/eval split, and the user side of each conversation.
+    """Scenarios in three disjoint splits, and the user side of each conversation.
 
-    ``scenarios`` are `Scenario` objects or domain names. Scenarios marked ``split="eval"``
-    form the held-out set; when none is marked, every ``1/eval_fraction``-th is held out.
+    ``scenarios`` are `Scenario` objects or domain names. The splits: ``train_scenarios``
+    (rollouts), ``selection_scenarios`` (the held-out score a search optimises and prunes on,
+    ``eval_*``) and ``test_scenarios`` (touched only by validation, ``test_*``). Scenarios
+    keep the split they are marked with; "eval" (this project's earlier name for a held-out
+    scenario) counts as selection. When nothing is held out at all, every ``1/eval_fraction``
+    -th scenario goes to selection and the one after it to test; when only one held-out split
+    is marked, the other is carved from the training scenarios the same way.
     """
 
     def __init__(self, scenarios: Union[Sequence[Scenario], Sequence[str], str] = DOMAINS, max_turns: int = 2,
@@ -37,24 +42,36 @@ class ConversationEnvironment:
                              f"({', '.join(DOMAINS)})")
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns must be an integer >= 1, got {max_turns!r}")
-        train = [s for s in scenarios if s.split != "eval"]
-        held_out = [s for s in scenarios if s.split == "eval"]
-        if not held_out:
-            if not 0 < eval_fraction < 1:
-                raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
-            step = max(2, round(1 / eval_fraction))
-            held_out = scenarios[step - 1::step]
-            train = [s for s in scenarios if s not in held_out]
-        if not train or not held_out:
-            raise ValueError(f"need both training and held-out scenarios (got {len(train)} and {len(held_out)}); "
-                             "pass more scenarios")
+        if not 0 < eval_fraction < 0.5:
+            raise ValueError(f"eval_fraction must be in (0, 0.5), got {eval_fraction!r}")
+        bad = sorted({s.split for s in scenarios} - set(SPLITS) - {"eval"})
+        if bad:
+            raise ValueError(f"scenario split {bad[0]!r} is none of {', '.join(SPLITS)}")
+        train = [s for s in scenarios if s.split == "train"]
+        selection = [s for s in scenarios if s.split in ("selection", "eval")]
+        test = [s for s in scenarios if s.split == "test"]
+        step = max(3, round(1 / eval_fraction))
+        if not selection:
+            selection, train = train[step - 2::step], [s for i, s in enumerate(train) if i % step != step - 2]
+        if not test:
+            test, train = train[step - 2::step], [s for i, s in enumerate(train) if i % step != step - 2]
+        if not train or not selection or not test:
+            raise ValueError(f"need training, selection and test scenarios (got {len(train)}, {len(selection)} and "
+                             f"{len(test)}); pass more scenarios")
         self.train_scenarios: List[Scenario] = train
-        self.eval_scenarios: List[Scenario] = held_out
+        self.selection_scenarios: List[Scenario] = selection
+        self.test_scenarios: List[Scenario] = test
         self.max_turns = max_turns
+
+    def held_out(self, split: str) -> List[Scenario]:
+        """The scenarios of a held-out split: "selection" or "test"."""
+        if split not in ("selection", "test"):
+            raise ValueError(f"held-out split must be 'selection' or 'test', got {split!r}")
+        return self.selection_scenarios if split == "selection" else self.test_scenarios
 
     @property
     def domains(self) -> List[str]:
-        return sorted({s.domain for s in self.train_scenarios + self.eval_scenarios})
+        return sorted({s.domain for s in self.train_scenarios + self.selection_scenarios + self.test_scenarios})
 
     def sample(self, n: int, rng: random.Random) -> List[Scenario]:
         """``n`` training scenarios, drawn without replacement until each was seen once."""

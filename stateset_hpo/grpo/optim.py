@@ -9,6 +9,7 @@ adafactor family cannot use).
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, List
 
 import torch
@@ -36,11 +37,29 @@ def build_optimizer(config: TrainingConfig, policy_params: Iterable[torch.nn.Par
                      weight_decay=config.weight_decay, relative_step=False, scale_parameter=False, warmup_init=False)
 
 
-def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    """Linear warm-up over ``warmup_ratio`` of the steps, then constant, linear or cosine decay
-    (transformers' schedules)."""
-    from transformers import get_scheduler
+def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up over the first ``warmup_ratio`` of the episodes, then constant, linear or
+    cosine decay over the rest.
 
-    name = "constant_with_warmup" if config.lr_scheduler_type == "constant" else config.lr_scheduler_type
-    return get_scheduler(name, optimizer, num_warmup_steps=int(round(config.warmup_ratio * total_steps)),
-                         num_training_steps=total_steps)
+    Our own schedule rather than transformers' because those count optimizer steps and start
+    the warm-up at lr 0: a 3-step run with a 5% warm-up spent its first step at lr 0. Here
+    the schedule counts episodes (sampled conversations), so runs with other batch sizes warm
+    up over the same share of their data, and the first step already has the lr of the
+    episodes it trains on (never 0). Decay is measured at the start of each iteration, so
+    the last step's lr is not 0 either.
+    """
+    per_iteration = config.episodes_per_iteration
+    total = config.total_iterations * per_iteration
+    warmup = config.warmup_ratio * total
+
+    def factor(step: int) -> float:
+        done = (step // config.num_iterations) * per_iteration  # episodes trained before this iteration
+        warm = min(1.0, (done + per_iteration) / warmup) if warmup > 0 else 1.0
+        progress = max(0.0, done - warmup) / max(total - warmup, 1.0)
+        if config.lr_scheduler_type == "linear":
+            return warm * (1.0 - progress)
+        if config.lr_scheduler_type == "cosine":
+            return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return warm
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

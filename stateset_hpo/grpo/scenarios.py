@@ -1,10 +1,19 @@
 """Scenarios for three domains: what the user wants, and what a good agent says and does.
 
-Each domain has five topics; each topic is played out with five items (25 scenarios per
-domain). The evaluation split holds out one item per topic, so eval scenarios are new
-conversations about familiar kinds of request. A scenario carries what the rewards check:
-reference facts, required actions, forbidden content, and the user's scripted turns.
-Replies are lower-case, space-separated words: the tiny local tokenizer is word level.
+Each domain has five topics, each played out with ten items and three user scripts (how the
+user words the request, answers and complains): 150 scenarios per domain. They fall into
+three disjoint splits, so the number a study reports was never trained on nor selected on:
+
+- train (70 per domain): items 0-6 with scripts 0-1; the rollouts;
+- selection (10 per domain): item 7 with scripts 0-1; what the search optimises and prunes on
+  (``eval_*`` metrics, every iteration);
+- test (70 per domain): items 8-9 with every script, and script 2 of every other item;
+  touched only by validation (``test_*`` metrics), so a test conversation is a new item, a
+  new way of asking, or both.
+
+A scenario carries what the rewards check: reference facts, required actions, forbidden
+content, and the user's scripted turns. Replies are lower-case, space-separated words: the
+tiny local tokenizer is word level.
 """
 
 from __future__ import annotations
@@ -29,7 +38,10 @@ class Scenario:
     answer: str  # the user's answer when the agent asks a question
     follow_up: str  # the user's next turn when the agent did not ask
     closing: str  # a good later reply
-    split: str = "train"
+    split: str = "train"  # train, selection or test (see the module docstring)
+
+
+SPLITS = ("train", "selection", "test")
 
 
 # Said by no good agent, in any domain.
@@ -124,36 +136,51 @@ _TOPICS: Dict[str, Dict[str, tuple]] = {
     },
 }
 _ITEMS = {
-    "customer_service": ("headphones", "blender", "jacket", "lamp", "backpack"),
-    "technical_support": ("laptop", "phone", "tablet", "tv", "camera"),
-    "sales_assistant": ("coffee maker", "bike", "watch", "vacuum", "speaker"),
+    "customer_service": ("headphones", "blender", "jacket", "lamp", "backpack", "kettle", "sofa", "mirror",
+                         "printer", "toaster"),
+    "technical_support": ("laptop", "phone", "tablet", "tv", "camera", "router", "smartwatch", "monitor",
+                          "console", "speaker"),
+    "sales_assistant": ("coffee maker", "bike", "watch", "vacuum", "speaker", "mattress", "drone", "grill",
+                        "scooter", "air fryer"),
 }
-_FOLLOW_UP = "that does not help . what should i do ?"
+# User scripts: (opening, answer, follow-up) as each kind of user words them; "{}" is the
+# topic's own text, "{item}" the item.
+_SCRIPTS = (
+    ("{}", "{}", "that does not help . what should i do ?"),
+    ("hi . {} can you help ?", "ok , {}", "i still need help with my {item} ."),
+    ("{} this is urgent .", "{} thanks .", "can you tell me what happens next ?"),
+)
+
+
+def _split(item_index: int, script: int) -> str:
+    if item_index >= 8 or script == 2:
+        return "test"
+    return "selection" if item_index == 7 else "train"
 
 
 def build_scenarios(domain: str) -> List[Scenario]:
-    """All 25 scenarios of a domain; the last item of each topic is held out for evaluation."""
+    """All 150 scenarios of a domain (topics x items x user scripts), each in its split."""
     if domain not in _TOPICS:
         raise ValueError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAINS)}")
     scenarios = []
-    items = _ITEMS[domain]
     for topic, (opening, facts, actions, reply, answer, closing) in _TOPICS[domain].items():
-        for i, item in enumerate(items):
-            scenarios.append(Scenario(
-                id=f"{domain}/{topic}/{item.replace(' ', '_')}", domain=domain, topic=topic, item=item,
-                opening=opening.format(item=item), facts=facts, actions=actions,
-                forbidden=UNSAFE_PHRASES, reply=reply.format(item=item), answer=answer,
-                follow_up=_FOLLOW_UP, closing=closing.format(item=item),
-                split="eval" if i == len(items) - 1 else "train"))
+        for i, item in enumerate(_ITEMS[domain]):
+            for script, (opens, answers, follows) in enumerate(_SCRIPTS):
+                scenarios.append(Scenario(
+                    id=f"{domain}/{topic}/{item.replace(' ', '_')}/{script}", domain=domain, topic=topic, item=item,
+                    opening=opens.format(opening.format(item=item)), facts=facts, actions=actions,
+                    forbidden=UNSAFE_PHRASES, reply=reply.format(item=item), answer=answers.format(answer),
+                    follow_up=follows.format(item=item), closing=closing.format(item=item),
+                    split=_split(i, script)))
     return scenarios
 
 
 def get_scenarios(domains=DOMAINS, split: str = "all") -> List[Scenario]:
-    """Scenarios of one or more domains; ``split`` is "train", "eval" or "all"."""
+    """Scenarios of one or more domains; ``split`` is "train", "selection", "test" or "all"."""
     if isinstance(domains, str):
         domains = [domains]
-    if split not in ("train", "eval", "all"):
-        raise ValueError(f"split must be 'train', 'eval' or 'all', got {split!r}")
+    if split not in SPLITS + ("all",):
+        raise ValueError(f"split must be one of {', '.join(SPLITS)} or 'all', got {split!r}")
     out = [s for d in domains for s in build_scenarios(d)]
     return out if split == "all" else [s for s in out if s.split == split]
 

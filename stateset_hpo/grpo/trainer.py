@@ -6,17 +6,26 @@ One iteration (`train_step`), top to bottom:
    reply scored by the reward;
 2. reference and value pass (no grad): log-probs of the reference policy (the base model with
    the LoRA adapter disabled, no second copy), and with the value function, turn values;
-3. advantages: group-relative episode rewards (std per group, per batch, or none), or GAE
-   over the turns with the value function as baseline;
+3. advantages: group-relative episode rewards, or GAE over the turns with the value
+   function as baseline; either way centred on the group's mean and divided by the std of
+   the group, of the batch, or not at all; a group whose rewards are all equal gets zero;
 4. ``num_iterations`` optimizer steps, each accumulating ``gradient_accumulation_steps``
    micro-batches: token-level clipped surrogate + k3 KL penalty - entropy bonus (+ value loss);
-5. evaluation on the held-out scenarios (greedy), then the metrics are reported.
+5. evaluation on the selection scenarios (``eval_*``), and with ``test_at_end`` on the test
+   scenarios after the last iteration (``test_*``), then the metrics are reported.
+
+Training and evaluation use different rewards on purpose: rollouts are scored with the
+trial's ``*_weight`` values (hyperparameters that shape training), evaluation always with the
+reward's own declared weights, greedy decoding and the config's fixed evaluation protocol, so
+no hyperparameter can move the yardstick that trials are compared on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import json
 import math
 import random
 import time
@@ -89,7 +98,7 @@ def _distributed_rank_and_size():
 class MultiTurnGRPOTrainer:
     def __init__(self, agent: MultiTurnAgent, environment: ConversationEnvironment,
                  reward_function: CompositeReward, config: Optional[TrainingConfig] = None,
-                 callbacks: Sequence[MetricsCallback] = ()) -> None:
+                 callbacks: Sequence[MetricsCallback] = (), test_at_end: bool = False) -> None:
         self.config = config = config or TrainingConfig()
         if not isinstance(environment, ConversationEnvironment):
             raise ValueError(f"environment must be a ConversationEnvironment, got {type(environment).__name__}")
@@ -97,7 +106,9 @@ class MultiTurnGRPOTrainer:
             raise ValueError("reward_function must be a CompositeReward (wrap a single reward as "
                              "CompositeReward([(reward, 1.0)]))")
         self.environment = environment
-        self.reward = reward_function.with_weights(config.reward_weights)
+        self.reward = reward_function.with_weights(config.reward_weights)  # shapes training
+        self.yardstick = reward_function  # scores evaluation: declared weights, never sampled ones
+        self.test_at_end = test_at_end
         self.callbacks = list(callbacks)
         self.agent = agent.initialize()
         if self.agent.model.__class__.__name__.startswith("Peft"):
@@ -112,10 +123,9 @@ class MultiTurnGRPOTrainer:
             hidden = self.policy.config.hidden_size
             self.value_head = ValueHead(hidden, config.value_head_hidden_size, config.value_head_dropout)
             self.value_head.to(self.agent.device)
-        total_steps = config.total_iterations * config.num_iterations
         self.optimizer = build_optimizer(config, [p for p in self.policy.parameters() if p.requires_grad],
                                          self.value_head.parameters() if self.value_head else ())
-        self.scheduler = build_scheduler(config, self.optimizer, total_steps)
+        self.scheduler = build_scheduler(config, self.optimizer)
         self.step = 0
         self.history: List[Dict[str, float]] = []
         if self.rank:
@@ -154,7 +164,7 @@ class MultiTurnGRPOTrainer:
         c = self.config
         start = time.perf_counter()
         scenarios = self.environment.sample(c.prompts_per_iteration, self.rng)
-        episodes = self.rollout(scenarios, c.group_size, self._sampling(do_sample=True))
+        episodes = self.rollout(scenarios, c.group_size, self._sampling(do_sample=True), self.reward, c.detail_level)
         rollout_time = time.perf_counter() - start
         if not all(math.isfinite(t.reward) for e in episodes for t in e.turns):
             raise DivergenceError(f"iteration {self.step + 1}: the reward function returned a non-finite reward")
@@ -167,7 +177,9 @@ class MultiTurnGRPOTrainer:
         metrics.update(stats)
         generated = sum(len(t.completion) for e in episodes for t in e.turns)
         if self.step % c.eval_every == 0 or self.step == c.total_iterations:
-            metrics.update(self.evaluate())
+            metrics.update(self.evaluate("selection"))
+        if self.test_at_end and self.step == c.total_iterations:
+            metrics.update(self.evaluate("test"))
         if self.world_size > 1:
             metrics = self._mean_over_workers(metrics)
         step_time = time.perf_counter() - start
@@ -236,8 +248,7 @@ class MultiTurnGRPOTrainer:
                 group.update(wanted if changed else {})
         self.step = state["step"]
         if changed:
-            self.scheduler = build_scheduler(self.config, self.optimizer,
-                                             self.config.total_iterations * self.config.num_iterations)
+            self.scheduler = build_scheduler(self.config, self.optimizer)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # stepping the schedule without optimizer steps
                 for _ in range(self.step * self.config.num_iterations):
@@ -249,6 +260,19 @@ class MultiTurnGRPOTrainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = list(state["history"])
+        # Only rank 0 writes checkpoints, and a PBT recipient restores its donor's: without a new
+        # offset, every worker of a restored trial (and a recipient next to its donor) would
+        # sample the very same rollouts. Rank 0 resuming its own trial continues exactly.
+        if self.rank or changed:
+            self._reseed(f"rank {self.rank} config {json.dumps(mine, sort_keys=True, default=str)}")
+
+    def _reseed(self, salt: str) -> None:
+        """Move the Python and torch RNG streams to a new point derived from their current
+        state and ``salt`` (deterministic, so a restored run is still reproducible)."""
+        digest = hashlib.sha256(f"{self.rng.getrandbits(64)}:{salt}".encode()).digest()
+        seed = int.from_bytes(digest[:8], "little") >> 1
+        self.rng.seed(seed)
+        torch.manual_seed(seed)
 
     # -- 1. rollout ------------------------------------------------------------------------------
     def _sampling(self, do_sample: bool) -> SamplingSettings:
@@ -257,11 +281,12 @@ class MultiTurnGRPOTrainer:
                                 max_new_tokens=c.max_new_tokens, repetition_penalty=c.repetition_penalty,
                                 batch_size=c.generation_batch_size)
 
-    def rollout(self, scenarios: Sequence[Scenario], group_size: int, settings: SamplingSettings) -> List[Episode]:
+    def rollout(self, scenarios: Sequence[Scenario], group_size: int, settings: SamplingSettings,
+                reward: CompositeReward, detail_level: str) -> List[Episode]:
         """Play ``group_size`` conversations per scenario, all in lockstep, scoring every reply."""
         self.policy.eval()
         episodes = [Episode(s, g) for g, s in enumerate(scenarios) for _ in range(group_size)]
-        conversations = [self.environment.start(e.scenario, self.config.detail_level) for e in episodes]
+        conversations = [self.environment.start(e.scenario, detail_level) for e in episodes]
         active = list(range(len(episodes)))
         while active:
             prompts = [self.agent.prompt_ids(conversations[i]) for i in active]
@@ -269,9 +294,9 @@ class MultiTurnGRPOTrainer:
             still_active = []
             for i, prompt, completion in zip(active, prompts, completions):
                 reply = self.agent.decode(completion)
-                ctx = ReplyContext(episodes[i].scenario, tuple(conversations[i]), reply, self.config.detail_level)
-                scores = self.reward.scores(ctx)
-                episodes[i].turns.append(Turn(prompt, completion, self.reward.combine(scores), scores))
+                ctx = ReplyContext(episodes[i].scenario, tuple(conversations[i]), reply, detail_level)
+                scores = reward.scores(ctx)
+                episodes[i].turns.append(Turn(prompt, completion, reward.combine(scores), scores))
                 conversations[i].append({"role": "assistant", "content": reply})
                 user = self.environment.respond(episodes[i].scenario, conversations[i])
                 if user is not None:
@@ -341,9 +366,10 @@ class MultiTurnGRPOTrainer:
 
     # -- 3. advantages ---------------------------------------------------------------------------
     def _assign_advantages(self, episodes: List[Episode]) -> None:
-        """Each turn's advantage: its episode's reward centred on the group mean, or with the
-        value function its GAE (already baseline-subtracted); then divided by the std of the
-        group, of the batch, or not at all."""
+        """Each turn's advantage: its episode's reward, or with the value function its GAE;
+        then centred on the group's mean and divided by the std of the group, of the batch,
+        or not at all. A group whose episode rewards are all equal teaches nothing and gets
+        zero advantages in both modes (a tiny std must not blow up into large same-sign ones)."""
         c = self.config
         for e in episodes:
             if self.value_head is not None:
@@ -354,21 +380,35 @@ class MultiTurnGRPOTrainer:
             else:
                 for t in e.turns:
                     t.advantage = e.reward
-        groups: Dict[int, List[Turn]] = {}
+        groups: Dict[int, List[Episode]] = {}
         for e in episodes:
-            groups.setdefault(e.group, []).extend(e.turns)
-        batch_std = float(np.std([t.advantage for e in episodes for t in e.turns]))
+            groups.setdefault(e.group, []).append(e)
+        centred: List[Turn] = []
         for members in groups.values():
-            values = np.array([t.advantage for t in members])
-            mean = 0.0 if self.value_head is not None else values.mean()
-            std = {"group": values.std(), "batch": batch_std, "none": 1.0}[c.advantage_std]
-            for t in members:
-                t.advantage = float((t.advantage - mean) / (std + 1e-4))
+            turns = [t for e in members for t in e.turns]
+            if np.std([e.reward for e in members]) < 1e-8:
+                for t in turns:
+                    t.advantage = 0.0
+                continue
+            mean = float(np.mean([t.advantage for t in turns]))
+            for t in turns:
+                t.advantage -= mean
+            centred.extend(turns)
+        batch_std = float(np.std([t.advantage for t in centred])) if centred else 0.0
+        for members in groups.values():
+            turns = [t for e in members for t in e.turns]
+            std = {"group": float(np.std([t.advantage for t in turns])), "batch": batch_std,
+                   "none": 1.0}[c.advantage_std]
+            for t in turns:
+                t.advantage = float(t.advantage / (std + 1e-4))
 
     # -- 4. policy update ----------------------------------------------------------------------
     def _optimize(self, batches: List[MicroBatch]) -> Dict[str, float]:
         c = self.config
-        self.policy.train()
+        # With several updates per rollout the clipped ratio compares two passes of the policy,
+        # which must be dropout-free to be 1 before the first update (TrainingConfig refuses
+        # LoRA dropout there); with one update the ratio is 1 by construction.
+        self.policy.train(c.num_iterations == 1)
         if self.value_head is not None:
             self.value_head.train()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -451,12 +491,26 @@ class MultiTurnGRPOTrainer:
         return {k: v / self.world_size for k, v in zip(keys, values.tolist())}
 
     # -- 5. evaluation and metrics ---------------------------------------------------------------
-    def evaluate(self) -> Dict[str, float]:
-        """Greedy conversations on the held-out scenarios: eval_reward and eval component scores."""
-        episodes = self.rollout(self.environment.eval_scenarios, 1, self._sampling(do_sample=False))
-        out = {"eval_reward": float(np.mean([e.reward for e in episodes]))}
-        for name in self.reward.names:
-            out[f"eval_{name}_score"] = float(np.mean([t.scores[name] for e in episodes for t in e.turns]))
+    def evaluation_settings(self) -> SamplingSettings:
+        """The fixed decoding of every evaluation: greedy, no repetition penalty, no top-k/top-p."""
+        return SamplingSettings(do_sample=False, max_new_tokens=self.config.eval_max_new_tokens,
+                                batch_size=self.config.generation_batch_size)
+
+    def evaluate(self, split: str = "selection") -> Dict[str, float]:
+        """One greedy conversation per held-out scenario of ``split``, scored by the yardstick.
+
+        "selection" gives ``eval_reward`` and ``eval_<component>_score``; "test" gives the
+        ``test_`` versions and each conversation's reward as ``test_reward[i]`` (i: its index
+        in ``environment.test_scenarios``), which validation pairs across configurations.
+        """
+        prefix = "eval" if split == "selection" else "test"
+        episodes = self.rollout(self.environment.held_out(split), 1, self.evaluation_settings(), self.yardstick,
+                                self.config.eval_detail_level)
+        out = {f"{prefix}_reward": float(np.mean([e.reward for e in episodes]))}
+        for name in self.yardstick.names:
+            out[f"{prefix}_{name}_score"] = float(np.mean([t.scores[name] for e in episodes for t in e.turns]))
+        if split == "test":
+            out.update({f"test_reward[{i}]": e.reward for i, e in enumerate(episodes)})
         return out
 
     def _rollout_metrics(self, episodes: List[Episode]) -> Dict[str, float]:

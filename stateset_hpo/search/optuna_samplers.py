@@ -50,11 +50,16 @@ def build_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1,
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
-def build_pruner(optuna_config: Dict[str, Any], max_iterations: int) -> optuna.pruners.BasePruner:
-    """The configured pruner; its step is the training iteration (1-based). (HPOConfig sets it
-    to "none" for multi-objective studies, which Optuna cannot prune.)"""
+def build_pruner(optuna_config: Dict[str, Any], max_episodes: int, iteration: int) -> optuna.pruners.BasePruner:
+    """The configured pruner. Its step is the episode count (sampled conversations trained on),
+    so trials with other batch sizes are compared at equal compute; ``n_warmup_steps`` and
+    ``min_resource`` are episodes too, by default two and one iterations of the baseline point
+    (``iteration`` episodes each). (HPOConfig sets the pruner to "none" for multi-objective
+    studies, which Optuna cannot prune.)"""
     name = optuna_config["pruner"]
-    warmup, interval = optuna_config["n_warmup_steps"], optuna_config["interval_steps"]
+    interval = optuna_config["interval_steps"]
+    warmup = optuna_config["n_warmup_steps"] if optuna_config["n_warmup_steps"] is not None else 2 * iteration
+    min_resource = optuna_config["min_resource"] or iteration
     startup = optuna_config["pruner_startup_trials"]  # finished trials before median/percentile prune
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup, interval_steps=interval)
@@ -62,11 +67,10 @@ def build_pruner(optuna_config: Dict[str, Any], max_iterations: int) -> optuna.p
         return optuna.pruners.PercentilePruner(optuna_config["percentile"], n_startup_trials=startup,
                                                n_warmup_steps=warmup, interval_steps=interval)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=optuna_config["min_resource"],
-                                              max_resource=max(max_iterations, optuna_config["min_resource"]),
+        return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max(max_episodes, min_resource),
                                               reduction_factor=optuna_config["reduction_factor"])
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=optuna_config["min_resource"],
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource,
                                                       reduction_factor=optuna_config["reduction_factor"])
     if name == "wilcoxon":
         return optuna.pruners.WilcoxonPruner(p_threshold=optuna_config["p_threshold"], n_startup_steps=warmup)

@@ -23,7 +23,7 @@ from ..config import HPOConfig
 from ..results import HPOResult, json_safe, trial_result
 from ..space import SearchSpace
 from ..study_monitor import stop_requested
-from ..trial import TrialSpec, max_iterations, planned_iterations, run_trial
+from ..trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations, run_trial
 from ..wandb_runs import TrialRun
 from .in_process import TrialRecorder, study_deadline
 from .optuna_samplers import build_pruner, build_sampler, optuna_verbosity
@@ -59,7 +59,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         study = optuna.create_study(storage=storage, study_name=name, load_if_exists=oc["load_if_exists"] or resume,
                                     directions=[d for _, d in objectives],
                                     sampler=build_sampler(oc, len(objectives)),
-                                    pruner=build_pruner(oc, max_iterations(spec, space)))
+                                    pruner=build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space)))
     except optuna.exceptions.DuplicatedStudyError:
         raise ValueError(f"optuna study {name!r} already exists in {oc['storage']!r}; set "
                          "optuna_config['load_if_exists'] to continue it or choose another study_name") from None
@@ -98,8 +98,9 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             value = metrics.get(objectives[0][0])
             if value is None:
                 raise KeyError(f"the trial reports no metric {objectives[0][0]!r}")
-            trial.report(value, step)
-            return f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step}" \
+            episodes = int(metrics.get("episodes", step))  # equal compute across batch sizes
+            trial.report(value, episodes)
+            return f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step} ({episodes} episodes)" \
                 if trial.should_prune() else None
 
         record = TrialRecorder(config, trial_id, planned_iterations(spec, params), notify, prune, deadline, run)

@@ -22,7 +22,7 @@ from ..config import HPOConfig
 from ..results import HPOResult, trial_result
 from ..shared_storage import multi_node_warning, storage_location
 from ..space import SearchSpace
-from ..trial import TrialSpec, max_iterations, planned_iterations
+from ..trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ..study_monitor import stop_requested
 from ..wandb_runs import wandb_mode
 from .optuna_samplers import optuna_verbosity
@@ -159,10 +159,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
         if caution and points is None:  # once per study, not again for its validation runs
             warnings.warn(caution)
-        max_t = rc["max_t"] or max_iterations(spec, space)
+        max_t = rc["max_t"] or max_episodes(spec, space)
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         if points is None:
-            scheduler = build_scheduler(rc["scheduler"], rc, space, max_t)
+            scheduler = build_scheduler(rc["scheduler"], rc, space, max_t, iteration_episodes(spec, space))
             search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
                                                                 config.max_concurrent_trials, config.n_trials,
                                                                 config.optuna_config)

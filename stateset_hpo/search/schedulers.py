@@ -1,4 +1,11 @@
-"""Ray Tune trial schedulers from `ray_config`; the time unit is the training iteration."""
+"""Ray Tune trial schedulers from `ray_config`; the time unit is the episode.
+
+Schedulers compare trials at equal compute: their clock is ``episodes``, the sampled
+conversations a trial has trained on, not the optimizer iteration, whose size depends on the
+batch size being searched (a small-batch trial would otherwise be cut at the baseline's
+iteration count). ``grace_period``, ``max_t`` and ``perturbation_interval`` are episodes;
+left unset, grace and perturbation default to one and two iterations of the baseline point.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any, Dict, Optional
 
 from ..space import SearchSpace
 
-TIME_ATTR = "training_iteration"
+TIME_ATTR = "episodes"
 # PBT continues a trial from another trial's weights, so it can only perturb what the
 # checkpoint does not fix: the adapter and value head shapes stay the donor's.
 STRUCTURAL = ("lora_r", "lora_alpha", "value_head_hidden_size")
@@ -32,23 +39,27 @@ def pbt_explore(space: SearchSpace, names):
     return explore
 
 
-def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, max_t: int):
+def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, max_t: int, iteration: int):
+    """The scheduler ``name``; ``max_t`` and ``iteration`` (one iteration of the baseline
+    point) are in episodes."""
     from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
                                      PopulationBasedTraining)
 
     if name == "fifo":
         return FIFOScheduler()
     if name == "asha":
-        return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=min(ray_config["grace_period"], max_t),
+        grace = min(ray_config["grace_period"] or iteration, max_t)
+        return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=grace,
                              reduction_factor=ray_config["reduction_factor"])
     if name == "hyperband":
         return HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_t, reduction_factor=ray_config["reduction_factor"])
     if name == "median":
-        return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=ray_config["grace_period"], min_samples_required=2)
+        return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=ray_config["grace_period"] or iteration,
+                                  min_samples_required=2)
     mutable = [d.name for d in space if d.name not in STRUCTURAL]
     if not mutable:
         raise ValueError(f"{name}: the search space has nothing PBT can perturb (only {', '.join(STRUCTURAL)})")
-    interval = ray_config["perturbation_interval"]
+    interval = ray_config["perturbation_interval"] or 2 * iteration
     if name == "pbt":
         return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=interval,
                                        hyperparam_mutations={n: space.subset([n]).to_tune()[n] for n in mutable},
@@ -62,11 +73,11 @@ def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, m
 
 
 def checkpoint_interval(scheduler: str, ray_config: Dict[str, Any]) -> Optional[int]:
-    """How often a trial reports a checkpoint to Tune (None: only at its end). HyperBand pauses
-    trials at any rung and a retried trial (max_failures) continues from its last checkpoint,
-    so both checkpoint every iteration; PBT every perturbation interval."""
-    if scheduler == "hyperband" or ray_config["max_failures"] > 0:
+    """How often (in iterations) a trial reports a checkpoint to Tune (None: only at its end).
+    HyperBand pauses trials at any rung, PBT may exploit a trial at any report (its interval
+    is in episodes, which trials of other batch sizes reach at other iterations), and a
+    retried trial (max_failures) continues from its last checkpoint: all three checkpoint
+    every iteration."""
+    if scheduler in ("hyperband", "pbt", "pb2") or ray_config["max_failures"] > 0:
         return 1
-    if scheduler in ("pbt", "pb2"):
-        return ray_config["perturbation_interval"]
     return None

@@ -1,0 +1,146 @@
+"""The answer a study gives: the recommendation is named from the search alone, tested against
+the base training configuration on the test split with fresh paired seeds at one budget, and
+the gain comes with a 95% interval that can say "no difference" or "worse"."""
+
+import json
+import random
+
+import pytest
+
+from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.comparison import BETTER, NO_DIFFERENCE, UNTESTED, WORSE, paired_gain, sentence
+from stateset_hpo.grpo import TrainingConfig
+from stateset_hpo.report import write_report
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+from stateset_hpo.validation import baseline_point, validation_budget
+
+N_TEST = 40
+LR = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=1e-2, default=1e-5)])
+
+
+def scores(mean, seeds=3, noise=0.1, seed_noise=0.0, rng=None):
+    rng = rng or random.Random(0)
+    out = {}
+    for s in range(seeds):
+        shift = rng.gauss(0, seed_noise)
+        out[s] = [mean + shift + rng.gauss(0, noise) for _ in range(N_TEST)]
+    return out
+
+
+def test_paired_gain_says_better_worse_or_no_difference():
+    rng = random.Random(1)
+    base = scores(0.5, rng=rng)
+    better = {s: [x + 0.2 for x in row] for s, row in base.items()}
+    c = paired_gain(better, base)
+    assert c["verdict"] == BETTER and c["gain"] == pytest.approx(0.2) and c["ci95"][0] > 0 and c["p_value"] < 0.05
+    c = paired_gain(base, better)
+    assert c["verdict"] == WORSE and c["gain"] == pytest.approx(-0.2) and c["ci95"][1] < 0
+    # lower is better: the same numbers, the other way round
+    assert paired_gain(better, base, sign=-1.0)["verdict"] == WORSE
+    tie = paired_gain(base, base)
+    assert tie["verdict"] == NO_DIFFERENCE and tie["gain"] == 0.0 and tie["p_value"] == 1.0
+    assert "no significant difference" in sentence("trial 3", tie, "test_reward")
+    noisy = paired_gain(scores(0.52, rng=rng, seed_noise=0.05), scores(0.5, rng=rng, seed_noise=0.05))
+    assert noisy["verdict"] == NO_DIFFERENCE and noisy["ci95"][0] < 0 < noisy["ci95"][1]
+    assert noisy["n_seeds"] == 3 and noisy["n_conversations"] == N_TEST
+    one_seed = paired_gain({0: [0.9] * 5}, {0: [0.1] * 5})
+    assert one_seed["verdict"] == UNTESTED and "at least 2 seeds" in sentence("trial 3", one_seed, "test_reward")
+    missing = paired_gain({0: [0.9], 1: [0.8], 2: [0.7]}, {0: [0.5], 2: [0.4]})  # a failed baseline seed
+    assert missing["n_seeds"] == 2 and missing["gain"] == pytest.approx(0.35)
+    with pytest.raises(ValueError, match="different numbers of conversations"):
+        paired_gain({0: [0.9, 0.8]}, {0: [0.5]})
+
+
+def test_seed_to_seed_variation_is_not_mistaken_for_a_gain():
+    """Per-conversation cells of one seed are not independent: a whole run can go well. A
+    cell-level test would call this +0.03 significant; across 3 seeds it is not."""
+    base = {s: [0.5 + 0.01 * ((c * 7) % 5) for c in range(N_TEST)] for s in range(3)}
+    lucky = {s: [x + shift for x in base[s]] for s, shift in zip(range(3), (0.09, -0.03, 0.03))}
+    c = paired_gain(lucky, base)
+    assert c["gain"] == pytest.approx(0.03) and c["verdict"] == NO_DIFFERENCE
+
+
+def _objective(select_gain, test_gain):
+    """A custom objective in milliseconds: the selection score rises with the learning rate by
+    ``select_gain`` per decade, the test score by ``test_gain``; both noisy, paired noise per
+    (params, seed) and a difficulty per conversation."""
+    import math
+
+    def objective(params):
+        decades = math.log10(params["learning_rate"] / 1e-5)
+        rng = random.Random(f"{params}")
+        seed_shift = rng.gauss(0, 0.01)
+        metrics = {"eval_reward": 0.5 + select_gain * decades + rng.gauss(0, 0.01)}
+        for i in range(N_TEST):
+            metrics[f"test_reward[{i}]"] = 0.5 + 0.1 * (i % 4) + test_gain * decades + seed_shift + rng.gauss(0, 0.02)
+        metrics["test_reward"] = sum(metrics[f"test_reward[{i}]"] for i in range(N_TEST)) / N_TEST
+        return metrics
+    return objective
+
+
+def study(tmp_path, objective, base_lr=1e-5, **fields):
+    spec = TrialSpec(objective=objective, base_config=TrainingConfig(learning_rate=base_lr))
+    config = HPOConfig(backend="optuna", search_space=LR, n_trials=6, output_dir=str(tmp_path), verbose=False,
+                       save_plots=False, optuna_config={"seed": 0, "pruner": "none"}, **fields)
+    return run_study(config, spec)
+
+
+def test_the_recommendation_is_named_before_validation_and_may_lose(tmp_path):
+    """The selection score loves a high learning rate, the test split hates it: the study must
+    still recommend the search's best, and report that it is worse than the baseline."""
+    summary = study(tmp_path, _objective(select_gain=0.05, test_gain=-0.05), validation_top_k=2)
+    v = summary.validation
+    assert v["recommended"] == f"trial {summary.best_trial_id}"
+    roles = [(e["label"], e["role"]) for e in v["configurations"]]
+    assert roles[0] == (v["recommended"], "recommended") and roles[1][1] == "other" and roles[-1] == ("baseline", "baseline")
+    assert v["comparison"]["verdict"] == WORSE and v["comparison"]["gain"] < 0 and v["metric"] == "test_reward"
+    assert v["held_out"] and v["comparison"]["n_conversations"] == N_TEST and v["comparison"]["n_seeds"] == 3
+    assert "is worse than the baseline" in v["sentence"] and v["sentence"] in summary.format_summary()
+    assert all(e["seeds"] == [10_000, 10_001, 10_002] for e in v["configurations"])  # paired seeds
+    saved = json.loads((tmp_path / "summary.json").read_text())  # strict JSON, data to recompute the interval
+    assert saved["validation"]["comparison"]["scores_by_seed"]["baseline"]["10000"]
+    assert HPOSummary.load(tmp_path / "summary.json").validation == json.loads(json.dumps(saved["validation"]))
+
+
+def test_a_real_gain_is_reported_with_its_interval(tmp_path):
+    summary = study(tmp_path, _objective(select_gain=0.05, test_gain=0.05), validation_top_k=1)
+    c = summary.validation["comparison"]
+    assert c["verdict"] == BETTER and c["ci95"][0] > 0 and len(summary.validation["configurations"]) == 2
+    assert summary.validation["sentence"].startswith(f"trial {summary.best_trial_id} beats the baseline by +")
+    page = write_report(summary, LR, tmp_path).read_text()
+    assert "beats the baseline by" in page and "95% CI" in page
+
+
+def test_the_baseline_is_the_base_training_config_not_the_space_defaults(tmp_path):
+    spec = TrialSpec(base_config=TrainingConfig(learning_rate=3e-4, num_episodes=64))
+    point, differ = baseline_point(spec, LR)
+    assert point == {"learning_rate": 3e-4} and differ == {"learning_rate": 1e-5}
+    summary = study(tmp_path, _objective(0.05, 0.0), base_lr=3e-4, validation_top_k=1)
+    (base,) = [e for e in summary.validation["configurations"] if e["role"] == "baseline"]
+    assert base["params"] == {"learning_rate": 3e-4}
+    assert summary.validation["space_defaults_differ"] == {"learning_rate": 1e-5}
+    assert "space default" in summary.format_summary()
+
+
+def test_validation_trains_everything_at_one_budget():
+    spec = TrialSpec(base_config=TrainingConfig(num_episodes=64))
+    points = [{"num_episodes": 200}, {"num_episodes": 100}, {"learning_rate": 1e-3}]
+    assert validation_budget(HPOConfig(), spec, points) == 200
+    assert validation_budget(HPOConfig(validation_episodes=96), spec, points) == 96
+    with pytest.raises(ValueError, match="validation_episodes"):
+        HPOConfig(validation_episodes=0)
+
+
+def test_summaries_written_before_the_paired_comparison_still_load(tmp_path):
+    old = {"objective_metric": "reward", "direction": "maximize", "all_results": [
+        {"trial_id": "0", "params": {"learning_rate": 1e-5}, "metrics": {"reward": 0.3}, "best_metric": 0.3}],
+        "validation": {"metric": "eval_reward", "best_label": "trial 0 (defaults)", "improvement_over_defaults": None,
+                       "configurations": [{"label": "trial 0 (defaults)", "params": {"learning_rate": 1e-5},
+                                           "seeds": [10000], "scores": [0.3], "errors": [], "mean": 0.3,
+                                           "std": 0.0}]},
+        "n_trials": 1, "best_trial_id": "0"}
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    summary = HPOSummary.load(tmp_path / "summary.json")
+    assert "trial 0 (defaults)" in summary.format_summary()
+    assert "Validation" not in write_report(summary, LR, tmp_path).read_text()
