@@ -10,7 +10,7 @@ from stateset_hpo import SearchSpaceType as T
 def test_defaults_follow_the_guide_and_fill_backend_sections():
     c = HPOConfig()
     assert (c.backend, c.search_space_name, c.n_trials, c.objective_metric, c.direction) == \
-        ("optuna", "grpo", 100, "reward", "maximize")
+        ("optuna", "grpo", 100, "eval_reward", "maximize")  # held-out selection score, not the sampled reward
     assert (c.checkpoint_freq, c.keep_best_n, c.early_stopping_patience) == (10, 5, None)
     assert c.optuna_config["sampler"] == "tpe" and c.optuna_config["pruner"] == "median"
     assert c.ray_config["scheduler"] == "asha" and c.wandb_config["method"] == "bayes"

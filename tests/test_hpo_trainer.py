@@ -8,7 +8,7 @@ import pytest
 
 from helpers import tiny_spec
 
-from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo import HPOConfig, HPOResult, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
 from stateset_hpo.grpo import AgentConfig, MultiTurnAgent, MultiTurnGRPOTrainer
 from stateset_hpo.hpo_trainer import GRPOHPOTrainer, load_trained_agent, quick_hpo
 
@@ -36,15 +36,19 @@ def test_quick_hpo_from_a_plain_script(tmp_path):
                                     output_dir=str(tmp_path), optuna_config={"seed": 0}, validation_top_k=1,
                                     validation_seeds=2))
     assert summary.n_successful == 2 and summary.best_params and summary.best_metric is not None
-    # validation: the best configuration and the defaults, each retrained with 2 fresh seeds
-    configs = summary.validation["configurations"]  # the best, then the defaults (one entry if they are the best)
-    assert configs[0]["label"].startswith(f"trial {summary.best_trial_id}") and configs[-1]["label"].endswith(
-        "(defaults)") and len(configs) <= 2
-    assert configs[0]["params"] == summary.best_params
-    assert all(c["seeds"] == [10_000, 10_001] and len(c["scores"]) == 2 for c in configs)
-    assert summary.validation["metric"] == "eval_reward"
-    best = max(configs, key=lambda c: c["mean"])
-    assert summary.validation["improvement_over_defaults"] == pytest.approx(best["mean"] - configs[-1]["mean"])
+    # validation: the recommendation (the search's best) and the baseline (the base training config),
+    # each retrained with the same 2 fresh seeds at one budget and scored on the test split
+    v = summary.validation
+    recommended, baseline = v["configurations"]
+    assert recommended["label"] == v["recommended"] == f"trial {summary.best_trial_id}"
+    assert recommended["params"] == {**summary.best_params, "num_episodes": 8} == {**recommended["params"]}
+    base = parts(include_value_function=True)["base_config"]
+    assert baseline["params"] == {**{k: getattr(base, k) for k in summary.best_params}, "num_episodes": 8}
+    assert all(c["seeds"] == [10_000, 10_001] and len(c["scores"]) == 2 for c in v["configurations"])
+    assert v["metric"] == "test_reward" and v["held_out"] and v["budget_episodes"] == 8
+    assert v["comparison"]["n_seeds"] == 2 and v["comparison"]["n_conversations"] == 70
+    assert v["comparison"]["verdict"] in ("better", "worse", "no significant difference")
+    assert v["sentence"] in summary.format_summary()
     assert HPOSummary.load(tmp_path / "summary.json").validation == summary.validation
 
 
@@ -154,9 +158,14 @@ def test_plots_and_report_render_from_any_study(tmp_path):
     for name in PNG_NAMES:
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert "plotly" in (tmp_path / "plots" / "plots.html").read_text()[:200000]
-    importances = param_importances(summary, space)
+    assert param_importances(summary, space) == {}  # 4 trials: an importance ranking would be noise
+    many = HPOSummary("eval_reward", "maximize", [
+        HPOResult(str(i), {"learning_rate": 1e-4 * (1 + i), "group_size": (4, 8)[i % 2]}, best_metric=0.1 * i)
+        for i in range(8)])
+    importances = param_importances(many, space)
     assert set(importances) == {"learning_rate", "group_size"} and sum(importances.values()) == pytest.approx(1)
+    assert importances["learning_rate"] > importances["group_size"]
     report = (tmp_path / "report.html").read_text()
-    assert f"best trial {summary.best_trial_id}" in report and "plots/learning_curves.png" in report
+    assert f"recommended: trial {summary.best_trial_id}" in report and "plots/learning_curves.png" in report
     assert all(f"<td>{r.trial_id}</td>" in report for r in summary.all_results)
     assert [p.name for p in trainer.plot_results(str(tmp_path / "again"))] == [*PNG_NAMES, "plots.html"]

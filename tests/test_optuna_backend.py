@@ -46,7 +46,8 @@ def test_each_sampler_runs_real_trials_starting_from_the_baseline(tmp_path, samp
     for r in summary.all_results:
         LR_SPACE.validate_point(r.params)
         assert len(r.history) == 1 and 0 <= r.best_metric <= 1 and r.best_metric == r.metrics["eval_reward"]
-    assert len({r.params["learning_rate"] for r in summary.all_results}) == 3
+    # the sampler moves away from the baseline (GP may propose one point twice when the scores tie)
+    assert len({r.params["learning_rate"] for r in summary.all_results}) >= (2 if sampler == "gp" else 3)
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "trials.csv").is_file()
 
 

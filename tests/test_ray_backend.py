@@ -173,9 +173,9 @@ def test_pbt_exploits_train_worker_trials(tmp_path):
     """Under execution='train' the Train run's checkpoints reach Tune, so PBT can exploit them."""
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
-    cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=1, n_trials=3,
+    cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8, n_trials=3,
                  execution="train").replace(cpu_per_trial=0.5)
-    summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations
+    summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations of 8 episodes: perturbed after each
     assert summary.n_failed == 0
     log = tmp_path / "ray_results" / "grpo_hpo" / "pbt_global.txt"
     exploits = [json.loads(line) for line in log.read_text().splitlines()]
@@ -191,8 +191,9 @@ def tune_rows(experiment):
 
 
 def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_path):
-    # Tune's first bracket runs 3 trials to max_t=4; the second takes 3 more to 2 iterations,
-    # pauses them there, and resumes the best 2 from their checkpoints.
+    # On HyperBand's clock of rounds (one round = one 8-episode iteration here), Tune's first
+    # bracket runs 3 trials to max_t=4; the second takes 3 more to 2 rounds, pauses them there,
+    # and resumes the best 2 from their checkpoints.
     cfg = config(tmp_path, LR_SPACE, search_alg="random", scheduler="hyperband", reduction_factor=2, n_trials=6)
     summary = run_study(cfg, spec(num_episodes=32))  # 4 iterations
     assert summary.n_failed == 0
@@ -351,11 +352,13 @@ def test_the_guide_workflow_on_ray_with_retention_and_periodic_saving(tmp_path):
     assert len(written) == 3 and all(path for path in written.values())
     assert [os.path.isdir(path) for trial, path in sorted(written.items())] == \
         [trial == kept.trial_id for trial in sorted(written)]
-    # validation: the best configuration and the defaults retrained as Tune trials with a fresh seed
+    # validation: the recommendation and the baseline retrained as Tune trials with a fresh seed, on the test split
     configs = summary.validation["configurations"]
-    assert configs[0]["label"].startswith(f"trial {summary.best_trial_id}") and configs[-1]["label"].endswith(
-        "(defaults)")
+    assert [(c["label"], c["role"]) for c in configs] == [(f"trial {summary.best_trial_id}", "recommended"),
+                                                          ("baseline", "baseline")]
     assert all(c["seeds"] == [10_000] and len(c["scores"]) == 1 and not c["errors"] for c in configs)
+    assert summary.validation["metric"] == "test_reward" and summary.validation["comparison"]["n_conversations"] == 70
+    assert "untested" in summary.validation["sentence"]  # one seed: no interval
     assert (tmp_path / "ray_results" / "grpo_hpo_validation").is_dir()
     asyncio.run(trainer.train_with_best_params(full_episodes=8))
     assert load_trained_agent(str(tmp_path / "best_model")).respond([{"role": "user", "content": "hello ."}])

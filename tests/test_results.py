@@ -68,8 +68,9 @@ def test_print_summary_is_a_readable_table():
     text = out.getvalue()
     lines = text.splitlines()
     assert "trials: 5  success: 3  pruned: 1  failed: 1" in text
-    assert "best: trial t1  reward = 0.7000" in text
-    assert "baseline (defaults): 0.4000  change: +0.3000" in text
+    assert "recommended: trial t1  reward = 0.7000" in text
+    # the first trial's search score is shown, but no "change": a maximum of noisy runs is no gain
+    assert "the space's defaults (trial t0, the search's first): 0.4000" in text and "change" not in text
     table = lines[lines.index(next(l for l in lines if l.startswith("trial "))) + 1:]
     assert [row.split()[0] for row in table] == ["t2", "t1", "t0", "t4", "t3"]
     assert "DivergenceError: loss is NaN" in text and "trace" not in text

@@ -74,7 +74,8 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
 
 def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
                resume: bool = False) -> List[HPOResult]:
-    study = open_study(config, spec, space, resume)
+    with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
+        study = open_study(config, spec, space, resume)
     distributions = space.to_optuna()
     objectives = config.objectives
     prunes = config.optuna_config["pruner"] != "none"
@@ -136,7 +137,8 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
         study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout,
                        n_jobs=config.n_parallel_trials, catch=(Exception,), callbacks=[on_end],
-                       gc_after_trial=True, show_progress_bar=False)
+                       # collect a trained model's memory between trials (not needed for a custom objective)
+                       gc_after_trial=spec.objective is None, show_progress_bar=False)
     return [result_of(t, spec, objectives[0][0]) for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
 

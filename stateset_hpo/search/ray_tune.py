@@ -7,6 +7,7 @@ ResultGrid and the callback stream); nothing is appended inside trial workers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -27,7 +28,7 @@ from ..study_monitor import stop_requested
 from ..wandb_runs import wandb_mode
 from .optuna_samplers import optuna_verbosity
 from .ray_trainable import EXECUTIONS, direct_trial, train_trial
-from .schedulers import build_scheduler, checkpoint_interval
+from .schedulers import build_scheduler, checkpoint_interval, hyperband_clock
 from .searchers import build_search
 
 DRIVER_CPU = 0.1  # the Tune trial process that drives a TorchTrainer needs almost nothing
@@ -162,7 +163,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         max_t = rc["max_t"] or max_episodes(spec, space)
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         if points is None:
-            scheduler = build_scheduler(rc["scheduler"], rc, space, max_t, iteration_episodes(spec, space))
+            unit = iteration_episodes(spec, space)
+            scheduler = build_scheduler(rc["scheduler"], rc, space, max_t, unit)
+            if rc["scheduler"] == "hyperband":
+                spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **hyperband_clock(unit)})
             search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
                                                                 config.max_concurrent_trials, config.n_trials,
                                                                 config.optuna_config)

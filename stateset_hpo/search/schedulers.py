@@ -5,16 +5,33 @@ conversations a trial has trained on, not the optimizer iteration, whose size de
 batch size being searched (a small-batch trial would otherwise be cut at the baseline's
 iteration count). ``grace_period``, ``max_t`` and ``perturbation_interval`` are episodes;
 left unset, grace and perturbation default to one and two iterations of the baseline point.
+
+HyperBand alone runs on a scaled clock, ``rounds`` = episodes / episodes of one iteration of
+the baseline point (a metric that `hyperband_clock` adds to every report): Tune's
+HyperBandScheduler puts its smallest rung at 1 unit of its clock and has no setting for it,
+so on a clock of episodes its first bracket would want ``max_t`` trials of one episode each.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 from typing import Any, Dict, Optional
 
 from ..space import SearchSpace
 
 TIME_ATTR = "episodes"
+ROUNDS = "rounds"
+
+
+def _rounds(unit: int, metrics: Dict[str, float]) -> float:
+    return metrics.get("episodes", unit) / unit  # (a custom objective reports no episodes: one round)
+
+
+def hyperband_clock(unit: int) -> Dict[str, Any]:
+    """The derived metric that gives HyperBand its clock (see the module docstring)."""
+    return {ROUNDS: functools.partial(_rounds, unit)}
 # PBT continues a trial from another trial's weights, so it can only perturb what the
 # checkpoint does not fix: the adapter and value head shapes stay the donor's.
 STRUCTURAL = ("lora_r", "lora_alpha", "value_head_hidden_size")
@@ -52,7 +69,8 @@ def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, m
         return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=grace,
                              reduction_factor=ray_config["reduction_factor"])
     if name == "hyperband":
-        return HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_t, reduction_factor=ray_config["reduction_factor"])
+        return HyperBandScheduler(time_attr=ROUNDS, max_t=max(1, math.ceil(max_t / iteration)),
+                                  reduction_factor=ray_config["reduction_factor"])
     if name == "median":
         return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=ray_config["grace_period"] or iteration,
                                   min_samples_required=2)

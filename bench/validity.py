@@ -1,0 +1,114 @@
+"""Does a study's answer deserve trust? Two checks of the whole pipeline (search, recommendation,
+validation, paired interval), with their figures printed.
+
+A/A: a study whose parameter cannot change the outcome (a custom objective returning paired
+noise: a difficulty per test conversation, a shift per training run, noise per cell; runs in
+milliseconds), repeated many times. The share of studies that report a significant gain must
+be at most 5% (the interval is two-sided at 95%, so about 2.5% is expected).
+
+A/B: the tiny model, a learning-rate space whose baseline (the base config's lr 1e-5) learns
+far too slowly. The study should report a significant gain, and the recommended configuration's
+test score should beat the baseline's.
+
+    python bench/validity.py                 # both (A/B: a few minutes on 2 CPU cores)
+    python bench/validity.py --ab-only       # or --aa-only, --aa-studies 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType  # noqa: E402
+from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
+from stateset_hpo.study import run_study  # noqa: E402
+from stateset_hpo.trial import TrialSpec  # noqa: E402
+
+LR = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=3e-3, default=1e-5)])
+CONVERSATIONS = 60
+
+
+def null_objective(study: int):
+    """Scores that no parameter moves: per (study, conversation) difficulty, per-run shift, cell noise."""
+    difficulty = [random.Random(f"{study}/{c}").uniform(0.2, 0.8) for c in range(CONVERSATIONS)]
+    runs = iter(range(10 ** 9))
+
+    def objective(params):
+        rng = random.Random(f"{study}/{next(runs)}")  # every run draws fresh noise, whatever its params
+        shift = rng.gauss(0, 0.03)
+        metrics = {"eval_reward": 0.5 + shift + rng.gauss(0, 0.02)}
+        for c in range(CONVERSATIONS):
+            metrics[f"test_reward[{c}]"] = difficulty[c] + shift + rng.gauss(0, 0.1)
+        metrics["test_reward"] = statistics.fmean(metrics[f"test_reward[{c}]"] for c in range(CONVERSATIONS))
+        return metrics
+    return objective
+
+
+def aa(studies: int, trials: int, seeds: int) -> None:
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    verdicts = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        for study in range(studies):
+            config = HPOConfig(backend="optuna", search_space=LR, n_trials=trials, output_dir=folder, verbose=False,
+                               save_plots=False, validation_top_k=1, validation_seeds=seeds,
+                               optuna_config={"seed": study, "pruner": "none"})
+            summary = run_study(config, TrialSpec(objective=null_objective(study)))
+            verdicts.append(summary.validation["comparison"]["verdict"])
+    n = len(verdicts)
+    better, worse = verdicts.count("better"), verdicts.count("worse")
+    print(f"A/A: {n} studies ({trials} trials, {seeds} validation seeds x {CONVERSATIONS} test conversations each) "
+          f"in {time.perf_counter() - start:.1f} s")
+    print(f"A/A: significant gain reported in {better}/{n} = {better / n:.1%} (target <= 5%); "
+          f"significant loss in {worse}/{n} = {worse / n:.1%}; no difference in {n - better - worse}/{n}")
+
+
+def ab(trials: int, episodes: int, seeds: int) -> None:
+    base = TrainingConfig(learning_rate=1e-5, num_episodes=episodes, per_device_train_batch_size=4, group_size=8,
+                          max_new_tokens=48, eval_max_new_tokens=48, include_value_function=False, warmup_ratio=0.0)
+    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
+                     base_config=base)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        config = HPOConfig(backend="optuna", search_space=LR, n_trials=trials, output_dir=folder, verbose=False,
+                           save_plots=False, validation_top_k=1, validation_seeds=seeds,
+                           optuna_config={"seed": 0, "pruner": "none", "n_startup_trials": 3})
+        summary = run_study(config, spec)
+    v = summary.validation
+    print(f"A/B: tiny model, customer_service, {trials} trials of {episodes} episodes, baseline lr 1e-5, "
+          f"{seeds} validation seeds, {time.perf_counter() - start:.0f} s")
+    for e in v["configurations"]:
+        lr = e["params"]["learning_rate"]
+        print(f"A/B:   {e['label']:<10} lr={lr:.2e}  {v['metric']} = {e['mean']:.4f} +- {e['std']:.4f}  "
+              f"per seed {[round(x, 4) for x in e['scores']]}")
+    print(f"A/B: {v['sentence']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--aa-studies", type=int, default=200)
+    parser.add_argument("--aa-trials", type=int, default=8)
+    parser.add_argument("--ab-trials", type=int, default=6)
+    parser.add_argument("--ab-episodes", type=int, default=192)
+    parser.add_argument("--seeds", type=int, default=3)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--aa-only", action="store_true")
+    which.add_argument("--ab-only", action="store_true")
+    args = parser.parse_args()
+    if not args.ab_only:
+        aa(args.aa_studies, args.aa_trials, args.seeds)
+    if not args.aa_only:
+        ab(args.ab_trials, args.ab_episodes, args.seeds)
+
+
+if __name__ == "__main__":
+    main()
