@@ -88,7 +88,7 @@ def sentence(label: str, comparison: Optional[Dict], metric: str) -> str:
     if c["verdict"] == BETTER:
         return f"{label} beats the baseline by {c['gain']:+.4f} on {metric} ({interval})"
     if c["verdict"] == WORSE:
-        return f"{label} is worse than the baseline by {-c['gain']:.4f} on {metric} ({interval})"
+        return f"{label} is worse than the baseline by {-c['gain']:.4f} on {metric} ({interval}): keep the baseline"
     return f"no significant difference from the baseline: {label} {c['gain']:+.4f} on {metric} ({interval})"
 
 

@@ -154,10 +154,13 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
     sign = 1.0 if direction == "maximize" else -1.0
     comparison = paired_gain(rows.get(recommended, {}), rows.get(BASELINE, {}), sign)
     # the data the interval rests on, so it can be recomputed from summary.json
-    comparison["scores_by_seed"] = {"recommended": rows.get(recommended, {}), "baseline": rows.get(BASELINE, {})}
+    comparison["scores_by_seed"] = {role: {str(seed): row for seed, row in rows.get(label, {}).items()}
+                                    for role, label in (("recommended", recommended), ("baseline", BASELINE))}
+    said = sentence(recommended, comparison, metric or objective)
+    if by_label[recommended]["params"] == by_label[BASELINE]["params"]:
+        said = f"{recommended} is the baseline configuration itself: the search found nothing else to recommend"
     return {"metric": metric or objective, "held_out": held_out, "recommended": recommended,
-            "configurations": list(by_label.values()), "comparison": comparison,
-            "sentence": sentence(recommended, comparison, metric or objective)}
+            "configurations": list(by_label.values()), "comparison": comparison, "sentence": said}
 
 
 def _match(runs, finished: List[HPOResult]) -> List[Optional[HPOResult]]:

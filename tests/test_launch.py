@@ -114,3 +114,30 @@ def test_set_removes_the_dimension_from_the_search(capsys):
     assert main(["--space", "aggressive", "--set", "temperature=0.9", "--set", "num_episodes=64", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "space=custom (3 dimensions)" in out and "'temperature': 0.9" in out and "'num_episodes': 64" in out
+
+
+def test_a_space_that_would_move_the_yardstick_or_search_an_inert_clip_is_refused(tmp_path, capsys):
+    from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType
+
+    for name, dim, message in [
+        ("eval", SearchDimension("eval_max_new_tokens", SearchSpaceType.CHOICE, choices=[16, 32]), "evaluation protocol"),
+        ("clip", SearchDimension("clip_range", SearchSpaceType.UNIFORM, low=0.1, high=0.3), "no effect with num_iterations=1"),
+    ]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(SearchSpace([dim]).to_yaml())
+        assert main(["--space-file", str(path), "--output-dir", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
+    # the evaluation protocol is set once per study, with --set
+    assert main(["--space", "conservative", "--set", "eval_max_new_tokens=32", "--dry-run"]) == 0
+    assert main(["--space", "conservative", "--set", "num_iterations=2", "--output-dir", str(tmp_path)]) == 2
+    assert "lora_dropout must be 0 when num_iterations > 1" in capsys.readouterr().err
+
+
+def test_a_domain_space_trains_on_its_domain_against_its_reward():
+    from stateset_hpo import HPOConfig
+    from stateset_hpo.grpo.rewards import DOMAIN_REWARDS
+    from stateset_hpo.study import spec_from_config
+
+    spec = spec_from_config(HPOConfig(search_space_name="sales_assistant"))
+    assert spec.environment.domains == ["sales_assistant"] and spec.reward.weights == DOMAIN_REWARDS["sales_assistant"]
+    assert spec_from_config(HPOConfig(search_space_name="grpo")).environment.domains == sorted(DOMAIN_REWARDS)

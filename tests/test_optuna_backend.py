@@ -61,6 +61,19 @@ def test_median_pruner_stops_hopeless_trials_and_saves_iterations(tmp_path):
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # without pruning: 24 iterations
 
 
+def test_pruners_see_episodes_so_batch_sizes_meet_at_equal_compute(tmp_path):
+    import optuna
+
+    space = SearchSpace([SearchDimension("per_device_train_batch_size", C, choices=[2, 1], default=2)])
+    run_study(config(tmp_path, space, n_trials=2, sampler="random", pruner="median", storage=str(tmp_path / "j.log"),
+                     seed=1), spec(num_episodes=16))
+    study = optuna.load_study(study_name="grpo_hpo", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))))
+    steps = {t.params["per_device_train_batch_size"]: sorted(t.intermediate_values) for t in study.trials}
+    # steps are episodes, not iterations (the last iteration is not reported: nothing is left to prune)
+    assert steps[2] == [8] and steps[1] == [4, 8, 12]
+
+
 @pytest.mark.parametrize("pruner", ["percentile", "hyperband", "successive_halving", "wilcoxon"])
 def test_other_pruners_run(tmp_path, pruner):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=3, sampler="random", pruner=pruner, pruner_startup_trials=1,
@@ -81,6 +94,7 @@ def test_a_stored_study_continues_across_runs(tmp_path):
     assert len(study.trials) == 4 and sum(t.params == LR_SPACE.baseline() for t in study.trials) == 1
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_journal_study(tmp_path):
     """Two CLI processes on one journal file: every trial recorded once, none lost."""
     journal = tmp_path / "journal.log"

@@ -85,14 +85,27 @@ def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path):
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # pruning saved iterations
 
 
+def test_schedulers_compare_trials_at_equal_episodes_not_iterations(tmp_path):
+    """A small-batch trial needs more iterations for the same budget: on a clock of iterations
+    ASHA's max_t (the baseline's iteration count) cut it short and recorded it as pruned."""
+    space = SearchSpace([SearchDimension("per_device_train_batch_size", C, choices=[2, 1], default=2)])
+    summary = run_study(config(tmp_path, space, search_alg="grid", scheduler="asha", n_trials=2),
+                        spec(num_episodes=16))  # batch 2: 2 iterations of 8 episodes; batch 1: 4 of 4
+    by_batch = {r.params["per_device_train_batch_size"]: r for r in summary.all_results}
+    assert by_batch[1].status is TrialStatus.SUCCESS and len(by_batch[1].history) == 4
+    assert [h["episodes"] for h in by_batch[1].history] == [4, 8, 12, 16]
+    assert by_batch[2].status is TrialStatus.SUCCESS and len(by_batch[2].history) == 2
+
+
+@pytest.mark.slow
 def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
     """Trials report checkpoints to Tune, so PBT really copies weights: Tune's own exploit log
     lists them. (That an exploiting trial continues from the donor's weights, optimizer
     state and step is tested on the engine: test_pbt_restore_takes_over_the_donor.)"""
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
-    summary = run_study(config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=1,
-                               n_trials=4), spec(num_episodes=24))  # 3 iterations
+    summary = run_study(config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8,
+                               n_trials=4), spec(num_episodes=24))  # 3 iterations of 8 episodes
     assert summary.n_failed == 0
     for r in summary.all_results:
         space.validate_point(r.params)
@@ -190,6 +203,7 @@ def tune_rows(experiment):
             for f in experiment.glob("*/result.json")}
 
 
+@pytest.mark.slow
 def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_path):
     # On HyperBand's clock of rounds (one round = one 8-episode iteration here), Tune's first
     # bracket runs 3 trials to max_t=4; the second takes 3 more to 2 rounds, pauses them there,
@@ -226,6 +240,7 @@ def test_a_killed_train_worker_is_retried_from_its_last_checkpoint(tmp_path):
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4]  # continued from the checkpoint, not from scratch
 
 
+@pytest.mark.slow
 def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path):
     """Ctrl+C on the CLI (attached to this session's cluster), then --resume from the shared
     storage alone: the resumed run has a fresh output dir, as on a new head node."""
@@ -293,6 +308,7 @@ def test_log_to_wandb_logs_every_trial_as_an_offline_run(tmp_path, monkeypatch):
         assert all("eval_reward" in s for s in steps)
 
 
+@pytest.mark.slow
 def test_custom_objective_and_early_stopping_on_ray(tmp_path):
     """A GRPOHPOTrainer subclass's objective runs in the Tune trial (pickled there); patience
     ends the Tune run through its stopper."""
@@ -328,6 +344,7 @@ def test_custom_objective_and_early_stopping_on_ray(tmp_path):
     assert summary.n_successful == 3 and summary.n_trials - 3 == summary.n_pruned <= 1
 
 
+@pytest.mark.slow
 def test_the_guide_workflow_on_ray_with_retention_and_periodic_saving(tmp_path):
     """optimize -> train_with_best_params -> plot_results on Ray Tune, keeping one checkpoint
     and saving the study after every trial."""
