@@ -17,6 +17,6 @@ def budget(description: str):
 
 
 def report(summary) -> None:
+    """The summary, ending with the verdict on the recommendation (the search's own best score
+    against the first trial's would flatter: it is the maximum of noisy runs)."""
     summary.print_summary()
-    if summary.baseline_metric is not None and summary.best_metric is not None:
-        print(f"\nbest {summary.best_metric:.4f} vs defaults {summary.baseline_metric:.4f}")

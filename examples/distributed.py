@@ -30,7 +30,8 @@ def main() -> None:
     config = HPOConfig(backend="ray_tune", search_space=space, n_trials=n_trials, n_parallel_trials=2,
                        cpu_per_trial=1, objective_metric="eval_reward",
                        output_dir=output_dir or "./hpo_results/distributed",
-                       ray_config={"scheduler": "asha", "search_alg": "bayesopt", "grace_period": 2,
+                       # grace_period is in episodes: two iterations of 2 prompts x 4 conversations
+                       ray_config={"scheduler": "asha", "search_alg": "bayesopt", "grace_period": 16,
                                    "execution": execution, "workers_per_trial": 1}, **settings)
     report(run_study(config, spec))
 

@@ -245,11 +245,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = config_from_args(args)
         space = config.resolve_search_space()
         compiled = compile_for_backend(config)
-        if not args.dry_run:
-            from .study import spec_from_config
+        from .study import spec_from_config
 
-            spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
-            spec.check_space(space)
+        spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
+        spec.check_space(space, model=not args.dry_run)  # a dry run does not build the tiny model
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2

@@ -72,11 +72,12 @@ class TrialSpec:
                              "scored with, and cannot be searched; fix them in the base config (--set)")
         return self.base_config.with_params(params)
 
-    def check_space(self, space) -> None:
+    def check_space(self, space, model: bool = True) -> None:
         """Fail before any trial starts on a space this spec cannot train as asked: its
         defaults must make a config (`check`), and ``clip_range`` only acts with several
-        updates per rollout (with one, the policy ratio is exactly 1 and the clip inert)."""
-        self.check(space.baseline())
+        updates per rollout (with one, the policy ratio is exactly 1 and the clip inert).
+        ``model=False`` (a dry run) checks a model path but does not build the tiny model."""
+        self.check(space.baseline(), model)
         clip = [n for n in ("clip_range", "clip_range_high") if n in space]
         if clip and self.objective is None:
             dim = space["num_iterations"] if "num_iterations" in space else None
@@ -86,13 +87,13 @@ class TrialSpec:
                                  f"ratio is exactly 1); set num_iterations > 1 (and lora_dropout=0) or drop {clip[0]} "
                                  "from the space")
 
-    def check(self, params: Mapping[str, Any]) -> None:
+    def check(self, params: Mapping[str, Any], model: bool = True) -> None:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
         trained: a name that maps to nothing, a reward weight for a missing component, a local
         model path that does not exist. (The tiny model is built here, once, if needed.)"""
         config = self.training_config(params)
         self.reward.with_weights(config.reward_weights)
-        MultiTurnAgent(self.agent_config).model_path()
+        MultiTurnAgent(self.agent_config).model_path(build=model)
 
 
 # Building a trainer is not thread-safe: transformers' lazy imports and from_pretrained's

@@ -72,7 +72,8 @@ def test_config_file_then_flags_override(tmp_path, capsys):
 
 def test_space_file_and_model_flag(tmp_path, capsys):
     space = tmp_path / "space.yaml"
-    space.write_text("lr: {type: loguniform, low: 1.0e-6, high: 1.0e-3}\nbs: {type: choice, choices: [2, 4]}\n")
+    space.write_text("learning_rate: {type: loguniform, low: 1.0e-6, high: 1.0e-3}\n"
+                     "per_device_train_batch_size: {type: choice, choices: [2, 4]}\n")
     assert main(["--space-file", str(space), "--backend", "wandb", "--model", "gpt2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "space=custom (2 dimensions)" in out and "'model_name': 'gpt2'" in out
@@ -80,6 +81,9 @@ def test_space_file_and_model_flag(tmp_path, capsys):
     space.write_text("lr: {type: loguniform, low: 0, high: 1}\n")
     assert main(["--space-file", str(space), "--dry-run"]) == 2
     assert "needs low > 0" in capsys.readouterr().err
+    space.write_text("lr: {type: loguniform, low: 1.0e-6, high: 1.0e-3}\n")  # a dry run checks names too
+    assert main(["--space-file", str(space), "--dry-run"]) == 2
+    assert "['lr'] map to nothing" in capsys.readouterr().err
 
 
 def test_grid_search_alg_reports_the_grid_size(capsys):
@@ -104,9 +108,12 @@ def test_a_small_wandb_sweep_from_the_command_line(capsys, tmp_path, monkeypatch
     (["--model", "/no/such/model"], "does not exist"),
     (["--space", "conservative", "--set", "learning_rate=1e-5", "--set", "kl_penalty_coef=0.1",
       "--set", "gamma=0.99", "--set", "max_grad_norm=1"], "nothing to search"),
+    (["--set", "eval_detail_level=verbose"], "eval_detail_level must be one of"),
+    (["--set", "num_iterations=2"], "lora_dropout must be 0 when num_iterations > 1"),
 ])
-def test_bad_fixed_values_exit_2_before_ray(capsys, args, message):
-    assert main(args) == 2
+@pytest.mark.parametrize("dry_run", [False, True])  # a dry run makes the same checks
+def test_bad_fixed_values_exit_2_before_ray(capsys, args, message, dry_run):
+    assert main([*args, *(["--dry-run"] if dry_run else [])]) == 2
     assert message in capsys.readouterr().err
 
 

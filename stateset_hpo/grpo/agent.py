@@ -101,11 +101,12 @@ class MultiTurnAgent:
     def initialized(self) -> bool:
         return self.model is not None
 
-    def model_path(self) -> str:
-        """Where the weights come from; checks that a local path exists."""
+    def model_path(self, build: bool = True) -> str:
+        """Where the weights come from; checks that a local path exists. The tiny model is
+        built here on first use (not with ``build=False``, which only checks)."""
         name = self.config.model_name
         if name == TINY_MODEL:
-            return str(build_tiny_model())
+            return str(build_tiny_model()) if build else name
         looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
         folder = Path(name).expanduser()
         if looks_local and not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
