@@ -30,9 +30,10 @@ def study(scheduler: str, trials: int, episodes: int, folder: str):
                                          default=1e-4), space["kl_penalty_coef"]])
     config = HPOConfig(backend="ray_tune", search_space=space,
                        n_trials=trials, objective_metric="eval_reward", output_dir=f"{folder}/{scheduler}",
-                       cpu_per_trial=1, n_parallel_trials=2, verbose=False,
+                       cpu_per_trial=1, n_parallel_trials=2, verbose=False, validation_top_k=0,
+                       # grace period: the default, one iteration (in episodes, the schedulers' clock)
                        ray_config={"execution": "direct", "scheduler": scheduler, "search_alg": "optuna", "seed": 0,
-                                   "grace_period": 1, "reduction_factor": 2})
+                                   "reduction_factor": 2})
     return run_study(config, spec)
 
 

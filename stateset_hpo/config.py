@@ -85,7 +85,7 @@ RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
     "scheduler": ("asha", one_of(RAY_SCHEDULERS)),
     "search_alg": ("optuna", one_of(RAY_SEARCH_ALGS)),
     "max_concurrent": (None, integer(1, optional=True)),
-    # in episodes (see search/schedulers.py); None: one iteration of the baseline point
+    # in episodes (see search/schedulers.py); None: derived from one iteration of the first trial
     "grace_period": (None, integer(1, optional=True)),
     "reduction_factor": (3, integer(2)),
     "max_t": (None, integer(1, optional=True)),

@@ -123,7 +123,7 @@ class HPOSummary:
     all_results: List[HPOResult] = field(default_factory=list)
     total_time: float = 0.0
     search_space_name: Optional[str] = None
-    baseline_trial_id: Optional[str] = None
+    baseline_trial_id: Optional[str] = None  # the trial that ran the space's defaults (the search's first)
     objective_metrics: Optional[List[str]] = None
     directions: Optional[List[str]] = None
     validation: Optional[Dict[str, Any]] = None  # see stateset_hpo.validation

@@ -111,7 +111,7 @@ def planned_episodes(spec: TrialSpec, params: Mapping[str, Any]) -> int:
 
 
 def iteration_episodes(spec: TrialSpec, space) -> int:
-    """Episodes in one iteration of the space's first point: the default grace period and
+    """Episodes in one iteration of the space's defaults (the search's first trial): the default grace period and
     warm-up of schedulers and pruners, whose clock is episodes."""
     return spec.training_config(space.baseline()).episodes_per_iteration
 

@@ -53,7 +53,7 @@ def build_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1,
 def build_pruner(optuna_config: Dict[str, Any], max_episodes: int, iteration: int) -> optuna.pruners.BasePruner:
     """The configured pruner. Its step is the episode count (sampled conversations trained on),
     so trials with other batch sizes are compared at equal compute; ``n_warmup_steps`` and
-    ``min_resource`` are episodes too, by default two and one iterations of the baseline point
+    ``min_resource`` are episodes too, by default two and one iterations of the first trial (the space's defaults)
     (``iteration`` episodes each). (HPOConfig sets the pruner to "none" for multi-objective
     studies, which Optuna cannot prune.)"""
     name = optuna_config["pruner"]

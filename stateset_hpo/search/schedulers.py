@@ -2,12 +2,13 @@
 
 Schedulers compare trials at equal compute: their clock is ``episodes``, the sampled
 conversations a trial has trained on, not the optimizer iteration, whose size depends on the
-batch size being searched (a small-batch trial would otherwise be cut at the baseline's
-iteration count). ``grace_period``, ``max_t`` and ``perturbation_interval`` are episodes;
-left unset, grace and perturbation default to one and two iterations of the baseline point.
+batch size being searched (a small-batch trial would otherwise be cut at the first
+trial's iteration count). ``grace_period``, ``max_t`` and ``perturbation_interval`` are episodes;
+left unset, grace and perturbation default to one and two iterations of the first trial (the
+space's defaults).
 
 HyperBand alone runs on a scaled clock, ``rounds`` = episodes / episodes of one iteration of
-the baseline point (a metric that `hyperband_clock` adds to every report): Tune's
+the first trial (a metric that `hyperband_clock` adds to every report): Tune's
 HyperBandScheduler puts its smallest rung at 1 unit of its clock and has no setting for it,
 so on a clock of episodes its first bracket would want ``max_t`` trials of one episode each.
 """
@@ -57,8 +58,8 @@ def pbt_explore(space: SearchSpace, names):
 
 
 def build_scheduler(name: str, ray_config: Dict[str, Any], space: SearchSpace, max_t: int, iteration: int):
-    """The scheduler ``name``; ``max_t`` and ``iteration`` (one iteration of the baseline
-    point) are in episodes."""
+    """The scheduler ``name``; ``max_t`` and ``iteration`` (one iteration of the first
+    trial) are in episodes."""
     from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
                                      PopulationBasedTraining)
 

@@ -1,4 +1,4 @@
-"""Ray Tune search algorithms from `ray_config`. The space's defaults go first (baseline).
+"""Ray Tune search algorithms from `ray_config`. The space's defaults go first.
 
 optuna and hyperopt use Ray's integrations, which convert Tune domains themselves; bayesopt
 uses `MixedBayesOptSearch` (see its module for why); random is Tune's own generator; grid is
