@@ -97,13 +97,17 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
     points = candidates(summary, spec, space, config.validation_top_k)
     budget = None if spec.objective is not None else validation_budget(config, spec, [p for _, _, p in points])
     runs = seeded_points(spec, config, points, budget)
+    unique = []  # a recommendation equal to the baseline is trained once per seed, not twice
+    for _, params in runs:
+        if params not in unique:
+            unique.append(params)
     test_spec = dataclasses.replace(spec, test_at_end=True)
     if config.backend == "ray_tune":
         from .search.ray_tune import run_ray_tune
 
-        finished = run_ray_tune(config, test_spec, space, points=[params for _, params in runs])
+        finished = run_ray_tune(config, test_spec, space, points=unique)
     else:
-        finished = [_in_process(test_spec, params) for _, params in runs]
+        finished = [_in_process(test_spec, params) for params in unique]
     block = summarise(config.objective_metric, config.direction, points, runs, finished)
     block["budget_episodes"] = budget
     block["space_defaults_differ"] = baseline_point(spec, space)[1]
@@ -164,12 +168,6 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
 
 
 def _match(runs, finished: List[HPOResult]) -> List[Optional[HPOResult]]:
-    """The finished result of each run, matched by parameters (a backend may reorder them)."""
-    left = list(finished)
-    out = []
-    for _, params in runs:
-        hit = next((r for r in left if r.params == params), None)
-        if hit is not None:
-            left.remove(hit)
-        out.append(hit)
-    return out
+    """The finished result of each run, matched by parameters (a backend may reorder them;
+    runs with equal parameters share one result)."""
+    return [next((r for r in finished if r.params == params), None) for _, params in runs]

@@ -146,7 +146,12 @@ def test_summaries_written_before_the_paired_comparison_still_load(tmp_path):
     assert "Validation" not in write_report(summary, LR, tmp_path).read_text()
 
 
-def test_a_recommendation_equal_to_the_baseline_says_so(tmp_path):
-    summary = study(tmp_path, _objective(select_gain=-0.05, test_gain=0.0), base_lr=1e-5, validation_top_k=1)
+def test_a_recommendation_equal_to_the_baseline_says_so_and_is_trained_once(tmp_path):
+    calls = []
+    objective = _objective(select_gain=-0.05, test_gain=0.0)
+    summary = study(tmp_path, lambda params: calls.append(dict(params)) or objective(params), base_lr=1e-5,
+                    validation_top_k=1)
     assert summary.best_params == {"learning_rate": 1e-5}  # the first trial, the space's default = the base lr
     assert "is the baseline configuration itself" in summary.validation["sentence"]
+    assert len([c for c in calls if "seed" in c]) == 3  # 3 seeds, not 3 for each of two equal configurations
+    assert all(len(e["scores"]) == 3 for e in summary.validation["configurations"])
