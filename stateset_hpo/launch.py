@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import (BACKENDS, OPTUNA_PRUNERS, OPTUNA_SAMPLERS, RAY_SCHEDULERS, RAY_SEARCH_ALGS, HPOConfig)
+from .results import is_better
 from .search_spaces import get_search_space, list_search_spaces
 from .shared_storage import storage_location
 from .space.to_wandb import WANDB_METHODS
@@ -219,7 +220,7 @@ class ProgressPrinter:
     """One line per finished trial: counts so far and the best value."""
 
     def __init__(self, config: HPOConfig) -> None:
-        self.metric, self.maximize, self.total = config.objective_metric, config.direction == "maximize", config.n_trials
+        self.metric, self.direction, self.total = config.objective_metric, config.direction, config.n_trials
         self.started, self.ended, self.best = 0, {}, None
 
     def on_trial_start(self, trial_id, params):
@@ -229,7 +230,7 @@ class ProgressPrinter:
         self.ended[result.status.value] = self.ended.get(result.status.value, 0) + 1
         value = result.best_metric
         if result.status.value == "success" and value is not None:
-            if self.best is None or (value > self.best if self.maximize else value < self.best):
+            if is_better(value, self.best, self.direction):
                 self.best = value
         done = sum(self.ended.values())
         shown = "-" if value is None else f"{value:.4f}"
@@ -279,7 +280,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     from transformers.utils import logging as hf_logging
 
-    from .study import StudyInterrupted, run_study, shared_results_location
+    from .results import StudyInterrupted
+    from .study import run_study, shared_results_location
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
     try:

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Dict, List
 
-from .results import HPOSummary, TrialStatus
+from .results import HPOSummary, TrialStatus, is_better
 from .space import SearchSpace
 
 PNG_NAMES = ("optimization_history.png", "param_importances.png", "parallel_coordinates.png",
@@ -83,7 +83,7 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
     for i, r in enumerate(summary.all_results):
         v = r.best_metric
         if r.status is TrialStatus.SUCCESS and v is not None:
-            better = running is None or (v > running if summary.direction == "maximize" else v < running)
+            better = is_better(v, running, summary.direction)
             running = v if better else running
         best.append(running if running is not None else math.nan)
     for status, marker, colour in ((TrialStatus.SUCCESS, "o", "tab:blue"), (TrialStatus.PRUNED, "x", "tab:orange"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from .plots import PNG_NAMES
-from .results import HPOSummary
+from .results import HPOSummary, by_metric
 from .space import SearchSpace
 
 
@@ -35,8 +35,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
     rows.append(f"<tr><th>{metric} (selection)</th><th>{_fmt(summary.baseline_metric)}</th><th>-</th>"
                 f"<th>{_fmt(summary.best_metric)}</th></tr>")
     trials = []
-    sign = -1 if summary.direction == "maximize" else 1
-    for r in sorted(summary.all_results, key=lambda r: (r.best_metric is None, sign * (r.best_metric or 0.0))):
+    for r in by_metric(summary.all_results, summary.direction):
         error = html.escape((r.error or "").splitlines()[0][:120]) if r.error else ""
         params = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in r.params.items())
         trials.append(f"<tr><td>{html.escape(r.trial_id)}</td><td>{r.status.value}</td><td>{_fmt(r.best_metric)}</td>"

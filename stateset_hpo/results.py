@@ -23,6 +23,31 @@ class TrialStatus(str, Enum):
     PRUNED = "pruned"  # stopped early by a pruner or scheduler
 
 
+class StudyInterrupted(RuntimeError):
+    """The study stopped before its end (e.g. Ctrl+C) with its state saved for a resume."""
+
+
+def direction_sign(direction: str) -> float:
+    """+1 where higher is better (maximize), -1 where lower is: ``sign * value`` ranks up."""
+    return 1.0 if direction == "maximize" else -1.0
+
+
+def is_better(value: float, than: Optional[float], direction: str) -> bool:
+    """Is ``value`` strictly better than ``than`` (None: nothing yet) in ``direction``?"""
+    return than is None or direction_sign(direction) * value > direction_sign(direction) * than
+
+
+def ranked(results: List["HPOResult"], direction: str) -> List["HPOResult"]:
+    """The successful trials with an objective value, best first (ties keep their order)."""
+    scored = [r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
+    return sorted(scored, key=lambda r: -direction_sign(direction) * r.best_metric)
+
+
+def by_metric(results: List["HPOResult"], direction: str) -> List["HPOResult"]:
+    """Every trial for display, best objective first, those without one last."""
+    return sorted(results, key=lambda r: (r.best_metric is None, -direction_sign(direction) * (r.best_metric or 0.0)))
+
+
 def json_safe(value: Any) -> Any:
     """JSON-safe copy: non-finite floats -> None, numpy scalars -> Python, tuples -> lists."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -137,11 +162,8 @@ class HPOSummary:
     # -- derived -----------------------------------------------------------------------------
     @property
     def best_result(self) -> Optional[HPOResult]:
-        scored = [r for r in self.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
-        if not scored:
-            return None
-        pick = max if self.direction == "maximize" else min
-        return pick(scored, key=lambda r: r.best_metric)
+        best = ranked(self.all_results, self.direction)
+        return best[0] if best else None
 
     @property
     def best_params(self) -> Dict[str, Any]:
@@ -163,7 +185,7 @@ class HPOSummary:
         """Ids of the successful trials that no other successful trial beats on every objective
         (at least as good on all, better on one); for one objective, the best trial(s)."""
         metrics = self.objective_metrics or [self.objective_metric]
-        signs = [1.0 if d == "maximize" else -1.0 for d in (self.directions or [self.direction])]
+        signs = [direction_sign(d) for d in (self.directions or [self.direction])]
         points = {}
         for r in self.all_results:
             values = [r.metrics.get(m) for m in metrics]
@@ -273,17 +295,16 @@ class HPOSummary:
         lines += self.validation_lines()
         if self.objective_metrics and len(self.objective_metrics) > 1:
             lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
-        sign = -1 if self.direction == "maximize" else 1
-        ranked = sorted(self.all_results, key=lambda r: (r.best_metric is None, sign * (r.best_metric or 0.0)))
-        id_width = max([len("trial")] + [len(r.trial_id) for r in ranked])
+        rows = by_metric(self.all_results, self.direction)
+        id_width = max([len("trial")] + [len(r.trial_id) for r in rows])
         lines.append("")
         lines.append(f"{'trial':<{id_width}}  {'status':<8}  {'metric':>10}  {'iters':>5}  {'time s':>8}  error")
-        for r in ranked[:max_rows]:
+        for r in rows[:max_rows]:
             error = (r.error or "").splitlines()[0][:60] if r.error else ""
             lines.append(f"{r.trial_id:<{id_width}}  {r.status.value:<8}  {fmt(r.best_metric):>10}  "
                          f"{len(r.history):>5}  {r.training_time:>8.1f}  {error}")
-        if len(ranked) > max_rows:
-            lines.append(f"... {len(ranked) - max_rows} more trials")
+        if len(rows) > max_rows:
+            lines.append(f"... {len(rows) - max_rows} more trials")
         return "\n".join(lines)
 
     def validation_lines(self) -> List[str]:

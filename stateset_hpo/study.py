@@ -24,10 +24,6 @@ from .validation import run_validation
 from .trial import TrialSpec
 
 
-class StudyInterrupted(RuntimeError):
-    """The study stopped before its end (e.g. Ctrl+C) with its state saved for a resume."""
-
-
 def default_spec(config: HPOConfig) -> TrialSpec:
     """The task when none is given: a domain space (customer_service, technical_support,
     sales_assistant) trains on its domain's scenarios against its domain's reward, so every

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, List, Optional, Set
 
 from .config import HPOConfig
-from .results import HPOResult, HPOSummary, TrialStatus
+from .results import HPOResult, HPOSummary, TrialStatus, is_better, ranked
 
 
 def stop_requested(callbacks: Iterable[Any]) -> bool:
@@ -48,13 +48,10 @@ class StudyMonitor:
         self.should_stop = False
         self.defer_retention = config.backend == "ray_tune" and config.ray_config["scheduler"] in ("pbt", "pb2")
 
-    def _better(self, value: float) -> bool:
-        return self.best is None or (value > self.best if self.config.direction == "maximize" else value < self.best)
-
     def on_trial_end(self, result: HPOResult) -> None:
         self.finished.append(result)
         ok = result.status is TrialStatus.SUCCESS and result.best_metric is not None
-        if ok and self._better(result.best_metric):
+        if ok and is_better(result.best_metric, self.best, self.config.direction):
             self.best, self.since_best = result.best_metric, 0
         else:
             self.since_best += 1
@@ -75,12 +72,10 @@ class StudyMonitor:
         keep = self.config.keep_best_n
         if keep is None:
             return
-        sign = -1.0 if self.config.direction == "maximize" else 1.0
         # A deleted checkpoint is gone for good: rank only the ones still there (with tied
         # metrics, the finish order here and the creation order at the end can differ).
-        ranked = sorted((r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None
-                         and r.checkpoint_path not in self.deleted), key=lambda r: sign * r.best_metric)
-        kept = {r.checkpoint_path for r in ranked[:keep]}
+        best = ranked([r for r in results if r.checkpoint_path not in self.deleted], self.config.direction)
+        kept = {r.checkpoint_path for r in best[:keep]}
         for r in results:
             if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted:
                 delete_checkpoint(r.checkpoint_path)

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .comparison import paired_gain, seed_scores, sentence
 from .config import HPOConfig
-from .results import HPOResult, HPOSummary, TrialStatus
+from .results import HPOResult, HPOSummary, TrialStatus, direction_sign, ranked
 from .space import SearchSpace
 from .trial import TrialSpec, run_trial
 
@@ -52,13 +52,8 @@ def candidates(summary: HPOSummary, spec: TrialSpec, space: SearchSpace,
                top_k: int) -> List[Tuple[str, str, Dict[str, Any]]]:
     """[(label, role, params)]: the recommendation (the search's best), the next distinct
     successful configurations up to ``top_k``, then the baseline."""
-    sign = -1.0 if summary.direction == "maximize" else 1.0
-    ranked = sorted((r for r in summary.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None),
-                    key=lambda r: sign * r.best_metric)
-    recommended = summary.best_result
-    ranked = [recommended] + [r for r in ranked if r is not recommended]
     out: List[Tuple[str, str, Dict[str, Any]]] = []
-    for r in ranked:
+    for r in ranked(summary.all_results, summary.direction):  # the first is summary.best_result
         if len(out) == top_k:
             break
         if all(r.params != params for _, _, params in out):
@@ -155,8 +150,7 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
         entry["mean"] = statistics.fmean(entry["scores"]) if entry["scores"] else None
         entry["std"] = statistics.stdev(entry["scores"]) if len(entry["scores"]) > 1 else (0.0 if entry["scores"] else None)
     recommended = next(label for label, role, _ in points if role == "recommended")
-    sign = 1.0 if direction == "maximize" else -1.0
-    comparison = paired_gain(rows.get(recommended, {}), rows.get(BASELINE, {}), sign)
+    comparison = paired_gain(rows.get(recommended, {}), rows.get(BASELINE, {}), direction_sign(direction))
     # the data the interval rests on, so it can be recomputed from summary.json
     comparison["scores_by_seed"] = {role: {str(seed): row for seed, row in rows.get(label, {}).items()}
                                     for role, label in (("recommended", recommended), ("baseline", BASELINE))}

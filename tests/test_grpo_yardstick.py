@@ -14,7 +14,7 @@ from stateset_hpo.grpo.trainer import Episode, Turn
 from stateset_hpo.search_spaces import create_grpo_search_space
 from stateset_hpo.space import SearchDimension, SearchSpace, SearchSpaceType
 from stateset_hpo.trial import TrialSpec
-from test_grpo_trainer import SMALL, make_trainer
+from test_grpo_trainer import make_trainer
 
 
 def test_the_evaluation_yardstick_does_not_move_with_training_hyperparameters(tiny_model_path):

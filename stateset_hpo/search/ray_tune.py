@@ -20,7 +20,7 @@ from ray import tune
 
 from ..callbacks import fire
 from ..config import HPOConfig
-from ..results import HPOResult, trial_result
+from ..results import HPOResult, StudyInterrupted, trial_result
 from ..shared_storage import multi_node_warning, storage_location
 from ..space import SearchSpace
 from ..trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
@@ -222,8 +222,6 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         unfinished = len(grid) - grid.num_terminated - grid.num_errors
         timed_out = budget is not None and time.monotonic() - start >= budget
         if not timed_out and not stop_requested(callbacks) and (unfinished or len(grid) < expected):
-            from ..study import StudyInterrupted
-
             raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {expected} trials; "
                                    f"its state is saved in {experiment!r}: run it again with --resume "
                                    "(run_study(..., resume=True)) to continue")
