@@ -48,17 +48,16 @@ def baseline_point(spec: TrialSpec, space: SearchSpace) -> Tuple[Dict[str, Any],
     return point, differ
 
 
-def candidates(summary: HPOSummary, spec: TrialSpec, space: SearchSpace,
-               top_k: int) -> List[Tuple[str, str, Dict[str, Any]]]:
+def candidates(summary: HPOSummary, baseline: Dict[str, Any], top_k: int) -> List[Tuple[str, str, Dict[str, Any]]]:
     """[(label, role, params)]: the recommendation (the search's best), the next distinct
-    successful configurations up to ``top_k``, then the baseline."""
+    successful configurations up to ``top_k``, then the baseline point."""
     out: List[Tuple[str, str, Dict[str, Any]]] = []
     for r in ranked(summary.all_results, summary.direction):  # the first is summary.best_result
         if len(out) == top_k:
             break
         if all(r.params != params for _, _, params in out):
             out.append((f"trial {r.trial_id}", "recommended" if not out else "other", dict(r.params)))
-    return out + [(BASELINE, "baseline", baseline_point(spec, space)[0])]
+    return out + [(BASELINE, "baseline", baseline)]
 
 
 def validation_budget(config: HPOConfig, spec: TrialSpec, points: Sequence[Dict[str, Any]]) -> int:
@@ -89,7 +88,8 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
     """The validation block of the summary (None when off or nothing succeeded)."""
     if not config.validation_top_k or summary.best_result is None:
         return None
-    points = candidates(summary, spec, space, config.validation_top_k)
+    baseline, space_defaults_differ = baseline_point(spec, space)
+    points = candidates(summary, baseline, config.validation_top_k)
     budget = None if spec.objective is not None else validation_budget(config, spec, [p for _, _, p in points])
     runs = seeded_points(spec, config, points, budget)
     unique = []  # a recommendation equal to the baseline is trained once per seed, not twice
@@ -105,7 +105,7 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
         finished = [_in_process(test_spec, params) for params in unique]
     block = summarise(config.objective_metric, config.direction, points, runs, finished)
     block["budget_episodes"] = budget
-    block["space_defaults_differ"] = baseline_point(spec, space)[1]
+    block["space_defaults_differ"] = space_defaults_differ
     return block
 
 

@@ -51,10 +51,14 @@ class ConversationEnvironment:
         selection = [s for s in scenarios if s.split in ("selection", "eval")]
         test = [s for s in scenarios if s.split == "test"]
         step = max(3, round(1 / eval_fraction))
+
+        def carve(pool):  # (every step-th scenario, the rest)
+            return pool[step - 2::step], [s for i, s in enumerate(pool) if i % step != step - 2]
+
         if not selection:
-            selection, train = train[step - 2::step], [s for i, s in enumerate(train) if i % step != step - 2]
+            selection, train = carve(train)
         if not test:
-            test, train = train[step - 2::step], [s for i, s in enumerate(train) if i % step != step - 2]
+            test, train = carve(train)
         if not train or not selection or not test:
             raise ValueError(f"need training, selection and test scenarios (got {len(train)}, {len(selection)} and "
                              f"{len(test)}); pass more scenarios")

@@ -380,13 +380,14 @@ class MultiTurnGRPOTrainer:
             else:
                 for t in e.turns:
                     t.advantage = e.reward
-        groups: Dict[int, List[Episode]] = {}
+        turns_of: Dict[int, List[Turn]] = {}
+        rewards_of: Dict[int, List[float]] = {}
         for e in episodes:
-            groups.setdefault(e.group, []).append(e)
+            turns_of.setdefault(e.group, []).extend(e.turns)
+            rewards_of.setdefault(e.group, []).append(e.reward)
         centred: List[Turn] = []
-        for members in groups.values():
-            turns = [t for e in members for t in e.turns]
-            if np.std([e.reward for e in members]) < 1e-8:
+        for group, turns in turns_of.items():
+            if np.std(rewards_of[group]) < 1e-8:
                 for t in turns:
                     t.advantage = 0.0
                 continue
@@ -395,10 +396,11 @@ class MultiTurnGRPOTrainer:
                 t.advantage -= mean
             centred.extend(turns)
         batch_std = float(np.std([t.advantage for t in centred])) if centred else 0.0
-        for members in groups.values():
-            turns = [t for e in members for t in e.turns]
-            std = {"group": float(np.std([t.advantage for t in turns])), "batch": batch_std,
-                   "none": 1.0}[c.advantage_std]
+        for turns in turns_of.values():
+            if c.advantage_std == "group":
+                std = float(np.std([t.advantage for t in turns]))
+            else:
+                std = batch_std if c.advantage_std == "batch" else 1.0
             for t in turns:
                 t.advantage = float(t.advantage / (std + 1e-4))
 
