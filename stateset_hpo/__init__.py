@@ -7,7 +7,7 @@ space (search-space language) -> search (backends) -> trial (GRPO engine) -> rep
 from .callbacks import HPOCallback
 from .config import HPOConfig, get_hpo_config, list_hpo_profiles
 from .results import HPOResult, HPOSummary, TrialStatus
-from .search_spaces import get_search_space, list_search_spaces, register_search_space
+from .space.presets import get_search_space, list_search_spaces, register_search_space
 from .space import SearchDimension, SearchSpace, SearchSpaceType
 
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 
 def one_of(options: Tuple[str, ...]) -> Callable[[Any], str]:
@@ -54,3 +54,24 @@ def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be True or False, got {value!r}")
     return value
+
+
+def check_section(section: str, values: Any, spec: Dict[str, Tuple[Any, Callable[[Any], Any]]],
+                  fill_defaults: bool = True) -> Dict[str, Any]:
+    """A settings mapping checked key by key against ``spec`` ({key: (default, check)}), with
+    the defaults of the keys left out unless ``fill_defaults`` is False; an unknown key is an
+    error that lists the valid ones."""
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{section} must be a mapping, got {type(values).__name__}")
+    unknown = sorted(k for k in values if k not in spec)
+    if unknown:
+        raise ValueError(f"{section}: unknown keys {unknown}; valid keys: {', '.join(spec)}")
+    out = {k: default for k, (default, _) in spec.items()} if fill_defaults else {}
+    for key, value in values.items():
+        try:
+            out[key] = spec[key][1](value)
+        except ValueError as exc:
+            raise ValueError(f"{section}[{key!r}] {exc}") from None
+    return out

@@ -5,7 +5,7 @@ GPU count fails on the line that wrote it, before any trial or cluster starts. T
 backend sections (`optuna_config`, `ray_config`, `wandb_config`) are filled with their
 defaults, so the config shows exactly the settings a study will use. Only the section of
 the chosen backend drives the search; `wandb_config` also names the W&B project that
-`log_to_wandb` logs to. Nothing here touches the filesystem until `from_yaml`/`save_yaml`.
+`log_to_wandb` logs to. Nothing here touches the filesystem until `from_yaml`/`to_yaml`.
 """
 
 from __future__ import annotations
@@ -13,119 +13,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .checks import boolean, integer, number, one_of, optional_str
-from .search_spaces import get_search_space, list_search_spaces
+from .checks import boolean, check_section, integer, number, one_of, optional_str
+from .search.base import all_backends, backend_names, get_backend
 from .space import SearchSpace
-from .space.to_wandb import WANDB_METHODS
+from .space.presets import get_search_space, list_search_spaces
 
-BACKENDS = ("optuna", "ray_tune", "wandb")
 DIRECTIONS = ("maximize", "minimize")
-OPTUNA_SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
-OPTUNA_PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "wilcoxon", "none")
-RAY_SCHEDULERS = ("asha", "hyperband", "pbt", "pb2", "median", "fifo")
-RAY_SEARCH_ALGS = ("optuna", "hyperopt", "bayesopt", "random", "grid")
-WANDB_EARLY_TERMINATE = ("hyperband",)
-# URI schemes pyarrow's filesystems (which Ray Tune's storage uses) understand.
-STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")
-
-
-def _storage_path(value: Any) -> Optional[str]:
-    """A local path, or a URI with a scheme Ray Tune can write to (s3://, gs://, ...)."""
-    value = optional_str(value)
-    if value is not None and "://" in value:
-        scheme = value.split("://", 1)[0].lower()
-        if scheme not in STORAGE_SCHEMES:
-            raise ValueError(f"URI scheme {scheme!r} is not one Ray Tune can write to; use one of "
-                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a local path, got {value!r}")
-    return value
-
-
-def _early_terminate(value: Any) -> Optional[Dict[str, Any]]:
-    """W&B's early_terminate block: {type: hyperband, min_iter, eta} (min_iter/eta optional)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ValueError(f"must be a mapping such as {{'type': 'hyperband', 'min_iter': 3}}, got {value!r}")
-    out = dict(_check_section("early_terminate", value, _EARLY_TERMINATE_SPEC, fill_defaults=False))
-    if "type" not in out:
-        raise ValueError("needs a 'type' (hyperband)")
-    return out
-
-
-_EARLY_TERMINATE_SPEC = {
-    "type": (None, one_of(WANDB_EARLY_TERMINATE)),
-    "min_iter": (None, integer(1)),
-    "max_iter": (None, integer(1)),
-    "eta": (None, integer(2)),
-    "s": (None, integer(1)),
-}
-
-# key: (default, check). Defaults are what the backends use when a key is left out.
-OPTUNA_SPEC: Dict[str, Tuple[Any, Callable]] = {
-    "sampler": ("tpe", one_of(OPTUNA_SAMPLERS)),
-    # A multi-objective study defaults to "none": Optuna prunes single-objective studies only.
-    "pruner": ("median", one_of(OPTUNA_PRUNERS)),
-    "seed": (None, integer(0, optional=True)),
-    "n_startup_trials": (10, integer(0)),
-    "pruner_startup_trials": (5, integer(0)),
-    # steps are episodes (see search/optuna_samplers.py); None: two / one iterations of the baseline
-    "n_warmup_steps": (None, integer(0, optional=True)),
-    "interval_steps": (1, integer(1)),
-    "percentile": (25.0, number(0.0, strict=True, maximum=100.0)),
-    "p_threshold": (0.1, number(0.0, strict=True, maximum=1.0)),
-    "min_resource": (None, integer(1, optional=True)),
-    "reduction_factor": (3, integer(2)),
-    "storage": (None, optional_str),
-    "study_name": (None, optional_str),
-    "load_if_exists": (True, boolean),
-}
-RAY_SPEC: Dict[str, Tuple[Any, Callable]] = {
-    "scheduler": ("asha", one_of(RAY_SCHEDULERS)),
-    "search_alg": ("optuna", one_of(RAY_SEARCH_ALGS)),
-    "max_concurrent": (None, integer(1, optional=True)),
-    # in episodes (see search/schedulers.py); None: derived from one iteration of the first trial
-    "grace_period": (None, integer(1, optional=True)),
-    "reduction_factor": (3, integer(2)),
-    "max_t": (None, integer(1, optional=True)),
-    "perturbation_interval": (None, integer(1, optional=True)),
-    "grid_points": (3, integer(2)),
-    "seed": (None, integer(0, optional=True)),
-    "workers_per_trial": (1, integer(1)),
-    "execution": ("train", one_of(("train", "direct"))),
-    "storage_path": (None, _storage_path),
-    "max_failures": (0, integer(0)),
-    "address": (None, optional_str),
-    # The cluster adds nodes on demand (cluster launcher / KubeRay autoscaling): resources that
-    # are not running yet are no error (trials wait for the autoscaler).
-    "autoscaling": (False, boolean),
-}
-WANDB_SPEC: Dict[str, Tuple[Any, Callable]] = {
-    "method": ("bayes", one_of(WANDB_METHODS)),
-    "project": ("stateset-hpo", optional_str),
-    "entity": (None, optional_str),
-    "early_terminate": (None, _early_terminate),
-    "grid_points": (3, integer(2)),
-}
-
-
-def _check_section(section: str, values: Any, spec: Dict[str, Tuple[Any, Callable]],
-                   fill_defaults: bool = True) -> Dict[str, Any]:
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise ValueError(f"{section} must be a mapping, got {type(values).__name__}")
-    unknown = sorted(k for k in values if k not in spec)
-    if unknown:
-        raise ValueError(f"{section}: unknown keys {unknown}; valid keys: {', '.join(spec)}")
-    out = {k: default for k, (default, _) in spec.items()} if fill_defaults else {}
-    for key, value in values.items():
-        try:
-            out[key] = spec[key][1](value)
-        except ValueError as exc:
-            raise ValueError(f"{section}[{key!r}] {exc}") from None
-    return out
 
 
 @dataclass
@@ -187,7 +82,7 @@ class HPOConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "backend": one_of(BACKENDS),
+            "backend": one_of(backend_names()),
             "n_trials": integer(1),
             "timeout": number(0.0, strict=True, optional=True),
             "direction": one_of(DIRECTIONS),
@@ -224,13 +119,12 @@ class HPOConfig:
         if self.search_space is not None and len(self.search_space) == 0:
             raise ValueError("HPOConfig.search_space is empty: a study needs at least one dimension")
         self._check_objectives()
-        pruner_given = isinstance(self.optuna_config, Mapping) and "pruner" in self.optuna_config
-        self.optuna_config = _check_section("optuna_config", self.optuna_config, OPTUNA_SPEC)
-        if len(self.objectives) > 1:
-            self._check_multi_objective_pruner(pruner_given)
-        self.ray_config = _check_section("ray_config", self.ray_config, RAY_SPEC)
-        self.wandb_config = _check_section("wandb_config", self.wandb_config, WANDB_SPEC)
-        self._check_agreement()
+        given = {}
+        for backend in all_backends():  # every section is filled, so the config shows what a study will use
+            given[backend.name] = getattr(self, backend.section)
+            setattr(self, backend.section, check_section(backend.section, given[backend.name], backend.settings))
+        for backend in all_backends():
+            backend.check(self, given[backend.name] if isinstance(given[backend.name], Mapping) else {})
 
     def _check_objectives(self) -> None:
         if self.objective_metrics is None:
@@ -250,20 +144,12 @@ class HPOConfig:
         for d in directions:
             if d not in DIRECTIONS:
                 raise ValueError(f"HPOConfig.directions: unknown value {d!r}; valid values: {', '.join(DIRECTIONS)}")
-        if len(metrics) > 1 and self.backend != "optuna":
-            raise ValueError(f"multi-objective search (objective_metrics={list(metrics)}) needs backend='optuna'; "
+        if len(metrics) > 1 and not get_backend(self.backend).multi_objective:
+            able = " or ".join(repr(b.name) for b in all_backends() if b.multi_objective)
+            raise ValueError(f"multi-objective search (objective_metrics={list(metrics)}) needs backend={able}; "
                              f"{self.backend} optimises one metric (combine them with TrialSpec.derived_metrics)")
         self.objective_metrics, self.directions = list(metrics), list(directions)
         self.objective_metric, self.direction = self.objective_metrics[0], self.directions[0]
-
-    def _check_multi_objective_pruner(self, given: bool) -> None:
-        """A multi-objective study prunes nothing: the pruner defaults to "none" there, and
-        any other pruner the user asked for is an error rather than silently ignored."""
-        pruner = self.optuna_config["pruner"] if given else "none"
-        if pruner != "none":
-            raise ValueError(f"optuna_config['pruner']={pruner!r} needs a single objective (Optuna cannot prune "
-                             "multi-objective studies); set it to 'none' or leave it unset")
-        self.optuna_config["pruner"] = "none"
 
     @property
     def objectives(self) -> List[Tuple[str, str]]:
@@ -271,22 +157,6 @@ class HPOConfig:
         if self.objective_metrics is None:
             return [(self.objective_metric, self.direction)]
         return list(zip(self.objective_metrics, self.directions))
-
-    def _check_agreement(self) -> None:
-        """Settings given twice must agree, rather than one silently winning."""
-        inner = self.optuna_config["study_name"]
-        if inner is not None and self.study_name is not None and inner != self.study_name:
-            raise ValueError(f"study_name {self.study_name!r} and optuna_config['study_name'] {inner!r} differ; "
-                             "set one of them")
-        concurrent = self.ray_config["max_concurrent"]
-        if concurrent is not None and concurrent != self.n_parallel_trials and self.n_parallel_trials != 1:
-            raise ValueError(f"n_parallel_trials={self.n_parallel_trials} and ray_config['max_concurrent']="
-                             f"{concurrent} differ; set one of them")
-        if self.ray_config["autoscaling"] and (self.gpu_per_trial is None or self.cpu_per_trial is None):
-            # "auto" reads the resources running now; the nodes that would provide them may not exist yet
-            raise ValueError("ray_config['autoscaling'] needs gpu_per_trial and cpu_per_trial set explicitly "
-                             "(e.g. --gpu-per-trial 1 --cpu-per-trial 4): the nodes that provide them may not be "
-                             "running yet")
 
     # -- derived ----------------------------------------------------------------------------
     def resolve_search_space(self) -> SearchSpace:
@@ -315,9 +185,8 @@ class HPOConfig:
         base = self.base_training_config
         if dataclasses.is_dataclass(base) and not isinstance(base, type):
             data["base_training_config"] = dataclasses.asdict(base)
-        data["optuna_config"] = dict(self.optuna_config)
-        data["ray_config"] = dict(self.ray_config)
-        data["wandb_config"] = dict(self.wandb_config)
+        for backend in all_backends():
+            data[backend.section] = dict(getattr(self, backend.section))
         return data
 
     @classmethod
@@ -376,7 +245,7 @@ def get_hpo_config(profile: str, **overrides: Any) -> HPOConfig:
         raise ValueError(f"unknown HPO profile {profile!r}; valid profiles: {', '.join(_PROFILES)}")
     settings = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PROFILES[profile].items()}
     for key, value in overrides.items():
-        if key in ("optuna_config", "ray_config", "wandb_config") and isinstance(value, Mapping):
+        if key in {b.section for b in all_backends()} and isinstance(value, Mapping):
             settings[key] = {**settings.get(key, {}), **value}
         else:
             settings[key] = value

@@ -19,12 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .config import (BACKENDS, OPTUNA_PRUNERS, OPTUNA_SAMPLERS, RAY_SCHEDULERS, RAY_SEARCH_ALGS, HPOConfig)
+from .config import DIRECTIONS, HPOConfig
 from .results import is_better
-from .search_spaces import get_search_space, list_search_spaces
-from .shared_storage import storage_location
-from .space.to_wandb import WANDB_METHODS
+from .search.base import Flag, all_backends, backend_names, get_backend
 from .space import SearchSpace
+from .space.presets import get_search_space, list_search_spaces
 
 CLI_DEFAULT_BACKEND = "ray_tune"
 
@@ -44,21 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help=f"predefined search space: {', '.join(list_search_spaces())} (default: grpo)")
     p.add_argument("--space-file", type=Path, help="custom search space as YAML or JSON (instead of --space)")
     p.add_argument("--config", type=Path, help="HPOConfig as YAML; flags override its values")
-    p.add_argument("--backend", choices=BACKENDS, help=f"default: {CLI_DEFAULT_BACKEND}")
+    p.add_argument("--backend", choices=backend_names(), help=f"default: {CLI_DEFAULT_BACKEND}")
     p.add_argument("--n-trials", type=int, help="number of trials")
     p.add_argument("--timeout", type=float, help="stop the study after this many seconds")
     p.add_argument("--metric", help="objective metric (default: eval_reward, the greedy score on the held-out "
                                     "selection scenarios)")
-    p.add_argument("--direction", choices=("maximize", "minimize"))
-    p.add_argument("--scheduler", choices=RAY_SCHEDULERS, help="ray_tune trial scheduler")
-    p.add_argument("--search-alg", choices=RAY_SEARCH_ALGS, help="ray_tune search algorithm")
-    p.add_argument("--sampler", choices=OPTUNA_SAMPLERS,
-                   help="optuna sampler (backend optuna, or ray_tune with --search-alg optuna)")
-    p.add_argument("--pruner", choices=OPTUNA_PRUNERS, help="optuna pruner")
-    p.add_argument("--storage", help="optuna: database URL (sqlite:///hpo.db) or journal file shared by runs "
-                                     "and processes; running again continues the study")
-    p.add_argument("--sweep-method", choices=WANDB_METHODS, help="wandb: sweep method (default: bayes)")
-    p.add_argument("--seed", type=int, help="seed of the search algorithm / sampler")
+    p.add_argument("--direction", choices=DIRECTIONS)
     p.add_argument("--n-parallel-trials", type=int, help="trials running at once")
     p.add_argument("--validation-top-k", type=int,
                    help="after the search, retrain the recommendation (the search's best), the next K-1 and the "
@@ -68,19 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes every validated configuration trains on (default: the largest budget among them)")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
     p.add_argument("--cpu-per-trial", type=float, help="CPUs per trial worker (default: auto)")
-    p.add_argument("--workers-per-trial", type=int, help="ray_tune: data-parallel workers per trial")
-    p.add_argument("--execution", choices=("train", "direct"),
-                   help="ray_tune: run each trial in a Ray Train worker group (train, default) or in the Tune "
-                        "trial process (direct: faster start, one worker)")
-    p.add_argument("--storage-path",
-                   help="ray_tune: where trials, checkpoints and a copy of the results go; on a multi-node "
-                        "cluster a location every node sees (s3://bucket/path, gs://bucket/path, NFS)")
-    p.add_argument("--autoscaling", action="store_true", default=None,
-                   help="ray_tune: the cluster starts nodes on demand, so resources not running yet are no "
-                        "error (needs --gpu-per-trial and --cpu-per-trial)")
-    p.add_argument("--max-failures", type=int,
-                   help="ray_tune: retry a failed trial (e.g. a preempted spot node) from its last checkpoint "
-                        "up to this many times")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix a training parameter for all trials (repeatable), e.g. --set num_episodes=320")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
@@ -90,23 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    added = set()
+    for backend in all_backends():  # each backend's own flags, from its registry entry
+        group = p.add_argument_group(f"backend {backend.name}")
+        for flag in backend.flags:
+            if flag.name not in added:  # a flag several backends take (--seed) is listed once
+                added.add(flag.name)
+                group.add_argument("--" + flag.name.replace("_", "-"), help=flag.help, **(
+                    {"action": "store_true", "default": None} if flag.switch
+                    else {"choices": flag.choices, "type": flag.type}))
     return p
 
 
-# Flags that only mean something for one backend, and where they go in HPOConfig.
-_BACKEND_FLAGS = {
-    "scheduler": (("ray_tune",), "ray_config", "scheduler"),
-    "search_alg": (("ray_tune",), "ray_config", "search_alg"),
-    "workers_per_trial": (("ray_tune",), "ray_config", "workers_per_trial"),
-    "execution": (("ray_tune",), "ray_config", "execution"),
-    "storage_path": (("ray_tune",), "ray_config", "storage_path"),
-    "autoscaling": (("ray_tune",), "ray_config", "autoscaling"),
-    "max_failures": (("ray_tune",), "ray_config", "max_failures"),
-    "sampler": (("optuna", "ray_tune"), "optuna_config", "sampler"),  # also Ray's search_alg optuna
-    "pruner": (("optuna",), "optuna_config", "pruner"),
-    "storage": (("optuna",), "optuna_config", "storage"),
-    "sweep_method": (("wandb",), "wandb_config", "method"),
-}
+def backend_flags() -> Dict[str, Flag]:
+    """Every backend's flags by name."""
+    return {flag.name: flag for backend in all_backends() for flag in backend.flags}
+
+
 _PLAIN_FLAGS = {
     "n_trials": "n_trials", "timeout": "timeout", "metric": "objective_metric", "direction": "direction",
     "n_parallel_trials": "n_parallel_trials", "gpu_per_trial": "gpu_per_trial",
@@ -114,7 +91,6 @@ _PLAIN_FLAGS = {
     "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
     "validation_episodes": "validation_episodes",
 }
-_SEED_SECTION = {"ray_tune": "ray_config", "optuna": "optuna_config"}
 
 
 def config_from_args(args: argparse.Namespace) -> HPOConfig:
@@ -143,18 +119,16 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         if value is not None:
             # a path quoted past the shell (e.g. in `ray job submit`, which quotes its command) is expanded here
             settings[field_name] = os.path.expanduser(value) if flag == "output_dir" else value
-    for flag, (needs, section, key) in _BACKEND_FLAGS.items():
-        value = getattr(args, flag)
+    chosen = {flag.name: flag for flag in get_backend(backend).flags}
+    for name in backend_flags():
+        value = getattr(args, name)
         if value is None:
             continue
-        if backend not in needs:
-            raise UsageError(f"--{flag.replace('_', '-')} applies to --backend {' or '.join(needs)}, not {backend}")
-        settings[section] = {**settings.get(section, {}), key: value}
-    if args.seed is not None:
-        if backend not in _SEED_SECTION:
-            raise UsageError(f"--seed applies to --backend optuna or ray_tune, not {backend}")
-        section = _SEED_SECTION[backend]
-        settings[section] = {**settings.get(section, {}), "seed": args.seed}
+        if name not in chosen:
+            having = [b.name for b in all_backends() if any(f.name == name for f in b.flags)]
+            raise UsageError(f"--{name.replace('_', '-')} applies to --backend {' or '.join(having)}, not {backend}")
+        section = chosen[name].section or get_backend(backend).section
+        settings[section] = {**settings.get(section, {}), chosen[name].key: value}
     fixed = _parse_sets(args.set)
     if args.model is not None:
         fixed["model_name"] = args.model
@@ -191,31 +165,6 @@ def _parse_sets(items: List[str]) -> Dict[str, Any]:
     return fixed
 
 
-def compile_for_backend(config: HPOConfig) -> str:
-    """Compile the space the way the chosen backend will consume it; a one-line account."""
-    space = config.resolve_search_space()
-    if config.backend == "optuna":
-        from .search.optuna_samplers import build_pruner, build_sampler
-
-        build_sampler(config.optuna_config, len(config.objectives))
-        build_pruner(config.optuna_config, 1, 1)
-        return f"optuna distributions: {len(space.to_optuna())}"
-    if config.backend == "wandb":
-        method = config.wandb_config["method"]
-        return f"W&B sweep parameters ({method}): {len(space.to_wandb(method, config.wandb_config['grid_points']))}"
-    alg = config.ray_config["search_alg"]
-    if alg == "bayesopt":
-        return f"bayes_opt bounds: {len(space.to_bayesopt().pbounds)}"
-    if alg == "hyperopt":
-        return f"hyperopt space: {len(space.to_hyperopt())}"
-    if alg == "grid":
-        space.to_tune(grid_points=config.ray_config["grid_points"])  # compile it, as the study will
-        return f"Ray Tune grid: {space.grid_size(config.ray_config['grid_points'])} points"
-    if alg == "optuna":
-        return f"optuna distributions (via OptunaSearch): {len(space.to_optuna())}"
-    return f"Ray Tune param_space: {len(space.to_tune())}"
-
-
 class ProgressPrinter:
     """One line per finished trial: counts so far and the best value."""
 
@@ -245,7 +194,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         config = config_from_args(args)
         space = config.resolve_search_space()
-        compiled = compile_for_backend(config)
+        backend = get_backend(config.backend)
+        compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
         from .study import spec_from_config
 
         spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
@@ -256,21 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     name = "custom" if config.search_space is not None else config.search_space_name
     print(f"study: backend={config.backend} space={name} ({len(space)} dimensions) "
           f"n_trials={config.n_trials} output_dir={config.output_dir} resume={args.resume}")
-    if config.backend == "ray_tune":
-        rc = config.ray_config
-        print(f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
-              f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
-              f"execution={rc['execution']} storage={storage_location(rc['storage_path'], str(config.output_dir))}"
-              + (" autoscaling" if rc["autoscaling"] else ""))
-    elif config.backend == "wandb":
-        from .wandb_runs import wandb_mode
-
-        wc = config.wandb_config
-        print(f"wandb: method={wc['method']} early_terminate={wc['early_terminate']} project={wc['project']} "
-              f"mode={wandb_mode()}")
-    elif config.backend == "optuna":
-        oc = config.optuna_config
-        print(f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={oc['storage']}")
+    print(backend.describe(config))
     if config.base_training_config:
         print(f"training overrides: {config.base_training_config}")
     print(space.describe())
@@ -281,7 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from .results import StudyInterrupted
-    from .study import run_study, shared_results_location
+    from .study import run_study
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
     try:
@@ -296,7 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     summary.print_summary()
     print(f"\nsummary: {Path(config.output_dir) / 'summary.json'}  trials: {Path(config.output_dir) / 'trials.csv'}")
-    shared = shared_results_location(config)
+    shared = backend.shared_results(config)
     if shared:
         print(f"results also in the shared storage: {shared}")
     return 0 if summary.n_successful else 1

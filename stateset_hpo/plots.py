@@ -21,10 +21,6 @@ PNG_NAMES = ("optimization_history.png", "param_importances.png", "parallel_coor
              "learning_curves.png")
 
 
-def _successful(summary: HPOSummary):
-    return [r for r in summary.all_results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
-
-
 MIN_TRIALS_FOR_IMPORTANCE = 8  # below this, fANOVA's ranking of parameters is noise
 
 
@@ -34,9 +30,9 @@ def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, floa
     MIN_TRIALS_FOR_IMPORTANCE (a forest fitted to a handful of noisy points ranks noise)."""
     import optuna
 
-    from .search.optuna_samplers import optuna_verbosity
+    from .search.optuna.verbosity import optuna_verbosity
 
-    scored = _successful(summary)
+    scored = summary.ranked()
     if len(scored) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}
     distributions = space.to_optuna()
@@ -106,12 +102,12 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
         ax.set(xlabel=f"importance for {metric} (fANOVA, sums to 1)", title="Parameter importances")
     else:
         ax.text(0.5, 0.5, f"not shown: importances need at least {MIN_TRIALS_FOR_IMPORTANCE} successful trials with\n"
-                f"different parameters (this study has {len(_successful(summary))} successful)", ha="center")
+                f"different parameters (this study has {len(summary.ranked())} successful)", ha="center")
         ax.set_axis_off()
     paths.append(_save(fig, folder / PNG_NAMES[1]))
 
     # 3. parallel coordinates
-    scored = _successful(summary)
+    scored = summary.ranked()
     names = [d.name for d in space if any(d.name in r.params for r in scored)]
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names) + 2), 4.5))
     if scored and names:

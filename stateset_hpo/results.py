@@ -7,6 +7,7 @@ when a result is built, and the file never holds NaN/Infinity tokens.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import numbers
@@ -162,8 +163,13 @@ class HPOSummary:
     # -- derived -----------------------------------------------------------------------------
     @property
     def best_result(self) -> Optional[HPOResult]:
-        best = ranked(self.all_results, self.direction)
+        best = self.ranked()
         return best[0] if best else None
+
+    def ranked(self) -> List[HPOResult]:
+        """The successful trials with an objective value, best first: the only trials the
+        study compares (a pruned trial's value comes from a run cut short)."""
+        return ranked(self.all_results, self.direction)
 
     @property
     def best_params(self) -> Dict[str, Any]:
@@ -262,6 +268,22 @@ class HPOSummary:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json())
         return path
+
+    def write(self, output_dir: Union[str, Path]) -> None:
+        """The study's records in ``output_dir``: summary.json (strict JSON, `load` reads it
+        back) and trials.csv (one row per trial, its parameters and final metrics)."""
+        output_dir = Path(output_dir)
+        self.save(output_dir / "summary.json")
+        names = sorted({k for r in self.all_results for k in r.params})
+        metrics = sorted({k for r in self.all_results for k in r.metrics})
+        with open(output_dir / "trials.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
+                             "training_time", "error", "checkpoint_path"] + names + metrics)
+            for r in self.all_results:
+                writer.writerow([r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
+                                 (r.error or "").splitlines()[0] if r.error else "", r.checkpoint_path or ""]
+                                + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics])
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "HPOSummary":

@@ -7,7 +7,6 @@ TrainingConfig (every parameter must map to something) before a backend starts.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import time
@@ -19,6 +18,7 @@ from .callbacks import fire
 from .config import HPOConfig
 from .grpo import TrainingConfig
 from .results import HPOSummary
+from .search.base import get_backend
 from .study_monitor import StudyMonitor
 from .validation import run_validation
 from .trial import TrialSpec
@@ -58,32 +58,22 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     spec.check_space(space)
     first = space.baseline()  # the space's defaults: the search's first trial
     space_name = None if config.search_space is not None else config.search_space_name
-    monitor = StudyMonitor(config, space_name, write_outputs)
+    backend = get_backend(config.backend)
+    monitor = StudyMonitor(config, space_name, defer_retention=backend.defers_retention(config))
     callbacks = [*callbacks, monitor]
     fire(callbacks, "on_hpo_start", space, config.n_trials)
     start = time.perf_counter()
-    if config.backend == "ray_tune":
-        from .search.ray_tune import run_ray_tune
-
-        results = run_ray_tune(config, spec, space, callbacks, resume=resume)
-    elif config.backend == "optuna":
-        from .search.optuna_study import run_optuna
-
-        results = run_optuna(config, spec, space, callbacks, resume=resume)
-    else:
-        from .search.wandb_sweep import run_wandb
-
-        results = run_wandb(config, spec, space, callbacks, resume=resume)
+    results = backend.run(config, spec, space, callbacks, resume=resume)
     monitor.finish(results)
     first_id = next((r.trial_id for r in results if _same_point(r.params, first)), None)
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
                          search_space_name=space_name,
                          baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
                          directions=config.directions)
-    write_outputs(summary, Path(config.output_dir))  # the search's results are safe before validation
+    summary.write(config.output_dir)  # the search's results are safe before validation
     summary.validation = run_validation(config, spec, space, summary)
     if summary.validation is not None:
-        write_outputs(summary, Path(config.output_dir))
+        summary.write(config.output_dir)
     if config.save_plots:
         from .plots import save_plots
 
@@ -91,7 +81,7 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     from .report import write_report
 
     write_report(summary, space, Path(config.output_dir), title=config.study_name or space_name)
-    shared = shared_results_location(config)
+    shared = backend.shared_results(config)
     if shared is not None:
         from .shared_storage import publish_results
 
@@ -103,34 +93,7 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     return summary
 
 
-def shared_results_location(config: HPOConfig) -> Optional[str]:
-    """Where a Ray study with a storage_path (the cluster's shared storage) also gets its
-    results; None for studies whose results stay in output_dir only."""
-    storage_path = config.ray_config["storage_path"] if config.backend == "ray_tune" else None
-    if not storage_path:
-        return None
-    from .shared_storage import results_location, storage_location
-
-    return results_location(storage_location(storage_path, str(config.output_dir)), config.resolved_study_name)
-
-
 def _same_point(a: dict, b: dict) -> bool:
     if set(a) != set(b):
         return False
     return all(math.isclose(a[k], b[k], rel_tol=1e-9) if isinstance(b[k], float) else a[k] == b[k] for k in b)
-
-
-def write_outputs(summary: HPOSummary, output_dir: Path) -> None:
-    """summary.json (strict JSON) and trials.csv (one row per trial) in output_dir."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    summary.save(output_dir / "summary.json")
-    names = sorted({k for r in summary.all_results for k in r.params})
-    metrics = sorted({k for r in summary.all_results for k in r.metrics})
-    with open(output_dir / "trials.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["trial_id", "status", summary.objective_metric + " (objective)", "iterations",
-                         "training_time", "error", "checkpoint_path"] + names + metrics)
-        for r in summary.all_results:
-            writer.writerow([r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
-                             (r.error or "").splitlines()[0] if r.error else "", r.checkpoint_path or ""]
-                            + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics])

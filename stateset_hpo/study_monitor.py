@@ -4,8 +4,9 @@
 - saves the study so far (summary.json, trials.csv) every ``checkpoint_freq`` trials, so a
   crash loses at most that many trials' records;
 - keeps only the ``keep_best_n`` best trials' checkpoints on disk (the others are deleted as
-  soon as they fall out of the top N, except under PBT/PB2, whose running trials may still
-  copy a finished trial's checkpoint: there it happens when the study ends);
+  soon as they fall out of the top N, except where the backend defers it (PBT/PB2, whose
+  running trials may still copy a finished trial's checkpoint): there it happens when the
+  study ends);
 - asks the study to stop after ``early_stopping_patience`` finished trials without a better
   objective (``should_stop``; every backend checks `stop_requested` between trials).
 Any callback with a true ``should_stop`` attribute stops the study the same way.
@@ -14,7 +15,6 @@ Any callback with a true ``should_stop`` attribute stops the study the same way.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any, Iterable, List, Optional, Set
 
 from .config import HPOConfig
@@ -37,16 +37,15 @@ def delete_checkpoint(path: str) -> None:
 
 
 class StudyMonitor:
-    def __init__(self, config: HPOConfig, search_space_name: Optional[str], write_outputs) -> None:
+    def __init__(self, config: HPOConfig, search_space_name: Optional[str], defer_retention: bool = False) -> None:
         self.config = config
         self.search_space_name = search_space_name
-        self.write_outputs = write_outputs
         self.finished: List[HPOResult] = []
         self.deleted: Set[str] = set()
         self.best: Optional[float] = None
         self.since_best = 0
         self.should_stop = False
-        self.defer_retention = config.backend == "ray_tune" and config.ray_config["scheduler"] in ("pbt", "pb2")
+        self.defer_retention = defer_retention
 
     def on_trial_end(self, result: HPOResult) -> None:
         self.finished.append(result)
@@ -62,10 +61,9 @@ class StudyMonitor:
             self.retain(self.finished)
         freq = self.config.checkpoint_freq
         if freq is not None and len(self.finished) % freq == 0:
-            self.write_outputs(HPOSummary(self.config.objective_metric, self.config.direction, list(self.finished),
-                                          search_space_name=self.search_space_name,
-                                          objective_metrics=self.config.objective_metrics,
-                                          directions=self.config.directions), Path(self.config.output_dir))
+            HPOSummary(self.config.objective_metric, self.config.direction, list(self.finished),
+                       search_space_name=self.search_space_name, objective_metrics=self.config.objective_metrics,
+                       directions=self.config.directions).write(self.config.output_dir)
 
     def retain(self, results: List[HPOResult]) -> None:
         """Delete the checkpoints of all but the ``keep_best_n`` best successful trials."""

@@ -16,8 +16,9 @@ score flatters. After the search:
 4. the gain is the paired difference recommended - baseline, with a 95% confidence interval
    (`stateset_hpo.comparison`); it may be negative or "no significant difference".
 
-The runs go through the study's backend where it matters: on Ray Tune they are Tune trials
-with the study's resources (GPUs on a cluster); elsewhere they run in this process.
+The runs go through the study's backend (``Backend.run(..., points=...)``): on Ray Tune they
+are Tune trials with the study's resources (GPUs on a cluster); the in-process backends run
+them here.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .comparison import paired_gain, seed_scores, sentence
 from .config import HPOConfig
-from .results import HPOResult, HPOSummary, TrialStatus, direction_sign, ranked
+from .results import HPOResult, HPOSummary, TrialStatus, direction_sign
+from .search.base import get_backend
 from .space import SearchSpace
-from .trial import TrialSpec, run_trial
+from .trial import TrialSpec
 
 BASELINE = "baseline"
 SEED_OFFSET = 10_000  # validation seeds: base seed + 10000 + i, far from any searched seed
@@ -52,7 +54,7 @@ def candidates(summary: HPOSummary, baseline: Dict[str, Any], top_k: int) -> Lis
     """[(label, role, params)]: the recommendation (the search's best), the next distinct
     successful configurations up to ``top_k``, then the baseline point."""
     out: List[Tuple[str, str, Dict[str, Any]]] = []
-    for r in ranked(summary.all_results, summary.direction):  # the first is summary.best_result
+    for r in summary.ranked():  # the first is summary.best_result
         if len(out) == top_k:
             break
         if all(r.params != params for _, _, params in out):
@@ -97,24 +99,12 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
         if params not in unique:
             unique.append(params)
     test_spec = dataclasses.replace(spec, test_at_end=True)
-    if config.backend == "ray_tune":
-        from .search.ray_tune import run_ray_tune
-
-        finished = run_ray_tune(config, test_spec, space, points=unique)
-    else:
-        finished = [_in_process(test_spec, params) for params in unique]
+    # through the study's backend: on Ray they are Tune trials with the study's resources
+    finished = get_backend(config.backend).run(config, test_spec, space, points=unique)
     block = summarise(config.objective_metric, config.direction, points, runs, finished)
     block["budget_episodes"] = budget
     block["space_defaults_differ"] = space_defaults_differ
     return block
-
-
-def _in_process(spec: TrialSpec, params: Dict[str, Any]) -> HPOResult:
-    try:
-        metrics = run_trial(spec, params, lambda metrics, trainer: False)
-        return HPOResult("validation", params, metrics=metrics)
-    except Exception as exc:  # a config that fails under another seed is a finding, not a crash
-        return HPOResult("validation", params, status=TrialStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
 
 
 def _per_conversation(metric: str, metrics: Dict[str, Any]) -> List[float]:

@@ -190,7 +190,10 @@ def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
 def test_results_are_copied_to_the_shared_storage(tmp_path):
     from stateset_hpo import HPOConfig
     from stateset_hpo.shared_storage import publish_results
-    from stateset_hpo.study import shared_results_location
+    from stateset_hpo.search.base import get_backend
+
+    def shared_results_location(config):
+        return get_backend(config.backend).shared_results(config)
 
     out = tmp_path / "head_output"
     (out / "plots").mkdir(parents=True)

@@ -150,7 +150,7 @@ def test_replace_revalidates():
 
 
 def test_resources_auto_and_feasibility_against_the_cluster():
-    from stateset_hpo.search.ray_tune import resolve_resources
+    from stateset_hpo.search.ray.backend import resolve_resources
 
     laptop = {"CPU": 2.0}
     assert resolve_resources(HPOConfig(backend="ray_tune"), "train", laptop) == (1.0, 0.0)

@@ -67,7 +67,7 @@ def test_sweep_yaml_is_a_valid_w_and_b_sweep_for_every_predefined_space(tmp_path
     import warnings
 
     from stateset_hpo import get_search_space, list_search_spaces
-    from stateset_hpo.search.wandb_sweep import sweep_config
+    from stateset_hpo.search.wandb.backend import sweep_config
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,6 +1,6 @@
 """The standalone Optuna backend: one process (or several sharing a storage), no Ray cluster.
 
-Each trial is `run_trial` in this process. Every training iteration goes to Optuna with
+Each trial runs in this process (`trial_runner.run_one`). Every training iteration goes to Optuna with
 `trial.report`, and `trial.should_prune()` stops the trial there (a real pruner, unlike the
 system this replaces). The study itself is the record: each trial's metric history and
 error are stored as user attributes, so the summary is assembled from the study, including
@@ -9,25 +9,24 @@ trials that earlier runs or other processes added to a persistent study.
 
 from __future__ import annotations
 
-import math
 import threading
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from ..callbacks import fire
-from ..config import HPOConfig
-from ..results import HPOResult, json_safe, trial_result
-from ..space import SearchSpace
-from ..study_monitor import stop_requested
-from ..trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations, run_trial
-from ..wandb_runs import TrialRun
-from .in_process import TrialRecorder, study_deadline
-from .optuna_samplers import build_pruner, build_sampler, optuna_verbosity
-from .optuna_storage import open_storage
+from ...callbacks import fire
+from ...config import HPOConfig
+from ...results import HPOResult, TrialStatus, json_safe, trial_result
+from ...space import SearchSpace
+from ...study_monitor import stop_requested
+from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
+from ..trial_runner import run_one, run_points, study_deadline
+from .pruners import build_pruner
+from .samplers import build_sampler
+from .storage import open_storage
+from .verbosity import optuna_verbosity
 
 
 def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:
@@ -73,7 +72,9 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
 
 
 def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-               resume: bool = False) -> List[HPOResult]:
+               resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
+    if points is not None:
+        return run_points(config, spec, points)
     with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
         study = open_study(config, spec, space, resume)
     distributions = space.to_optuna()
@@ -87,12 +88,6 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             fire(callbacks, hook, *args)
 
     def objective(trial: optuna.Trial):
-        params = suggest(trial, distributions)
-        trial_id = str(trial.number)
-        notify("on_trial_start", trial_id, params)
-        run = TrialRun(config.wandb_config, study.study_name, f"trial-{trial_id}", params,
-                       Path(config.output_dir) / "trials" / trial_id) if config.log_to_wandb else None
-
         def prune(metrics: Dict[str, float], step: int) -> Optional[str]:
             if not prunes:
                 return None
@@ -104,43 +99,36 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             return f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step} ({episodes} episodes)" \
                 if trial.should_prune() else None
 
-        record = TrialRecorder(config, trial_id, planned_iterations(spec, params), notify, prune, deadline, run)
-        try:
-            last = run_trial(spec, params, record)
-        except Exception as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            if run is not None:
-                run.finish("failed", str(exc))
-            raise
-        finally:
-            trial.set_user_attr("history", json_safe(record.history))
-            trial.set_user_attr("training_time", record.elapsed)
-            if record.checkpoint_path is not None:
-                trial.set_user_attr("checkpoint_path", record.checkpoint_path)
-        if run is not None:
-            run.finish("pruned" if record.stop_reason else "success")
-        if record.stop_reason:
-            raise optuna.TrialPruned(record.stop_reason)
-        values = []
-        for metric, _ in objectives:
-            value = last.get(metric)
-            if value is None or not math.isfinite(value):
-                raise ValueError(f"the trial's final {metric!r} is {value!r}, not a finite number")
-            values.append(value)
+        result = run_one(config, spec, str(trial.number), suggest(trial, distributions), notify, prune, deadline,
+                         log_to_wandb=config.log_to_wandb)
+        # the study is the record: a later run of a stored study rebuilds the summary from these
+        trial.set_user_attr("history", json_safe(result.history))
+        trial.set_user_attr("training_time", result.training_time)
+        if result.checkpoint_path is not None:
+            trial.set_user_attr("checkpoint_path", result.checkpoint_path)
+        if result.status is TrialStatus.FAILED:
+            trial.set_user_attr("error", result.error)
+            raise TrialFailed(result.error)
+        if result.status is TrialStatus.PRUNED:
+            raise optuna.TrialPruned()
+        values = [result.metrics[metric] for metric, _ in objectives]
         return values[0] if len(values) == 1 else values
 
     def on_end(study: optuna.Study, frozen: FrozenTrial) -> None:
-        notify("on_trial_end", result_of(frozen, spec, objectives[0][0]))
         if stop_requested(callbacks):  # e.g. early_stopping_patience ran out
             study.stop()
 
     with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
         study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout,
-                       n_jobs=config.n_parallel_trials, catch=(Exception,), callbacks=[on_end],
+                       n_jobs=config.n_parallel_trials, catch=(TrialFailed,), callbacks=[on_end],
                        # collect a trained model's memory between trials (not needed for a custom objective)
                        gc_after_trial=spec.objective is None, show_progress_bar=False)
     return [result_of(t, spec, objectives[0][0]) for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+
+class TrialFailed(Exception):
+    """Tells Optuna that the trial failed (the error is already recorded with the trial)."""
 
 
 def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:

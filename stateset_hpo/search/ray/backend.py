@@ -18,18 +18,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import ray
 from ray import tune
 
-from ..callbacks import fire
-from ..config import HPOConfig
-from ..results import HPOResult, StudyInterrupted, trial_result
-from ..shared_storage import multi_node_warning, storage_location
-from ..space import SearchSpace
-from ..trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
-from ..study_monitor import stop_requested
-from ..wandb_runs import wandb_mode
-from .optuna_samplers import optuna_verbosity
-from .ray_trainable import EXECUTIONS, direct_trial, train_trial
-from .schedulers import build_scheduler, checkpoint_interval, hyperband_clock
+from ...callbacks import fire
+from ...config import HPOConfig
+from ...results import HPOResult, StudyInterrupted, trial_result
+from ...shared_storage import multi_node_warning, storage_location
+from ...space import SearchSpace
+from ...study_monitor import stop_requested
+from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
+from ...wandb_runs import wandb_mode
+from ..optuna.verbosity import optuna_verbosity
+from . import EXECUTIONS
+from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search
+from .trainable import direct_trial, train_trial
 
 DRIVER_CPU = 0.1  # the Tune trial process that drives a TorchTrainer needs almost nothing
 # Keys Tune adds to every result; the rest are the engine's metrics.
@@ -145,8 +146,6 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     ``<study>_validation`` with the study's resources)."""
     rc = config.ray_config
     execution = rc["execution"]
-    if rc["scheduler"] in ("pbt", "pb2") and rc["search_alg"] not in ("random",):
-        raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
     storage = storage_location(rc["storage_path"], str(config.output_dir))
     name = config.resolved_study_name + ("_validation" if points is not None else "")
     started = False
@@ -164,13 +163,12 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         if points is None:
             unit = iteration_episodes(spec, space)
-            scheduler = build_scheduler(rc["scheduler"], rc, space, max_t, unit)
-            if rc["scheduler"] == "hyperband":
-                spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **hyperband_clock(unit)})
-            search_alg, param_space, num_samples = build_search(rc["search_alg"], space, metric, mode, rc,
-                                                                config.max_concurrent_trials, config.n_trials,
-                                                                config.optuna_config)
-            every, budget = checkpoint_interval(rc["scheduler"], rc), config.timeout
+            scheduler = build_scheduler(rc, space, max_t, unit)
+            clock = SCHEDULERS[rc["scheduler"]].clock
+            if clock is not None:
+                spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **clock(unit)})
+            search_alg, param_space, num_samples = build_search(config, space, metric, mode)
+            every, budget = checkpoint_interval(rc), config.timeout
         else:
             from ray.tune.search import BasicVariantGenerator
             from ray.tune.schedulers import FIFOScheduler
@@ -208,7 +206,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                           failure_config=failure, verbose=0,
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
-                                              num_to_keep=4 if rc["scheduler"] in ("pbt", "pb2") else 2)))
+                                              num_to_keep=4 if SCHEDULERS[rc["scheduler"]].exploits else 2)))
         start = time.monotonic()
         # Tune's newer console output prints its experiment banner even at verbose=0; the legacy
         # reporter is silent there. Ray's W&B logger demands an API key unless WANDB_MODE says offline.

@@ -22,9 +22,7 @@ import os
 import tempfile
 from typing import Any, Callable, Dict, Optional
 
-from ..trial import TrialSpec, run_trial
-
-EXECUTIONS = ("train", "direct")
+from ...trial import TrialSpec, run_trial
 
 
 def _torch_threads(cpus: float) -> None:

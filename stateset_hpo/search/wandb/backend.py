@@ -19,14 +19,14 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from ..callbacks import fire
-from ..config import HPOConfig
-from ..results import HPOResult, TrialStatus, trial_result
-from ..space import SearchSpace
-from ..study_monitor import stop_requested
-from ..trial import TrialSpec, planned_iterations, run_trial
-from ..wandb_runs import TrialRun, wandb_mode
-from .in_process import TrialRecorder, study_deadline
+from ...callbacks import fire
+from ...config import HPOConfig
+from ...results import HPOResult, TrialStatus
+from ...space import SearchSpace
+from ...study_monitor import stop_requested
+from ...trial import TrialSpec
+from ...wandb_runs import wandb_mode
+from ..trial_runner import run_one, run_points, study_deadline
 
 
 def _sweeps():
@@ -66,7 +66,9 @@ def _plain(value: Any) -> Any:
 
 
 def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-              resume: bool = False) -> List[HPOResult]:
+              resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
+    if points is not None:
+        return run_points(config, spec, points)
     if resume:
         raise ValueError("the wandb backend cannot resume a study; start a new one (or use backend 'optuna' with a "
                          "storage, or 'ray_tune')")
@@ -79,15 +81,16 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
         raise ValueError(f"the grid has {space.grid_size(wc['grid_points'])} points but n_trials is "
                          f"{config.n_trials}; raise n_trials or lower wandb_config['grid_points']")
     sweep = sweep_config(config, space)
-    output_dir = Path(config.output_dir)
-    write_sweep_yaml(sweep, output_dir)
+    write_sweep_yaml(sweep, Path(config.output_dir))
     if wandb_mode() == "online":
-        return _run_online(config, spec, sweep, output_dir, callbacks)
-    return _run_offline(config, spec, space, sweep, output_dir, callbacks)
+        return _run_online(config, spec, sweep, callbacks)
+    return _run_offline(config, spec, space, sweep, callbacks)
 
 
-def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: Dict[str, Any], output_dir: Path,
+def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: Dict[str, Any],
                  callbacks: Sequence[Any]) -> List[HPOResult]:
+    """W&B's open sweep engine proposes each trial from the finished ones and, with an
+    early_terminate block, stops the running one by its hyperband rule."""
     sweeps = _sweeps()
     deadline = study_deadline(config)
     runs: List[Any] = []
@@ -103,50 +106,28 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
                 break
         proposal.name, proposal.state = str(number), sweeps.RunState.running
         runs.append(proposal)
-        params = {k: _plain(v["value"]) for k, v in proposal.config.items()}
-        results.append(_run_one(config, spec, sweep, str(number), params, output_dir, callbacks, proposal, runs,
-                                deadline))
-    return results
 
-
-def _run_one(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], trial_id: str, params: Dict[str, Any],
-             output_dir: Path, callbacks: Sequence[Any], proposal=None, runs: Optional[List[Any]] = None,
-             deadline: Optional[float] = None, wandb_run=None) -> HPOResult:
-    """One trial, logged as a W&B run; stopped early when the sweep's hyperband rule (offline)
-    or the deadline says so."""
-    sweeps = _sweeps()
-    fire(callbacks, "on_trial_start", trial_id, params)
-    run = TrialRun(config.wandb_config, sweep["name"], f"trial-{trial_id}", params,
-                   output_dir / "trials" / trial_id, run=wandb_run)
-
-    def hyperband(metrics: Dict[str, float], step: int) -> Optional[str]:
-        if proposal is None:  # online: W&B's server decides
+        def hyperband(metrics: Dict[str, float], step: int, proposal=proposal) -> Optional[str]:
+            proposal.history.append(dict(metrics))
+            if "early_terminate" in sweep and any(r is proposal for r in sweeps.stop_runs(sweep, runs)):
+                return f"stopped by the sweep's hyperband rule at iteration {step}"
             return None
-        proposal.history.append(dict(metrics))
-        if "early_terminate" in sweep and any(r is proposal for r in sweeps.stop_runs(sweep, runs)):
-            return f"stopped by the sweep's hyperband rule at iteration {step}"
-        return None
 
-    planned = planned_iterations(spec, params)
-    record = TrialRecorder(config, trial_id, planned, lambda hook, *args: fire(callbacks, hook, *args), hyperband,
-                           deadline, run)
-    error = None
-    try:
-        run_trial(spec, params, record)
-    except Exception as exc:  # recorded as a failed trial; the sweep goes on
-        error = f"{type(exc).__name__}: {exc}"
-    result = trial_result(trial_id, params, record.history, config.objective_metric, planned, error=error,
-                          checkpoint_path=record.checkpoint_path, training_time=record.elapsed)
-    run.finish(result.status.value, error)
-    if proposal is not None:
+        params = {k: _plain(v["value"]) for k, v in proposal.config.items()}
+        result = run_one(config, spec, str(number), params, _notify(callbacks), hyperband, deadline,
+                         log_to_wandb=True)
         proposal.summary_metrics = dict(result.metrics)
         proposal.state = {TrialStatus.SUCCESS: sweeps.RunState.finished, TrialStatus.PRUNED: sweeps.RunState.killed,
                           TrialStatus.FAILED: sweeps.RunState.failed}[result.status]
-    fire(callbacks, "on_trial_end", result)
-    return result
+        results.append(result)
+    return results
 
 
-def _run_online(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], output_dir: Path,
+def _notify(callbacks: Sequence[Any]):
+    return lambda hook, *args: fire(callbacks, hook, *args)
+
+
+def _run_online(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any],
                 callbacks: Sequence[Any]) -> List[HPOResult]:
     """A real W&B sweep: W&B's server proposes (and early-terminates, by stopping the run);
     a W&B agent in this process runs ``n_trials`` trials of it."""
@@ -157,10 +138,9 @@ def _run_online(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], outpu
     results: List[HPOResult] = []
 
     def agent_trial() -> None:
-        run = wandb.init(dir=str(output_dir / "trials"))
+        run = wandb.init(dir=str(Path(config.output_dir) / "trials"))
         params = {k: _plain(v) for k, v in dict(run.config).items()}
-        results.append(_run_one(config, spec, sweep, str(len(results)), params, output_dir, callbacks,
-                                wandb_run=run))
+        results.append(run_one(config, spec, str(len(results)), params, _notify(callbacks), wandb_run=run))
 
     wandb.agent(sweep_id, function=agent_trial, project=wc["project"], entity=wc["entity"], count=config.n_trials)
     return results

@@ -1,0 +1,107 @@
+"""What a search backend is, and the registry of backends by name.
+
+A backend turns (config, spec, space) into finished trials (`HPOResult`s). Its entry here says
+everything the rest of the project needs to know about it without importing it: its settings
+section of `HPOConfig` with defaults and checks, its command-line flags, the line it prints at
+start, how it compiles the space for a dry run. The code that runs trials (Ray, Optuna, W&B) is
+imported only when a study runs, so HPOConfig and the CLI's checks stay fast.
+
+Adding a backend is one package under ``search/`` whose ``__init__`` defines ``BACKEND``, plus
+its line in ``_PACKAGES`` (and, if it has settings, its section field on HPOConfig).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:  # (config.py imports this module)
+    from ..config import HPOConfig
+    from ..results import HPOResult
+    from ..space import SearchSpace
+    from ..trial import TrialSpec
+
+# key: (default, check). Defaults are what the backend uses when a key is left out.
+Settings = Dict[str, Tuple[Any, Callable[[Any], Any]]]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag (``--name`` with dashes) that sets ``key`` of a settings section:
+    the backend's own, or ``section`` (e.g. Ray's ``--sampler`` sets optuna_config's sampler,
+    which its Optuna searcher uses)."""
+
+    name: str
+    key: str
+    help: str
+    choices: Optional[Sequence[str]] = None
+    type: Optional[Callable[[str], Any]] = None
+    switch: bool = False  # a flag without a value (store_true)
+    section: Optional[str] = None
+
+
+def _no_cross_checks(config: "HPOConfig", given: Mapping[str, Any]) -> None:
+    return None
+
+
+def _never(config: "HPOConfig") -> bool:
+    return False
+
+
+def _nowhere(config: "HPOConfig") -> Optional[str]:
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One search backend, as the driver, HPOConfig and the CLI see it.
+
+    ``run(config, spec, space, callbacks, resume, points)`` runs the study's trials, or with
+    ``points`` exactly those configurations, each trained to its end with nothing pruned (the
+    validation re-runs), and returns their HPOResults.
+    """
+
+    name: str
+    section: str  # the HPOConfig field that holds its settings
+    settings: Settings
+    runner: str  # "module:function" that runs it, imported on first use
+    describe: Callable[["HPOConfig"], str]  # the start-up line: the settings that matter
+    compiled: Callable[["HPOConfig", "SearchSpace"], str]  # a dry run: compile the space, say what it became
+    flags: Tuple[Flag, ...] = ()
+    # cross-checks of the filled settings when HPOConfig is built; ``given`` is the section as
+    # the user wrote it (before defaults), to tell "left unset" from "set to the default"
+    check: Callable[["HPOConfig", Mapping[str, Any]], None] = _no_cross_checks
+    multi_objective: bool = False
+    # True: finished trials' checkpoints may still be read by running ones (PBT), so the
+    # study's keep_best_n retention waits for the end
+    defers_retention: Callable[["HPOConfig"], bool] = _never
+    # where a copy of the results goes besides output_dir (a cluster's shared storage), or None
+    shared_results: Callable[["HPOConfig"], Optional[str]] = _nowhere
+
+    def run(self, config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace", callbacks: Sequence[Any] = (),
+            resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List["HPOResult"]:
+        module, _, function = self.runner.partition(":")
+        return getattr(importlib.import_module(module), function)(config, spec, space, callbacks, resume=resume,
+                                                                  points=points)
+
+
+_PACKAGES = {
+    "optuna": "stateset_hpo.search.optuna",
+    "ray_tune": "stateset_hpo.search.ray",
+    "wandb": "stateset_hpo.search.wandb",
+}
+
+
+def backend_names() -> Tuple[str, ...]:
+    return tuple(_PACKAGES)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _PACKAGES:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(_PACKAGES)}")
+    return importlib.import_module(_PACKAGES[name]).BACKEND
+
+
+def all_backends() -> List[Backend]:
+    return [get_backend(name) for name in _PACKAGES]

@@ -1,0 +1,119 @@
+"""The Ray Tune backend: each trial a Tune trial (in a Ray Train worker group or the trial
+process), Tune's searchers and schedulers. `backend.py` runs it."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from ...checks import boolean, integer, one_of, optional_str
+from ..base import Backend, Flag, Settings
+from ..optuna import SAMPLER_FLAG
+from .schedulers import SCHEDULERS
+from .searchers import SEARCHERS
+
+EXECUTIONS = ("train", "direct")
+# URI schemes pyarrow's filesystems (which Ray Tune's storage uses) understand.
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")
+
+
+def _storage_path(value: Any) -> Optional[str]:
+    """A local path, or a URI with a scheme Ray Tune can write to (s3://, gs://, ...)."""
+    value = optional_str(value)
+    if value is not None and "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in STORAGE_SCHEMES:
+            raise ValueError(f"URI scheme {scheme!r} is not one Ray Tune can write to; use one of "
+                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a local path, got {value!r}")
+    return value
+
+
+SETTINGS: Settings = {
+    "scheduler": ("asha", one_of(tuple(SCHEDULERS))),
+    "search_alg": ("optuna", one_of(tuple(SEARCHERS))),
+    "max_concurrent": (None, integer(1, optional=True)),
+    # in episodes (see schedulers.py); None: derived from one iteration of the first trial
+    "grace_period": (None, integer(1, optional=True)),
+    "reduction_factor": (3, integer(2)),
+    "max_t": (None, integer(1, optional=True)),
+    "perturbation_interval": (None, integer(1, optional=True)),
+    "grid_points": (3, integer(2)),
+    "seed": (None, integer(0, optional=True)),
+    "workers_per_trial": (1, integer(1)),
+    "execution": ("train", one_of(EXECUTIONS)),
+    "storage_path": (None, _storage_path),
+    "max_failures": (0, integer(0)),
+    "address": (None, optional_str),
+    # The cluster adds nodes on demand (cluster launcher / KubeRay autoscaling): resources that
+    # are not running yet are no error (trials wait for the autoscaler).
+    "autoscaling": (False, boolean),
+}
+
+FLAGS = (
+    Flag("scheduler", "scheduler", "ray_tune trial scheduler", choices=tuple(SCHEDULERS)),
+    Flag("search_alg", "search_alg", "ray_tune search algorithm", choices=tuple(SEARCHERS)),
+    SAMPLER_FLAG,
+    Flag("seed", "seed", "seed of the search algorithm / sampler", type=int),
+    Flag("workers_per_trial", "workers_per_trial", "ray_tune: data-parallel workers per trial", type=int),
+    Flag("execution", "execution", "ray_tune: run each trial in a Ray Train worker group (train, default) or in the "
+                                   "Tune trial process (direct: faster start, one worker)", choices=EXECUTIONS),
+    Flag("storage_path", "storage_path", "ray_tune: where trials, checkpoints and a copy of the results go; on a "
+                                         "multi-node cluster a location every node sees (s3://bucket/path, "
+                                         "gs://bucket/path, NFS)"),
+    Flag("autoscaling", "autoscaling", "ray_tune: the cluster starts nodes on demand, so resources not running yet "
+                                       "are no error (needs --gpu-per-trial and --cpu-per-trial)", switch=True),
+    Flag("max_failures", "max_failures", "ray_tune: retry a failed trial (e.g. a preempted spot node) from its last "
+                                         "checkpoint up to this many times", type=int),
+)
+
+
+def _check(config, given: Mapping[str, Any]) -> None:
+    """Settings given twice must agree, rather than one silently winning; what a Ray study
+    cannot do fails here, before any cluster work."""
+    rc = config.ray_config
+    if rc["max_concurrent"] is not None and rc["max_concurrent"] != config.n_parallel_trials \
+            and config.n_parallel_trials != 1:
+        raise ValueError(f"n_parallel_trials={config.n_parallel_trials} and ray_config['max_concurrent']="
+                         f"{rc['max_concurrent']} differ; set one of them")
+    if rc["autoscaling"] and (config.gpu_per_trial is None or config.cpu_per_trial is None):
+        # "auto" reads the resources running now; the nodes that would provide them may not exist yet
+        raise ValueError("ray_config['autoscaling'] needs gpu_per_trial and cpu_per_trial set explicitly "
+                         "(e.g. --gpu-per-trial 1 --cpu-per-trial 4): the nodes that provide them may not be "
+                         "running yet")
+    if config.backend == "ray_tune" and SCHEDULERS[rc["scheduler"]].exploits and rc["search_alg"] != "random":
+        raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
+    if rc["execution"] == "direct" and rc["workers_per_trial"] != 1:
+        raise ValueError("ray_config['execution']='direct' runs one worker per trial; use execution='train' for "
+                         "workers_per_trial > 1")
+
+
+def _describe(config) -> str:
+    from ...shared_storage import storage_location
+
+    rc = config.ray_config
+    return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
+            f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
+            f"execution={rc['execution']} storage={storage_location(rc['storage_path'], str(config.output_dir))}"
+            + (" autoscaling" if rc["autoscaling"] else ""))
+
+
+def _compiled(config, space) -> str:
+    return SEARCHERS[config.ray_config["search_alg"]].compiled(config, space)
+
+
+def _defers_retention(config) -> bool:
+    return SCHEDULERS[config.ray_config["scheduler"]].exploits
+
+
+def _shared_results(config) -> Optional[str]:
+    """With a storage_path (the cluster's shared storage) the results are copied there too."""
+    if not config.ray_config["storage_path"]:
+        return None
+    from ...shared_storage import results_location, storage_location
+
+    location = storage_location(config.ray_config["storage_path"], str(config.output_dir))
+    return results_location(location, config.resolved_study_name)
+
+
+BACKEND = Backend(name="ray_tune", section="ray_config", settings=SETTINGS,
+                  runner="stateset_hpo.search.ray.backend:run_ray_tune", describe=_describe, compiled=_compiled,
+                  flags=FLAGS, check=_check, defers_retention=_defers_retention, shared_results=_shared_results)

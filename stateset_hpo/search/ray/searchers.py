@@ -1,0 +1,92 @@
+"""Ray Tune search algorithms by name. The space's defaults go first.
+
+optuna and hyperopt use Ray's integrations, which convert Tune domains themselves; bayesopt
+uses `MixedBayesOptSearch` (see bayesopt.py for why); random is Tune's own generator; grid
+is a real grid (`SearchSpace.to_tune(grid_points=...)`), run once. A new algorithm is one
+`SearchAlgorithm` entry in ``SEARCHERS``: how to build it and what a dry run says it compiled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+# build(config, space, metric, mode) -> (search_alg or None, param_space, num_samples)
+Build = Callable[[Any, Any, str, str], Tuple[Optional[Any], Dict[str, Any], int]]
+
+
+@dataclass(frozen=True)
+class SearchAlgorithm:
+    build: Build
+    compiled: Callable[[Any, Any], str]  # (config, space) -> what the space became, for a dry run
+    limited: bool = True  # wrap in a ConcurrencyLimiter (model-based searchers; not Tune's generators)
+
+
+def _grid(config, space, metric, mode):
+    points = config.ray_config["grid_points"]
+    size = space.grid_size(points)
+    if size > config.n_trials:
+        raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or lower "
+                         "ray_config['grid_points']")
+    return None, space.to_tune(grid_points=points), 1
+
+
+def _random(config, space, metric, mode):
+    from ray.tune.search import BasicVariantGenerator
+
+    return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.ray_config["seed"]),
+            space.to_tune(), config.n_trials)
+
+
+def _optuna(config, space, metric, mode):
+    """OptunaSearch with the sampler of ``optuna_config`` (TPE by default), seeded with
+    ray_config['seed']."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ..optuna.samplers import build_sampler
+
+    sampler = build_sampler(config.optuna_config, seed=config.ray_config["seed"])
+    return (OptunaSearch(metric=metric, mode=mode, points_to_evaluate=[space.baseline()], sampler=sampler),
+            space.to_tune(), config.n_trials)
+
+
+def _hyperopt(config, space, metric, mode):
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    return (HyperOptSearch(metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+                           random_state_seed=config.ray_config["seed"]), space.to_tune(), config.n_trials)
+
+
+def _bayesopt(config, space, metric, mode):
+    from .bayesopt import MixedBayesOptSearch
+
+    searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+                                   random_state=config.ray_config["seed"])
+    return searcher, {}, config.n_trials  # the searcher proposes every value itself
+
+
+def _grid_compiled(config, space):
+    points = config.ray_config["grid_points"]
+    space.to_tune(grid_points=points)  # compile it, as the study will
+    return f"Ray Tune grid: {space.grid_size(points)} points"
+
+
+SEARCHERS: Dict[str, SearchAlgorithm] = {
+    "optuna": SearchAlgorithm(_optuna, lambda c, s: f"optuna distributions (via OptunaSearch): {len(s.to_optuna())}"),
+    "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(s.to_hyperopt())}"),
+    "bayesopt": SearchAlgorithm(_bayesopt, lambda c, s: f"bayes_opt bounds: {len(s.to_bayesopt().pbounds)}"),
+    "random": SearchAlgorithm(_random, lambda c, s: f"Ray Tune param_space: {len(s.to_tune())}", limited=False),
+    "grid": SearchAlgorithm(_grid, _grid_compiled, limited=False),
+}
+
+
+def build_search(config, space, metric: str, mode: str) -> Tuple[Optional[Any], Dict[str, Any], int]:
+    """(search_alg, param_space, num_samples) for tune.Tuner, from ray_config['search_alg']."""
+    algorithm = SEARCHERS[config.ray_config["search_alg"]]
+    searcher, param_space, num_samples = algorithm.build(config, space, metric, mode)
+    if algorithm.limited:
+        from ray.tune.search import ConcurrencyLimiter
+
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_trials)
+    return searcher, param_space, num_samples
+

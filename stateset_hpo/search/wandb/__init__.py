@@ -1,0 +1,63 @@
+"""The W&B Sweeps backend: the study as a W&B sweep, offline by default (W&B's open `sweeps`
+engine proposes in this process), online with an API key. `backend.py` runs it."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+from ...checks import check_section, integer, one_of, optional_str
+from ...space.to_wandb import WANDB_METHODS
+from ..base import Backend, Flag, Settings
+
+EARLY_TERMINATE = ("hyperband",)  # the early-termination types W&B sweeps have
+
+_EARLY_TERMINATE_SPEC: Settings = {
+    "type": (None, one_of(EARLY_TERMINATE)),
+    "min_iter": (None, integer(1)),
+    "max_iter": (None, integer(1)),
+    "eta": (None, integer(2)),
+    "s": (None, integer(1)),
+}
+
+
+def _early_terminate(value: Any) -> Optional[Dict[str, Any]]:
+    """W&B's early_terminate block: {type: hyperband, min_iter, eta} (min_iter/eta optional).
+    Its clock is W&B's: the iteration (trial reports), not episodes."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping such as {{'type': 'hyperband', 'min_iter': 3}}, got {value!r}")
+    out = check_section("early_terminate", value, _EARLY_TERMINATE_SPEC, fill_defaults=False)
+    if "type" not in out:
+        raise ValueError(f"needs a 'type' ({', '.join(EARLY_TERMINATE)})")
+    return out
+
+
+SETTINGS: Settings = {
+    "method": ("bayes", one_of(WANDB_METHODS)),
+    "project": ("stateset-hpo", optional_str),
+    "entity": (None, optional_str),
+    "early_terminate": (None, _early_terminate),
+    "grid_points": (3, integer(2)),
+}
+FLAGS = (Flag("sweep_method", "method", "wandb: sweep method (default: bayes)", choices=WANDB_METHODS),)
+
+
+def _describe(config) -> str:
+    from ...wandb_runs import wandb_mode
+
+    wc = config.wandb_config
+    return f"wandb: method={wc['method']} early_terminate={wc['early_terminate']} project={wc['project']} " \
+           f"mode={wandb_mode()}"
+
+
+def _compiled(config, space) -> str:
+    from .backend import sweep_config
+
+    sweep = sweep_config(config, space)  # validated against W&B's own sweep schema
+    return f"W&B sweep parameters ({sweep['method']}): {len(sweep['parameters'])}"
+
+
+BACKEND = Backend(name="wandb", section="wandb_config", settings=SETTINGS,
+                  runner="stateset_hpo.search.wandb.backend:run_wandb", describe=_describe, compiled=_compiled,
+                  flags=FLAGS)
