@@ -59,7 +59,7 @@ def test_a_given_space_wins_over_the_name():
     (dict(optuna_config={"percentile": 150}), "percentile"),
     (dict(optuna_config="tpe"), "optuna_config must be a mapping"),
     (dict(ray_config={"scheduler": "pbt2"}), "ray_config['scheduler'] unknown value 'pbt2'"),
-    (dict(ray_config={"search_alg": "ax"}), "ray_config['search_alg'] unknown value 'ax'"),
+    (dict(ray_config={"search_alg": "nevergrad"}), "ray_config['search_alg'] unknown value 'nevergrad'"),
     (dict(ray_config={"max_concurrent": 0}), "max_concurrent"),
     (dict(ray_config={"workers_per_trial": 0}), "workers_per_trial"),
     (dict(ray_config={"schedular": "asha"}), "ray_config: unknown keys ['schedular']"),

@@ -29,7 +29,7 @@ def test_dry_run_validates_and_compiles_the_study():
     (["--n-trials", "0"], "n_trials must be an integer >= 1"),
     (["--n-trials", "many"], "invalid int value: 'many'"),
     (["--scheduler", "pbt2"], "invalid choice: 'pbt2'"),
-    (["--search-alg", "ax"], "invalid choice: 'ax'"),
+    (["--search-alg", "nevergrad"], "invalid choice: 'nevergrad'"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["--backend", "optuna", "--scheduler", "asha"], "--scheduler applies to --backend ray_tune, not optuna"),
     (["--pruner", "median"], "--pruner applies to --backend optuna, not ray_tune"),

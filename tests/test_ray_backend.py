@@ -39,9 +39,9 @@ LR_SPACE = SearchSpace([
 ])
 
 
-@pytest.mark.parametrize("search_alg", ["optuna", "hyperopt", "bayesopt", "random"])
-def test_each_search_algorithm_runs_real_trials_starting_from_the_baseline(tmp_path, search_alg):
-    summary = run_study(config(tmp_path, LR_SPACE, search_alg=search_alg), spec())
+def test_real_trials_start_from_the_baseline_with_histories_and_checkpoints(tmp_path):
+    """(Every search algorithm and scheduler against the contract: test_backend_contract.py.)"""
+    summary = run_study(config(tmp_path, LR_SPACE, search_alg="optuna"), spec())
     assert summary.n_trials == 3 and summary.n_successful == 3
     assert summary.baseline_trial_id is not None
     assert summary.baseline_metric is not None
@@ -53,6 +53,7 @@ def test_each_search_algorithm_runs_real_trials_starting_from_the_baseline(tmp_p
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "trials.csv").is_file()
 
 
+@pytest.mark.slow
 def test_bayesopt_handles_the_full_mixed_space(tmp_path):
     space = get_search_space("full").narrow("num_episodes", choices=[100]).narrow("max_new_tokens", choices=[128])
     space = space.narrow("group_size", choices=[4, 8]).narrow("per_device_train_batch_size", choices=[1, 2])
@@ -63,14 +64,11 @@ def test_bayesopt_handles_the_full_mixed_space(tmp_path):
         space.validate_point(r.params)
 
 
-def test_grid_search_runs_every_point(tmp_path):
+def test_a_grid_larger_than_the_study_fails_before_any_trial(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 1e-3]),
                          SearchDimension("seed", C, choices=[0, 1])])
-    summary = run_study(config(tmp_path, space, search_alg="grid", n_trials=4), spec())
-    assert sorted((r.params["learning_rate"], r.params["seed"]) for r in summary.all_results) == \
-        [(1e-9, 0), (1e-9, 1), (1e-3, 0), (1e-3, 1)]
     with pytest.raises(ValueError, match="the grid has 4 points but n_trials is 3"):
-        run_study(config(tmp_path, space, search_alg="grid", n_trials=3), spec())
+        config(tmp_path, space, search_alg="grid", n_trials=3)
 
 
 def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path):
@@ -88,9 +86,11 @@ def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path):
 
 def test_schedulers_compare_trials_at_equal_episodes_not_iterations(tmp_path):
     """A small-batch trial needs more iterations for the same budget: on a clock of iterations
-    ASHA's max_t (the baseline's iteration count) cut it short and recorded it as pruned."""
+    ASHA's max_t (the baseline's iteration count) cut it short and recorded it as pruned. (Its
+    one rung is max_t, so no comparison between the two trials, whose order of arrival varies,
+    can stop one.)"""
     space = SearchSpace([SearchDimension("per_device_train_batch_size", C, choices=[2, 1], default=2)])
-    summary = run_study(config(tmp_path, space, search_alg="grid", scheduler="asha", n_trials=2),
+    summary = run_study(config(tmp_path, space, search_alg="grid", scheduler="asha", n_trials=2, grace_period=16),
                         spec(num_episodes=16))  # batch 2: 2 iterations of 8 episodes; batch 1: 4 of 4
     by_batch = {r.params["per_device_train_batch_size"]: r for r in summary.all_results}
     assert by_batch[1].status is TrialStatus.SUCCESS and len(by_batch[1].history) == 4
@@ -117,6 +117,7 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
         space.validate_point(new)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["median", "pb2"])  # hyperband: its own test below
 def test_other_schedulers_run(tmp_path, scheduler):
     search = "random" if scheduler == "pb2" else "optuna"

@@ -81,6 +81,13 @@ def _check(config, given: Mapping[str, Any]) -> None:
                          "running yet")
     if config.backend == "ray_tune" and SCHEDULERS[rc["scheduler"]].exploits and rc["search_alg"] != "random":
         raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
+    if config.backend == "ray_tune":
+        SEARCHERS[rc["search_alg"]].check_installed(rc["search_alg"])
+        if rc["search_alg"] == "grid":
+            size = config.resolve_search_space().grid_size(rc["grid_points"])
+            if size > config.n_trials:
+                raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or "
+                                 "lower ray_config['grid_points']")
     if rc["execution"] == "direct" and rc["workers_per_trial"] != 1:
         raise ValueError("ray_config['execution']='direct' runs one worker per trial; use execution='train' for "
                          "workers_per_trial > 1")

@@ -146,6 +146,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     ``<study>_validation`` with the study's resources)."""
     rc = config.ray_config
     execution = rc["execution"]
+    if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits and points is None:
+        raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
+                         "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
     storage = storage_location(rc["storage_path"], str(config.output_dir))
     name = config.resolved_study_name + ("_validation" if points is not None else "")
     started = False

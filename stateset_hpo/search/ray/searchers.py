@@ -1,7 +1,8 @@
 """Ray Tune search algorithms by name. The space's defaults go first.
 
 optuna and hyperopt use Ray's integrations, which convert Tune domains themselves; bayesopt
-uses `MixedBayesOptSearch` (see bayesopt.py for why); random is Tune's own generator; grid
+uses `MixedBayesOptSearch` (see bayesopt.py for why); ax uses `AxClientSearch` on Ax's
+current API (see ax_search.py for why); random is Tune's own generator; grid
 is a real grid (`SearchSpace.to_tune(grid_points=...)`), run once. A new algorithm is one
 `SearchAlgorithm` entry in ``SEARCHERS``: how to build it and what a dry run says it compiled.
 """
@@ -20,15 +21,20 @@ class SearchAlgorithm:
     build: Build
     compiled: Callable[[Any, Any], str]  # (config, space) -> what the space became, for a dry run
     limited: bool = True  # wrap in a ConcurrencyLimiter (model-based searchers; not Tune's generators)
+    requires: Optional[Tuple[str, str]] = None  # (module, what to pip install) for an optional dependency
+
+    def check_installed(self, name: str) -> None:
+        """A clear error, when the study is configured, if an optional library is missing."""
+        import importlib.util
+
+        if self.requires is not None and importlib.util.find_spec(self.requires[0]) is None:
+            raise ValueError(f"search_alg {name!r} needs {self.requires[1]!r}, which is not installed: "
+                             f"pip install {self.requires[1]!r}")
 
 
 def _grid(config, space, metric, mode):
-    points = config.ray_config["grid_points"]
-    size = space.grid_size(points)
-    if size > config.n_trials:
-        raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or lower "
-                         "ray_config['grid_points']")
-    return None, space.to_tune(grid_points=points), 1
+    # (HPOConfig checked that the grid fits in n_trials)
+    return None, space.to_tune(grid_points=config.ray_config["grid_points"]), 1
 
 
 def _random(config, space, metric, mode):
@@ -65,6 +71,20 @@ def _bayesopt(config, space, metric, mode):
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
+def _ax(config, space, metric, mode):
+    from .ax_search import AxClientSearch
+
+    searcher = AxClientSearch(space, metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+                              seed=config.ray_config["seed"])
+    return searcher, {}, config.n_trials  # the searcher proposes every value itself
+
+
+def _ax_compiled(config, space):
+    from .ax_search import ax_parameters
+
+    return f"Ax parameters: {len(ax_parameters(space))}"
+
+
 def _grid_compiled(config, space):
     points = config.ray_config["grid_points"]
     space.to_tune(grid_points=points)  # compile it, as the study will
@@ -75,6 +95,7 @@ SEARCHERS: Dict[str, SearchAlgorithm] = {
     "optuna": SearchAlgorithm(_optuna, lambda c, s: f"optuna distributions (via OptunaSearch): {len(s.to_optuna())}"),
     "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(s.to_hyperopt())}"),
     "bayesopt": SearchAlgorithm(_bayesopt, lambda c, s: f"bayes_opt bounds: {len(s.to_bayesopt().pbounds)}"),
+    "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]")),
     "random": SearchAlgorithm(_random, lambda c, s: f"Ray Tune param_space: {len(s.to_tune())}", limited=False),
     "grid": SearchAlgorithm(_grid, _grid_compiled, limited=False),
 }

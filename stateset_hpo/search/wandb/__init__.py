@@ -43,6 +43,17 @@ SETTINGS: Settings = {
 FLAGS = (Flag("sweep_method", "method", "wandb: sweep method (default: bayes)", choices=WANDB_METHODS),)
 
 
+def _check(config, given: Mapping[str, Any]) -> None:
+    """W&B's grid enumerates every point up front: a grid larger than the study is refused
+    here (a large one would exhaust memory)."""
+    wc = config.wandb_config
+    if config.backend == "wandb" and wc["method"] == "grid":
+        size = config.resolve_search_space().grid_size(wc["grid_points"])
+        if size > config.n_trials:
+            raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or lower "
+                             "wandb_config['grid_points']")
+
+
 def _describe(config) -> str:
     from ...wandb_runs import wandb_mode
 
@@ -60,4 +71,4 @@ def _compiled(config, space) -> str:
 
 BACKEND = Backend(name="wandb", section="wandb_config", settings=SETTINGS,
                   runner="stateset_hpo.search.wandb.backend:run_wandb", describe=_describe, compiled=_compiled,
-                  flags=FLAGS)
+                  flags=FLAGS, check=_check)

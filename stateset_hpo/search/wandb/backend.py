@@ -75,11 +75,6 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
     if config.n_parallel_trials != 1:
         raise ValueError("the wandb backend runs one trial at a time in this process; set n_parallel_trials=1 "
                          "(online, start more `wandb agent` processes on the same sweep instead)")
-    wc = config.wandb_config
-    if wc["method"] == "grid" and space.grid_size(wc["grid_points"]) > config.n_trials:
-        # W&B's grid enumerates every point up front: a large grid would exhaust memory
-        raise ValueError(f"the grid has {space.grid_size(wc['grid_points'])} points but n_trials is "
-                         f"{config.n_trials}; raise n_trials or lower wandb_config['grid_points']")
     sweep = sweep_config(config, space)
     write_sweep_yaml(sweep, Path(config.output_dir))
     if wandb_mode() == "online":

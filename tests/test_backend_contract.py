@@ -1,0 +1,252 @@
+"""The backend contract, checked in seconds with objective trials (a function of the
+parameters, no model): every backend, and every search algorithm, scheduler, sampler, pruner
+and sweep method its registry names, runs trials that start from the space's defaults, stay
+inside the space, record statuses, histories and errors, fire the study callbacks in order on
+the driver, and run exactly the points validation asks for.
+
+What only a real GRPO run shows (pruning mid-run, checkpoints, PBT exploits, Train workers)
+is in test_ray_backend.py / test_optuna_backend.py / test_wandb_backend.py."""
+
+import functools
+import math
+import os
+import sys
+
+import pytest
+from ray import cloudpickle
+
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo.search.base import backend_names, get_backend
+from stateset_hpo.search.optuna.pruners import PRUNERS
+from stateset_hpo.search.optuna.samplers import SAMPLERS
+from stateset_hpo.search.ray.schedulers import SCHEDULERS
+from stateset_hpo.search.ray.searchers import SEARCHERS
+from stateset_hpo.space.to_wandb import WANDB_METHODS
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+
+# Ray's workers cannot import this test module: its objectives travel by value
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+T = SearchSpaceType
+SPACE = SearchSpace([
+    SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-5, high=1e-2, default=1e-4),
+    SearchDimension("per_device_train_batch_size", T.CHOICE, choices=[1, 2, 4], default=2),
+    SearchDimension("optimizer_type", T.CATEGORICAL, choices=["adamw", "sgd"], default="adamw"),
+    SearchDimension("lora_r", T.INT, low=4, high=16, default=8),
+])
+BASELINE = SPACE.baseline()
+
+
+def score(params):
+    """Best at learning_rate 1e-3, batch 4, adamw, lora_r 16 (a subset of SPACE: the rest at
+    their defaults)."""
+    params = {**BASELINE, **params}
+    return {"score": -(math.log10(params["learning_rate"]) + 3) ** 2 + 0.1 * params["per_device_train_batch_size"]
+            + (0.2 if params["optimizer_type"] == "adamw" else 0.0) + 0.01 * params["lora_r"]}
+
+
+def failing_second(folder, params):
+    """score(), except that the study's second call fails (counted in files, so it works
+    across processes)."""
+    calls = len(os.listdir(folder))
+    open(os.path.join(folder, f"call-{calls}"), "x").close()
+    if calls == 1:
+        raise RuntimeError("boom on the second trial")
+    return score(params)
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def on_hpo_start(self, space, n_trials):
+        self.events.append(("hpo_start",))
+
+    def on_trial_start(self, trial_id, params):
+        self.events.append(("start", trial_id))
+
+    def on_trial_result(self, trial_id, metrics):
+        self.events.append(("result", trial_id))
+
+    def on_trial_end(self, result):
+        self.events.append(("end", result.trial_id))
+
+    def on_hpo_end(self, summary):
+        self.events.append(("hpo_end",))
+
+
+def make_config(tmp_path, backend, n_trials=4, **changes):
+    sections = {"ray_tune": ("ray_config", {"execution": "direct", "scheduler": "fifo", "search_alg": "random",
+                                            "seed": 0}),
+                "optuna": ("optuna_config", {"sampler": "random", "seed": 0}),
+                "wandb": ("wandb_config", {"method": "random"})}
+    section, settings = sections[backend]
+    settings = {**settings, **changes.pop(section, {})}
+    return HPOConfig(backend=backend, search_space=changes.pop("search_space", SPACE), n_trials=n_trials,
+                     output_dir=str(tmp_path / "out"), objective_metric="score", verbose=False, save_plots=False,
+                     validation_top_k=0, cpu_per_trial=1, **{section: settings}, **changes)
+
+
+@pytest.fixture
+def ray_if_needed(request):
+    if "ray_tune" in request.node.name:
+        request.getfixturevalue("ray_local")
+
+
+@pytest.fixture(autouse=True)
+def offline_wandb(monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+def in_space(params):
+    return all(SPACE[name].contains(value) for name, value in params.items()) and set(params) == set(SPACE.names)
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_a_study_records_every_trial_and_fires_callbacks_in_order(tmp_path, backend, ray_if_needed):
+    (tmp_path / "calls").mkdir()
+    recorder = Recorder()
+    spec = TrialSpec(objective=functools.partial(failing_second, str(tmp_path / "calls")))
+    summary = run_study(make_config(tmp_path, backend), spec, callbacks=[recorder])
+
+    assert summary.n_trials == 4
+    assert summary.all_results[0].params == BASELINE and summary.baseline_trial_id == summary.all_results[0].trial_id
+    assert all(in_space(r.params) for r in summary.all_results)
+    failed = [r for r in summary.all_results if r.status is TrialStatus.FAILED]
+    assert len(failed) == 1 and "boom on the second trial" in failed[0].error
+    for r in summary.all_results:
+        if r.status is TrialStatus.SUCCESS:
+            assert r.best_metric == pytest.approx(score(r.params)["score"]) and len(r.history) == 1
+    best = max((r for r in summary.all_results if r.status is TrialStatus.SUCCESS), key=lambda r: r.best_metric)
+    assert summary.best_trial_id == best.trial_id
+
+    assert recorder.events[0] == ("hpo_start",) and recorder.events[-1] == ("hpo_end",)
+    ids = {r.trial_id for r in summary.all_results}
+    for trial_id in ids:
+        mine = [e[0] for e in recorder.events if e[1:] == (trial_id,)]
+        assert mine[0] == "start" and mine[-1] == "end" and mine.count("end") == 1, (trial_id, mine)
+    assert {e[1] for e in recorder.events if e[0] == "end"} == ids
+    assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "trials.csv").is_file()
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_validation_points_run_exactly_as_asked_and_fire_no_callbacks(tmp_path, backend, ray_if_needed):
+    config = make_config(tmp_path, backend)
+    points = [dict(BASELINE, seed=10_000), dict(BASELINE, learning_rate=1e-3, seed=10_001)]
+    spec = TrialSpec(objective=lambda p: {"score": score(p)["score"], "seen_seed": p["seed"]})
+    finished = get_backend(backend).run(config, spec, SPACE, callbacks=[Recorder()], points=points)
+    assert sorted((r.params["seed"], r.status) for r in finished) == [(10_000, TrialStatus.SUCCESS),
+                                                                      (10_001, TrialStatus.SUCCESS)]
+    for r in finished:
+        assert r.params in points and r.metrics["seen_seed"] == r.params["seed"]
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_patience_ends_the_study_early(tmp_path, backend, ray_if_needed):
+    spec = TrialSpec(objective=lambda p: {"score": 1.0})  # nothing ever improves on the first trial
+    summary = run_study(make_config(tmp_path, backend, n_trials=12, early_stopping_patience=2), spec)
+    assert 3 <= summary.n_trials < 12
+
+
+@pytest.mark.parametrize("backend", ["optuna", "wandb"])  # the in-process backends' shared runner
+def test_a_non_finite_objective_is_a_failed_trial(tmp_path, backend):
+    spec = TrialSpec(objective=lambda p: {"score": float("nan") if p == BASELINE else 1.0})
+    summary = run_study(make_config(tmp_path, backend, n_trials=2), spec)
+    first = summary.all_results[0]
+    assert first.status is TrialStatus.FAILED and "not a finite number" in first.error
+
+
+# -- every registered algorithm --------------------------------------------------------------------
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("search_alg", sorted(SEARCHERS))
+def test_each_ray_search_algorithm(tmp_path, search_alg):
+    grid = search_alg == "grid"
+    space = SPACE.subset(["learning_rate", "optimizer_type"]) if grid else SPACE  # a grid of 4
+    config = make_config(tmp_path, "ray_tune", n_trials=4, search_space=space, n_parallel_trials=2,
+                         ray_config={"search_alg": search_alg, "grid_points": 2})
+    summary = run_study(config, TrialSpec(objective=score))
+    assert summary.n_trials == 4 and summary.n_successful == 4
+    assert all(space[n].contains(v) for r in summary.all_results for n, v in r.params.items())
+    if not grid:
+        assert summary.all_results[0].params == BASELINE
+
+
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_each_ray_scheduler(tmp_path, scheduler):
+    config = make_config(tmp_path, "ray_tune", n_trials=3, n_parallel_trials=2, ray_config={"scheduler": scheduler})
+    if SCHEDULERS[scheduler].exploits:  # PBT needs checkpoints, which a custom objective does not have
+        with pytest.raises(ValueError, match="custom objective reports once"):
+            run_study(config, TrialSpec(objective=score))
+        return
+    summary = run_study(config, TrialSpec(objective=score))
+    assert summary.n_trials == 3 and summary.n_successful == 3
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_each_optuna_sampler(tmp_path, sampler):
+    summary = run_study(make_config(tmp_path, "optuna", n_trials=4, optuna_config={"sampler": sampler}),
+                        TrialSpec(objective=score))
+    assert summary.n_successful == 4 and summary.all_results[0].params == BASELINE
+    assert all(in_space(r.params) for r in summary.all_results)
+
+
+@pytest.mark.parametrize("pruner", sorted(PRUNERS))
+def test_each_optuna_pruner(tmp_path, pruner):
+    summary = run_study(make_config(tmp_path, "optuna", n_trials=3, optuna_config={"pruner": pruner}),
+                        TrialSpec(objective=score))
+    assert summary.n_successful == 3  # one report per trial: nothing to prune, nothing breaks
+
+
+@pytest.mark.parametrize("method", WANDB_METHODS)
+def test_each_wandb_method(tmp_path, method):
+    n = SPACE.grid_size(2) if method == "grid" else 4
+    summary = run_study(make_config(tmp_path, "wandb", n_trials=n, wandb_config={"method": method, "grid_points": 2}),
+                        TrialSpec(objective=score))
+    assert summary.n_trials == n and summary.n_successful == n
+    assert all(in_space(r.params) for r in summary.all_results)
+
+
+# -- Ax, the searcher added through the registry ---------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_ax_handles_the_full_space_and_a_seed_makes_it_reproducible(tmp_path):
+    from stateset_hpo import get_search_space
+
+    full = get_search_space("full")
+
+    def objective(p):
+        return {"score": -abs(math.log10(p["learning_rate"]) + 4) + 0.01 * p["lora_r"]}
+
+    runs = []
+    for i in range(2):
+        config = make_config(tmp_path / str(i), "ray_tune", n_trials=7, search_space=full,
+                             ray_config={"search_alg": "ax", "seed": 3})
+        summary = run_study(config, TrialSpec(objective=objective))
+        assert summary.n_successful == 7 and summary.all_results[0].params == full.baseline()
+        assert all(full[n].contains(v) for r in summary.all_results for n, v in r.params.items())
+        runs.append([r.params for r in summary.all_results])
+    assert runs[0] == runs[1]
+    assert len({repr(p) for p in runs[0]}) == 7  # it proposes, it does not repeat the baseline
+
+
+def test_the_ax_searcher_saves_and_restores_its_experiment(tmp_path):
+    """Tune saves a searcher with the study and restores it on --resume: the restored Ax
+    experiment keeps every finished trial and goes on proposing points of the space."""
+    from stateset_hpo.search.ray.ax_search import AxClientSearch
+
+    searcher = AxClientSearch(SPACE, metric="score", mode="max", points_to_evaluate=[BASELINE], seed=0)
+    proposed = []
+    for i in range(3):
+        proposed.append(searcher.suggest(f"t{i}"))
+        searcher.on_trial_complete(f"t{i}", {"score": score(proposed[-1])["score"]})
+    assert proposed[0] == BASELINE and all(in_space(p) for p in proposed)
+    searcher.save(str(tmp_path / "searcher.json"))
+
+    restored = AxClientSearch(SPACE, metric="score", mode="max", seed=0)
+    restored.restore(str(tmp_path / "searcher.json"))
+    trials = restored._client._experiment.trials  # what Ax itself recorded
+    assert len(trials) == 3 and all(t.status.is_completed for t in trials.values())
+    following = restored.suggest("t3")
+    assert in_space(following)
