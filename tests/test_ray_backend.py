@@ -71,6 +71,7 @@ def test_a_grid_larger_than_the_study_fails_before_any_trial(tmp_path):
         config(tmp_path, space, search_alg="grid", n_trials=3)
 
 
+@pytest.mark.slow
 def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 3e-3]),
                          SearchDimension("seed", C, choices=[0, 1, 2])])
@@ -296,6 +297,7 @@ def assert_no_secret(folder, texts):
     assert all(SECRET not in text for text in texts)
 
 
+@pytest.mark.slow
 def test_log_to_wandb_logs_every_trial_as_an_offline_run(tmp_path, monkeypatch):
     from helpers import logged_history
 

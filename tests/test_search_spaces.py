@@ -8,7 +8,7 @@ from stateset_hpo import SearchSpaceType as T
 from stateset_hpo import search_spaces as ss
 
 LU, U, C, CAT = "loguniform", "uniform", "choice", "categorical"
-# Transcribed from REFERENCE.md section 1: name -> (type, low, high) or (type, choices).
+# Transcribed from the StateSet Agents HPO guide's predefined spaces: name -> (type, low, high) or (type, choices).
 GRPO = {
     "learning_rate": (LU, 1e-6, 1e-3), "value_lr_multiplier": (U, 0.5, 2.0),
     "per_device_train_batch_size": (C, [1, 2, 4, 8, 16]), "gradient_accumulation_steps": (C, [1, 2, 4, 8, 16]),

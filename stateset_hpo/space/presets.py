@@ -1,8 +1,10 @@
 """The predefined search spaces of the user guide, and a registry for users' own.
 
-Names, types and ranges follow the guide exactly (REFERENCE.md section 1). Each dimension
-carries a default; together the defaults are the baseline configuration that the first
-trial of a study evaluates, so a summary can say how much HPO gained over it.
+Names, types and ranges follow the guide (the StateSet Agents HPO guide) exactly;
+tests/test_search_spaces.py holds them as the guide writes them. Each dimension
+carries a default; together the defaults are the search's first trial, a known-reasonable
+starting point (the baseline a study is judged against is the base training configuration:
+see validation.py).
 """
 
 from __future__ import annotations

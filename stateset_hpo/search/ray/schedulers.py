@@ -60,7 +60,7 @@ STRUCTURAL = ("lora_r", "lora_alpha", "value_head_hidden_size")
 def pbt_explore(space, names):
     """A PBT explore function that keeps perturbed values inside the space.
 
-    Tune's PBT multiplies continuous values by 0.8/1.2 and does not clip (REFERENCE.md 2), so
+    Tune's PBT multiplies continuous values by 0.8/1.2 and does not clip them (its `explore`), so
     a learning rate could leave its range; this clips to the bounds and keeps ints ints.
     """
     def explore(config: Dict[str, Any]) -> Dict[str, Any]:
