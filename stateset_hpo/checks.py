@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 
@@ -47,6 +48,16 @@ def number(minimum: float, strict: bool, optional: bool = False,
 def optional_str(value: Any) -> Optional[str]:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ValueError(f"must be a non-empty string or None, got {value!r}")
+    return value
+
+
+def path_or_uri(value: Any) -> Optional[str]:
+    """A local path or a URI; ``s3:/bucket`` (a scheme with one slash) is a mistyped URI, not a
+    folder named "s3:" to create quietly."""
+    value = optional_str(value)
+    if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", value):
+        scheme, rest = value.split(":", 1)
+        raise ValueError(f"{value!r} looks like a URI missing a slash; write {scheme}://{rest.lstrip('/')}")
     return value
 
 

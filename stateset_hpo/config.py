@@ -105,6 +105,9 @@ class HPOConfig:
                 setattr(self, name, check(getattr(self, name)))
             except ValueError as exc:
                 raise ValueError(f"HPOConfig.{name} {exc}") from None
+        if self.gpu_per_trial is not None and self.gpu_per_trial > 1 and not self.gpu_per_trial.is_integer():
+            raise ValueError(f"HPOConfig.gpu_per_trial above 1 must be a whole number of GPUs, got {self.gpu_per_trial:g} "
+                             "(a fraction below 1 packs several trials on one GPU)")
         if not isinstance(self.objective_metric, str) or not self.objective_metric.strip():
             raise ValueError(f"HPOConfig.objective_metric must be a non-empty string, got {self.objective_metric!r}")
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
@@ -203,11 +206,13 @@ class HPOConfig:
     def from_yaml(cls, path: Union[str, Path]) -> "HPOConfig":
         import yaml
 
+        from .yaml_io import load_yaml
+
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"config file {str(path)!r} does not exist or is not a file")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path.read_text())
         except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
             raise ValueError(f"config file {str(path)!r} is not readable YAML: {exc}") from None
         try:

@@ -153,13 +153,15 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
 def _parse_sets(items: List[str]) -> Dict[str, Any]:
     import yaml
 
+    from .yaml_io import load_yaml
+
     fixed: Dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
         try:
-            fixed[key.strip()] = yaml.safe_load(text)
+            fixed[key.strip()] = load_yaml(text)
         except yaml.YAMLError:
             raise UsageError(f"--set {key}: cannot read value {text!r}") from None
     return fixed

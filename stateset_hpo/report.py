@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 from typing import Optional
 
+from .atomic import write_atomically
 from .plots import PNG_NAMES
 from .results import HPOSummary, by_metric
 from .space import SearchSpace
@@ -75,5 +76,5 @@ success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; faile
 <table><tr><th>trial</th><th>status</th><th>{metric}</th><th>iterations</th><th>time s</th><th>parameters</th><th>error</th></tr>
 {''.join(trials)}</table></body></html>"""
     path = output_dir / "report.html"
-    path.write_text(page)
+    write_atomically(path, page)
     return path

@@ -8,6 +8,7 @@ when a result is built, and the file never holds NaN/Infinity tokens.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import numbers
@@ -16,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Union
+
+from .atomic import write_atomically
 
 
 class TrialStatus(str, Enum):
@@ -104,6 +107,14 @@ class HPOResult:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "HPOResult":
         return cls(**data)
+
+
+def _inert(cell: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (=, +, -, @ first: an error
+    message or a categorical value can start so) is prefixed with a quote; numbers stay."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
 
 
 def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, Any]], objective_metric: str,
@@ -265,9 +276,7 @@ class HPOSummary:
 
     def save(self, path: Union[str, Path]) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json())
-        return path
+        return write_atomically(path, self.to_json())
 
     def write(self, output_dir: Union[str, Path]) -> None:
         """The study's records in ``output_dir``: summary.json (strict JSON, `load` reads it
@@ -276,14 +285,16 @@ class HPOSummary:
         self.save(output_dir / "summary.json")
         names = sorted({k for r in self.all_results for k in r.params})
         metrics = sorted({k for r in self.all_results for k in r.metrics})
-        with open(output_dir / "trials.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                             "training_time", "error", "checkpoint_path"] + names + metrics)
-            for r in self.all_results:
-                writer.writerow([r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
-                                 (r.error or "").splitlines()[0] if r.error else "", r.checkpoint_path or ""]
-                                + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics])
+        table = io.StringIO()
+        writer = csv.writer(table)
+        writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
+                         "training_time", "error", "checkpoint_path"] + names + metrics)
+        for r in self.all_results:
+            writer.writerow([_inert(cell) for cell in
+                             [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
+                              (r.error or "").splitlines()[0] if r.error else "", r.checkpoint_path or ""]
+                             + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])
+        write_atomically(output_dir / "trials.csv", table.getvalue())
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "HPOSummary":

@@ -2,7 +2,8 @@
 
 `StudyMonitor` is a study callback that run_study adds. As trials end it
 - saves the study so far (summary.json, trials.csv) every ``checkpoint_freq`` trials, so a
-  crash loses at most that many trials' records;
+  crash loses at most that many trials' records (a failed save, e.g. a full disk, warns and the
+  study goes on);
 - keeps only the ``keep_best_n`` best trials' checkpoints on disk (the others are deleted as
   soon as they fall out of the top N, except where the backend defers it (PBT/PB2, whose
   running trials may still copy a finished trial's checkpoint): there it happens when the
@@ -15,6 +16,7 @@ Any callback with a true ``should_stop`` attribute stops the study the same way.
 from __future__ import annotations
 
 import shutil
+import warnings
 from typing import Any, Iterable, List, Optional, Set
 
 from .config import HPOConfig
@@ -61,9 +63,14 @@ class StudyMonitor:
             self.retain(self.finished)
         freq = self.config.checkpoint_freq
         if freq is not None and len(self.finished) % freq == 0:
-            HPOSummary(self.config.objective_metric, self.config.direction, list(self.finished),
-                       search_space_name=self.search_space_name, objective_metrics=self.config.objective_metrics,
-                       directions=self.config.directions).write(self.config.output_dir)
+            so_far = HPOSummary(self.config.objective_metric, self.config.direction, list(self.finished),
+                                search_space_name=self.search_space_name,
+                                objective_metrics=self.config.objective_metrics, directions=self.config.directions)
+            try:
+                so_far.write(self.config.output_dir)
+            except OSError as exc:  # (a full disk): the study goes on; the end of the study writes again
+                warnings.warn(f"could not save the study so far to {self.config.output_dir} ({exc}); the trials "
+                              "go on and the results are written again when the study ends")
 
     def retain(self, results: List[HPOResult]) -> None:
         """Delete the checkpoints of all but the ``keep_best_n`` best successful trials."""

@@ -169,8 +169,10 @@ class SearchSpace:
     def from_yaml(cls, text: str) -> "SearchSpace":
         import yaml
 
+        from ..yaml_io import load_yaml
+
         try:
-            return cls.from_dict(yaml.safe_load(text))
+            return cls.from_dict(load_yaml(text))
         except yaml.YAMLError as exc:
             raise ValueError(f"search space YAML is not valid: {exc}") from None
 

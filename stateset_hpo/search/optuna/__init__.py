@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ...checks import boolean, integer, number, one_of, optional_str
+from ...checks import boolean, integer, number, one_of, optional_str, path_or_uri
 from ..base import Backend, Flag, Settings
 from .pruners import PRUNERS
 from .samplers import SAMPLERS
@@ -24,7 +24,7 @@ SETTINGS: Settings = {
     "p_threshold": (0.1, number(0.0, strict=True, maximum=1.0)),
     "min_resource": (None, integer(1, optional=True)),
     "reduction_factor": (3, integer(2)),
-    "storage": (None, optional_str),
+    "storage": (None, path_or_uri),
     "study_name": (None, optional_str),
     "load_if_exists": (True, boolean),
 }
@@ -58,7 +58,9 @@ def _check(config, given: Mapping[str, Any]) -> None:
 
 def _describe(config) -> str:
     oc = config.optuna_config
-    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={oc['storage']}"
+    from .storage import shown
+
+    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={shown(oc['storage'])}"
 
 
 def _compiled(config, space) -> str:

@@ -25,7 +25,7 @@ from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterat
 from ..trial_runner import run_one, run_points, study_deadline
 from .pruners import build_pruner
 from .samplers import build_sampler
-from .storage import open_storage
+from .storage import open_storage, shown
 from .verbosity import optuna_verbosity
 
 
@@ -60,12 +60,12 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
                                     sampler=build_sampler(oc, len(objectives)),
                                     pruner=build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space)))
     except optuna.exceptions.DuplicatedStudyError:
-        raise ValueError(f"optuna study {name!r} already exists in {oc['storage']!r}; set "
+        raise ValueError(f"optuna study {name!r} already exists in {shown(oc['storage'])!r}; set "
                          "optuna_config['load_if_exists'] to continue it or choose another study_name") from None
     except ValueError as exc:  # e.g. a stored study with other directions
         raise ValueError(f"optuna study {name!r}: {exc}") from None
     if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
-        raise ValueError(f"optuna study {name!r} in {oc['storage']!r} has directions "
+        raise ValueError(f"optuna study {name!r} in {shown(oc['storage'])!r} has directions "
                          f"{[d.name.lower() for d in study.directions]}, this config {[d for _, d in objectives]}")
     study.enqueue_trial(space.baseline(), skip_if_exists=True)
     return study

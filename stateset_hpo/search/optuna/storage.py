@@ -9,21 +9,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import optuna
+
+def shown(url: Optional[str]) -> Optional[str]:
+    """The storage as it may be printed or logged: a database URL with its password masked
+    (SQLAlchemy's own rendering), anything else as given."""
+    if url is None or "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
+        return url.split("://", 1)[0] + "://..."
 
 
-def open_storage(url: Optional[str]) -> Optional[optuna.storages.BaseStorage]:
+def open_storage(url: Optional[str]):
     """None (in memory) for None; an RDBStorage for a URL with a scheme (``sqlite:///hpo.db``,
     ``postgresql://...``); otherwise a journal file at that path (``hpo_journal.log``), which
     several processes on one file system can share without a database server. A storage that
     cannot be opened is a ValueError, raised before any trial runs."""
+    import optuna
+
     if url is None:
         return None
     if "://" in url:
         try:
             return optuna.storages.RDBStorage(url)
         except Exception as exc:  # SQLAlchemy's errors: bad URL, missing driver, unreachable server
-            raise ValueError(f"optuna storage {url!r} cannot be opened: {type(exc).__name__}: {exc}") from None
+            detail = str(exc).replace(url, shown(url))
+            raise ValueError(f"optuna storage {shown(url)!r} cannot be opened: {type(exc).__name__}: {detail}") from None
     path = Path(url).expanduser()
     if path.is_dir() or not path.parent.is_dir():
         raise ValueError(f"optuna storage {url!r} is neither a database URL (sqlite:///file.db) nor a journal file "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from ...checks import boolean, integer, one_of, optional_str
+from ...checks import boolean, integer, one_of, optional_str, path_or_uri
 from ..base import Backend, Flag, Settings
 from ..optuna import SAMPLER_FLAG
 from .schedulers import SCHEDULERS
@@ -18,7 +18,7 @@ STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs", "file")
 
 def _storage_path(value: Any) -> Optional[str]:
     """A local path, or a URI with a scheme Ray Tune can write to (s3://, gs://, ...)."""
-    value = optional_str(value)
+    value = path_or_uri(value)
     if value is not None and "://" in value:
         scheme = value.split("://", 1)[0].lower()
         if scheme not in STORAGE_SCHEMES:
@@ -88,6 +88,10 @@ def _check(config, given: Mapping[str, Any]) -> None:
             if size > config.n_trials:
                 raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or "
                                  "lower ray_config['grid_points']")
+    gpu = config.gpu_per_trial
+    if gpu is not None and 0 < gpu < 1 and rc["workers_per_trial"] > 1:
+        raise ValueError(f"gpu_per_trial={gpu:g} with workers_per_trial={rc['workers_per_trial']} would put several "
+                         "ranks of one trial on one GPU (NCCL refuses that); use whole GPUs per worker, or one worker")
     if rc["execution"] == "direct" and rc["workers_per_trial"] != 1:
         raise ValueError("ray_config['execution']='direct' runs one worker per trial; use execution='train' for "
                          "workers_per_trial > 1")

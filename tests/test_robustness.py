@@ -1,0 +1,97 @@
+"""Nothing lost, nothing leaked: numbers as people write them, mistyped URIs and impossible GPU
+requests refused before any work, result files replaced whole, spreadsheet formulas and
+database passwords kept out of what a study writes and prints."""
+
+import os
+import warnings
+
+import pytest
+
+from stateset_hpo import HPOConfig, HPOResult, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo.launch import main
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+from stateset_hpo.yaml_io import load_yaml
+
+SPACE = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=1e-2, default=1e-4)])
+
+
+def test_numbers_written_with_an_exponent_are_numbers_everywhere(tmp_path, capsys):
+    assert load_yaml("a: 1e-5\nb: -3E+2\nc: '1e-5'\nd: e5\ne: 7") == {"a": 1e-5, "b": -300.0, "c": "1e-5", "d": "e5",
+                                                                      "e": 7}
+    assert main(["--space", "conservative", "--set", "learning_rate=1e-5", "--dry-run"]) == 0
+    assert "'learning_rate': 1e-05" in capsys.readouterr().out
+    (tmp_path / "hpo.yaml").write_text("backend: optuna\ntimeout: 3e3\nbase_training_config:\n  learning_rate: 2e-4\n")
+    config = HPOConfig.from_yaml(tmp_path / "hpo.yaml")
+    assert config.timeout == 3000.0 and config.base_training_config == {"learning_rate": 2e-4}
+    space = SearchSpace.from_yaml("learning_rate:\n  type: loguniform\n  low: 1e-6\n  high: 1e-3\n")
+    assert space["learning_rate"].low == 1e-6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpu-per-trial", "1.5"], "must be a whole number of GPUs"),
+    (["--gpu-per-trial", "0.5", "--workers-per-trial", "2"], "several ranks of one trial on one GPU"),
+    (["--storage-path", "s3:/bucket/hpo"], "looks like a URI missing a slash"),
+    (["--backend", "optuna", "--storage", "sqlite:/hpo.db"], "looks like a URI missing a slash"),
+])
+def test_impossible_requests_exit_2_before_anything_starts(args, message, capsys):
+    assert main(["--space", "conservative", *args, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_database_password_is_never_printed(capsys):
+    url = "postgresql://hpo:s3cret-pw@db.internal:5432/studies"
+    assert main(["--space", "conservative", "--backend", "optuna", "--storage", url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-pw" not in out and "postgresql://hpo:***@db.internal:5432/studies" in out
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=1, optuna_config={"storage": url})
+    with pytest.raises(ValueError) as caught:  # no such server: the error names the storage, masked
+        run_study(config, TrialSpec(objective=lambda p: {"eval_reward": 1.0}))
+    assert "s3cret-pw" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_trials_csv_neutralises_spreadsheet_formulas_and_keeps_numbers(tmp_path):
+    results = [HPOResult("0", {"optimizer_type": "=HYPERLINK(\"http://x\")", "learning_rate": -1.0},
+                         metrics={"eval_reward": -0.5}, best_metric=-0.5, status=TrialStatus.SUCCESS),
+               HPOResult("1", {"optimizer_type": "adamw", "learning_rate": 1e-3}, status=TrialStatus.FAILED,
+                         error="@SUM(A1:A9) went wrong")]
+    HPOSummary("eval_reward", "maximize", results).write(tmp_path)
+    text = (tmp_path / "trials.csv").read_text()
+    assert "'=HYPERLINK" in text and "'@SUM" in text
+    assert ",-0.5," in text and ",-1.0," in text  # numbers are not text: a minus stays a minus
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    summary = HPOSummary("eval_reward", "maximize", [HPOResult("0", {"a": 1}, best_metric=0.5, metrics={"eval_reward": 0.5})])
+    summary.write(tmp_path)
+    before = (tmp_path / "summary.json").read_text()
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    summary.all_results.append(HPOResult("1", {"a": 2}, best_metric=0.7, metrics={"eval_reward": 0.7}))
+    with pytest.raises(OSError):
+        summary.write(tmp_path)
+    assert (tmp_path / "summary.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json", "trials.csv"]  # no temporary files left
+    assert HPOSummary.load(tmp_path / "summary.json").n_trials == 1
+
+
+def test_a_failed_periodic_save_warns_and_the_study_goes_on(tmp_path, monkeypatch):
+    real_write = HPOSummary.write
+
+    def flaky(self, folder):  # the periodic saves (fewer than all trials) hit a full disk
+        if len(self.all_results) < 3:
+            raise OSError(28, "No space left on device")
+        real_write(self, folder)
+
+    monkeypatch.setattr(HPOSummary, "write", flaky)
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, checkpoint_freq=1, output_dir=str(tmp_path),
+                       validation_top_k=0, save_plots=False, verbose=False, optuna_config={"sampler": "random", "seed": 0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_study(config, TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]}))
+    assert summary.n_trials == 3 and HPOSummary.load(tmp_path / "summary.json").n_trials == 3
+    assert sum("could not save the study so far" in str(w.message) for w in caught) == 2
