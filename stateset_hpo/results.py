@@ -121,8 +121,11 @@ def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, 
                  planned_iterations: int, error: Optional[str] = None, checkpoint_path: Optional[str] = None,
                  training_time: float = 0.0) -> HPOResult:
     """An HPOResult from what a backend observed. The status is derived, never assumed:
-    failed if the trial raised, pruned if it reported fewer iterations than it was planned
-    to run (a scheduler or pruner stopped it), success otherwise."""
+    failed if the trial raised or its final objective is missing or not finite (NaN is no
+    measurement), pruned if it reported fewer iterations than it was planned to run (a
+    scheduler or pruner stopped it), success otherwise."""
+    if not error and len(history) >= planned_iterations:
+        error = unusable_objective(by_iteration(history), [objective_metric])
     if error:
         status = TrialStatus.FAILED
     elif len(history) < planned_iterations:
@@ -134,6 +137,16 @@ def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, 
     return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
                      best_metric=last.get(objective_metric), training_time=training_time, status=status,
                      error=error, checkpoint_path=checkpoint_path)
+
+
+def unusable_objective(history: List[Dict[str, Any]], metrics: List[str]) -> Optional[str]:
+    """Why a finished trial's final objective values cannot be scored, or None."""
+    last = history[-1] if history else {}
+    for metric in metrics:
+        value = last.get(metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"the trial's final {metric!r} is {value!r}, not a finite number"
+    return None
 
 
 def by_iteration(history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import sys
+import threading
 
 import pytest
 from ray import cloudpickle
@@ -149,12 +150,27 @@ def test_patience_ends_the_study_early(tmp_path, backend, ray_if_needed):
     assert 3 <= summary.n_trials < 12
 
 
-@pytest.mark.parametrize("backend", ["optuna", "wandb"])  # the in-process backends' shared runner
-def test_a_non_finite_objective_is_a_failed_trial(tmp_path, backend):
+@pytest.mark.parametrize("backend", backend_names())
+def test_a_non_finite_objective_is_a_failed_trial(tmp_path, backend, ray_if_needed):
     spec = TrialSpec(objective=lambda p: {"score": float("nan") if p == BASELINE else 1.0})
     summary = run_study(make_config(tmp_path, backend, n_trials=2), spec)
     first = summary.all_results[0]
     assert first.status is TrialStatus.FAILED and "not a finite number" in first.error
+
+
+class HoldsALock(Recorder):
+    """A callback that cannot be pickled, like one holding a file, a logger or a DB connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_a_callback_need_not_be_picklable(tmp_path, backend, ray_if_needed):
+    callback = HoldsALock()
+    summary = run_study(make_config(tmp_path, backend, n_trials=2), TrialSpec(objective=score), callbacks=[callback])
+    assert summary.n_successful == 2 and sum(e[0] == "end" for e in callback.events) == 2
 
 
 # -- every registered algorithm --------------------------------------------------------------------

@@ -255,3 +255,22 @@ def test_rollouts_use_the_merged_adapter_exactly_and_leave_the_base_untouched(ti
     assert sum(isinstance(m, LoraLayer) for m in trainer.policy.modules()) == n_lora
     after = {n: p for n, p in trainer.policy.named_parameters() if not p.requires_grad}
     assert all(torch.equal(frozen[n], after[n]) for n in frozen)
+
+
+class _RunsCode:
+    """Unpickling this would call os.system: what a tampered checkpoint could carry."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo tampered > /dev/null",))
+
+
+def test_a_checkpoint_that_carries_code_is_refused(tiny_model_path, tmp_path):
+    trainer = make_trainer(num_episodes=16)
+    trainer.train_step()
+    trainer.save_checkpoint(tmp_path / "ckpt")
+    state = torch.load(tmp_path / "ckpt" / "trainer_state.pt", weights_only=True)
+    torch.save({**state, "extra": _RunsCode()}, tmp_path / "ckpt" / "trainer_state.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+        make_trainer(num_episodes=16).load_checkpoint(tmp_path / "ckpt")

@@ -226,7 +226,9 @@ class MultiTurnGRPOTrainer:
         path = Path(directory) / "trainer_state.pt"
         if not path.is_file():
             raise ValueError(f"no checkpoint at {str(path)!r}")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers, never code (whoever can write the storage must not
+        # be able to run code on the nodes that restore a checkpoint)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         mine = self.config.to_dict()
         changed = sorted(k for k, v in state["config"].items() if mine.get(k) != v)
         if same_config and changed:

@@ -9,14 +9,13 @@ ask / early-stop rule / tell around it.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..config import HPOConfig
-from ..results import HPOResult, trial_result
+from ..results import HPOResult, trial_result, unusable_objective
 from ..trial import TrialSpec, planned_iterations, run_trial
 from ..wandb_runs import TrialRun
 
@@ -97,24 +96,14 @@ def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str,
         run_trial(spec, params, record)
     except Exception as exc:  # recorded as a failed trial; the study goes on
         error = f"{type(exc).__name__}: {exc}"
-    if error is None and record.stop_reason is None:
-        error = _unusable_objective(config, record.history)
+    if error is None and record.stop_reason is None:  # (a multi-objective study needs every objective)
+        error = unusable_objective(record.history, [metric for metric, _ in config.objectives])
     result = trial_result(trial_id, params, record.history, config.objective_metric, planned, error=error,
                           checkpoint_path=record.checkpoint_path, training_time=record.elapsed)
     if run is not None:
         run.finish(result.status.value, error)
     notify("on_trial_end", result)
     return result
-
-
-def _unusable_objective(config: HPOConfig, history: List[Dict[str, float]]) -> Optional[str]:
-    """Why a finished trial's final objective values cannot be scored, or None."""
-    last = history[-1] if history else {}
-    for metric, _ in config.objectives:
-        value = last.get(metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"the trial's final {metric!r} is {value!r}, not a finite number"
-    return None
 
 
 def run_points(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> List[HPOResult]:

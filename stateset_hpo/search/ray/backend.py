@@ -66,25 +66,37 @@ def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", w
     return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
 
 
+# The study's callbacks, by experiment path. Tune pickles its stopper and callbacks with the
+# experiment state, and a user's callback need not be picklable (a lock, an open file, a
+# logger): the Tune-side objects hold only the key, and the live callbacks stay here on the
+# driver. A resumed study registers its new callbacks under the same key, so the restored
+# bridge reaches them, not unpickled copies of the old ones.
+_LIVE: Dict[str, List[Any]] = {}
+
+
 class StopWhenRequested(tune.Stopper):
     """Ends the whole Tune run once a study callback asks to stop (early_stopping_patience)."""
 
-    def __init__(self, callbacks: Sequence[Any]) -> None:
-        self.callbacks = list(callbacks)
+    def __init__(self, key: str) -> None:
+        self.key = key
 
     def __call__(self, trial_id, result) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return stop_requested(self.callbacks)
+        return stop_requested(_LIVE.get(self.key, ()))
 
 
 class CallbackBridge(tune.Callback):
     """Forwards Tune's trial events to the study's callbacks, on the driver."""
 
-    def __init__(self, callbacks: Sequence[Any], spec: TrialSpec, metric: str) -> None:
-        self.callbacks, self.spec, self.metric = list(callbacks), spec, metric
+    def __init__(self, key: str, spec: TrialSpec, metric: str) -> None:
+        self.key, self.spec, self.metric = key, spec, metric
         self.histories: Dict[str, List[Dict[str, float]]] = {}
+
+    @property
+    def callbacks(self) -> List[Any]:
+        return _LIVE.get(self.key, [])
 
     def on_trial_start(self, iteration, trials, trial, **info):
         fire(self.callbacks, "on_trial_start", trial.trial_id, dict(trial.config))
@@ -151,6 +163,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
     storage = storage_location(rc["storage_path"], str(config.output_dir))
     name = config.resolved_study_name + ("_validation" if points is not None else "")
+    experiment = os.path.join(storage, name)
     started = False
     if not ray.is_initialized():
         address = rc["address"] or os.environ.get("RAY_ADDRESS")
@@ -181,10 +194,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             # with num_samples == len(points) only the points themselves run.
             param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
             num_samples, every, budget, callbacks = len(points), None, None, ()
-        experiment = os.path.join(storage, name)
         trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, every, rc["max_failures"],
                                    experiment)
-        tune_callbacks = [CallbackBridge(callbacks, spec, metric)]
+        _LIVE[experiment] = list(callbacks)
+        tune_callbacks = [CallbackBridge(experiment, spec, metric)]
         if config.log_to_wandb and points is None:
             tune_callbacks.append(wandb_logger(config, name))
         if resume:
@@ -205,7 +218,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                             num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
                                             time_budget_s=budget, reuse_actors=False),
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
-                                          stop=StopWhenRequested(callbacks),
+                                          stop=StopWhenRequested(experiment),
                                           failure_config=failure, verbose=0,
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
@@ -230,6 +243,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)
                 if result.history or result.error]
     finally:
+        _LIVE.pop(experiment, None)
         if started:
             ray.shutdown()
 
