@@ -95,3 +95,42 @@ def test_a_failed_periodic_save_warns_and_the_study_goes_on(tmp_path, monkeypatc
         summary = run_study(config, TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]}))
     assert summary.n_trials == 3 and HPOSummary.load(tmp_path / "summary.json").n_trials == 3
     assert sum("could not save the study so far" in str(w.message) for w in caught) == 2
+
+
+def test_resuming_an_optuna_study_finishes_its_n_trials(tmp_path):
+    class StopAfterOne:
+        should_stop = False
+
+        def on_trial_end(self, result):
+            self.should_stop = True
+
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, output_dir=str(tmp_path), validation_top_k=0,
+                       save_plots=False, verbose=False, optuna_config={"storage": db, "sampler": "random", "seed": 0})
+    spec = TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]})
+    assert run_study(config, spec, callbacks=[StopAfterOne()]).n_trials == 1  # interrupted after one trial
+    assert run_study(config, spec, resume=True).n_trials == 3  # finished: 3 in all, not 1 + 3
+    assert run_study(config, spec, resume=True).n_trials == 3  # nothing left to do
+
+
+def test_a_trial_left_running_by_a_killed_process_is_failed_and_run_again(tmp_path, monkeypatch):
+    import time
+
+    import optuna
+
+    from stateset_hpo.search.optuna import storage
+
+    monkeypatch.setattr(storage, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(storage, "GRACE_S", 1)
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    study = optuna.create_study(storage=storage.open_storage(db), study_name="grpo_hpo", direction="maximize")
+    orphan = study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)})
+    study._storage.record_heartbeat(orphan._trial_id)  # then its process dies: no more heartbeats
+    time.sleep(2)
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, output_dir=str(tmp_path), validation_top_k=0,
+                       save_plots=False, verbose=False, optuna_config={"storage": db, "sampler": "random", "seed": 0})
+    summary = run_study(config, TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]}), resume=True)
+    states = {t.number: t.state for t in optuna.load_study(study_name="grpo_hpo", storage=db).trials}
+    assert states[orphan.number] is optuna.trial.TrialState.FAIL  # not RUNNING forever
+    rerun = [r for r in summary.all_results if r.params == orphan.params and r.status is TrialStatus.SUCCESS]
+    assert rerun, "the orphaned trial was not run again"

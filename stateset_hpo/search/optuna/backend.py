@@ -118,8 +118,12 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
         if stop_requested(callbacks):  # e.g. early_stopping_patience ran out
             study.stop()
 
+    n_trials = config.n_trials
+    if resume:  # finish this study's n_trials (a plain rerun of a stored study adds n_trials more)
+        n_trials -= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                        for t in study.get_trials(deepcopy=False))
     with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
-        study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout,
+        study.optimize(objective, n_trials=max(0, n_trials), timeout=config.timeout,
                        n_jobs=config.n_parallel_trials, catch=(TrialFailed,), callbacks=[on_end],
                        # collect a trained model's memory between trials (not needed for a custom objective)
                        gc_after_trial=spec.objective is None, show_progress_bar=False)

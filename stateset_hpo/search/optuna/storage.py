@@ -6,8 +6,13 @@ process that opens the same storage and study name adds trials to one study.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
+
+SQLITE_BUSY_S = 30  # how long a process waits for another's write to an SQLite study
+HEARTBEAT_S = 60  # a running trial's heartbeat
+GRACE_S = 180  # a trial without a heartbeat this long belonged to a process that died
 
 
 def shown(url: Optional[str]) -> Optional[str]:
@@ -33,8 +38,16 @@ def open_storage(url: Optional[str]):
     if url is None:
         return None
     if "://" in url:
+        # Several processes on one study: SQLite waits for a busy database instead of failing with
+        # "database is locked", and a process killed mid-trial (kill -9, a lost node) leaves no trial
+        # RUNNING forever: without its heartbeat the trial is failed after GRACE_S and run again once.
+        engine = {"connect_args": {"timeout": SQLITE_BUSY_S}} if url.startswith("sqlite") else None
         try:
-            return optuna.storages.RDBStorage(url)
+            with warnings.catch_warnings():  # (heartbeats are "experimental" in Optuna's words)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
         except Exception as exc:  # SQLAlchemy's errors: bad URL, missing driver, unreachable server
             detail = str(exc).replace(url, shown(url))
             raise ValueError(f"optuna storage {shown(url)!r} cannot be opened: {type(exc).__name__}: {detail}") from None
