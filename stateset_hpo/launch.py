@@ -198,10 +198,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         space = config.resolve_search_space()
         backend = get_backend(config.backend)
         compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
-        from .study import spec_from_config
+        from .study import check_output_dir, spec_from_config
 
         spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
         spec.check_space(space, model=not args.dry_run)  # a dry run does not build the tiny model
+        check_output_dir(config.output_dir, create=not args.dry_run)
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -51,11 +52,32 @@ def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> Tri
     return spec
 
 
+def check_output_dir(output_dir, create: bool = True) -> None:
+    """The results folder must be writable before any trial runs (a study that trains for
+    hours and then cannot write its summary loses everything): create it and write a probe.
+    ``create=False`` (a dry run) leaves the disk alone and asks the nearest existing folder."""
+    folder = Path(output_dir).expanduser()
+    if not create:
+        existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"output_dir {str(output_dir)!r} is not a writable folder ({str(existing)!r} is not "
+                             "a folder this process can write to)")
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"output_dir {str(output_dir)!r} is not a writable folder: {exc.strerror or exc}") from None
+
+
 def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Sequence[Any] = (),
               resume: bool = False) -> HPOSummary:
     space = config.resolve_search_space()
     spec = spec_from_config(config, spec)
     spec.check_space(space)
+    check_output_dir(config.output_dir)
     first = space.baseline()  # the space's defaults: the search's first trial
     space_name = None if config.search_space is not None else config.search_space_name
     backend = get_backend(config.backend)

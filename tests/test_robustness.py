@@ -134,3 +134,30 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_run_again(tmp_pa
     assert states[orphan.number] is optuna.trial.TrialState.FAIL  # not RUNNING forever
     rerun = [r for r in summary.all_results if r.params == orphan.params and r.status is TrialStatus.SUCCESS]
     assert rerun, "the orphaned trial was not run again"
+
+
+def test_an_unwritable_output_dir_fails_before_any_trial(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["--space", "conservative", "--output-dir", str(blocker / "results"), "--dry-run"]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err
+    calls = []
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=2, output_dir=str(blocker / "results"))
+    with pytest.raises(ValueError, match="is not a writable folder"):
+        run_study(config, TrialSpec(objective=lambda p: calls.append(p) or {"eval_reward": 1.0}))
+    assert calls == []  # no trial ran
+
+
+def test_an_unreachable_cluster_address_is_one_line_in_seconds(monkeypatch, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    start = time.monotonic()
+    assert main(["--space", "conservative", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}'" in err and len(err.strip().splitlines()) == 1
+    assert time.monotonic() - start < 30

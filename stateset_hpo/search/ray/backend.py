@@ -27,7 +27,7 @@ from ...study_monitor import stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import wandb_mode
 from ..optuna.verbosity import optuna_verbosity
-from . import EXECUTIONS
+from . import EXECUTIONS, check_reachable
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search
 from .trainable import direct_trial, train_trial
@@ -167,8 +167,14 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     started = False
     if not ray.is_initialized():
         address = rc["address"] or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address or "local", include_dashboard=None if address else True,
-                 logging_level="ERROR", log_to_driver=False)
+        check_reachable(address)
+        try:
+            ray.init(address=address or "local", include_dashboard=None if address else True,
+                     logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:  # nothing has run yet: one clear line
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            raise ValueError(f"cannot connect to {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                             ) from None
         started = True
     try:
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
