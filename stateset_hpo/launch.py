@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -167,6 +168,19 @@ def _parse_sets(items: List[str]) -> Dict[str, Any]:
     return fixed
 
 
+def interrupted_hint(config: HPOConfig) -> str:
+    """What an interrupted in-process study left, and how to continue it."""
+    storage = config.optuna_config["storage"] if config.backend == "optuna" else None
+    if storage:
+        from .search.optuna.storage import shown
+
+        return (f"the study was interrupted; its finished trials are in {shown(storage)!r}: run the same command "
+                "with --resume to finish it")
+    return (f"the study was interrupted; trials saved so far (every checkpoint_freq trials) are in "
+            f"{str(config.output_dir)!r}; it cannot be resumed without a persistent study (--backend optuna "
+            "--storage sqlite:///hpo.db, or --backend ray_tune)")
+
+
 class ProgressPrinter:
     """One line per finished trial: counts so far and the best value."""
 
@@ -223,6 +237,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .study import run_study
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
+    # `ray job stop` and Kubernetes send SIGTERM: handle it as Ctrl+C, which every backend turns
+    # into a saved, resumable study (Tune saves its state; Optuna's storage has every finished trial)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
     try:
         summary = run_study(config, spec, callbacks=[] if args.quiet else [ProgressPrinter(config)],
                             resume=args.resume)
@@ -231,6 +248,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except StudyInterrupted as exc:
         print(f"stateset_hpo.launch: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # an in-process backend, stopped mid-trial
+        print(f"stateset_hpo.launch: {interrupted_hint(config)}", file=sys.stderr)
         return 130
     print()
     summary.print_summary()

@@ -33,7 +33,8 @@ def delete_checkpoint(path: str) -> None:
         import pyarrow.fs
 
         filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-        filesystem.delete_dir(inner)
+        if filesystem.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:  # (gone already: nothing to do)
+            filesystem.delete_dir(inner)
     else:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -161,3 +161,42 @@ def test_an_unreachable_cluster_address_is_one_line_in_seconds(monkeypatch, caps
     err = capsys.readouterr().err
     assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}'" in err and len(err.strip().splitlines()) == 1
     assert time.monotonic() - start < 30
+
+
+def test_deleting_a_checkpoint_that_is_already_gone_is_no_error(tmp_path):
+    from stateset_hpo.study_monitor import delete_checkpoint
+
+    folder = tmp_path / "ckpt"
+    (folder / "inner").mkdir(parents=True)
+    delete_checkpoint(f"file://{folder}")
+    assert not folder.exists()
+    delete_checkpoint(f"file://{folder}")  # (a resumed study deleting it again, or another process first)
+    delete_checkpoint(str(folder))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path):
+    """`ray job stop` sends SIGTERM: exit 130 with one line saying how to continue, no
+    traceback; --resume then finishes the study's n_trials."""
+    import signal
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "stateset_hpo.launch", "--backend", "optuna", "--space", "conservative",
+            "--n-trials", "4", "--storage", f"sqlite:///{tmp_path / 'hpo.db'}", "--set", "num_episodes=16",
+            "--validation-top-k", "0", "--output-dir", str(tmp_path / "out")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait for the first finished trial, then stop the job
+        if line.startswith("[1/4]"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err and "Traceback" not in err
+    finished = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="grpo_hpo", storage=f"sqlite:///{tmp_path / 'hpo.db'}")
+    done = [t for t in study.trials if t.state.is_finished()]
+    assert len(done) >= 4 and not [t for t in study.trials if t.state is optuna.trial.TrialState.RUNNING]

@@ -9,6 +9,8 @@ trials that earlier runs or other processes added to a persistent study.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -99,8 +101,13 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             return f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step} ({episodes} episodes)" \
                 if trial.should_prune() else None
 
-        result = run_one(config, spec, str(trial.number), suggest(trial, distributions), notify, prune, deadline,
-                         log_to_wandb=config.log_to_wandb)
+        try:
+            result = run_one(config, spec, str(trial.number), suggest(trial, distributions), notify, prune, deadline,
+                             log_to_wandb=config.log_to_wandb)
+        except KeyboardInterrupt:  # Ctrl+C / SIGTERM: Optuna records it as failed; --resume runs it again
+            trial.set_user_attr("error", "interrupted (Ctrl+C or SIGTERM) before it finished")
+            trial.set_user_attr("interrupted", True)
+            raise
         # the study is the record: a later run of a stored study rebuilds the summary from these
         trial.set_user_attr("history", json_safe(result.history))
         trial.set_user_attr("training_time", result.training_time)
@@ -121,8 +128,9 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     n_trials = config.n_trials
     if resume:  # finish this study's n_trials (a plain rerun of a stored study adds n_trials more)
         n_trials -= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                        for t in study.get_trials(deepcopy=False))
-    with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING):
+                        and not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+    with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING), \
+            one_line_failures():
         study.optimize(objective, n_trials=max(0, n_trials), timeout=config.timeout,
                        n_jobs=config.n_parallel_trials, catch=(TrialFailed,), callbacks=[on_end],
                        # collect a trained model's memory between trials (not needed for a custom objective)
@@ -133,6 +141,26 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
 
 class TrialFailed(Exception):
     """Tells Optuna that the trial failed (the error is already recorded with the trial)."""
+
+
+class _NoTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (TrialFailed, KeyboardInterrupt)):
+            record.exc_info = None
+        return True
+
+
+@contextlib.contextmanager
+def one_line_failures():
+    """Optuna logs every failed trial with a traceback; for a trial whose error the study has
+    recorded (TrialFailed) or an interrupt, the traceback is of our own plumbing and only
+    buries the progress lines: keep Optuna's one-line message."""
+    logger, quiet = logging.getLogger("optuna.study._optimize"), _NoTraceback()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:
