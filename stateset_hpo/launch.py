@@ -216,6 +216,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
         spec.check_space(space, model=not args.dry_run)  # a dry run does not build the tiny model
+        spec.check_objectives([metric for metric, _ in config.objectives], space)
         check_output_dir(config.output_dir, create=not args.dry_run)
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)

@@ -77,6 +77,7 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     space = config.resolve_search_space()
     spec = spec_from_config(config, spec)
     spec.check_space(space)
+    spec.check_objectives([metric for metric, _ in config.objectives], space)
     check_output_dir(config.output_dir)
     first = space.baseline()  # the space's defaults: the search's first trial
     space_name = None if config.search_space is not None else config.search_space_name

@@ -13,11 +13,12 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
 from .grpo.config import EVAL_PROTOCOL_FIELDS
+from .grpo.trainer import reported_metrics
 
 # report(metrics, trainer) -> True to stop the trial early (what a pruner decided). ``trainer``
 # is None for a custom objective, which reports once and has no checkpoint to give.
@@ -86,6 +87,22 @@ class TrialSpec:
                 raise ValueError(f"{clip[0]} has no effect with num_iterations=1 (one update per rollout: the policy "
                                  f"ratio is exactly 1); set num_iterations > 1 (and lora_dropout=0) or drop {clip[0]} "
                                  "from the space")
+
+    def check_objectives(self, metrics: Sequence[str], space) -> None:
+        """Every objective must be a metric the trials report (the engine's, or a derived one):
+        a typo such as "rewrd" fails here, not as a study of trials without a score. The test
+        split's ``test_*`` is no objective: only validation sees it. (A custom objective reports
+        what it returns, so it is not checked.)"""
+        if self.objective is not None:
+            return
+        value_function = {self.base_config.include_value_function}
+        if "include_value_function" in space:
+            value_function |= {True, False}
+        known = set(self.derived_metrics) | reported_metrics(self.reward.names, any(value_function))
+        unknown = [m for m in metrics if m not in known]
+        if unknown:
+            raise ValueError(f"objective metric {unknown[0]!r} is reported by no trial of this study; trials report "
+                             f"{', '.join(sorted(known))} (or add it as a derived metric)")
 
     def check(self, params: Mapping[str, Any], model: bool = True) -> None:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be

@@ -274,3 +274,15 @@ def test_a_checkpoint_that_carries_code_is_refused(tiny_model_path, tmp_path):
     torch.save({**state, "extra": _RunsCode()}, tmp_path / "ckpt" / "trainer_state.pt")
     with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
         make_trainer(num_episodes=16).load_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("value_function", [True, False])
+def test_reported_metrics_names_exactly_what_an_iteration_reports(tiny_model_path, value_function):
+    from stateset_hpo.grpo.trainer import reported_metrics
+
+    reward = domain_reward("customer_service")
+    trainer = MultiTurnGRPOTrainer(MultiTurnAgent(), ConversationEnvironment("customer_service"), reward,
+                                   TrainingConfig(**{**SMALL, "num_episodes": 8, "include_value_function": value_function}),
+                                   test_at_end=True)
+    last = list(trainer.iterate())[-1]
+    assert {k for k in last if "[" not in k} == reported_metrics(reward.names, value_function, test=True)

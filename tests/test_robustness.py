@@ -200,3 +200,11 @@ def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path):
     study = optuna.load_study(study_name="grpo_hpo", storage=f"sqlite:///{tmp_path / 'hpo.db'}")
     done = [t for t in study.trials if t.state.is_finished()]
     assert len(done) >= 4 and not [t for t in study.trials if t.state is optuna.trial.TrialState.RUNNING]
+
+
+@pytest.mark.parametrize("metric, message", [("rewrd", "objective metric 'rewrd' is reported by no trial"),
+                                             ("test_reward", "objective metric 'test_reward' is reported by no trial")])
+def test_an_objective_no_trial_reports_fails_before_any_trial(metric, message, capsys):
+    assert main(["--space", "conservative", "--metric", metric, "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["--space", "conservative", "--metric", "kl", "--direction", "minimize", "--dry-run"]) == 0

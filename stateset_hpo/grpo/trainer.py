@@ -32,7 +32,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
@@ -83,6 +83,21 @@ class MicroBatch:
     prompt_width: int
     ref_logp: Optional[torch.Tensor] = None
     old_logp: Optional[torch.Tensor] = None
+
+
+def reported_metrics(reward_names: Sequence[str], value_function: bool, test: bool = False) -> Set[str]:
+    """The names `train_step` reports (per-conversation ``test_reward[i]`` aside), so that a
+    study can refuse an objective no trial will report before the first trial starts.
+    test_grpo_trainer.py checks this against what an iteration really reports."""
+    names = {"reward", "reward_std", "frac_reward_zero_std", "completion_length", "turns_per_episode",
+             "loss", "kl", "entropy", "clip_ratio", "grad_norm", "eval_reward",
+             "iteration", "episodes", "step_time", "rollout_time", "tokens_per_s", "learning_rate"}
+    names |= {f"{n}_score" for n in reward_names} | {f"eval_{n}_score" for n in reward_names}
+    if value_function:
+        names.add("value_loss")
+    if test:
+        names |= {"test_reward"} | {f"test_{n}_score" for n in reward_names}
+    return names
 
 
 def _distributed_rank_and_size():
