@@ -78,7 +78,17 @@ class TrialSpec:
         defaults must make a config (`check`), and ``clip_range`` only acts with several
         updates per rollout (with one, the policy ratio is exactly 1 and the clip inert).
         ``model=False`` (a dry run) checks a model path but does not build the tiny model."""
-        self.check(space.baseline(), model)
+        baseline = space.baseline()
+        self.check(baseline, model)
+        if self.objective is None:  # every choice and both ends of every range, one dimension at a time
+            for dim in space:
+                for value in (dim.choices if not dim.is_range else (dim.low, dim.high)):
+                    try:
+                        config = self.training_config({**baseline, dim.name: value})
+                        self.reward.with_weights(config.reward_weights)
+                    except ValueError as exc:
+                        raise ValueError(f"search space dimension {dim.name!r}: the value {value!r} cannot be "
+                                         f"trained: {exc}") from None
         clip = [n for n in ("clip_range", "clip_range_high") if n in space]
         if clip and self.objective is None:
             dim = space["num_iterations"] if "num_iterations" in space else None

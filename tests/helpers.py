@@ -1,15 +1,21 @@
 """Shared test helpers: a tiny trial spec, a reader for offline W&B run files, and a way to\nstop the Ray nodes a test started without touching any other Ray process on the host."""
 
+import dataclasses
+import functools
 import os
 import shutil
+import sys
 import signal
 import struct
 import time
 
 import yaml
+from ray import cloudpickle
 
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
 from stateset_hpo.trial import TrialSpec
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this module
 
 # A trial of 8 episodes per iteration (2 prompts x group of 4), 24 new tokens, no value head:
 # seconds on a CPU. num_episodes sets the iterations (8 per iteration).
@@ -20,6 +26,19 @@ TINY = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new
 def tiny_spec(**overrides) -> TrialSpec:
     return TrialSpec(environment=ConversationEnvironment("customer_service"),
                      reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**TINY, **overrides}))
+
+
+def _boom_above(limit, metrics):
+    if metrics["learning_rate"] > limit:
+        raise RuntimeError(f"boom: learning_rate {metrics['learning_rate']:g} is above {limit:g}")
+    return 0.0
+
+
+def failing_spec(limit=2e-3, **overrides) -> TrialSpec:
+    """tiny_spec whose trials with a learning rate above ``limit`` raise at their first report:
+    a real trial failing mid-run (a space of invalid values is refused before any trial)."""
+    spec = tiny_spec(**overrides)
+    return dataclasses.replace(spec, derived_metrics={"boom": functools.partial(_boom_above, limit)})
 
 
 def wandb_records(path):

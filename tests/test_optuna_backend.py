@@ -8,7 +8,7 @@ import sys
 import optuna
 import pytest
 
-from helpers import tiny_spec
+from helpers import failing_spec, tiny_spec
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.study import run_study
@@ -117,17 +117,18 @@ def test_two_processes_share_one_journal_study(tmp_path):
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
-    space = SearchSpace([SearchDimension("max_new_tokens", C, choices=[24, 0], default=24)])  # 0 is invalid
+    space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-3, 3e-3], default=1e-3)])
     ends = []
 
     class OnlyEnd:
         def on_trial_end(self, result):
             ends.append((result.trial_id, result.status))
 
-    summary = run_study(config(tmp_path, space, n_trials=4, sampler="random"), spec(), callbacks=[OnlyEnd()])
+    summary = run_study(config(tmp_path, space, n_trials=4, sampler="random"), failing_spec(),
+                        callbacks=[OnlyEnd()])
     failed = [r for r in summary.all_results if r.status is TrialStatus.FAILED]
-    assert failed and all("max_new_tokens" in r.error and r.params["max_new_tokens"] == 0 for r in failed)
-    assert summary.n_successful + len(failed) == 4 and summary.best_params == {"max_new_tokens": 24}
+    assert failed and all("boom" in r.error and r.params["learning_rate"] == 3e-3 for r in failed)
+    assert summary.n_successful + len(failed) == 4 and summary.best_params == {"learning_rate": 1e-3}
     assert ends == [(r.trial_id, r.status) for r in summary.all_results]
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import tiny_spec
+from helpers import failing_spec, tiny_spec
 
 from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus, get_search_space
 from stateset_hpo.grpo import MultiTurnAgent, MultiTurnGRPOTrainer
@@ -128,17 +128,18 @@ def test_other_schedulers_run(tmp_path, scheduler):
 
 
 def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
-    space = SearchSpace([SearchDimension("max_new_tokens", C, choices=[24, 0])])  # 0 is invalid
+    space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-3, 3e-3])])
     seen = []
 
     class OnlyEnd:  # implements one hook only
         def on_trial_end(self, result):
             seen.append(result.status)
 
-    summary = run_study(config(tmp_path, space, search_alg="grid", n_trials=2), spec(), callbacks=[OnlyEnd()])
+    summary = run_study(config(tmp_path, space, search_alg="grid", n_trials=2), failing_spec(num_episodes=16),
+                        callbacks=[OnlyEnd()])
     failed = [r for r in summary.all_results if r.status is TrialStatus.FAILED]
-    assert len(failed) == 1 and "max_new_tokens" in failed[0].error and failed[0].params["max_new_tokens"] == 0
-    assert summary.n_successful == 1 and summary.best_params == {"max_new_tokens": 24}
+    assert len(failed) == 1 and "boom" in failed[0].error and failed[0].params["learning_rate"] == 3e-3
+    assert summary.n_successful == 1 and summary.best_params == {"learning_rate": 1e-3}
     assert sorted(seen) == sorted(r.status for r in summary.all_results)
 
 

@@ -208,3 +208,18 @@ def test_an_objective_no_trial_reports_fails_before_any_trial(metric, message, c
     assert main(["--space", "conservative", "--metric", metric, "--dry-run"]) == 2
     assert message in capsys.readouterr().err
     assert main(["--space", "conservative", "--metric", "kl", "--direction", "minimize", "--dry-run"]) == 0
+
+
+def test_every_choice_and_range_end_of_the_space_is_checked_before_any_trial(tmp_path, capsys):
+    from helpers import tiny_spec
+
+    bad_choice = SearchSpace([SearchDimension("max_new_tokens", SearchSpaceType.CHOICE, choices=[24, 0], default=24)])
+    bad_end = SearchSpace([SearchDimension("warmup_ratio", SearchSpaceType.UNIFORM, low=0.0, high=1.5, default=0.1)])
+    for space, message in [(bad_choice, "'max_new_tokens': the value 0 cannot be trained"),
+                           (bad_end, "'warmup_ratio': the value 1.5 cannot be trained")]:
+        config = HPOConfig(backend="optuna", search_space=space, n_trials=2, output_dir=str(tmp_path))
+        with pytest.raises(ValueError, match=message):
+            run_study(config, tiny_spec())
+    (tmp_path / "space.yaml").write_text(bad_choice.to_yaml())
+    assert main(["--space-file", str(tmp_path / "space.yaml"), "--dry-run"]) == 2
+    assert "the value 0 cannot be trained" in capsys.readouterr().err

@@ -4,7 +4,7 @@ W&B run with its per-iteration metrics, hyperband early termination really stops
 import pytest
 import yaml
 
-from helpers import logged_config, logged_history, tiny_spec
+from helpers import failing_spec, logged_config, logged_history, tiny_spec
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.study import run_study
@@ -95,10 +95,10 @@ def test_hyperband_early_termination_stops_hopeless_trials(tmp_path):
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
-    space = SearchSpace([SearchDimension("max_new_tokens", C, choices=[24, 0], default=24)])
-    summary = run_study(config(tmp_path, space, n_trials=2, method="grid"), spec())
+    space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-3, 3e-3], default=1e-3)])
+    summary = run_study(config(tmp_path, space, n_trials=2, method="grid"), failing_spec())
     failed = [r for r in summary.all_results if r.status is TrialStatus.FAILED]
-    assert len(failed) == 1 and "max_new_tokens" in failed[0].error and summary.n_successful == 1
+    assert len(failed) == 1 and "boom" in failed[0].error and summary.n_successful == 1
 
 
 def test_timeout_stops_the_sweep_and_returns_what_finished(tmp_path):
