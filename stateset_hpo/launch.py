@@ -227,6 +227,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(backend.describe(config))
     if config.base_training_config:
         print(f"training overrides: {config.base_training_config}")
+    model = spec.agent_config.model_name
+    if "/" in model and not Path(model).expanduser().exists():  # a Hub name
+        import socket
+
+        from .grpo.agent import hub_model_status
+
+        print(f"model: {model}: {hub_model_status(model)} (checked on {socket.gethostname()}, the driver)")
     print(space.describe())
     print(compiled)
     if args.dry_run:

@@ -223,3 +223,26 @@ def test_every_choice_and_range_end_of_the_space_is_checked_before_any_trial(tmp
     (tmp_path / "space.yaml").write_text(bad_choice.to_yaml())
     assert main(["--space-file", str(tmp_path / "space.yaml"), "--dry-run"]) == 2
     assert "the value 0 cannot be trained" in capsys.readouterr().err
+
+
+def test_a_hub_model_name_is_checked_and_the_check_says_what_it_found(monkeypatch, capsys):
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from stateset_hpo.grpo.agent import hub_model_status
+
+    def unknown(name, **kwargs):  # what the Hub answers for a name it does not have
+        import httpx2
+
+        request = httpx2.Request("GET", f"https://huggingface.co/api/models/{name}")
+        raise RepositoryNotFoundError(f"404: {name}", response=httpx2.Response(404, request=request))
+
+    hub_model_status.cache_clear()
+    monkeypatch.setattr(huggingface_hub, "model_info", unknown)
+    assert main(["--space", "conservative", "--model", "nobody/no-such-model", "--dry-run"]) == 2
+    assert "neither a local path nor a model on the Hugging Face Hub" in capsys.readouterr().err
+    hub_model_status.cache_clear()
+    monkeypatch.setattr(huggingface_hub, "model_info", lambda name, **kwargs: object())
+    assert main(["--space", "conservative", "--model", "someone/a-model", "--dry-run"]) == 0
+    assert "model: someone/a-model: on the Hub (not cached: each node downloads it) (checked on" in capsys.readouterr().out
+    hub_model_status.cache_clear()

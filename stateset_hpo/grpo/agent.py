@@ -8,6 +8,7 @@ fresh weights, so trials that each build their own agent never share weights.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,28 @@ def resolve_device_and_dtype(config: AgentConfig):
     return torch.device(device), getattr(torch, dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def hub_model_status(name: str) -> str:
+    """Where a Hub model name's weights will come from, checked on this machine: "cached
+    locally", "on the Hub (not cached: each node downloads it)", or "not verified (the Hub
+    cannot be reached from here)". A name the Hub does not know is a ValueError."""
+    from huggingface_hub import model_info, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return "cached locally"
+    try:
+        model_info(name, timeout=10)
+    except GatedRepoError:
+        return "on the Hub, gated (the nodes need HF_TOKEN with access)"
+    except RepositoryNotFoundError:
+        raise ValueError(f"model {name!r} is neither a local path nor a model on the Hugging Face Hub (or it is "
+                         "private and HF_TOKEN is not set)") from None
+    except Exception:  # no network, a proxy, the Hub down: the trials' own download will tell
+        return "not verified (the Hugging Face Hub cannot be reached from here)"
+    return "on the Hub (not cached: each node downloads it)"
+
+
 class MultiTurnAgent:
     def __init__(self, config: Optional[AgentConfig] = None) -> None:
         self.config = config or AgentConfig()
@@ -112,6 +135,8 @@ class MultiTurnAgent:
         if looks_local and not any((folder / f).is_file() for f in ("config.json", "adapter_config.json")):
             # adapter_config.json: a saved LoRA adapter, which transformers loads onto its base model
             raise ValueError(f"model path {name!r} does not exist or holds no config.json / adapter_config.json")
+        if not looks_local:
+            hub_model_status(name)  # a name the Hub does not know fails here, before any trial
         return str(Path(name).expanduser()) if looks_local else name
 
     def initialize(self) -> "MultiTurnAgent":
