@@ -122,17 +122,18 @@ def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, 
                  training_time: float = 0.0) -> HPOResult:
     """An HPOResult from what a backend observed. The status is derived, never assumed:
     failed if the trial raised or its final objective is missing or not finite (NaN is no
-    measurement), pruned if it reported fewer iterations than it was planned to run (a
-    scheduler or pruner stopped it), success otherwise."""
-    if not error and len(history) >= planned_iterations:
-        error = unusable_objective(by_iteration(history), [objective_metric])
+    measurement), pruned if the run that counts (see `by_iteration`) ended before the iteration
+    it was planned to reach (a scheduler or pruner stopped it), success otherwise."""
+    history = by_iteration(history)
+    reached = int(history[-1]["iteration"]) if history and "iteration" in history[-1] else len(history)
+    if not error and reached >= planned_iterations:
+        error = unusable_objective(history, [objective_metric])
     if error:
         status = TrialStatus.FAILED
-    elif len(history) < planned_iterations:
+    elif reached < planned_iterations:
         status = TrialStatus.PRUNED
     else:
         status = TrialStatus.SUCCESS
-    history = by_iteration(history)
     last = dict(history[-1]) if history else {}
     return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
                      best_metric=last.get(objective_metric), training_time=training_time, status=status,
@@ -150,12 +151,18 @@ def unusable_objective(history: List[Dict[str, Any]], metrics: List[str]) -> Opt
 
 
 def by_iteration(history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The history with one entry per iteration, in order: a trial retried or resumed from a
-    checkpoint reports the iterations after that checkpoint again, and the replay wins."""
+    """The history of the run that counts, one entry per iteration: a trial retried or resumed
+    reports again from where it restarted (the iteration after its checkpoint, or 1 without
+    one), and everything the abandoned run reported from that point on is dropped, so rows of
+    two runs never mix and a run that died early is not taken for one that finished."""
     if not all("iteration" in step for step in history):
         return list(history)
-    latest = {int(step["iteration"]): step for step in history}
-    return [latest[i] for i in sorted(latest)]
+    kept: List[Dict[str, Any]] = []
+    for step in history:
+        while kept and int(kept[-1]["iteration"]) >= int(step["iteration"]):
+            kept.pop()
+        kept.append(step)
+    return kept
 
 
 @dataclass
