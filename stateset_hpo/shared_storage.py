@@ -42,6 +42,20 @@ def results_location(storage_path: str, study_name: str) -> str:
     return f"{storage_path.rstrip('/')}/{study_name}/results"
 
 
+def published(destination: str) -> bool:
+    """Is the study's summary.json at ``destination`` (where `publish_results` copies it)?"""
+    import pyarrow.fs as pafs
+
+    try:
+        if "://" in destination:
+            filesystem, root = pafs.FileSystem.from_uri(destination)
+        else:
+            filesystem, root = pafs.LocalFileSystem(), str(Path(destination).resolve())
+        return filesystem.get_file_info(f"{root}/summary.json").type == pafs.FileType.File
+    except (OSError, ValueError):
+        return False
+
+
 def publish_results(output_dir: Path, destination: str) -> List[str]:
     """Copy the study's result files from ``output_dir`` to ``destination`` (a local path or
     a URI such as s3://bucket/prefix/study/results); the names copied."""

@@ -246,3 +246,29 @@ def test_a_hub_model_name_is_checked_and_the_check_says_what_it_found(monkeypatc
     assert main(["--space", "conservative", "--model", "someone/a-model", "--dry-run"]) == 0
     assert "model: someone/a-model: on the Hub (not cached: each node downloads it) (checked on" in capsys.readouterr().out
     hub_model_status.cache_clear()
+
+
+def test_published_finds_the_copied_results(tmp_path):
+    from stateset_hpo.shared_storage import publish_results, published
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.json").write_text("{}")
+    assert not published(str(tmp_path / "shared"))
+    publish_results(tmp_path / "out", str(tmp_path / "shared"))
+    assert published(str(tmp_path / "shared")) and published(f"file://{tmp_path / 'shared'}")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_a_failed_copy_to_the_shared_storage_fails_the_job(tmp_path, monkeypatch, capsys):
+    import stateset_hpo.shared_storage as shared_storage
+
+    def unreachable(output_dir, destination):
+        raise OSError("the bucket refused the upload")
+
+    monkeypatch.setattr(shared_storage, "publish_results", unreachable)
+    rc = main(["--space", "conservative", "--n-trials", "1", "--execution", "direct", "--set", "num_episodes=8",
+               "--validation-top-k", "0", "--storage-path", str(tmp_path / "shared"), "--output-dir",
+               str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "were not copied to the shared storage" in err and str(tmp_path / "out") in err
