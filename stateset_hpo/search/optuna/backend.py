@@ -56,20 +56,24 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         raise ValueError("resuming an Optuna study needs a persistent optuna_config['storage'] "
                          "(e.g. sqlite:///hpo.db)")
     name = config.resolved_study_name
+    sampler = build_sampler(oc, len(objectives))
+    pruner = build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space))
     try:
-        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=oc["load_if_exists"] or resume,
-                                    directions=[d for _, d in objectives],
-                                    sampler=build_sampler(oc, len(objectives)),
-                                    pruner=build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space)))
+        study = optuna.create_study(storage=storage, study_name=name, directions=[d for _, d in objectives],
+                                    sampler=sampler, pruner=pruner)
+        # Only the process that creates the study enqueues the defaults: two processes starting
+        # together on one storage would otherwise both find no baseline yet and run it twice.
+        study.enqueue_trial(space.baseline())
     except optuna.exceptions.DuplicatedStudyError:
-        raise ValueError(f"optuna study {name!r} already exists in {shown(oc['storage'])!r}; set "
-                         "optuna_config['load_if_exists'] to continue it or choose another study_name") from None
-    except ValueError as exc:  # e.g. a stored study with other directions
+        if not (oc["load_if_exists"] or resume):
+            raise ValueError(f"optuna study {name!r} already exists in {shown(oc['storage'])!r}; set "
+                             "optuna_config['load_if_exists'] to continue it or choose another study_name") from None
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except ValueError as exc:
         raise ValueError(f"optuna study {name!r}: {exc}") from None
     if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
         raise ValueError(f"optuna study {name!r} in {shown(oc['storage'])!r} has directions "
                          f"{[d.name.lower() for d in study.directions]}, this config {[d for _, d in objectives]}")
-    study.enqueue_trial(space.baseline(), skip_if_exists=True)
     return study
 
 
