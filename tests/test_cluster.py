@@ -126,6 +126,21 @@ def test_kuberay_manifests_pass_the_crd_fields_and_keep_their_promises():
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
 
 
+def test_kuberay_pods_run_locked_down():
+    """No pod runs as root or can gain privileges; workers carry no Kubernetes API token (the
+    head keeps its own: the autoscaler beside it scales the RayCluster through the API)."""
+    spec = load("kuberay/raycluster.yaml")["spec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        pod = group["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert all(g["template"]["spec"]["automountServiceAccountToken"] is False for g in spec["workerGroupSpecs"])
+
+
 @pytest.mark.parametrize("mutate", [
     _set(["spec", "headGroupSpec", "rayStartParams", "num-cpus"], 0),  # the CRD takes strings only
     _set(["spec", "workerGroupSpecs", 0, "minReplicas"], "0"),
