@@ -69,7 +69,7 @@ def test_launcher_config_passes_rays_checks_and_keeps_its_promises(name):
     assert "--dashboard-host=127.0.0.1" in config["head_start_ray_commands"][0]
     assert "0.0.0.0" not in (CLUSTER / name).read_text()
     assert config["file_mounts"]["~/stateset-hpo"] == "."
-    assert any("pip install -e ~/stateset-hpo" in c for c in config["setup_commands"])
+    assert any("-e ~/stateset-hpo" in c for c in config["setup_commands"])
 
 
 def test_the_launcher_configs_set_up_their_nodes_alike():
@@ -124,6 +124,26 @@ def test_kuberay_manifests_pass_the_crd_fields_and_keep_their_promises():
     images = {c["image"] for g in [head, *spec["workerGroupSpecs"]] for c in g["template"]["spec"]["containers"]}
     assert len(images) == 1
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+
+
+def test_every_node_installs_the_same_pinned_versions():
+    """Nodes the autoscaler starts later get the head's versions: the launcher configs and the
+    image install with cluster/constraints.txt, which pins every package to one version, and its
+    Ray is the image's and the manifests' rayVersion."""
+    pins = {}
+    for line in (CLUSTER / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and re.fullmatch(r"[0-9][0-9A-Za-z.!+-]*", version), line
+            pins[name.lower()] = version
+    for required in ("ray", "torch", "transformers", "peft", "optuna", "numpy"):
+        assert required in pins, required
+    for name in LAUNCHER_CONFIGS:
+        installs = [c for c in load(name)["setup_commands"] if "pip install" in c and "-e ~/stateset-hpo" in c]
+        assert installs and all("-c ~/stateset-hpo/cluster/constraints.txt" in c for c in installs), name
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert f"FROM rayproject/ray:{pins['ray']}-" in dockerfile and "-c /home/ray/stateset-hpo/cluster/constraints.txt" in dockerfile
+    assert load("kuberay/raycluster.yaml")["spec"]["rayVersion"] == pins["ray"]
 
 
 def test_kuberay_pods_run_locked_down():
