@@ -146,6 +146,32 @@ def test_every_node_installs_the_same_pinned_versions():
     assert load("kuberay/raycluster.yaml")["spec"]["rayVersion"] == pins["ray"]
 
 
+def test_cluster_nodes_get_least_privilege():
+    """Worker nodes reach the study's bucket and nothing else; on AWS the head's own profile
+    (no default full-access role) may launch and end workers and pass only the worker role."""
+    aws, gcp = load("aws.yaml"), load("gcp.yaml")
+    head_type = aws["available_node_types"][aws["head_node_type"]]
+    assert head_type["node_config"]["IamInstanceProfile"] == {"Name": "stateset-hpo-head"}
+    for config, key, expected in [(aws, "IamInstanceProfile", {"Name": "stateset-hpo-worker"}),
+                                  (gcp, "serviceAccounts", None)]:
+        for name, node_type in config["available_node_types"].items():
+            if name != config["head_node_type"]:
+                assert key in node_type["node_config"], name
+                if expected:
+                    assert node_type["node_config"][key] == expected
+    for account in gcp["available_node_types"]["gpu_1x"]["node_config"]["serviceAccounts"]:
+        assert account["scopes"] == ["https://www.googleapis.com/auth/devstorage.read_write"]
+    head = json.loads((CLUSTER / "iam" / "aws-head-policy.json").read_text())
+    worker = json.loads((CLUSTER / "iam" / "aws-worker-policy.json").read_text())
+
+    def actions(policy):
+        return {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+    assert actions(worker) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert not any("*" in a for a in actions(head) | actions(worker))  # no wildcard actions
+    assert all(s["Resource"] != "*" for s in head["Statement"] if s["Action"] == "iam:PassRole")
+
+
 def test_kuberay_pods_run_locked_down():
     """No pod runs as root or can gain privileges; workers carry no Kubernetes API token (the
     head keeps its own: the autoscaler beside it scales the RayCluster through the API)."""
