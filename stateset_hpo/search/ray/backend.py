@@ -32,6 +32,7 @@ from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search
 from .trainable import direct_trial, train_trial
 
+STATE_SYNC_S = 60  # how often the driver uploads the experiment's state to cloud storage
 DRIVER_CPU = 0.1  # the Tune trial process that drives a TorchTrainer needs almost nothing
 # Keys Tune adds to every result; the rest are the engine's metrics.
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
@@ -226,6 +227,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
                                           stop=StopWhenRequested(experiment),
                                           failure_config=failure, verbose=0,
+                                          # the experiment's state reaches the storage every minute
+                                          # (Tune's default is 5), so a lost head loses at most that
+                                          sync_config=tune.SyncConfig(sync_period=STATE_SYNC_S),
                                           # PBT donors' checkpoints must outlive a few exploits
                                           checkpoint_config=tune.CheckpointConfig(
                                               num_to_keep=4 if SCHEDULERS[rc["scheduler"]].exploits else 2)))
