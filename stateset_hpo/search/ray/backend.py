@@ -128,6 +128,21 @@ def _error_text(trial) -> str:
         return "trial failed"
 
 
+def check_state_api() -> None:
+    """Ray Train frees each trial's placement group through the dashboard's State API: on a
+    cluster started without the dashboard every Train-worker trial after the first would wait
+    for resources forever. Ask it once, at the start, and say so clearly if it does not answer."""
+    from ray.util.state import list_placement_groups
+
+    try:
+        list_placement_groups(limit=1, timeout=10, raise_on_missing_output=False)
+    except Exception as exc:
+        raise ValueError("the Ray cluster's State API (served by the dashboard) does not answer "
+                         f"({type(exc).__name__}); Train-worker trials need it to free their resources: start the "
+                         "head with the dashboard (ray[default], `ray start --head` without --include-dashboard=false) "
+                         "or use ray_config['execution']='direct'") from None
+
+
 def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]) -> Tuple[float, float]:
     """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the cluster's resources
     ``total`` (ray.cluster_resources()), and a clear error when one trial could never be
@@ -178,6 +193,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                              ) from None
         started = True
     try:
+        if execution == "train":
+            check_state_api()
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
         if caution and points is None:  # once per study, not again for its validation runs
