@@ -257,7 +257,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
             "--set", "num_episodes=48", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
             "--set", "max_new_tokens=16"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "token",
-           "WANDB_API_KEY": SECRET}
+           **SECRETS}
     first_head, second_head = tmp_path / "head1", tmp_path / "head2"
     proc = subprocess.Popen(args + ["--output-dir", str(first_head)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
@@ -265,7 +265,7 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("[1/3]"):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # what `ray job stop` sends: handled as Ctrl+C
             break
     rest, _ = proc.communicate(timeout=240)
     assert proc.returncode == 130, "".join(lines) + rest
@@ -288,14 +288,17 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
 
 
 SECRET = "wandb-secret-4c1f9e"
+SECRETS = {"WANDB_API_KEY": SECRET, "HF_TOKEN": "hf_secret7d41c0", "AWS_ACCESS_KEY_ID": "AKIASECRET5E2A",
+           "AWS_SECRET_ACCESS_KEY": "aws-secret-0b93f1"}
 
 
 def assert_no_secret(folder, texts):
-    """No file under ``folder`` and none of ``texts`` holds the secret."""
+    """No file under ``folder`` and none of ``texts`` holds any of the secrets."""
     for path in folder.rglob("*"):
         if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path
-    assert all(SECRET not in text for text in texts)
+            data = path.read_bytes()
+            assert not [s for s in SECRETS.values() if s.encode() in data], path
+    assert not [s for s in SECRETS.values() for text in texts if s in text]
 
 
 @pytest.mark.slow
