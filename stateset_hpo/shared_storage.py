@@ -42,16 +42,37 @@ def results_location(storage_path: str, study_name: str) -> str:
     return f"{storage_path.rstrip('/')}/{study_name}/results"
 
 
-def published(destination: str) -> bool:
-    """Is the study's summary.json at ``destination`` (where `publish_results` copies it)?"""
+def _filesystem(location: str):
+    """(pyarrow filesystem, path in it) of a local path or a URI."""
     import pyarrow.fs as pafs
 
+    if "://" in location:
+        return pafs.FileSystem.from_uri(location)
+    return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+
+
+def read_text(location: str) -> Optional[str]:
+    """The file's text, or None if there is no such file."""
+    import pyarrow.fs as pafs
+
+    filesystem, path = _filesystem(location)
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text(location: str, text: str) -> None:
+    filesystem, path = _filesystem(location)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def published(destination: str) -> bool:
+    """Is the study's summary.json at ``destination`` (where `publish_results` copies it)?"""
     try:
-        if "://" in destination:
-            filesystem, root = pafs.FileSystem.from_uri(destination)
-        else:
-            filesystem, root = pafs.LocalFileSystem(), str(Path(destination).resolve())
-        return filesystem.get_file_info(f"{root}/summary.json").type == pafs.FileType.File
+        return read_text(f"{destination.rstrip('/')}/summary.json") is not None
     except (OSError, ValueError):
         return False
 

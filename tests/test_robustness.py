@@ -2,6 +2,7 @@
 requests refused before any work, result files replaced whole, spreadsheet formulas and
 database passwords kept out of what a study writes and prints."""
 
+import json
 import os
 import warnings
 
@@ -287,3 +288,20 @@ def test_a_cluster_without_the_state_api_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(ray.util.state, "list_placement_groups", no_dashboard)
     with pytest.raises(ValueError, match="State API .* does not answer"):
         check_state_api()
+
+
+def test_resuming_a_ray_study_with_other_settings_names_the_difference(tmp_path):
+    from stateset_hpo.search.ray.backend import SETTINGS_FILE, check_resumable, study_settings
+    from stateset_hpo.shared_storage import write_text
+
+    experiment = str(tmp_path / "ray_results" / "grpo_hpo")
+    started = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=8, ray_config={"scheduler": "asha"})
+    write_text(f"{experiment}/{SETTINGS_FILE}", json.dumps(study_settings(started, SPACE)))
+    check_resumable(experiment, study_settings(started, SPACE))  # the same settings: fine
+    changed = started.replace(ray_config={"scheduler": "hyperband"}, n_trials=16)
+    with pytest.raises(ValueError, match=r"scheduler \(was 'asha', now 'hyperband'\), .*n_trials|n_trials .*scheduler"):
+        check_resumable(experiment, study_settings(changed, SPACE))
+    wider = SPACE.narrow("learning_rate", low=1e-4, high=1e-2)
+    with pytest.raises(ValueError, match="the search space"):
+        check_resumable(experiment, study_settings(started, wider))
+    check_resumable(str(tmp_path / "never_started"), study_settings(started, SPACE))  # nothing saved: Tune's own error

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from ray import tune
 from ...callbacks import fire
 from ...config import HPOConfig
 from ...results import HPOResult, StudyInterrupted, trial_result
-from ...shared_storage import multi_node_warning, storage_location
+from ...shared_storage import multi_node_warning, read_text, storage_location, write_text
 from ...space import SearchSpace
 from ...study_monitor import stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
@@ -128,6 +129,34 @@ def _error_text(trial) -> str:
         return "trial failed"
 
 
+SETTINGS_FILE = "stateset_hpo_study.json"  # beside Tune's experiment state
+# what a resumed study must share with the run it continues (Tune restores its searcher and
+# scheduler from the saved state; other values would silently mix two studies)
+RESUME_KEYS = ("scheduler", "search_alg", "execution", "workers_per_trial", "grace_period", "reduction_factor",
+               "max_t", "perturbation_interval", "grid_points", "seed")
+
+
+def study_settings(config: HPOConfig, space: SearchSpace) -> Dict[str, Any]:
+    settings = {"search_space": space.to_dict(), "objective_metric": config.objective_metric,
+                "direction": config.direction, "n_trials": config.n_trials,
+                **{key: config.ray_config[key] for key in RESUME_KEYS}}
+    return json.loads(json.dumps(settings))  # as stored
+
+
+def check_resumable(experiment: str, settings: Dict[str, Any]) -> None:
+    """Resuming with other settings than the study was started with is an error naming them."""
+    saved = read_text(f"{experiment}/{SETTINGS_FILE}")
+    if saved is None:  # (nothing to resume is Tune's own, clear, error)
+        return
+    before = json.loads(saved)
+    changed = [key for key in settings if before.get(key) != settings[key]]
+    if changed:
+        said = ["the search space" if key == "search_space" else f"{key} (was {before.get(key)!r}, now "
+                f"{settings[key]!r})" for key in changed]
+        raise ValueError(f"the study at {experiment!r} was started with other settings: {', '.join(said)}; resume "
+                         "it with the settings it was started with, or start a new study (another --study-name)")
+
+
 def check_state_api() -> None:
     """Ray Train frees each trial's placement group through the dashboard's State API: on a
     cluster started without the dashboard every Train-worker trial after the first would wait
@@ -180,6 +209,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     storage = storage_location(rc["storage_path"], str(config.output_dir))
     name = config.resolved_study_name + ("_validation" if points is not None else "")
     experiment = os.path.join(storage, name)
+    settings = study_settings(config, space) if points is None else None
+    if resume and settings is not None:  # before any cluster work
+        check_resumable(experiment, settings)
     started = False
     if not ray.is_initialized():
         address = rc["address"] or os.environ.get("RAY_ADDRESS")
@@ -230,6 +262,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                        param_space=param_space)
         else:
+            if settings is not None:
+                write_text(f"{experiment}/{SETTINGS_FILE}", json.dumps(settings, indent=1))
             # Under "train", Ray Train retries a trial's failed workers (max_failures times, from the
             # last checkpoint) but cannot help when the trial's driver is lost with its node (a
             # reclaimed spot node): Tune restarts a failed trial once for that. A trial that keeps
