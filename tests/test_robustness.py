@@ -275,21 +275,6 @@ def test_a_failed_copy_to_the_shared_storage_fails_the_job(tmp_path, monkeypatch
     assert rc == 1 and "were not copied to the shared storage" in err and str(tmp_path / "out") in err
 
 
-def test_a_cluster_without_the_state_api_is_a_clear_error(monkeypatch):
-    """(Without the dashboard's State API, Train-worker trials wait forever for resources the
-    finished trials never gave back.)"""
-    import ray.util.state
-
-    from stateset_hpo.search.ray.backend import check_state_api
-
-    def no_dashboard(**kwargs):
-        raise ConnectionError("Failed to connect to the API server")
-
-    monkeypatch.setattr(ray.util.state, "list_placement_groups", no_dashboard)
-    with pytest.raises(ValueError, match="State API .* does not answer"):
-        check_state_api()
-
-
 def test_resuming_a_ray_study_with_other_settings_names_the_difference(tmp_path):
     from stateset_hpo.search.ray.backend import SETTINGS_FILE, check_resumable, study_settings
     from stateset_hpo.shared_storage import write_text

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -157,21 +159,6 @@ def check_resumable(experiment: str, settings: Dict[str, Any]) -> None:
                          "it with the settings it was started with, or start a new study (another --study-name)")
 
 
-def check_state_api() -> None:
-    """Ray Train frees each trial's placement group through the dashboard's State API: on a
-    cluster started without the dashboard every Train-worker trial after the first would wait
-    for resources forever. Ask it once, at the start, and say so clearly if it does not answer."""
-    from ray.util.state import list_placement_groups
-
-    try:
-        list_placement_groups(limit=1, timeout=10, raise_on_missing_output=False)
-    except Exception as exc:
-        raise ValueError("the Ray cluster's State API (served by the dashboard) does not answer "
-                         f"({type(exc).__name__}); Train-worker trials need it to free their resources: start the "
-                         "head with the dashboard (ray[default], `ray start --head` without --include-dashboard=false) "
-                         "or use ray_config['execution']='direct'") from None
-
-
 def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]) -> Tuple[float, float]:
     """(cpu_per_trial, gpu_per_trial), with "auto" resolved against the cluster's resources
     ``total`` (ray.cluster_resources()), and a clear error when one trial could never be
@@ -224,9 +211,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             raise ValueError(f"cannot connect to {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                              ) from None
         started = True
+    sigterm = as_ctrl_c()
     try:
-        if execution == "train":
-            check_state_api()
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
         if caution and points is None:  # once per study, not again for its validation runs
@@ -305,8 +291,20 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 if result.history or result.error]
     finally:
         _LIVE.pop(experiment, None)
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
         if started:
             ray.shutdown()
+
+
+def as_ctrl_c():
+    """SIGTERM (`ray job stop`, Kubernetes) handled like Ctrl+C, which Tune turns into a saved,
+    resumable experiment; ray.init replaces Python's SIGTERM handler with Ray's own, which ends
+    the driver at once, so this is set after it. The previous handler, to restore; None when
+    this is not the main thread (where signal handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
 
 
 @contextlib.contextmanager
