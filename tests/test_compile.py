@@ -113,6 +113,7 @@ def test_samples_stay_in_bounds_and_keep_their_type(backend, space, seed):
     assert_valid_sample(space, SAMPLERS[backend](space, seed))
 
 
+@pytest.mark.slow
 def test_bayesopt_guided_suggestions_stay_valid_on_a_mixed_space():
     """Beyond the random start: points suggested by the fitted GP decode to valid params."""
     from bayes_opt import BayesianOptimization

@@ -31,6 +31,7 @@ def hpo(tmp_path, space=LR_SPACE, n_trials=2, backend="optuna", **fields):
                      objective_metric="eval_reward", verbose=False, **{"save_plots": False, "validation_top_k": 0, **section, **fields})
 
 
+@pytest.mark.slow
 def test_quick_hpo_from_a_plain_script(tmp_path):
     summary = asyncio.run(quick_hpo(**parts(include_value_function=True), n_trials=2, search_space_name="conservative",
                                     output_dir=str(tmp_path), optuna_config={"seed": 0}, validation_top_k=1,

@@ -155,6 +155,7 @@ def test_a_derived_composite_metric_is_the_objective(tmp_path):
         assert math.isclose(r.best_metric, 0.7 * r.metrics["reward"] + 0.3 * r.metrics["safety_score"])
 
 
+@pytest.mark.slow
 def test_timeout_stops_the_running_trial_and_returns_what_finished(tmp_path):
     cfg = config(tmp_path, n_trials=50, timeout=4.0)
     summary = run_study(cfg, spec(num_episodes=4000))  # 500 planned iterations: far past the deadline

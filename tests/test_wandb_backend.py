@@ -85,6 +85,7 @@ def test_sweep_yaml_is_a_valid_w_and_b_sweep_for_every_predefined_space(tmp_path
                                                    for k, v in proposal.config.items()})
 
 
+@pytest.mark.slow
 def test_hyperband_early_termination_stops_hopeless_trials(tmp_path):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=6, method="grid",
                  early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2})
@@ -101,6 +102,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert len(failed) == 1 and "boom" in failed[0].error and summary.n_successful == 1
 
 
+@pytest.mark.slow
 def test_timeout_stops_the_sweep_and_returns_what_finished(tmp_path):
     cfg = config(tmp_path, n_trials=50, method="random").replace(timeout=4.0)
     summary = run_study(cfg, spec(num_episodes=4000))  # 500 planned iterations: far past the deadline
