@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import DIRECTIONS, HPOConfig
+from .interrupts import sigterm_as_ctrl_c
 from .results import is_better
 from .search.base import Flag, all_backends, backend_names, get_backend
 from .space import SearchSpace
@@ -212,12 +212,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         space = config.resolve_search_space()
         backend = get_backend(config.backend)
         compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
-        from .study import check_output_dir, spec_from_config
+        from .study import check_study, spec_from_config
 
-        spec = spec_from_config(config)  # bad --set / --model values fail here, before Ray starts
-        spec.check_space(space, model=not args.dry_run)  # a dry run does not build the tiny model
-        spec.check_objectives([metric for metric, _ in config.objectives], space)
-        check_output_dir(config.output_dir, create=not args.dry_run)
+        # bad --set / --model values and everything else run_study checks fail here, before Ray starts
+        spec = check_study(config, spec_from_config(config), space, dry_run=args.dry_run)
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2
@@ -245,9 +243,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .study import run_study
 
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
-    # `ray job stop` and Kubernetes send SIGTERM: handle it as Ctrl+C, which every backend turns
-    # into a saved, resumable study (Tune saves its state; Optuna's storage has every finished trial)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+    sigterm_as_ctrl_c()  # `ray job stop` and Kubernetes send SIGTERM: a saved, resumable study
+
     try:
         summary = run_study(config, spec, callbacks=[] if args.quiet else [ProgressPrinter(config)],
                             resume=args.resume)

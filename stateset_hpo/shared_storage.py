@@ -51,12 +51,16 @@ def _filesystem(location: str):
     return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
 
 
-def read_text(location: str) -> Optional[str]:
-    """The file's text, or None if there is no such file."""
+def _is_file(filesystem, path: str) -> bool:
     import pyarrow.fs as pafs
 
+    return filesystem.get_file_info(path).type == pafs.FileType.File
+
+
+def read_text(location: str) -> Optional[str]:
+    """The file's text, or None if there is no such file."""
     filesystem, path = _filesystem(location)
-    if filesystem.get_file_info(path).type != pafs.FileType.File:
+    if not _is_file(filesystem, path):
         return None
     with filesystem.open_input_stream(path) as f:
         return f.read().decode()
@@ -72,7 +76,7 @@ def write_text(location: str, text: str) -> None:
 def published(destination: str) -> bool:
     """Is the study's summary.json at ``destination`` (where `publish_results` copies it)?"""
     try:
-        return read_text(f"{destination.rstrip('/')}/summary.json") is not None
+        return _is_file(*_filesystem(f"{destination.rstrip('/')}/summary.json"))
     except (OSError, ValueError):
         return False
 

@@ -72,13 +72,20 @@ def check_output_dir(output_dir, create: bool = True) -> None:
         raise ValueError(f"output_dir {str(output_dir)!r} is not a writable folder: {exc.strerror or exc}") from None
 
 
+def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False) -> TrialSpec:
+    """Every check that must pass before any trial or cluster work: the space can be trained
+    (every choice and range end), the objectives are metrics the trials report, the results
+    folder is writable. ``dry_run`` builds nothing (the tiny model, the results folder)."""
+    spec.check_space(space, model=not dry_run)
+    spec.check_objectives([metric for metric, _ in config.objectives], space)
+    check_output_dir(config.output_dir, create=not dry_run)
+    return spec
+
+
 def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Sequence[Any] = (),
               resume: bool = False) -> HPOSummary:
     space = config.resolve_search_space()
-    spec = spec_from_config(config, spec)
-    spec.check_space(space)
-    spec.check_objectives([metric for metric, _ in config.objectives], space)
-    check_output_dir(config.output_dir)
+    spec = check_study(config, spec_from_config(config, spec), space)
     first = space.baseline()  # the space's defaults: the search's first trial
     space_name = None if config.search_space is not None else config.search_space_name
     backend = get_backend(config.backend)

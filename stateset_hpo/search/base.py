@@ -41,6 +41,16 @@ class Flag:
     section: Optional[str] = None
 
 
+def check_grid_fits(config: "HPOConfig", section: str) -> None:
+    """A grid search runs every point of the grid: one larger than n_trials is an error when
+    the study is configured (``section`` holds its ``grid_points``)."""
+    points = getattr(config, section)["grid_points"]
+    size = config.resolve_search_space().grid_size(points)
+    if size > config.n_trials:
+        raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or lower "
+                         f"{section}['grid_points']")
+
+
 def _no_cross_checks(config: "HPOConfig", given: Mapping[str, Any]) -> None:
     return None
 

@@ -8,7 +8,7 @@ import socket
 from typing import Any, Mapping, Optional
 
 from ...checks import boolean, integer, one_of, optional_str, path_or_uri
-from ..base import Backend, Flag, Settings
+from ..base import Backend, Flag, Settings, check_grid_fits
 from ..optuna import SAMPLER_FLAG
 from .schedulers import SCHEDULERS
 from .searchers import SEARCHERS
@@ -86,10 +86,7 @@ def _check(config, given: Mapping[str, Any]) -> None:
     if config.backend == "ray_tune":
         SEARCHERS[rc["search_alg"]].check_installed(rc["search_alg"])
         if rc["search_alg"] == "grid":
-            size = config.resolve_search_space().grid_size(rc["grid_points"])
-            if size > config.n_trials:
-                raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or "
-                                 "lower ray_config['grid_points']")
+            check_grid_fits(config, "ray_config")
     gpu = config.gpu_per_trial
     if gpu is not None and 0 < gpu < 1 and rc["workers_per_trial"] > 1:
         raise ValueError(f"gpu_per_trial={gpu:g} with workers_per_trial={rc['workers_per_trial']} would put several "

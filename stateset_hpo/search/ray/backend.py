@@ -11,8 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +21,7 @@ from ray import tune
 
 from ...callbacks import fire
 from ...config import HPOConfig
+from ...interrupts import restore_sigterm, sigterm_as_ctrl_c
 from ...results import HPOResult, StudyInterrupted, trial_result
 from ...shared_storage import multi_node_warning, read_text, storage_location, write_text
 from ...space import SearchSpace
@@ -211,7 +210,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             raise ValueError(f"cannot connect to {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                              ) from None
         started = True
-    sigterm = as_ctrl_c()
+    sigterm = sigterm_as_ctrl_c()  # again: ray.init replaced it with Ray's own (see interrupts.py)
     try:
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
@@ -291,20 +290,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 if result.history or result.error]
     finally:
         _LIVE.pop(experiment, None)
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
+        restore_sigterm(sigterm)
         if started:
             ray.shutdown()
 
-
-def as_ctrl_c():
-    """SIGTERM (`ray job stop`, Kubernetes) handled like Ctrl+C, which Tune turns into a saved,
-    resumable experiment; ray.init replaces Python's SIGTERM handler with Ray's own, which ends
-    the driver at once, so this is set after it. The previous handler, to restore; None when
-    this is not the main thread (where signal handlers cannot be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from ...checks import check_section, integer, one_of, optional_str
 from ...space.to_wandb import WANDB_METHODS
-from ..base import Backend, Flag, Settings
+from ..base import Backend, Flag, Settings, check_grid_fits
 
 EARLY_TERMINATE = ("hyperband",)  # the early-termination types W&B sweeps have
 
@@ -46,12 +46,8 @@ FLAGS = (Flag("sweep_method", "method", "wandb: sweep method (default: bayes)", 
 def _check(config, given: Mapping[str, Any]) -> None:
     """W&B's grid enumerates every point up front: a grid larger than the study is refused
     here (a large one would exhaust memory)."""
-    wc = config.wandb_config
-    if config.backend == "wandb" and wc["method"] == "grid":
-        size = config.resolve_search_space().grid_size(wc["grid_points"])
-        if size > config.n_trials:
-            raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or lower "
-                             "wandb_config['grid_points']")
+    if config.backend == "wandb" and config.wandb_config["method"] == "grid":
+        check_grid_fits(config, "wandb_config")
 
 
 def _describe(config) -> str:
