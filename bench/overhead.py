@@ -75,10 +75,12 @@ def ours(n: int, storage: str, execution: str) -> float:
 def main() -> None:
     import ray
 
+    from stateset_hpo.search.ray.connect import connect
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     args = parser.parse_args()
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR", log_to_driver=False)
+    connect(None, num_cpus=2)
     try:
         with tempfile.TemporaryDirectory() as storage:
             rows = [("raw tune", raw_tune(args.trials, storage)),

@@ -18,9 +18,12 @@ def tiny_model_path():
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session (two instances on one host break Train's
-    placement-group cleaner), with the dashboard that the cleaner needs; stopped at the end."""
+    placement-group cleaner), started the way a study starts one (with the dashboard that the
+    cleaner needs, whose address its workers know); stopped at the end."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=True, logging_level="ERROR", log_to_driver=False)
+    from stateset_hpo.search.ray.connect import connect
+
+    connect(None, num_cpus=2)
     yield
     ray.shutdown()

@@ -226,18 +226,23 @@ def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_pat
 def test_a_killed_train_worker_is_retried_from_its_last_checkpoint(tmp_path):
     from ray.util.state import list_actors
 
-    killed = []
+    killed, after = [], []
+
+    def alive_workers():
+        return [a.pid for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
 
     class KillWorkerAtIteration2:
         def on_trial_result(self, trial_id, metrics):
             if metrics["iteration"] == 2 and not killed:
-                for actor in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
-                    os.kill(actor.pid, signal.SIGKILL)
-                    killed.append(actor.pid)
+                for pid in alive_workers():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            elif metrics["iteration"] == 3:
+                after.extend(alive_workers())  # the worker that reported iteration 3
 
     cfg = config(tmp_path, LR_SPACE, search_alg="random", n_trials=1, execution="train", max_failures=1)
     summary = run_study(cfg.replace(n_parallel_trials=1), spec(num_episodes=32), callbacks=[KillWorkerAtIteration2()])
-    assert killed
+    assert killed and after and not set(after) & set(killed)  # a new worker process trained on
     (result,) = summary.all_results
     assert result.status is TrialStatus.SUCCESS and [h["iteration"] for h in result.history] == [1, 2, 3, 4]
     (rows,) = tune_rows(tmp_path / "ray_results" / "grpo_hpo").values()

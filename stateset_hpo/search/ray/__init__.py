@@ -4,12 +4,12 @@ process), Tune's searchers and schedulers. `backend.py` runs it."""
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any, Mapping, Optional
 
 from ...checks import boolean, integer, one_of, optional_str, path_or_uri
 from ..base import Backend, Flag, Settings, check_grid_fits
 from ..optuna import SAMPLER_FLAG
+from .connect import check_reachable
 from .schedulers import SCHEDULERS
 from .searchers import SEARCHERS
 
@@ -94,19 +94,6 @@ def _check(config, given: Mapping[str, Any]) -> None:
     if rc["execution"] == "direct" and rc["workers_per_trial"] != 1:
         raise ValueError("ray_config['execution']='direct' runs one worker per trial; use execution='train' for "
                          "workers_per_trial > 1")
-
-
-def check_reachable(address: Optional[str], timeout_s: float = 5.0) -> None:
-    """A cluster address (``host:port``, ``ray://host:port``) that nothing answers on is one
-    clear error within seconds: ray.init itself retries an unreachable GCS for minutes."""
-    if not address or address in ("auto", "local") or ":" not in address.split("://")[-1]:
-        return
-    host, _, port = address.split("://")[-1].rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot connect to the Ray cluster at {address!r}: {exc}; check ray_config['address'] / "
-                         "RAY_ADDRESS and that the cluster is up") from None
 
 
 def _describe(config) -> str:

@@ -6,7 +6,6 @@ ResultGrid and the callback stream); nothing is appended inside trial workers.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -29,7 +28,8 @@ from ...study_monitor import stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import wandb_mode
 from ..optuna.verbosity import optuna_verbosity
-from . import EXECUTIONS, check_reachable
+from . import EXECUTIONS
+from .connect import check_state_api, connect, environment
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search
 from .trainable import direct_trial, train_trial
@@ -200,18 +200,12 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         check_resumable(experiment, settings)
     started = False
     if not ray.is_initialized():
-        address = rc["address"] or os.environ.get("RAY_ADDRESS")
-        check_reachable(address)
-        try:
-            ray.init(address=address or "local", include_dashboard=None if address else True,
-                     logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, TimeoutError, RuntimeError) as exc:  # nothing has run yet: one clear line
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-            raise ValueError(f"cannot connect to {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                             ) from None
+        connect(rc["address"] or os.environ.get("RAY_ADDRESS"))
         started = True
     sigterm = sigterm_as_ctrl_c()  # again: ray.init replaced it with Ray's own (see interrupts.py)
     try:
+        if execution == "train":  # Train frees placement groups through the State API
+            check_state_api()
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
         if caution and points is None:  # once per study, not again for its validation runs
@@ -294,21 +288,6 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         if started:
             ray.shutdown()
 
-
-
-@contextlib.contextmanager
-def environment(values: Dict[str, str]):
-    """These environment variables set for the duration (each restored after)."""
-    before = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def wandb_logger(config: HPOConfig, group: str):
