@@ -44,3 +44,35 @@ class TrialRun:
         if error:
             self.run.summary["error"] = error.splitlines()[0][:500]
         self.run.finish(exit_code=1 if status == "failed" else 0)
+
+
+class TrialRunsToWandb:
+    """A study callback that logs every trial as a W&B run from the driver (the Ray backend).
+
+    Why not Ray's WandbLoggerCallback: it hands WANDB_API_KEY to its logging actors through a
+    Ray runtime environment, which Ray's runtime-env agent writes to a world-readable log. Here
+    the key never leaves the driver's process, and trials are logged as on the other backends."""
+
+    def __init__(self, wandb_config: Mapping[str, Any], group: str, folder: Path) -> None:
+        self.wandb_config, self.group, self.folder = wandb_config, group, folder
+        self.runs: Dict[str, TrialRun] = {}
+
+    def on_trial_start(self, trial_id: str, params: Dict[str, Any]) -> None:
+        if trial_id not in self.runs:  # (a retried or resumed trial goes on in its run)
+            self.runs[trial_id] = TrialRun(self.wandb_config, self.group, f"trial-{trial_id}", params,
+                                           self.folder / trial_id)
+
+    def on_trial_result(self, trial_id: str, metrics: Dict[str, float]) -> None:
+        if trial_id in self.runs:
+            self.runs[trial_id].log(metrics)
+
+    def on_trial_end(self, result) -> None:
+        run = self.runs.pop(result.trial_id, None)
+        if run is not None:
+            run.finish(result.status.value, result.error)
+
+    def close(self) -> None:
+        """Runs of trials the study left unfinished (interrupted) end as such."""
+        for run in self.runs.values():
+            run.finish("interrupted")
+        self.runs.clear()

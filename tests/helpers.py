@@ -41,6 +41,18 @@ def failing_spec(limit=2e-3, **overrides) -> TrialSpec:
     return dataclasses.replace(spec, derived_metrics={"boom": functools.partial(_boom_above, limit)})
 
 
+# Fake credentials a study's environment may hold; none may reach a file, log or console.
+SECRETS = {"WANDB_API_KEY": "wandb-secret-4c1f9e", "HF_TOKEN": "hf_secret7d41c0",
+           "AWS_ACCESS_KEY_ID": "AKIASECRET5E2A", "AWS_SECRET_ACCESS_KEY": "aws-secret-0b93f1"}
+
+
+def secrets_found(folders, texts=()):
+    """(where, secret name) for every file under ``folders`` and every text holding a secret."""
+    found = [(path, name) for folder in folders for path in folder.rglob("*") if path.is_file()
+             for name, value in SECRETS.items() if value.encode() in path.read_bytes()]
+    return found + [("output", name) for name, value in SECRETS.items() for text in texts if value in text]
+
+
 def wandb_records(path):
     """The protobuf records of an offline run file (.wandb: a 7-byte header, then LevelDB-log
     framed records in 32 KiB blocks); wandb 0.31 ships no reader for it."""

@@ -282,3 +282,51 @@ def test_a_local_storage_path_on_a_multi_node_cluster_is_flagged():
     assert "3 nodes" in multi_node_warning("/data/ray_results", nodes=3, autoscaling=False)
     assert "on demand" in multi_node_warning("/data/ray_results", nodes=1, autoscaling=True)
     assert multi_node_warning("s3://bucket/hpo", nodes=3, autoscaling=True) is None
+
+
+def _admits(policy: dict, source: dict, port: int) -> bool:
+    """Whether a NetworkPolicy's ingress rules admit ``source`` ({"labels", "same_namespace"})
+    on ``port`` (the API's semantics for the selectors used here: matchLabels, and
+    namespaceSelector {} for every namespace)."""
+    def peer_matches(peer):
+        if "namespaceSelector" not in peer and not source["same_namespace"]:
+            return False
+        assert peer.get("namespaceSelector", {}) == {}, "only namespaceSelector {} is modelled here"
+        wanted = peer.get("podSelector", {}).get("matchLabels", {})
+        return all(source["labels"].get(k) == v for k, v in wanted.items())
+
+    return any(any(peer_matches(p) for p in rule["from"])
+               and (not rule.get("ports") or any(p["port"] == port for p in rule["ports"]))
+               for rule in policy["spec"]["ingress"])
+
+
+def test_the_network_policy_admits_only_the_clusters_own_pods_to_gcs_and_the_dashboard():
+    cluster, job = load("kuberay/raycluster.yaml"), load("kuberay/rayjob.yaml")
+    policies = list(yaml.safe_load_all((CLUSTER / "kuberay" / "networkpolicy.yaml").read_text()))
+    name, spec = cluster["metadata"]["name"], cluster["spec"]
+    dashboard = int(spec["headGroupSpec"]["rayStartParams"].get("dashboard-port", 8265))
+    # the pods KubeRay creates, labelled as it labels them
+    head = {"ray.io/cluster": name, "ray.io/node-type": "head"}
+    workers = [{"ray.io/cluster": name, "ray.io/node-type": "worker", "ray.io/group": g["groupName"]}
+               for g in spec["workerGroupSpecs"]]
+
+    def policy_for(labels):
+        (policy,) = [p for p in policies if p["spec"]["policyTypes"] == ["Ingress"] and all(
+            labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())]
+        return policy
+
+    member = {"labels": workers[0], "same_namespace": True}
+    submitter = {"labels": {"ray.io/originated-from-crd": "RayJob", "app.kubernetes.io/created-by": "kuberay-operator",
+                            "ray.io/originated-from-cr-name": job["metadata"]["name"]}, "same_namespace": True}
+    operator = {"labels": {"app.kubernetes.io/name": "kuberay-operator"}, "same_namespace": False}
+    stranger = {"labels": {"app": "web"}, "same_namespace": True}
+    other_cluster = {"labels": {"ray.io/cluster": "someone-else", "ray.io/node-type": "head"}, "same_namespace": True}
+    for port in (6379, dashboard, 10002):  # GCS, dashboard, a worker port
+        assert _admits(policy_for(head), member, port)
+        assert all(_admits(policy_for(w), {"labels": head, "same_namespace": True}, port) for w in workers)
+        for outsider in (stranger, other_cluster):
+            assert not _admits(policy_for(head), outsider, port)
+            assert not any(_admits(policy_for(w), outsider, port) for w in workers)
+        for client in (submitter, operator):  # the dashboard only
+            assert _admits(policy_for(head), client, port) == (port == dashboard)
+            assert not any(_admits(policy_for(w), client, port) for w in workers)

@@ -5,6 +5,7 @@ database passwords kept out of what a study writes and prints."""
 import json
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -346,3 +347,29 @@ def test_a_cluster_without_the_state_api_is_one_clear_error_before_any_trial(tmp
     assert "ValueError: Ray's State API (the dashboard) does not answer" in done.stderr, done.stderr[-3000:]
     assert time.monotonic() - start < 120
     assert not (tmp_path / "out" / "ray_results" / "grpo_hpo").exists()  # no trial started
+
+
+@pytest.mark.slow
+def test_no_secret_reaches_any_file_or_log_of_a_study_that_logs_to_wandb(tmp_path):
+    """The CLI on the Ray backend with Train workers and W&B logging (offline), secrets in its
+    environment: none reaches output_dir (summary, trials.csv, report, Tune's folders, the W&B
+    run files), Ray's session logs, or the console."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from helpers import SECRETS, secrets_found
+
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # this study's Ray session logs, and only its
+    (tmp_path / "hpo.yaml").write_text("backend: ray_tune\nlog_to_wandb: true\n")
+    args = [sys.executable, "-m", "stateset_hpo.launch", "--config", str(tmp_path / "hpo.yaml"),
+            "--space", "conservative", "--n-trials", "2", "--n-parallel-trials", "1", "--execution", "train",
+            "--scheduler", "fifo", "--cpu-per-trial", "1", "--seed", "0", "--validation-top-k", "0",
+            "--output-dir", str(tmp_path / "out"), "--set", "num_episodes=16", "--set", "group_size=4",
+            "--set", "per_device_train_batch_size=2", "--set", "max_new_tokens=16"]
+    env = {**os.environ, **SECRETS, "WANDB_MODE": "offline", "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert list((tmp_path / "out").rglob("*.wandb")) and list(Path(ray_tmp).rglob("*.log"))  # searched for real
+    assert not secrets_found([tmp_path / "out", Path(ray_tmp)], [done.stdout, done.stderr])

@@ -26,7 +26,7 @@ from ...shared_storage import multi_node_warning, read_text, storage_location, w
 from ...space import SearchSpace
 from ...study_monitor import stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
-from ...wandb_runs import wandb_mode
+from ...wandb_runs import TrialRunsToWandb
 from ..optuna.verbosity import optuna_verbosity
 from . import EXECUTIONS
 from .connect import check_state_api, connect, environment
@@ -198,7 +198,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     settings = study_settings(config, space) if points is None else None
     if resume and settings is not None:  # before any cluster work
         check_resumable(experiment, settings)
-    started = False
+    started, wandb_runs = False, None
     if not ray.is_initialized():
         connect(rc["address"] or os.environ.get("RAY_ADDRESS"))
         started = True
@@ -231,10 +231,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             num_samples, every, budget, callbacks = len(points), None, None, ()
         trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, every, rc["max_failures"],
                                    experiment)
-        _LIVE[experiment] = list(callbacks)
-        tune_callbacks = [CallbackBridge(experiment, spec, metric)]
         if config.log_to_wandb and points is None:
-            tune_callbacks.append(wandb_logger(config, name))
+            wandb_runs = TrialRunsToWandb(config.wandb_config, name, Path(config.output_dir).resolve() / "trials")
+        _LIVE[experiment] = list(callbacks) + ([wandb_runs] if wandb_runs else [])
+        tune_callbacks = [CallbackBridge(experiment, spec, metric)]
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ValueError(f"nothing to resume at {experiment!r}")
@@ -265,10 +265,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                               num_to_keep=4 if SCHEDULERS[rc["scheduler"]].exploits else 2)))
         start = time.monotonic()
         # Tune's newer console output prints its experiment banner even at verbose=0; the legacy
-        # reporter is silent there. Ray's W&B logger demands an API key unless WANDB_MODE says offline.
-        # OptunaSearch's in-memory study would announce itself at INFO.
-        with environment({"RAY_AIR_NEW_OUTPUT": "0", **({"WANDB_MODE": wandb_mode()} if config.log_to_wandb else {})}), \
-                optuna_verbosity(logging.WARNING):
+        # reporter is silent there. OptunaSearch's in-memory study would announce itself at INFO.
+        with environment({"RAY_AIR_NEW_OUTPUT": "0"}), optuna_verbosity(logging.WARNING):
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
@@ -284,21 +282,12 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 if result.history or result.error]
     finally:
         _LIVE.pop(experiment, None)
+        if wandb_runs:
+            wandb_runs.close()
         restore_sigterm(sigterm)
         if started:
             ray.shutdown()
 
-
-
-def wandb_logger(config: HPOConfig, group: str):
-    """Ray's W&B logger: each trial a W&B run with its config and every reported result
-    (offline unless W&B is reachable with a key; see stateset_hpo.wandb_runs)."""
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
-    folder = Path(config.output_dir).resolve() / "trials"
-    folder.mkdir(parents=True, exist_ok=True)
-    return WandbLoggerCallback(project=config.wandb_config["project"], entity=config.wandb_config["entity"],
-                               group=group, mode=wandb_mode(), dir=str(folder), log_config=True)
 
 
 def _from_result(result, spec: TrialSpec, metric: str) -> Tuple[int, HPOResult]:

@@ -9,6 +9,12 @@ full. Two ways that happens, both caught here rather than as a hang:
 - a stale ``/tmp/ray/ray_current_cluster`` (left by a ``ray start`` cluster that was killed):
   processes that look the API up by "auto" find that dead cluster and wait for it. A local
   instance we start therefore hands its own dashboard address to every worker.
+
+A local instance's Python components also log at WARNING, not INFO: Ray's runtime-env agent
+writes every runtime environment it creates, environment variables included, to a log file
+anyone on the host can read, and Tune hands the driver's AWS keys to each trial that way.
+(On a cluster, give nodes an instance profile or service account instead of keys: see
+cluster/README.md.)
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ def _free_port(preferred: int = 8265) -> int:
 
 def connect(address: Optional[str], **init_kwargs) -> None:
     """ray.init for a study: the cluster at ``address``, or a new local instance with a
-    dashboard whose address its workers know (the raylet, started here, passes this
-    process's environment on to them)."""
+    dashboard whose address its workers know and quieter logs (the raylet, started here,
+    passes this process's environment on to them)."""
     import ray
 
     check_reachable(address)
@@ -76,7 +82,7 @@ def connect(address: Optional[str], **init_kwargs) -> None:
             ray.init(address=address, **init_kwargs)
             return
         port = _free_port()
-        with environment({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}):
+        with environment({"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", "RAY_LOGGER_LEVEL": "warning"}):
             ray.init(address="local", include_dashboard=True, dashboard_port=port, **init_kwargs)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:  # nothing has run yet: one clear line
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
