@@ -136,6 +136,29 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_run_again(tmp_pa
     assert states[orphan.number] is optuna.trial.TrialState.FAIL  # not RUNNING forever
     rerun = [r for r in summary.all_results if r.params == orphan.params and r.status is TrialStatus.SUCCESS]
     assert rerun, "the orphaned trial was not run again"
+    assert str(orphan.number) not in {r.trial_id for r in summary.all_results}  # its rerun stands for it
+
+
+def test_an_interrupted_optuna_trial_runs_again_on_resume_and_counts_once(tmp_path):
+    from stateset_hpo.results import StudyInterrupted
+
+    class CtrlCInSecondTrial:
+        started = []
+
+        def on_trial_start(self, trial_id, params):
+            self.started.append(params)
+            if len(self.started) == 2:
+                raise KeyboardInterrupt
+
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, output_dir=str(tmp_path), validation_top_k=0,
+                       save_plots=False, verbose=False, optuna_config={"storage": db, "sampler": "random", "seed": 0})
+    spec = TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]})
+    with pytest.raises((StudyInterrupted, KeyboardInterrupt)):
+        run_study(config, spec, callbacks=[CtrlCInSecondTrial()])
+    summary = run_study(config, spec, resume=True)
+    assert summary.n_trials == 3 and summary.n_successful == 3  # not 4 with one "failed"
+    assert CtrlCInSecondTrial.started[1] in [r.params for r in summary.all_results]  # run again as it was
 
 
 def test_an_unwritable_output_dir_fails_before_any_trial(tmp_path, capsys):

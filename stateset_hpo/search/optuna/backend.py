@@ -131,16 +131,33 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
 
     n_trials = config.n_trials
     if resume:  # finish this study's n_trials (a plain rerun of a stored study adds n_trials more)
+        trials = study.get_trials(deepcopy=False)
         n_trials -= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                        and not t.user_attrs.get("interrupted") for t in study.get_trials(deepcopy=False))
+                        and not t.user_attrs.get("interrupted") for t in trials)
+        rerun = {t.user_attrs.get("rerun_of") for t in trials}
+        for t in trials:  # an interrupted trial runs again first, with its own parameters
+            if t.user_attrs.get("interrupted") and t.number not in rerun:
+                study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
     with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING), \
             one_line_failures():
         study.optimize(objective, n_trials=max(0, n_trials), timeout=config.timeout,
                        n_jobs=config.n_parallel_trials, catch=(TrialFailed,), callbacks=[on_end],
                        # collect a trained model's memory between trials (not needed for a custom objective)
                        gc_after_trial=spec.objective is None, show_progress_bar=False)
-    return [result_of(t, spec, objectives[0][0]) for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    trials = study.get_trials(deepcopy=False)
+    replaced = superseded(trials)
+    return [result_of(t, spec, objectives[0][0]) for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and t.number not in replaced]
+
+
+def superseded(trials: Sequence[FrozenTrial]) -> set:
+    """Failed trials that ran again under a new number, which stands for them in the results
+    (else one trial would count twice, once as failed): a trial interrupted by Ctrl+C or
+    SIGTERM (run again on --resume) and one left running by a killed process (run again by
+    the storage's heartbeat callback)."""
+    # ("failed_trial": where RetryHeartbeatStaleTrialCallback records the trial a retry replaces)
+    return {n for t in trials for n in (t.user_attrs.get("rerun_of"), t.system_attrs.get("failed_trial"))
+            if n is not None}
 
 
 class TrialFailed(Exception):
