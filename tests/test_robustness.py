@@ -396,3 +396,30 @@ def test_no_secret_reaches_any_file_or_log_of_a_study_that_logs_to_wandb(tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert list((tmp_path / "out").rglob("*.wandb")) and list(Path(ray_tmp).rglob("*.log"))  # searched for real
     assert not secrets_found([tmp_path / "out", Path(ray_tmp)], [done.stdout, done.stderr])
+
+
+def test_processes_starting_together_on_a_new_sqlite_study_all_open_it(tmp_path):
+    """Each creates the database's tables; the losers of that race used to stop with
+    "cannot be opened: IntegrityError: UNIQUE constraint failed: alembic_version"."""
+    import subprocess
+    import sys
+
+    code = "import sys; from stateset_hpo.search.optuna.storage import open_storage; open_storage(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{tmp_path / 'hpo.db'}"],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e.splitlines()[-1] for e in errors if e]
+
+
+def test_the_fault_bench_finds_no_trial_lost_counted_twice_or_mislabelled():
+    """bench/faults.py's in-process part (trial exceptions, NaN rewards, a full disk on every
+    periodic save; Optuna and W&B): every fault injected, none lost, twice or mislabelled."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "faults.py"
+    done = subprocess.run([sys.executable, str(bench), "--only", "in-process", "--trials", "4"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("trial exception", "NaN", "full"))]
+    assert len(rows) == 5 and all(row[-3:] == ["0", "0", "0"] and int(row[-4]) > 0 for row in rows)

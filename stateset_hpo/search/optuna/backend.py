@@ -108,15 +108,15 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
         try:
             result = run_one(config, spec, str(trial.number), suggest(trial, distributions), notify, prune, deadline,
                              log_to_wandb=config.log_to_wandb)
+            # the study is the record: a later run of a stored study rebuilds the summary from these
+            trial.set_user_attr("history", json_safe(result.history))
+            trial.set_user_attr("training_time", result.training_time)
+            if result.checkpoint_path is not None:
+                trial.set_user_attr("checkpoint_path", result.checkpoint_path)
         except KeyboardInterrupt:  # Ctrl+C / SIGTERM: Optuna records it as failed; --resume runs it again
-            trial.set_user_attr("error", "interrupted (Ctrl+C or SIGTERM) before it finished")
             trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("error", "interrupted (Ctrl+C or SIGTERM) before it finished")
             raise
-        # the study is the record: a later run of a stored study rebuilds the summary from these
-        trial.set_user_attr("history", json_safe(result.history))
-        trial.set_user_attr("training_time", result.training_time)
-        if result.checkpoint_path is not None:
-            trial.set_user_attr("checkpoint_path", result.checkpoint_path)
         if result.status is TrialStatus.FAILED:
             trial.set_user_attr("error", result.error)
             raise TrialFailed(result.error)
@@ -132,12 +132,11 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     n_trials = config.n_trials
     if resume:  # finish this study's n_trials (a plain rerun of a stored study adds n_trials more)
         trials = study.get_trials(deepcopy=False)
+        replaced, stopped = superseded(trials), interrupted(trials)
         n_trials -= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                        and not t.user_attrs.get("interrupted") for t in trials)
-        rerun = {t.user_attrs.get("rerun_of") for t in trials}
-        for t in trials:  # an interrupted trial runs again first, with its own parameters
-            if t.user_attrs.get("interrupted") and t.number not in rerun:
-                study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
+                        and t.number not in replaced and t not in stopped for t in trials)
+        for t in stopped:  # an interrupted trial runs again first, with its own parameters
+            study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
     with optuna_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING), \
             one_line_failures():
         study.optimize(objective, n_trials=max(0, n_trials), timeout=config.timeout,
@@ -148,6 +147,15 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     replaced = superseded(trials)
     return [result_of(t, spec, objectives[0][0]) for t in trials
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and t.number not in replaced]
+
+
+def interrupted(trials: Sequence[FrozenTrial]) -> List[FrozenTrial]:
+    """Failed trials that were stopped, not failing on their own (Ctrl+C or SIGTERM, wherever
+    in the trial it landed: a trial that fails on its own always has its error recorded), and
+    not run again yet."""
+    replaced = superseded(trials)
+    return [t for t in trials if t.state is TrialState.FAIL and t.number not in replaced
+            and (t.user_attrs.get("interrupted") or "error" not in t.user_attrs)]
 
 
 def superseded(trials: Sequence[FrozenTrial]) -> set:

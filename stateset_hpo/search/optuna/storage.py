@@ -6,6 +6,7 @@ process that opens the same storage and study name adds trials to one study.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,7 @@ from typing import Optional
 SQLITE_BUSY_S = 30  # how long a process waits for another's write to an SQLite study
 HEARTBEAT_S = 60  # a running trial's heartbeat
 GRACE_S = 180  # a trial without a heartbeat this long belonged to a process that died
+SCHEMA_RACE_TRIES = 5
 
 
 def shown(url: Optional[str]) -> Optional[str]:
@@ -42,15 +44,22 @@ def open_storage(url: Optional[str]):
         # "database is locked", and a process killed mid-trial (kill -9, a lost node) leaves no trial
         # RUNNING forever: without its heartbeat the trial is failed after GRACE_S and run again once.
         engine = {"connect_args": {"timeout": SQLITE_BUSY_S}} if url.startswith("sqlite") else None
-        try:
-            with warnings.catch_warnings():  # (heartbeats are "experimental" in Optuna's words)
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
-        except Exception as exc:  # SQLAlchemy's errors: bad URL, missing driver, unreachable server
-            detail = str(exc).replace(url, shown(url))
-            raise ValueError(f"optuna storage {shown(url)!r} cannot be opened: {type(exc).__name__}: {detail}") from None
+        for attempt in range(SCHEMA_RACE_TRIES):
+            try:
+                with warnings.catch_warnings():  # (heartbeats are "experimental" in Optuna's words)
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+            except Exception as exc:  # SQLAlchemy's errors: bad URL, missing driver, unreachable server
+                # Two processes starting on a new database both create its tables; the one that
+                # loses the race ("UNIQUE constraint failed: alembic_version") finds them made.
+                if type(exc).__name__ == "IntegrityError" and attempt + 1 < SCHEMA_RACE_TRIES:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                detail = str(exc).replace(url, shown(url))
+                raise ValueError(f"optuna storage {shown(url)!r} cannot be opened: {type(exc).__name__}: {detail}"
+                                 ) from None
     path = Path(url).expanduser()
     if path.is_dir() or not path.parent.is_dir():
         raise ValueError(f"optuna storage {url!r} is neither a database URL (sqlite:///file.db) nor a journal file "

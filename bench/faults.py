@@ -1,0 +1,262 @@
+"""Faults injected into real studies on the tiny model, and what the study's record says after.
+
+For each kind of fault: how many were injected, and in the study's final record (summary.json,
+or the Optuna database) how many trials were lost (planned or started, never recorded, or left
+RUNNING), counted twice (a trial id twice, an iteration twice in a history, a failed run and
+its rerun both counted), or given a wrong status. All of the last three must be 0.
+
+  trial exception    a trial raises at its first report (Optuna and W&B backends)
+  NaN reward         the reward function returns NaN in a trial (Optuna and W&B backends)
+  full disk          every periodic save of the results fails with ENOSPC (Optuna backend)
+  killed worker      the Train worker of each trial is killed (SIGKILL) at iteration 2 (Ray)
+  driver stopped     SIGTERM (what `ray job stop` sends) after the first trial, then --resume
+                     (the CLI, Ray and Optuna backends)
+  killed process     one of two processes on a shared SQLite study is killed (SIGKILL)
+                     mid-trial (heartbeat shortened to 1 s, grace to 2 s, so it runs in seconds)
+
+    python bench/faults.py            # about 3 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.filterwarnings("ignore")
+
+from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus  # noqa: E402
+from stateset_hpo.grpo import CompositeReward, ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
+from stateset_hpo.study import run_study  # noqa: E402
+from stateset_hpo.trial import TrialSpec  # noqa: E402
+
+TINY = dict(num_episodes=16, per_device_train_batch_size=2, group_size=4, max_new_tokens=16,
+            include_value_function=False, warmup_ratio=0.0)
+LR = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=3e-3, default=1e-3)])
+CLI_BUDGET = ["--set", "num_episodes=16", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
+              "--set", "max_new_tokens=16", "--validation-top-k", "0", "--space", "conservative", "--seed", "0"]
+Row = Tuple[str, str, int, int, int, int]  # kind, where, injected, lost, twice, wrong
+
+
+def tally(summary: HPOSummary, expected: Dict[str, TrialStatus]) -> Tuple[int, int, int]:
+    """(lost, twice, wrong) of a study's record against what each trial should be."""
+    ids = [r.trial_id for r in summary.all_results]
+    twice = len(ids) - len(set(ids)) + sum(
+        len(r.history) != len({h["iteration"] for h in r.history}) for r in summary.all_results)
+    lost = len(set(expected) - set(ids))
+    wrong = sum(r.status is not expected[r.trial_id] for r in summary.all_results if r.trial_id in expected)
+    return lost, twice, wrong
+
+
+# -- in-process faults: a schedule decides, as each trial starts, which fault it gets ----------------
+ARMED = {"fault": None}
+
+
+class FaultSchedule:
+    """A study callback: trial 1, 4, 7, ... raise at their first report, trial 2, 5, 8, ... get
+    NaN rewards, the others run clean (they run in this process, so a flag is enough)."""
+
+    def __init__(self) -> None:
+        self.plan: Dict[str, str] = {}
+
+    def on_trial_start(self, trial_id, params):
+        ARMED["fault"] = ("none", "exception", "nan")[len(self.plan) % 3]
+        self.plan[trial_id] = ARMED["fault"]
+
+
+class NaNWhenArmed:
+    name = "fault"
+
+    def __call__(self, ctx) -> float:
+        return math.nan if ARMED["fault"] == "nan" else 0.0
+
+
+def raise_when_armed(metrics) -> float:
+    if ARMED["fault"] == "exception":
+        raise RuntimeError("injected fault")
+    return 0.0
+
+
+def in_process_faults(backend: str, n: int, folder: Path) -> List[Row]:
+    schedule = FaultSchedule()
+    reward = CompositeReward([*domain_reward("customer_service").components, (NaNWhenArmed(), 0.01)])
+    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=reward,
+                     base_config=TrainingConfig(**TINY), derived_metrics={"fault_check": raise_when_armed})
+    full_disk = [0]
+    real_write = HPOSummary.write
+
+    def write(self, out):  # every save before the study's last one meets a full disk
+        if len(self.all_results) < n:
+            full_disk[0] += 1
+            raise OSError(28, "No space left on device")
+        real_write(self, out)
+
+    config = HPOConfig(backend=backend, search_space=LR, n_trials=n, output_dir=str(folder), checkpoint_freq=1,
+                       validation_top_k=0, save_plots=False, verbose=False,
+                       optuna_config={"sampler": "random", "pruner": "none", "seed": 0},
+                       wandb_config={"method": "random"})
+    HPOSummary.write = write if backend == "optuna" else real_write
+    try:
+        os.environ["WANDB_MODE"] = "offline"
+        run_study(config, spec, callbacks=[schedule])
+    finally:
+        HPOSummary.write = real_write
+        ARMED["fault"] = None
+    summary = HPOSummary.load(folder / "summary.json")  # the record on disk
+    errors = {r.trial_id: r.error or "" for r in summary.all_results}
+    rows = []
+    for kind, fault, says in (("trial exception", "exception", "injected fault"),
+                              ("NaN reward", "nan", "non-finite reward")):
+        hit = {t: TrialStatus.FAILED for t, f in schedule.plan.items() if f == fault}
+        lost, twice, wrong = tally(summary, hit)
+        wrong += sum(t in errors and says not in errors[t] for t in hit)  # failed, but not for this fault
+        rows.append((kind, backend, len(hit), lost, twice, wrong))
+    if backend == "optuna":  # the whole study against its plan, written after every save failed
+        expected = {t: TrialStatus.SUCCESS if f == "none" else TrialStatus.FAILED for t, f in schedule.plan.items()}
+        lost, twice, wrong = tally(summary, expected)
+        rows.append(("full disk", backend, full_disk[0], lost + n - len(expected), twice, wrong))
+    return rows
+
+
+# -- Ray: a killed Train worker ------------------------------------------------------------------
+def killed_workers(n: int, folder: Path) -> Row:
+    import ray
+    from ray.util.state import list_actors
+
+    from stateset_hpo.search.ray.connect import connect
+
+    killed: Dict[str, List[int]] = {}
+    restarted = set()
+
+    def alive():
+        return [a.pid for a in list_actors(address=ray.get_runtime_context().gcs_address,
+                                           filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
+
+    class KillAtIteration2:
+        def on_trial_result(self, trial_id, metrics):
+            if metrics["iteration"] == 2 and trial_id not in killed:
+                killed[trial_id] = alive()
+                for pid in killed[trial_id]:
+                    os.kill(pid, signal.SIGKILL)
+            elif metrics["iteration"] == 3 and trial_id in killed and not set(alive()) & set(killed[trial_id]):
+                restarted.add(trial_id)  # a new worker process reported
+
+    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
+                     base_config=TrainingConfig(**{**TINY, "num_episodes": 32}))
+    config = HPOConfig(backend="ray_tune", search_space=LR, n_trials=n, output_dir=str(folder), cpu_per_trial=1,
+                       n_parallel_trials=1, validation_top_k=0, save_plots=False, verbose=False,
+                       ray_config={"execution": "train", "scheduler": "fifo", "search_alg": "random", "seed": 0,
+                                   "max_failures": 1})
+    connect(None, num_cpus=2)
+    try:
+        run_study(config, spec, callbacks=[KillAtIteration2()])
+    finally:
+        ray.shutdown()
+    summary = HPOSummary.load(folder / "summary.json")
+    lost, twice, wrong = tally(summary, {r.trial_id: TrialStatus.SUCCESS for r in summary.all_results})
+    lost += n - len(summary.all_results)
+    twice += sum(r.history[-1]["iteration"] != 4 for r in summary.all_results)  # rows of a run that was redone
+    wrong += len(killed) - len(restarted)  # a kill that restarted nothing
+    return "killed worker", "ray_tune train", sum(len(p) for p in killed.values()), lost, twice, wrong
+
+
+# -- the CLI stopped with SIGTERM after its first trial, then resumed -------------------------------
+def driver_stopped(backend: str, n: int, folder: Path) -> Row:
+    args = [sys.executable, "-m", "stateset_hpo.launch", "--backend", backend, "--n-trials", str(n),
+            "--output-dir", str(folder), *CLI_BUDGET]
+    args += (["--storage", f"sqlite:///{folder}/hpo.db", "--pruner", "none"] if backend == "optuna" else
+             ["--execution", "direct", "--scheduler", "fifo", "--n-parallel-trials", "1", "--cpu-per-trial", "1"])
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith(f"[1/{n}]"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    proc.communicate(timeout=300)
+    stopped = proc.returncode == 130
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    summary = HPOSummary.load(folder / "summary.json") if resumed.returncode == 0 else HPOSummary("eval_reward", "maximize", [])
+    expected = {r.trial_id: TrialStatus.SUCCESS for r in summary.all_results}  # no fault of the trials' own
+    lost, twice, wrong = tally(summary, expected)
+    return "driver stopped", backend, int(stopped), lost + n - len(summary.all_results), twice, wrong
+
+
+# -- one of two processes on a shared SQLite study killed mid-trial ---------------------------------
+SHORT_HEARTBEAT = ("import sys; from stateset_hpo.search.optuna import storage; storage.HEARTBEAT_S = 1; "
+                   "storage.GRACE_S = 2; from stateset_hpo.launch import main; sys.exit(main(sys.argv[1:]))")
+
+
+def killed_process(n: int, folder: Path) -> Row:
+    folder.mkdir(parents=True)
+    db = folder / "hpo.db"
+    args = ["--backend", "optuna", "--n-trials", str(n), "--storage", f"sqlite:///{db}", "--pruner", "none",
+            *CLI_BUDGET]
+    logs = [open(folder / f"p{i}.log", "w") for i in range(2)]  # (stderr: Optuna's lines, for a look after)
+    procs = [subprocess.Popen([sys.executable, "-c", SHORT_HEARTBEAT, *args, "--output-dir", str(folder / f"p{i}")],
+                              stdout=subprocess.PIPE, stderr=logs[i], text=True) for i in range(2)]
+    victim = procs[1]
+    for line in victim.stdout:  # after its first trial, wait until it is inside its second
+        if line.startswith("["):
+            time.sleep(1.5)
+            victim.kill()
+            break
+    victim.wait()
+    survivor_out = procs[0].communicate(timeout=900)[0]
+    for log in logs:
+        log.close()
+    rows = sqlite3.connect(str(db)).execute(
+        "SELECT t.number, t.state, (SELECT value_json FROM trial_system_attributes a WHERE a.trial_id = t.trial_id "
+        "AND a.key = 'failed_trial') FROM trials t").fetchall()
+    states = {number: state for number, state, _ in rows}
+    retried_from = {int(origin) for _, _, origin in rows if origin is not None}
+    orphans = {number for number, state in states.items() if state == "FAIL"}
+    lost = sum(state == "RUNNING" for state in states.values()) + len(orphans - retried_from)
+    # the record the survivor wrote: each orphan replaced by its rerun, never counted as well
+    summary = HPOSummary.load(folder / "p0" / "summary.json") if procs[0].returncode == 0 else None
+    twice = len(orphans & {int(r.trial_id) for r in summary.all_results}) if summary else 0
+    wrong = 0 if summary and all(r.status is TrialStatus.SUCCESS for r in summary.all_results) else 1
+    if summary is None:
+        print(survivor_out[-2000:])
+    return "killed process", "optuna sqlite x2", len(orphans), lost, twice, wrong
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=6, help="trials per in-process study (default 6)")
+    parser.add_argument("--only", choices=["in-process", "ray", "cli", "processes"], default=None)
+    args = parser.parse_args()
+    rows: List[Row] = []
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.only in (None, "in-process"):
+            for backend in ("optuna", "wandb"):
+                rows += in_process_faults(backend, args.trials, tmp / f"inproc-{backend}")
+        if args.only in (None, "ray"):
+            rows.append(killed_workers(2, tmp / "workers"))
+        if args.only in (None, "cli"):
+            rows += [driver_stopped(backend, 3, tmp / f"stopped-{backend}") for backend in ("ray_tune", "optuna")]
+        if args.only in (None, "processes"):
+            rows.append(killed_process(10, tmp / "processes"))
+    print(f"\n{'fault':<16} {'where':<18} {'injected':>8} {'lost':>5} {'twice':>6} {'wrong':>6}")
+    for kind, where, injected, lost, twice, wrong in rows:
+        print(f"{kind:<16} {where:<18} {injected:>8} {lost:>5} {twice:>6} {wrong:>6}")
+    bad = sum(r[3] + r[4] + r[5] for r in rows)
+    print(f"\n{len(rows)} fault kinds x backends, {sum(r[2] for r in rows)} faults injected, lost + twice + wrong = "
+          f"{bad} ({time.monotonic() - start:.0f} s)")
+    sys.exit(1 if bad or not all(r[2] for r in rows) else 0)
+
+
+if __name__ == "__main__":
+    main()
