@@ -53,8 +53,10 @@ def open_storage(url: Optional[str]):
                         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
             except Exception as exc:  # SQLAlchemy's errors: bad URL, missing driver, unreachable server
                 # Two processes starting on a new database both create its tables; the one that
-                # loses the race ("UNIQUE constraint failed: alembic_version") finds them made.
-                if type(exc).__name__ == "IntegrityError" and attempt + 1 < SCHEMA_RACE_TRIES:
+                # loses the race ("UNIQUE constraint failed: alembic_version", "table ... already
+                # exists") finds them made when it tries again.
+                if attempt + 1 < SCHEMA_RACE_TRIES and (type(exc).__name__ == "IntegrityError" or (
+                        type(exc).__name__ == "OperationalError" and "already exists" in str(exc))):
                     time.sleep(0.5 * (attempt + 1))
                     continue
                 detail = str(exc).replace(url, shown(url))
