@@ -411,6 +411,7 @@ def test_processes_starting_together_on_a_new_sqlite_study_all_open_it(tmp_path)
     assert all(p.returncode == 0 for p in procs), [e.splitlines()[-1] for e in errors if e]
 
 
+@pytest.mark.slow
 def test_the_fault_bench_finds_no_trial_lost_counted_twice_or_mislabelled():
     """bench/faults.py's in-process part (trial exceptions, NaN rewards, a full disk on every
     periodic save; Optuna and W&B): every fault injected, none lost, twice or mislabelled."""
