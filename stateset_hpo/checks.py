@@ -57,7 +57,11 @@ def path_or_uri(value: Any) -> Optional[str]:
     value = optional_str(value)
     if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", value):
         scheme, rest = value.split(":", 1)
-        raise ValueError(f"{value!r} looks like a URI missing a slash; write {scheme}://{rest.lstrip('/')}")
+        path = rest.lstrip("/")
+        if scheme.lower().startswith("sqlite"):  # SQLAlchemy's form: three slashes, then the file's path
+            raise ValueError(f"{value!r} looks like a database URL missing slashes; write {scheme}:///{path} "
+                             f"(the file {path} here) or {scheme}:////{path} (the file /{path})")
+        raise ValueError(f"{value!r} looks like a URI missing a slash; write {scheme}://{path}")
     return value
 
 

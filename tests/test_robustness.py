@@ -34,7 +34,8 @@ def test_numbers_written_with_an_exponent_are_numbers_everywhere(tmp_path, capsy
     (["--gpu-per-trial", "1.5"], "must be a whole number of GPUs"),
     (["--gpu-per-trial", "0.5", "--workers-per-trial", "2"], "several ranks of one trial on one GPU"),
     (["--storage-path", "s3:/bucket/hpo"], "looks like a URI missing a slash"),
-    (["--backend", "optuna", "--storage", "sqlite:/hpo.db"], "looks like a URI missing a slash"),
+    (["--backend", "optuna", "--storage", "sqlite:/hpo.db"], "write sqlite:///hpo.db (the file hpo.db here) or "
+                                                              "sqlite:////hpo.db"),
 ])
 def test_impossible_requests_exit_2_before_anything_starts(args, message, capsys):
     assert main(["--space", "conservative", *args, "--dry-run"]) == 2
