@@ -253,7 +253,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 trainable, param_space=param_space,
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                             num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
-                                            time_budget_s=budget, reuse_actors=False),
+                                            time_budget_s=budget,
+                                            # a direct trial's process (Tune's trial actor) stays for the
+                                            # next trial, with its loaded base model (grpo/model_pool.py)
+                                            reuse_actors=execution == "direct"),
                 run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
                                           stop=StopWhenRequested(experiment),
                                           failure_config=failure, verbose=0,
