@@ -132,7 +132,8 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     n_trials = config.n_trials
     if resume:  # finish this study's n_trials (a plain rerun of a stored study adds n_trials more)
         trials = study.get_trials(deepcopy=False)
-        replaced, stopped = superseded(trials), interrupted(trials)
+        replaced = superseded(trials)
+        stopped = interrupted(trials, replaced)
         n_trials -= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
                         and t.number not in replaced and t not in stopped for t in trials)
         for t in stopped:  # an interrupted trial runs again first, with its own parameters
@@ -149,11 +150,10 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and t.number not in replaced]
 
 
-def interrupted(trials: Sequence[FrozenTrial]) -> List[FrozenTrial]:
+def interrupted(trials: Sequence[FrozenTrial], replaced: set) -> List[FrozenTrial]:
     """Failed trials that were stopped, not failing on their own (Ctrl+C or SIGTERM, wherever
     in the trial it landed: a trial that fails on its own always has its error recorded), and
-    not run again yet."""
-    replaced = superseded(trials)
+    not run again yet (not in ``replaced``, the `superseded` trials)."""
     return [t for t in trials if t.state is TrialState.FAIL and t.number not in replaced
             and (t.user_attrs.get("interrupted") or "error" not in t.user_attrs)]
 
