@@ -12,6 +12,8 @@ import math
 import os
 import sys
 import threading
+import time
+import uuid
 
 import pytest
 from ray import cloudpickle
@@ -54,6 +56,28 @@ def failing_second(folder, params):
     if calls == 1:
         raise RuntimeError("boom on the second trial")
     return score(params)
+
+
+def timed(folder, objective, params):
+    """objective(params), taking a moment and recording when it ran (a file per call)."""
+    start = time.time()
+    time.sleep(0.3)
+    with open(os.path.join(folder, uuid.uuid4().hex), "w") as f:
+        f.write(f"{start} {time.time()}")
+    return objective(params)
+
+
+def most_at_once(folder):
+    """The largest number of timed() calls that were running at the same moment."""
+    edges = []
+    for name in os.listdir(folder):
+        start, end = map(float, open(os.path.join(folder, name)).read().split())
+        edges += [(start, 1), (end, -1)]
+    running = peak = 0
+    for _, step in sorted(edges):
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 class Recorder:
@@ -133,14 +157,18 @@ def test_a_study_records_every_trial_and_fires_callbacks_in_order(tmp_path, back
 
 @pytest.mark.parametrize("backend", backend_names())
 def test_validation_points_run_exactly_as_asked_and_fire_no_callbacks(tmp_path, backend, ray_if_needed):
-    config = make_config(tmp_path, backend)
+    config = make_config(tmp_path, backend)  # one trial at a time (n_parallel_trials=1)
     points = [dict(BASELINE, seed=10_000), dict(BASELINE, learning_rate=1e-3, seed=10_001)]
-    spec = TrialSpec(objective=lambda p: {"score": score(p)["score"], "seen_seed": p["seed"]})
-    finished = get_backend(backend).run(config, spec, SPACE, callbacks=[Recorder()], points=points)
+    (tmp_path / "runs").mkdir()
+    objective = functools.partial(timed, str(tmp_path / "runs"), lambda p: {"score": score(p)["score"],
+                                                                           "seen_seed": p["seed"]})
+    finished = get_backend(backend).run(config, TrialSpec(objective=objective), SPACE, callbacks=[Recorder()],
+                                        points=points)
     assert sorted((r.params["seed"], r.status) for r in finished) == [(10_000, TrialStatus.SUCCESS),
                                                                       (10_001, TrialStatus.SUCCESS)]
     for r in finished:
         assert r.params in points and r.metrics["seen_seed"] == r.params["seed"]
+    assert most_at_once(tmp_path / "runs") == 1  # the study's concurrency limit holds for validation too
 
 
 @pytest.mark.parametrize("backend", backend_names())
@@ -179,10 +207,13 @@ def test_a_callback_need_not_be_picklable(tmp_path, backend, ray_if_needed):
 def test_each_ray_search_algorithm(tmp_path, search_alg):
     grid = search_alg == "grid"
     space = SPACE.subset(["learning_rate", "optimizer_type"]) if grid else SPACE  # a grid of 4
-    config = make_config(tmp_path, "ray_tune", n_trials=4, search_space=space, n_parallel_trials=2,
+    # one trial at a time, on a cluster with room for two
+    config = make_config(tmp_path, "ray_tune", n_trials=4, search_space=space, n_parallel_trials=1,
                          ray_config={"search_alg": search_alg, "grid_points": 2})
-    summary = run_study(config, TrialSpec(objective=score))
+    (tmp_path / "runs").mkdir()
+    summary = run_study(config, TrialSpec(objective=functools.partial(timed, str(tmp_path / "runs"), score)))
     assert summary.n_trials == 4 and summary.n_successful == 4
+    assert most_at_once(tmp_path / "runs") == 1
     assert all(space[n].contains(v) for r in summary.all_results for n, v in r.params.items())
     if not grid:
         assert summary.all_results[0].params == BASELINE

@@ -224,7 +224,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             from ray.tune.search import BasicVariantGenerator
             from ray.tune.schedulers import FIFOScheduler
 
-            scheduler, search_alg = FIFOScheduler(), BasicVariantGenerator(points_to_evaluate=list(points))
+            scheduler = FIFOScheduler()
+            search_alg = BasicVariantGenerator(points_to_evaluate=list(points), max_concurrent=config.max_concurrent_trials)
             # Tune resolves each point against param_space, so every key needs a domain there;
             # with num_samples == len(points) only the points themselves run.
             param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}

@@ -40,7 +40,10 @@ def _grid(config, space, metric, mode):
 def _random(config, space, metric, mode):
     from ray.tune.search import BasicVariantGenerator
 
-    return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.ray_config["seed"]),
+    # Tune ignores TuneConfig(max_concurrent_trials) for a BasicVariantGenerator it is handed
+    # (a warning only), so the limit goes into the generator itself
+    return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.ray_config["seed"],
+                                  max_concurrent=config.max_concurrent_trials),
             space.to_tune(), config.n_trials)
 
 
