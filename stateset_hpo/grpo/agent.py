@@ -47,10 +47,14 @@ def without_lora_layers(model, merge: bool):
     runs per token (it costs about a third of generation time on small models). peft's own
     merge_adapter/unmerge_adapter would fold the update in, but unmerging subtracts in place,
     so every rollout would nudge the frozen base weights, the KL reference, by rounding
-    error. Here merged weights are new tensors, and the original modules and tensors are put
-    back on exit: exact, for one copy of the adapted weights while inside. A model without
-    LoRA layers is used as is.
+    error. Here a merged layer is a shallow copy of the base layer holding a new weight
+    tensor, so the base weights, which other trials' views may be reading at the same moment
+    (grpo/model_pool.py), are never touched; the original modules are put back on exit. A
+    model without LoRA layers is used as is.
     """
+    import copy
+
+    import torch
     from peft.tuners.lora import LoraLayer
 
     parents = {id(child): (parent, name) for parent in model.modules() for name, child in parent.named_children()}
@@ -59,21 +63,20 @@ def without_lora_layers(model, merge: bool):
         for module in list(model.modules()):
             if not isinstance(module, LoraLayer) or id(module) not in parents:
                 continue
-            base = module.get_base_layer()
-            original = base.weight.data
+            layer = module.get_base_layer()
             if merge and not module.merged:
-                merged = original.clone()
+                merged = layer.weight.detach().clone()
                 for adapter in module.active_adapters:
                     if adapter in module.lora_A:
                         merged += module.get_delta_weight(adapter).to(merged.dtype)
-                base.weight.data = merged
+                layer = copy.copy(layer)
+                layer._parameters = {**layer._parameters, "weight": torch.nn.Parameter(merged, requires_grad=False)}
             parent, name = parents[id(module)]
-            setattr(parent, name, base)
-            swapped.append((parent, name, module, base, original))
+            setattr(parent, name, layer)
+            swapped.append((parent, name, module))
         yield
     finally:
-        for parent, name, module, base, original in reversed(swapped):
-            base.weight.data = original
+        for parent, name, module in reversed(swapped):
             setattr(parent, name, module)
 
 

@@ -1,30 +1,34 @@
-"""Base models kept loaded between the trials of one process ("warm trials").
+"""One loaded base model per process, shared by all its LoRA trials ("warm trials").
 
 Loading the model is most of a short trial's start-up: seconds for the tiny model on a CPU,
 minutes for a multi-GB model on a GPU, once per trial. A LoRA trial never changes its base
-weights: peft wraps adapter layers around them and ``unload()`` takes them out again, which
-leaves the base model exactly as loaded (tests/test_warm_trials.py trains the same trial
-warm and cold and compares every metric). So a process keeps its loaded base models here and
-lends one to each LoRA trial; a full fine-tuning trial changes the weights and always loads
-its own copy. Trials running at once in threads each borrow a model of their own; models of
-another base model are dropped when one is asked for (one base model per study).
+weights, so the process loads them once (frozen) and lends each LoRA trial a *view*: a copy
+of the model's module tree whose parameters and buffers are the loaded tensors themselves.
+peft wraps the view's layers with the trial's adapter and the view is dropped when the trial
+ends, so trials running at once in threads (Optuna's n_jobs) each have their own modules and
+adapter while the weights are in memory once: k concurrent trials cost one base model plus k
+adapters. A view computes exactly what a freshly loaded model would (tests/test_warm_trials.py
+trains the same trial warm and cold and compares every metric). Full fine-tuning changes the
+weights and always loads its own copy; asking for another base model lets the loaded one go.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import gc
+import itertools
 import logging
 import threading
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator
 
 from .agent import MultiTurnAgent
 from .config import AgentConfig
 
 logger = logging.getLogger(__name__)
 _LOCK = threading.Lock()
-_IDLE: Dict[str, List[MultiTurnAgent]] = {}  # base model key -> loaded agents no trial holds
+_LOADED: Dict[str, MultiTurnAgent] = {}  # base model key -> the loaded, frozen base model (at most one)
 
 
 def _key(config: AgentConfig) -> str:
@@ -33,45 +37,36 @@ def _key(config: AgentConfig) -> str:
 
 @contextlib.contextmanager
 def borrowed_agent(config: AgentConfig, warm: bool = True) -> Iterator[MultiTurnAgent]:
-    """An agent for one trial: a loaded base model from this process's pool when ``warm``
-    (a LoRA trial), else a fresh one; given back, adapters removed, when the trial ends."""
-    if not warm:
-        yield MultiTurnAgent(config)
-        return
+    """An agent for one trial: a view of this process's loaded base model when ``warm`` (a
+    LoRA trial), else a freshly loaded model of its own."""
+    yield _view(_loaded(config)) if warm else MultiTurnAgent(config)
+
+
+def _loaded(config: AgentConfig) -> MultiTurnAgent:
     key = _key(config)
-    with _LOCK:
-        for other in [k for k in _IDLE if k != key]:
-            logger.info("another base model: the loaded %s is released", other)
-            del _IDLE[other]
-        agent = _IDLE[key].pop() if _IDLE.get(key) else None
-    if agent is None:
-        gc.collect()  # a dropped base model's memory goes before the next one loads
-        agent = MultiTurnAgent(config)
-    try:
-        yield agent
-    finally:
-        _give_back(key, agent)
+    with _LOCK:  # concurrent first trials wait for one load instead of each loading
+        if key not in _LOADED:
+            if _LOADED:
+                logger.info("another base model asked for: the loaded one is released")
+                _LOADED.clear()
+                gc.collect()  # its memory goes before the next one loads
+            agent = MultiTurnAgent(config).initialize()
+            agent.model.requires_grad_(False)
+            _LOADED[key] = agent
+        return _LOADED[key]
 
 
-def _give_back(key: str, agent: MultiTurnAgent) -> None:
-    if not agent.initialized:
-        return
-    model = agent.model
-    if hasattr(model, "unload"):  # a peft model: the trial's adapter layers come out
-        try:
-            model = model.unload()
-        except Exception:  # a base model we cannot restore is not lent again
-            logger.warning("could not remove a trial's adapter; the base model is loaded again for the next trial")
-            return
-    if any(p.requires_grad for p in model.parameters()):
-        return  # weights a trial could have changed (full fine-tuning): never lent again
-    agent.model = model.eval()
-    with _LOCK:
-        _IDLE.setdefault(key, []).append(agent)
+def _view(base: MultiTurnAgent) -> MultiTurnAgent:
+    agent = MultiTurnAgent(base.config)
+    agent.device = base.device
+    agent.tokenizer = copy.deepcopy(base.tokenizer)  # a fast tokenizer is not safe to share between threads
+    shared = {id(t): t for t in itertools.chain(base.model.parameters(), base.model.buffers())}
+    agent.model = copy.deepcopy(base.model, shared)  # new modules around the same tensors
+    return agent
 
 
 def release_all() -> None:
-    """Drop every pooled base model (their memory is freed with the last reference)."""
+    """Drop the loaded base model (its memory is freed once no running trial holds a view)."""
     with _LOCK:
-        _IDLE.clear()
+        _LOADED.clear()
     gc.collect()
