@@ -219,6 +219,29 @@ def test_each_ray_search_algorithm(tmp_path, search_alg):
         assert summary.all_results[0].params == BASELINE
 
 
+def with_pid(params):
+    return {**score(params), "process": os.getpid()}
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_ray_trials_packed_into_one_worker_process(tmp_path):
+    config = make_config(tmp_path, "ray_tune", n_trials=4, n_parallel_trials=2, ray_config={"trials_per_worker": 2})
+    recorder = Recorder()
+    summary = run_study(config, TrialSpec(objective=with_pid), callbacks=[recorder])
+    assert summary.n_trials == 4 and summary.n_successful == 4 and summary.all_results[0].params == BASELINE
+    assert len({r.metrics["process"] for r in summary.all_results}) == 1  # 2 at once, 2 per worker: one worker
+    assert sum(e[0] == "end" for e in recorder.events) == 4
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(ray_config={"trials_per_worker": 2, "execution": "train"}, n_parallel_trials=2), "execution='direct'"),
+    (dict(ray_config={"trials_per_worker": 4}, n_parallel_trials=2), "at least 4"),
+])
+def test_packing_that_cannot_work_is_refused_when_configured(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(tmp_path, "ray_tune", **changes)
+
+
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_each_ray_scheduler(tmp_path, scheduler):

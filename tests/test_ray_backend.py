@@ -72,11 +72,12 @@ def test_a_grid_larger_than_the_study_fails_before_any_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path):
+@pytest.mark.parametrize("trials_per_worker", [1, 2])  # 2: trials packed two to a worker process
+def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path, trials_per_worker):
     space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-9, 3e-3]),
                          SearchDimension("seed", C, choices=[0, 1, 2])])
     summary = run_study(config(tmp_path, space, search_alg="grid", scheduler="asha", grace_period=1,
-                               reduction_factor=2, n_trials=6),
+                               reduction_factor=2, n_trials=6, trials_per_worker=trials_per_worker),
                         spec(num_episodes=64, group_size=8))  # 4 iterations each when not pruned
     assert summary.n_pruned > 0
     assert summary.best_params["learning_rate"] == 3e-3
@@ -100,14 +101,16 @@ def test_schedulers_compare_trials_at_equal_episodes_not_iterations(tmp_path):
 
 
 @pytest.mark.slow
-def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
+@pytest.mark.parametrize("trials_per_worker", [1, 2])  # 2: packed trials, checkpoints sent as bytes
+def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path, trials_per_worker):
     """Trials report checkpoints to Tune, so PBT really copies weights: Tune's own exploit log
     lists them. (That an exploiting trial continues from the donor's weights, optimizer
     state and step is tested on the engine: test_pbt_restore_takes_over_the_donor.)"""
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
     summary = run_study(config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8,
-                               n_trials=4), spec(num_episodes=24))  # 3 iterations of 8 episodes
+                               n_trials=4, trials_per_worker=trials_per_worker),
+                        spec(num_episodes=24))  # 3 iterations of 8 episodes
     assert summary.n_failed == 0
     for r in summary.all_results:
         space.validate_point(r.params)
@@ -116,6 +119,23 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path):
     assert exploits, "PBT never exploited a checkpoint"
     for target, donor, target_step, donor_step, old, new in exploits:
         space.validate_point(new)
+
+
+def test_packed_trials_train_exactly_as_alone_and_keep_their_checkpoints(tmp_path):
+    """Two trials packed into one worker process (one loaded base model, turns an iteration at
+    a time) reach the metrics they reach each in a process of its own."""
+    space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-3, 3e-3])])
+    timing = {"step_time", "rollout_time", "tokens_per_s"}
+
+    def histories(folder, **packing):
+        summary = run_study(config(folder, space, search_alg="grid", n_trials=2, **packing), spec())
+        assert summary.n_successful == 2 and all(r.checkpoint_path for r in summary.all_results)
+        return {r.params["learning_rate"]: [{k: v for k, v in h.items() if k not in timing} for h in r.history]
+                for r in summary.all_results}
+
+    alone = histories(tmp_path / "alone")
+    packed = histories(tmp_path / "packed", trials_per_worker=2)
+    assert packed == alone and alone[1e-3] != alone[3e-3]
 
 
 @pytest.mark.slow

@@ -42,6 +42,8 @@ SETTINGS: Settings = {
     "seed": (None, integer(0, optional=True)),
     "workers_per_trial": (1, integer(1)),
     "execution": ("train", one_of(EXECUTIONS)),
+    # direct trials packed into one worker process each (on one loaded base model): see packed.py
+    "trials_per_worker": (1, integer(1)),
     "storage_path": (None, _storage_path),
     "max_failures": (0, integer(0)),
     "address": (None, optional_str),
@@ -58,6 +60,9 @@ FLAGS = (
     Flag("workers_per_trial", "workers_per_trial", "ray_tune: data-parallel workers per trial", type=int),
     Flag("execution", "execution", "ray_tune: run each trial in a Ray Train worker group (train, default) or in the "
                                    "Tune trial process (direct: faster start, one worker)", choices=EXECUTIONS),
+    Flag("trials_per_worker", "trials_per_worker", "ray_tune, execution direct: train up to this many trials at "
+                                                   "once in one worker process with one loaded base model "
+                                                   "(each worker gets --cpu-per-trial / --gpu-per-trial)", type=int),
     Flag("storage_path", "storage_path", "ray_tune: where trials, checkpoints and a copy of the results go; on a "
                                          "multi-node cluster a location every node sees (s3://bucket/path, "
                                          "gs://bucket/path, NFS)"),
@@ -91,6 +96,14 @@ def _check(config, given: Mapping[str, Any]) -> None:
     if gpu is not None and 0 < gpu < 1 and rc["workers_per_trial"] > 1:
         raise ValueError(f"gpu_per_trial={gpu:g} with workers_per_trial={rc['workers_per_trial']} would put several "
                          "ranks of one trial on one GPU (NCCL refuses that); use whole GPUs per worker, or one worker")
+    k = rc["trials_per_worker"]
+    if k > 1 and rc["execution"] != "direct":
+        raise ValueError(f"ray_config['trials_per_worker']={k} packs trials into worker processes, which needs "
+                         "execution='direct' (a Train-worker trial has a worker group of its own)")
+    if k > config.max_concurrent_trials:
+        raise ValueError(f"ray_config['trials_per_worker']={k} packs up to {k} of the trials running at once into "
+                         f"one worker, but only {config.max_concurrent_trials} run at once; raise n_parallel_trials "
+                         f"(ray max_concurrent) to at least {k}")
     if rc["execution"] == "direct" and rc["workers_per_trial"] != 1:
         raise ValueError("ray_config['execution']='direct' runs one worker per trial; use execution='train' for "
                          "workers_per_trial > 1")
@@ -102,7 +115,9 @@ def _describe(config) -> str:
     rc = config.ray_config
     return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
             f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
-            f"execution={rc['execution']} storage={storage_location(rc['storage_path'], str(config.output_dir))}"
+            f"execution={rc['execution']}"
+            + (f" trials_per_worker={rc['trials_per_worker']}" if rc["trials_per_worker"] > 1 else "")
+            + f" storage={storage_location(rc['storage_path'], str(config.output_dir))}"
             + (" autoscaling" if rc["autoscaling"] else ""))
 
 

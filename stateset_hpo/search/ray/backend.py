@@ -30,6 +30,7 @@ from ...wandb_runs import TrialRunsToWandb
 from ..optuna.verbosity import optuna_verbosity
 from . import EXECUTIONS
 from .connect import check_state_api, connect, environment
+from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search
 from .trainable import direct_trial, train_trial
@@ -67,6 +68,14 @@ def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", w
                         storage_path)
         resources = {"cpu": DRIVER_CPU}
     return tune.with_resources(tune.with_parameters(trainable, spec=spec), resources)
+
+
+def packed_trainable(hosts, checkpoint_every: Optional[int]):
+    """A Tune trainable whose trials train on trial hosts (``trials_per_worker`` > 1, see packed.py)."""
+    def trainable(params):
+        packed_trial(params, hosts, checkpoint_every)
+
+    return tune.with_resources(trainable, TRIAL_PROCESS)
 
 
 # The study's callbacks, by experiment path. Tune pickles its stopper and callbacks with the
@@ -198,7 +207,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     settings = study_settings(config, space) if points is None else None
     if resume and settings is not None:  # before any cluster work
         check_resumable(experiment, settings)
-    started, wandb_runs = False, None
+    started, wandb_runs, hosts = False, None, None
     if not ray.is_initialized():
         connect(rc["address"] or os.environ.get("RAY_ADDRESS"))
         started = True
@@ -230,8 +239,12 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             # with num_samples == len(points) only the points themselves run.
             param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
             num_samples, every, budget, callbacks = len(points), None, None, ()
-        trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, every, rc["max_failures"],
-                                   experiment)
+        if rc["trials_per_worker"] > 1:
+            hosts = start_hosts(spec, config.max_concurrent_trials, rc["trials_per_worker"], cpu, gpu)
+            trainable = packed_trainable(hosts, every)
+        else:
+            trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, every, rc["max_failures"],
+                                       experiment)
         if config.log_to_wandb and points is None:
             wandb_runs = TrialRunsToWandb(config.wandb_config, name, Path(config.output_dir).resolve() / "trials")
         _LIVE[experiment] = list(callbacks) + ([wandb_runs] if wandb_runs else [])
@@ -285,6 +298,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)
                 if result.history or result.error]
     finally:
+        stop_hosts(hosts)
         _LIVE.pop(experiment, None)
         if wandb_runs:
             wandb_runs.close()

@@ -25,13 +25,13 @@ from typing import Any, Callable, Dict, Optional
 from ...trial import TrialSpec, run_trial
 
 
-def _torch_threads(cpus: float) -> None:
+def torch_threads(cpus: float) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _checkpoint_due(metrics: Dict[str, float], total: int, every: Optional[int]) -> bool:
+def checkpoint_due(metrics: Dict[str, float], total: int, every: Optional[int]) -> bool:
     iteration = int(metrics["iteration"])
     return iteration == total or (every is not None and iteration % every == 0)
 
@@ -42,11 +42,11 @@ def _run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpo
     """Run the trial, passing each iteration's metrics to ``send(metrics, folder)``, with a
     checkpoint folder when one is due (and this worker writes checkpoints), else None.
     ``restore`` is a Ray Checkpoint to continue from, or None."""
-    _torch_threads(cpus)
+    torch_threads(cpus)
 
     def report(metrics, trainer):
         if trainer is not None and may_checkpoint and \
-                _checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
+                checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
             with tempfile.TemporaryDirectory() as folder:
                 trainer.save_checkpoint(folder)
                 send(metrics, folder)
