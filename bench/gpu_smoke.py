@@ -3,9 +3,12 @@
 For a machine with an NVIDIA GPU and no network: the model is built from a config with random
 weights (the Qwen2.5-0.5B shape) and the tiny local tokenizer, saved, and loaded back through
 `from_pretrained` like any hub model. Prints generated tokens/s, seconds per step and peak GPU
-memory for both trainers. ``--tiny`` shrinks the model so the script can be checked on a CPU.
+memory for both trainers; then runs 10 one-iteration warm trials in a row on that model
+(grpo/model_pool.py: one loaded base model lent to each LoRA trial) and prints the GPU memory
+allocated after each, which must come back to the base model's own each time (nothing a trial
+held is left behind). ``--tiny`` shrinks the model so the script can be checked on a CPU.
 
-    bash bench/gpu_smoke.sh [--steps 4] [--tiny]
+    bash bench/gpu_smoke.sh [--steps 4] [--tiny] [--warm-trials 10]
 """
 
 import argparse
@@ -88,11 +91,44 @@ def run_trl(folder: str, steps: int, use_cpu: bool):
     return elapsed / steps, sum(lengths) * GROUP * 4 / elapsed, peak_memory_gb()
 
 
+def warm_trials(folder: str, n: int):
+    """GPU memory allocated (GiB) with only the base model loaded, and after each of n warm trials."""
+    import gc
+
+    from stateset_hpo.grpo import model_pool
+    from stateset_hpo.trial import TrialSpec, run_trial
+
+    def allocated() -> float:
+        gc.collect()
+        if not torch.cuda.is_available():
+            return float("nan")
+        torch.cuda.empty_cache()
+        return torch.cuda.memory_allocated() / 2**30
+
+    spec = TrialSpec(environment=ConversationEnvironment(DOMAIN, max_turns=1), reward=domain_reward(DOMAIN),
+                     agent_config=AgentConfig(model_name=folder),
+                     base_config=TrainingConfig(num_episodes=GROUP * 4, per_device_train_batch_size=4, group_size=GROUP,
+                                                max_new_tokens=MAX_TOKENS, include_value_function=False,
+                                                eval_every=10**6, warmup_ratio=0.0))
+    model_pool.release_all()
+    before = allocated()
+    with model_pool.borrowed_agent(spec.agent_config):  # loads the base model, as the first trial would
+        pass
+    alone = allocated() - before
+    after = []
+    for i in range(n):
+        run_trial(spec, {"learning_rate": 1e-5 * (i + 1), "seed": i}, lambda metrics, trainer: False)
+        after.append(allocated() - before)
+    model_pool.release_all()
+    return alone, after
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--tiny", action="store_true", help="a small model, to check the script on a CPU")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--warm-trials", type=int, default=10)
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -104,11 +140,16 @@ def main() -> None:
         rows = [("ours", run_ours(folder, args.steps))]
         if not args.skip_trl:
             rows.append(("TRL", run_trl(folder, args.steps, use_cpu=not cuda)))
+        alone, after = warm_trials(folder, args.warm_trials) if args.warm_trials else (None, [])
     print(f"{'':6s} {'s/step':>8s} {'gen tok/s':>10s} {'peak GPU GiB':>13s}")
     for name, (sec, tps, mem) in rows:
         print(f"{name:6s} {sec:8.3f} {tps:10.1f} {mem:13.2f}")
     if len(rows) == 2:
         print(f"ratio ours/TRL steps/s: {rows[1][1][0] / rows[0][1][0]:.2f}x")
+    if after:
+        print(f"warm trials: GPU GiB allocated with the base model alone {alone:.3f}; after each trial: "
+              + " ".join(f"{a:.3f}" for a in after)
+              + (f"; most left above the base model: {max(after) - alone:.3f}" if cuda else " (no GPU: n/a)"))
 
 
 if __name__ == "__main__":

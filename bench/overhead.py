@@ -82,7 +82,7 @@ def ours(n: int, storage: str, execution: str) -> float:
                            optuna_config={"sampler": "random", "pruner": "none", "seed": 0})
     else:
         config = HPOConfig(backend="ray_tune", search_space=space, n_trials=n, output_dir=f"{storage}/{execution}",
-                           cpu_per_trial=1, verbose=False,
+                           cpu_per_trial=1, verbose=False, save_plots=False, validation_top_k=0,
                            ray_config={"execution": execution, "scheduler": "fifo", "search_alg": "random"})
     start = time.perf_counter()
     summary = run_study(config, spec, callbacks=[ColdStarts()] if execution == "cold" else [])

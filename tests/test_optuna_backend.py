@@ -61,6 +61,15 @@ def test_median_pruner_stops_hopeless_trials_and_saves_iterations(tmp_path):
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # without pruning: 24 iterations
 
 
+def test_a_pruner_acts_where_the_objective_was_measured_when_trials_evaluate_every_few_iterations(tmp_path):
+    cfg = config(tmp_path, HOPELESS_SPACE, n_trials=4, sampler="random", pruner="median", pruner_startup_trials=1,
+                 n_warmup_steps=0)
+    summary = run_study(cfg, spec(num_episodes=64, group_size=8, eval_every=2))  # evaluated at iterations 2 and 4
+    assert summary.n_failed == 0 and summary.n_trials == 4
+    for r in summary.all_results:
+        assert [("eval_reward" in h) for h in r.history] == [False, True, False, True][:len(r.history)]
+
+
 def test_pruners_see_episodes_so_batch_sizes_meet_at_equal_compute(tmp_path):
     import optuna
 

@@ -86,6 +86,25 @@ def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path, trials_p
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # pruning saved iterations
 
 
+@pytest.mark.parametrize("scheduler", ["asha", "pbt"])
+def test_trials_that_evaluate_every_few_iterations_run_under_a_scheduler(tmp_path, scheduler):
+    """The objective (eval_reward) is measured every eval_every iterations; Tune, the scheduler
+    and the searcher act on the iterations that carry it, and the others stay in the history."""
+    space = LR_SPACE.subset(["learning_rate"])
+    summary = run_study(config(tmp_path, space, search_alg="random" if scheduler == "pbt" else "optuna",
+                               scheduler=scheduler, n_trials=2, perturbation_interval=16),
+                        spec(num_episodes=32, eval_every=2))  # 4 iterations, evaluated at 2 and 4
+    assert summary.n_failed == 0 and summary.n_trials == 2
+    for r in summary.all_results:
+        assert [("eval_reward" in h) for h in r.history] == [False, True, False, True][:len(r.history)]
+        assert r.best_metric is not None
+
+
+def test_hyperband_is_refused_when_the_objective_is_not_measured_every_iteration(tmp_path):
+    with pytest.raises(ValueError, match="hyperband.*every 2 iterations"):
+        run_study(config(tmp_path, LR_SPACE, search_alg="random", scheduler="hyperband"), spec(eval_every=2))
+
+
 def test_schedulers_compare_trials_at_equal_episodes_not_iterations(tmp_path):
     """A small-batch trial needs more iterations for the same budget: on a clock of iterations
     ASHA's max_t (the baseline's iteration count) cut it short and recorded it as pruned. (Its
@@ -121,6 +140,7 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path, tria
         space.validate_point(new)
 
 
+@pytest.mark.slow
 def test_packed_trials_train_exactly_as_alone_and_keep_their_checkpoints(tmp_path):
     """Two trials packed into one worker process (one loaded base model, turns an iteration at
     a time) reach the metrics they reach each in a process of its own."""
@@ -136,6 +156,30 @@ def test_packed_trials_train_exactly_as_alone_and_keep_their_checkpoints(tmp_pat
     alone = histories(tmp_path / "alone")
     packed = histories(tmp_path / "packed", trials_per_worker=2)
     assert packed == alone and alone[1e-3] != alone[3e-3]
+
+
+def test_a_packed_trial_whose_tune_process_died_gives_its_slot_back():
+    """A host notices that the process it reports to is gone (a killed actor, a lost node) and
+    ends the trial, so its slot serves the next trial instead of waiting forever."""
+    import ray
+
+    from stateset_hpo.search.ray.packed import start_hosts, stop_hosts
+    from stateset_hpo.trial import TrialSpec
+
+    hosts = start_hosts(TrialSpec(objective=lambda p: {"score": 1.0}), 1, 1, cpus=0, gpus=0, liveness_s=1)
+    host = hosts.actors[0]
+    tune_process = ray.remote(num_cpus=0)(type("TuneProcess", (), {})).remote()
+    try:
+        assert ray.get(host.start.remote("first", [hosts.spec], {}, None, None, tune_process))
+        assert ray.get(host.next.remote("first"))[0] == "report"  # the trial now waits for Tune to take it
+        assert not ray.get(host.start.remote("second", [hosts.spec], {}, None, None, tune_process))  # one slot
+        ray.kill(tune_process)
+        deadline = time.monotonic() + 30
+        while not ray.get(host.start.remote("second", [hosts.spec], {}, None, None, tune_process)):
+            assert time.monotonic() < deadline, "the dead trial's slot was never freed"
+            time.sleep(0.5)
+    finally:
+        stop_hosts(hosts)
 
 
 @pytest.mark.slow

@@ -98,8 +98,8 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             if not prunes:
                 return None
             value = metrics.get(objectives[0][0])
-            if value is None:
-                raise KeyError(f"the trial reports no metric {objectives[0][0]!r}")
+            if value is None:  # not measured at this iteration (eval_every > 1): the pruner waits for one
+                return None
             episodes = int(metrics.get("episodes", step))  # equal compute across batch sizes
             trial.report(value, episodes)
             return f"pruned by the {config.optuna_config['pruner']} pruner at iteration {step} ({episodes} episodes)" \

@@ -191,6 +191,16 @@ def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]
     return cpu, gpu
 
 
+def check_measured_every_iteration(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None:
+    """HyperBand ranks the trials at a rung by their latest result, which must hold the objective;
+    an evaluation metric is measured only every ``eval_every`` iterations."""
+    every = space["eval_every"] if "eval_every" in space else None
+    most = max(spec.base_config.eval_every, (every.high if every.is_range else max(every.choices)) if every else 1)
+    if most > 1 and any(m.startswith("eval_") or m in spec.derived_metrics for m, _ in config.objectives):
+        raise ValueError(f"scheduler 'hyperband' needs the objective at every iteration, but trials evaluate every "
+                         f"{most} iterations (eval_every); set eval_every=1 or use asha, median or pbt")
+
+
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
                  resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
     """The study's trials, or with ``points`` exactly those configurations, each trained to
@@ -201,6 +211,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
     if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits and points is None:
         raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
+    if rc["scheduler"] == "hyperband" and points is None and spec.objective is None:
+        check_measured_every_iteration(config, spec, space)
     storage = storage_location(rc["storage_path"], str(config.output_dir))
     name = config.resolved_study_name + ("_validation" if points is not None else "")
     experiment = os.path.join(storage, name)
@@ -283,7 +295,10 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         start = time.monotonic()
         # Tune's newer console output prints its experiment banner even at verbose=0; the legacy
         # reporter is silent there. OptunaSearch's in-memory study would announce itself at INFO.
-        with environment({"RAY_AIR_NEW_OUTPUT": "0"}), optuna_verbosity(logging.WARNING):
+        # Tune would also refuse any result without the objective metric; the engine reports an
+        # evaluation every eval_every iterations (the metric names were checked before any trial).
+        with environment({"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}), \
+                optuna_verbosity(logging.WARNING):
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
@@ -312,7 +327,11 @@ def _from_result(result, spec: TrialSpec, metric: str) -> Tuple[int, HPOResult]:
     """(creation index, HPOResult) of one Tune result; the index keeps the study's order."""
     params = dict(result.config or {})
     frame = result.metrics_dataframe
-    history = [engine_metrics(row) for row in frame.to_dict("records")] if frame is not None else []
+    rows = frame.to_dict("records") if frame is not None else []
+    # Tune's table fills a metric an iteration did not report (an evaluation every eval_every
+    # iterations) with NaN (v != v); the last row, where the engine always evaluates, is kept as reported
+    history = [engine_metrics({k: v for k, v in row.items() if v == v}) for row in rows[:-1]] + \
+        [engine_metrics(row) for row in rows[-1:]]
     metrics = result.metrics or {}
     # Tune names a trial's folder <trainable>_<trial id>_<creation index>_<params>
     parts = Path(result.path).name.split("_")

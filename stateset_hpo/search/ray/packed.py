@@ -59,9 +59,10 @@ class _HostedTrial:
     """One trial training in a host thread, handing its reports over one at a time."""
 
     def __init__(self, spec: TrialSpec, params: Dict[str, Any], restore: Optional[Dict[str, bytes]],
-                 checkpoint_every: Optional[int], caller, turn: threading.Lock) -> None:
+                 checkpoint_every: Optional[int], caller, turn: threading.Lock, liveness_s: float) -> None:
         self.spec, self.params, self.restore, self.every, self.caller = spec, params, restore, checkpoint_every, caller
         self.turn = turn  # held while this trial computes
+        self.liveness_s = liveness_s
         self.changed = threading.Condition()
         self.items: List[Tuple[str, Any]] = []  # ("report", (metrics, files)) / ("done", None) / ("error", exc)
         self.handed = self.taken = 0  # reports handed to the Tune process, and taken by Tune
@@ -106,7 +107,7 @@ class _HostedTrial:
             with self.changed:
                 if self.cancelled or self.taken >= number:
                     return self.cancelled
-                if self.changed.wait(LIVENESS_S):
+                if self.changed.wait(self.liveness_s):
                     continue
             if not _alive(self.caller):  # its Tune process is gone (a lost node, a killed actor)
                 self.cancel()
@@ -160,11 +161,11 @@ def _alive(actor) -> bool:
 class TrialHost:
     """A worker process that trains up to ``slots`` trials at once (a Ray actor)."""
 
-    def __init__(self, cpus: float, slots: int) -> None:
+    def __init__(self, cpus: float, slots: int, liveness_s: float = LIVENESS_S) -> None:
         from .trainable import torch_threads
 
         torch_threads(cpus)
-        self.slots = slots
+        self.slots, self.liveness_s = slots, liveness_s
         self.specs: Dict[str, TrialSpec] = {}  # fetched on first use, so a restarted host fetches it again
         self.trials: Dict[str, _HostedTrial] = {}
         self.lock = threading.Lock()
@@ -181,7 +182,7 @@ class TrialHost:
             if sum(t.thread.is_alive() for t in self.trials.values()) >= self.slots:
                 return False
             self.trials[key] = _HostedTrial(self.specs[spec[0].hex()], params, restore, checkpoint_every, caller,
-                                            self.turn)
+                                            self.turn, self.liveness_s)
             self.trials[key].thread.start()
             return True
 
@@ -203,11 +204,13 @@ class Hosts(NamedTuple):
     # Ray would warn could be lost for a restart)
 
 
-def start_hosts(spec: TrialSpec, concurrent: int, slots: int, cpus: float, gpus: float) -> Hosts:
+def start_hosts(spec: TrialSpec, concurrent: int, slots: int, cpus: float, gpus: float,
+                liveness_s: float = LIVENESS_S) -> Hosts:
     """Enough hosts for ``concurrent`` trials at ``slots`` per host."""
     actor = ray.remote(TrialHost).options(num_cpus=cpus, num_gpus=gpus, max_concurrency=2 * slots + 2,
                                           max_restarts=-1)
-    return Hosts([actor.remote(cpus, slots) for _ in range(math.ceil(concurrent / slots))], ray.put(spec))
+    return Hosts([actor.remote(cpus, slots, liveness_s) for _ in range(math.ceil(concurrent / slots))],
+                 ray.put(spec))
 
 
 def stop_hosts(hosts: Optional[Hosts]) -> None:

@@ -116,7 +116,8 @@ def _pbt(rc, space, max_t, iteration):
     mutable = _mutable("pbt", space)
     return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=rc["perturbation_interval"] or 2 * iteration,
                                    hyperparam_mutations={n: space.subset([n]).to_tune()[n] for n in mutable},
-                                   custom_explore_fn=pbt_explore(space, mutable), synch=False)
+                                   custom_explore_fn=pbt_explore(space, mutable), synch=False,
+                                   require_attrs=False)  # (iterations without an evaluation carry no metric)
 
 
 def _pb2(rc, space, max_t, iteration):
@@ -127,7 +128,7 @@ def _pb2(rc, space, max_t, iteration):
     if not bounds:
         raise ValueError("pb2 perturbs continuous dimensions only, and this search space has none")
     return PB2(time_attr=TIME_ATTR, perturbation_interval=rc["perturbation_interval"] or 2 * iteration,
-               hyperparam_bounds=bounds)
+               hyperparam_bounds=bounds, require_attrs=False)
 
 
 SCHEDULERS: Dict[str, Scheduler] = {

@@ -54,8 +54,16 @@ def _optuna(config, space, metric, mode):
 
     from ..optuna.samplers import build_sampler
 
+    class MeasuredOnly(OptunaSearch):
+        """Takes only results that carry the metric: with ``eval_every`` > 1 the engine
+        evaluates every few iterations (OptunaSearch would fail on the others)."""
+
+        def on_trial_result(self, trial_id, result):
+            if isinstance(self.metric, str) and self.metric in result:
+                super().on_trial_result(trial_id, result)
+
     sampler = build_sampler(config.optuna_config, seed=config.ray_config["seed"])
-    return (OptunaSearch(metric=metric, mode=mode, points_to_evaluate=[space.baseline()], sampler=sampler),
+    return (MeasuredOnly(metric=metric, mode=mode, points_to_evaluate=[space.baseline()], sampler=sampler),
             space.to_tune(), config.n_trials)
 
 
