@@ -65,7 +65,7 @@ def space():
     from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType
 
     L = SearchSpaceType.LOGUNIFORM
-    return SearchSpace([SearchDimension("learning_rate", L, low=1e-5, high=1e-2, default=1e-4),
+    return SearchSpace([SearchDimension("learning_rate", L, low=1e-6, high=1e-3, default=1e-5),
                         SearchDimension("kl_penalty_coef", L, low=1e-3, high=1e-1, default=0.04)])
 
 
@@ -197,9 +197,10 @@ def main() -> None:
     target = min(hand.best(), mine.best())
     print(f"{args.trials} trials of {args.steps} steps, held-out score every {args.every}; untrained model: "
           f"{untrained_score():.4f}; target (the lower best): {target:.4f}")
-    print(f"{'':20s} {'best':>7s} {'s to target':>11s} {'study s':>8s}")
+    print(f"{'':20s} {'best':>7s} {'first report s':>14s} {'s to target':>11s} {'study s':>8s}")
     for name, stamps, wall in (("Ray Tune + TRL", hand, hand_wall), ("ours (direct)", mine, our_wall)):
-        print(f"{name:20s} {stamps.best():7.4f} {stamps.time_to(target):11.0f} {wall:8.0f}")
+        print(f"{name:20s} {stamps.best():7.4f} {min(t for t, _ in stamps.points):14.1f} "
+              f"{stamps.time_to(target):11.1f} {wall:8.0f}")
     print(f"time to target, by hand / ours: {hand.time_to(target) / mine.time_to(target):.1f}x")
 
 
