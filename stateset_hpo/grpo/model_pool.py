@@ -39,6 +39,9 @@ def _key(config: AgentConfig) -> str:
 def borrowed_agent(config: AgentConfig, warm: bool = True) -> Iterator[MultiTurnAgent]:
     """An agent for one trial: a view of this process's loaded base model when ``warm`` (a
     LoRA trial), else a freshly loaded model of its own."""
+    if not warm:
+        logger.info("a trial that trains the base weights (full fine-tuning) loads its own copy of %s",
+                    config.model_name)
     yield _view(_loaded(config)) if warm else MultiTurnAgent(config)
 
 

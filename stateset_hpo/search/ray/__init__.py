@@ -11,7 +11,7 @@ from ..base import Backend, Flag, Settings, check_grid_fits
 from ..optuna import SAMPLER_FLAG
 from .connect import check_reachable
 from .schedulers import SCHEDULERS
-from .searchers import SEARCHERS
+from .searchers import SEARCHERS, searcher_limit
 
 EXECUTIONS = ("train", "direct")
 # URI schemes pyarrow's filesystems (which Ray Tune's storage uses) understand.
@@ -113,8 +113,10 @@ def _describe(config) -> str:
     from ...shared_storage import storage_location
 
     rc = config.ray_config
+    concurrent = searcher_limit(config) or \
+        f"as the cluster's resources allow ({rc['scheduler']} pauses trials, and a limit would count them)"
     return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
-            f"max_concurrent={config.max_concurrent_trials} workers_per_trial={rc['workers_per_trial']} "
+            f"max_concurrent={concurrent} workers_per_trial={rc['workers_per_trial']} "
             f"execution={rc['execution']}"
             + (f" trials_per_worker={rc['trials_per_worker']}" if rc["trials_per_worker"] > 1 else "")
             + f" storage={storage_location(rc['storage_path'], str(config.output_dir))}"

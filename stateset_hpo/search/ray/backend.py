@@ -32,7 +32,7 @@ from . import EXECUTIONS
 from .connect import check_state_api, connect, environment
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
-from .searchers import build_search
+from .searchers import build_search, searcher_limit
 from .trainable import direct_trial, train_trial
 
 STATE_SYNC_S = 60  # how often the driver uploads the experiment's state to cloud storage
@@ -240,6 +240,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             if clock is not None:
                 spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **clock(unit)})
             search_alg, param_space, num_samples = build_search(config, space, metric, mode)
+            limit = searcher_limit(config)
             every, budget = checkpoint_interval(rc), config.timeout
         else:
             from ray.tune.search import BasicVariantGenerator
@@ -247,6 +248,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
 
             scheduler = FIFOScheduler()
             search_alg = BasicVariantGenerator(points_to_evaluate=list(points), max_concurrent=config.max_concurrent_trials)
+            limit = config.max_concurrent_trials
             # Tune resolves each point against param_space, so every key needs a domain there;
             # with num_samples == len(points) only the points themselves run.
             param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
@@ -278,7 +280,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             tuner = tune.Tuner(
                 trainable, param_space=param_space,
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
-                                            num_samples=num_samples, max_concurrent_trials=config.max_concurrent_trials,
+                                            num_samples=num_samples, max_concurrent_trials=limit,
                                             time_budget_s=budget,
                                             # a direct trial's process (Tune's trial actor) stays for the
                                             # next trial, with its loaded base model (grpo/model_pool.py)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .schedulers import SCHEDULERS
+
 # build(config, space, metric, mode) -> (search_alg or None, param_space, num_samples)
 Build = Callable[[Any, Any, str, str], Tuple[Optional[Any], Dict[str, Any], int]]
 
@@ -43,7 +45,7 @@ def _random(config, space, metric, mode):
     # Tune ignores TuneConfig(max_concurrent_trials) for a BasicVariantGenerator it is handed
     # (a warning only), so the limit goes into the generator itself
     return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.ray_config["seed"],
-                                  max_concurrent=config.max_concurrent_trials),
+                                  max_concurrent=searcher_limit(config) or 0),
             space.to_tune(), config.n_trials)
 
 
@@ -112,13 +114,22 @@ SEARCHERS: Dict[str, SearchAlgorithm] = {
 }
 
 
+def searcher_limit(config) -> Optional[int]:
+    """How many trials the search may have started and not finished: the study's concurrency,
+    except under HyperBand. It pauses trials at its rungs until its bracket fills, and every
+    limit Tune offers counts paused trials, so the bracket would never fill and HyperBand would
+    stop nothing (measured: no trial paused); its running trials are bounded by the cluster's
+    resources instead, which `describe` says."""
+    return None if SCHEDULERS[config.ray_config["scheduler"]].pauses else config.max_concurrent_trials
+
+
 def build_search(config, space, metric: str, mode: str) -> Tuple[Optional[Any], Dict[str, Any], int]:
     """(search_alg, param_space, num_samples) for tune.Tuner, from ray_config['search_alg']."""
     algorithm = SEARCHERS[config.ray_config["search_alg"]]
     searcher, param_space, num_samples = algorithm.build(config, space, metric, mode)
-    if algorithm.limited:
+    if algorithm.limited and searcher_limit(config):
         from ray.tune.search import ConcurrencyLimiter
 
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=config.max_concurrent_trials)
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=searcher_limit(config))
     return searcher, param_space, num_samples
 
