@@ -3,7 +3,7 @@
 The same study both ways: the tiny model with a LoRA adapter (r 16, alpha 32, all linear
 layers), single-turn customer-service prompts, groups of 8 completions of up to 32 tokens, one
 prompt per optimizer step; learning rate and KL coefficient searched by Ray Tune's random
-search with seed 0 (the same configurations in the same order), N trials of S steps, two at a
+search with seed 0 or ``--seed`` (the same configurations in the same order), N trials of S steps, two at a
 time, one CPU each, ASHA on the held-out score reported every E steps (grace one report,
 reduction factor 3). The held-out score is the same function for both: one greedy reply per
 selection-split scenario, scored by our reward (the engine's `evaluate("selection")`; a TRL
@@ -16,7 +16,7 @@ Prints, for each, the best score and when (seconds from the study's start) the s
 so far first reached the target: the lower of the two final bests, so both reach it; and the
 untrained model's score, so the target is seen to be above it. Goal: ours >= 5x faster.
 
-    pip install -e '.[bench]'; python bench/time_to_target.py [--trials 8] [--steps 24] [--every 4]
+    pip install -e '.[bench]'; python bench/time_to_target.py [--trials 8] [--steps 32] [--every 4] [--seed 0]
 """
 
 import argparse
@@ -120,7 +120,7 @@ def trl_trial(config, steps, every):
                     callbacks=[Report()]).train()
 
 
-def by_hand(n, steps, every, storage):
+def by_hand(n, steps, every, storage, seed):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -135,7 +135,7 @@ def by_hand(n, steps, every, storage):
     tune.Tuner(trainable, param_space=space().to_tune(),
                tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=n, max_concurrent_trials=2,
                                            search_alg=BasicVariantGenerator(points_to_evaluate=[space().baseline()],
-                                                                                  random_state=0, max_concurrent=2),
+                                                                                  random_state=seed, max_concurrent=2),
                                            scheduler=ASHAScheduler(grace_period=1, reduction_factor=3,
                                                                    max_t=steps // every)),
                run_config=tune.RunConfig(storage_path=storage, name="by_hand", callbacks=[Record()],
@@ -143,7 +143,7 @@ def by_hand(n, steps, every, storage):
     return stamps
 
 
-def ours(n, steps, every, folder):
+def ours(n, steps, every, folder, seed):
     from stateset_hpo import HPOConfig
     from stateset_hpo.study import run_study
     from stateset_hpo.trial import TrialSpec
@@ -157,7 +157,7 @@ def ours(n, steps, every, folder):
     environment, reward = single_turn()
     config = HPOConfig(backend="ray_tune", search_space=space(), n_trials=n, output_dir=folder, verbose=False,
                        save_plots=False, validation_top_k=0, cpu_per_trial=1, n_parallel_trials=2,
-                       ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random", "seed": 0,
+                       ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random", "seed": seed,
                                    "grace_period": GROUP * every, "reduction_factor": 3})
     run_study(config, TrialSpec(environment=environment, reward=reward, base_config=engine_config(steps, every)),
               callbacks=[Record()])
@@ -180,17 +180,18 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="the random search's seed (both studies)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         connect(None, num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": __file__.rsplit("/", 1)[0]}})
         try:
             start = time.perf_counter()
-            hand = by_hand(args.trials, args.steps, args.every, folder)
+            hand = by_hand(args.trials, args.steps, args.every, folder, args.seed)
             hand_wall = time.perf_counter() - start
             start = time.perf_counter()
-            mine = ours(args.trials, args.steps, args.every, f"{folder}/ours")
+            mine = ours(args.trials, args.steps, args.every, f"{folder}/ours", args.seed)
             our_wall = time.perf_counter() - start
         finally:
             ray.shutdown()
