@@ -112,8 +112,7 @@ def warm_trials(folder: str, n: int):
                                                 eval_every=10**6, warmup_ratio=0.0))
     model_pool.release_all()
     before = allocated()
-    with model_pool.borrowed_agent(spec.agent_config):  # loads the base model, as the first trial would
-        pass
+    model_pool.agent_for_trial(spec.agent_config)  # loads the base model, as the first trial would
     alone = allocated() - before
     after = []
     for i in range(n):

@@ -114,9 +114,9 @@ def at_once(k, folder, model_name, warm):
     from stateset_hpo.study import run_study
 
     model_pool.release_all()
-    borrowed = trial_module.borrowed_agent
+    agent_for_trial = trial_module.agent_for_trial
     if not warm:  # every trial loads its own copy, as before warm trials
-        trial_module.borrowed_agent = lambda config, warm: borrowed(config, warm=False)
+        trial_module.agent_for_trial = lambda config, warm: agent_for_trial(config, warm=False)
     start, peak, done = RSS().rss, [0], threading.Event()
 
     def sample():
@@ -130,7 +130,7 @@ def at_once(k, folder, model_name, warm):
     finally:
         done.set()
         sampler.join()
-        trial_module.borrowed_agent = borrowed
+        trial_module.agent_for_trial = agent_for_trial
         model_pool.release_all()
     return peak[0] - start
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
 from .grpo.config import EVAL_PROTOCOL_FIELDS
-from .grpo.model_pool import borrowed_agent
+from .grpo.model_pool import agent_for_trial
 from .grpo.trainer import reported_metrics
 
 # report(metrics, trainer) -> True to stop the trial early (what a pruner decided). ``trainer``
@@ -177,17 +177,17 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
         report(metrics, None)
         return metrics
     config = spec.training_config(params)
-    # a LoRA trial borrows this process's loaded base model (see grpo/model_pool.py)
-    with borrowed_agent(spec.agent_config, warm=config.use_lora) as agent:
-        with _SETUP_LOCK:
-            trainer = MultiTurnGRPOTrainer(agent, spec.environment, spec.reward, config, test_at_end=spec.test_at_end)
-        if restore_from is not None:
-            trainer.load_checkpoint(restore_from, same_config=False)
-        last: Dict[str, float] = {}
-        for metrics in trainer.iterate():
-            last = with_derived_metrics(spec, metrics)
-            if report(last, trainer):
-                break
+    # a LoRA trial trains on this process's loaded base model (see grpo/model_pool.py)
+    agent = agent_for_trial(spec.agent_config, warm=config.use_lora)
+    with _SETUP_LOCK:
+        trainer = MultiTurnGRPOTrainer(agent, spec.environment, spec.reward, config, test_at_end=spec.test_at_end)
+    if restore_from is not None:
+        trainer.load_checkpoint(restore_from, same_config=False)
+    last: Dict[str, float] = {}
+    for metrics in trainer.iterate():
+        last = with_derived_metrics(spec, metrics)
+        if report(last, trainer):
+            break
     return last
 
 

@@ -74,13 +74,13 @@ def test_generating_with_one_trials_adapter_does_not_change_what_another_trial_s
 
     spec = tiny_spec()
     model_pool.release_all()
-    with model_pool.borrowed_agent(spec.agent_config) as one, model_pool.borrowed_agent(spec.agent_config) as two:
-        adapted = get_peft_model(one.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-        ids = torch.tensor([[5, 6, 7, 8]])
-        before = two.model(ids).logits
-        with without_lora_layers(adapted, merge=True):  # the update folded in for a rollout
-            assert not torch.equal(adapted(ids).logits, before)
-            assert torch.equal(two.model(ids).logits, before)
+    one, two = model_pool.agent_for_trial(spec.agent_config), model_pool.agent_for_trial(spec.agent_config)
+    adapted = get_peft_model(one.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    before = two.model(ids).logits
+    with without_lora_layers(adapted, merge=True):  # the update folded in for a rollout
+        assert not torch.equal(adapted(ids).logits, before)
+        assert torch.equal(two.model(ids).logits, before)
 
 
 def test_another_base_model_releases_the_loaded_one():

@@ -14,14 +14,13 @@ weights and always loads its own copy; asking for another base model lets the lo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import gc
 import itertools
 import logging
 import threading
-from typing import Dict, Iterator
+from typing import Dict
 
 from .agent import MultiTurnAgent
 from .config import AgentConfig
@@ -35,14 +34,14 @@ def _key(config: AgentConfig) -> str:
     return repr(sorted(dataclasses.asdict(config).items()))
 
 
-@contextlib.contextmanager
-def borrowed_agent(config: AgentConfig, warm: bool = True) -> Iterator[MultiTurnAgent]:
+def agent_for_trial(config: AgentConfig, warm: bool = True) -> MultiTurnAgent:
     """An agent for one trial: a view of this process's loaded base model when ``warm`` (a
-    LoRA trial), else a freshly loaded model of its own."""
+    LoRA trial), else a freshly loaded model of its own. Nothing is given back: the trial
+    drops its view (or its own model) when it ends."""
     if not warm:
         logger.info("a trial that trains the base weights (full fine-tuning) loads its own copy of %s",
                     config.model_name)
-    yield _view(_loaded(config)) if warm else MultiTurnAgent(config)
+    return _view(_loaded(config)) if warm else MultiTurnAgent(config)
 
 
 def _loaded(config: AgentConfig) -> MultiTurnAgent:

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import ray
 
-from ...trial import TrialSpec, run_trial
+from ...trial import TrialSpec
 
 LIVENESS_S = 30.0  # how often a host asks whether a waiting trial's Tune process is still there
 TRIAL_PROCESS = {"memory": 64 * 2 ** 20}  # Tune needs a non-empty bundle; the host holds the CPUs/GPUs
@@ -59,8 +59,10 @@ class _HostedTrial:
     """One trial training in a host thread, handing its reports over one at a time."""
 
     def __init__(self, spec: TrialSpec, params: Dict[str, Any], restore: Optional[Dict[str, bytes]],
-                 checkpoint_every: Optional[int], caller, turn: threading.Lock, liveness_s: float) -> None:
+                 checkpoint_every: Optional[int], caller, cpus: float, turn: threading.Lock,
+                 liveness_s: float) -> None:
         self.spec, self.params, self.restore, self.every, self.caller = spec, params, restore, checkpoint_every, caller
+        self.cpus = cpus
         self.turn = turn  # held while this trial computes
         self.liveness_s = liveness_s
         self.changed = threading.Condition()
@@ -70,14 +72,12 @@ class _HostedTrial:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from .trainable import checkpoint_due
+        from ray import tune
 
-        def report(metrics, trainer) -> bool:
-            files = None
-            if trainer is not None and checkpoint_due(metrics, trainer.config.total_iterations, self.every):
-                with tempfile.TemporaryDirectory() as folder:
-                    trainer.save_checkpoint(folder)
-                    files = pack(folder)
+        from .trainable import run_reporting
+
+        def send(metrics, folder) -> bool:
+            files = pack(folder)
             streams = rng_state()
             self.turn.release()  # another trial's turn while Tune takes this report
             try:
@@ -88,8 +88,8 @@ class _HostedTrial:
 
         try:
             with self.turn, tempfile.TemporaryDirectory() as folder:
-                restore = unpack(self.restore, folder) if self.restore else None
-                run_trial(self.spec, self.params, report, restore_from=restore)
+                restore = tune.Checkpoint.from_directory(unpack(self.restore, folder)) if self.restore else None
+                run_reporting(self.spec, self.params, self.cpus, self.every, send, restore)
             self._push(("done", None))
         except BaseException as exc:  # handed to the Tune process, which fails the trial with it
             self._push(("error", exc))
@@ -162,27 +162,25 @@ class TrialHost:
     """A worker process that trains up to ``slots`` trials at once (a Ray actor)."""
 
     def __init__(self, cpus: float, slots: int, liveness_s: float = LIVENESS_S) -> None:
-        from .trainable import torch_threads
-
-        torch_threads(cpus)
-        self.slots, self.liveness_s = slots, liveness_s
+        self.cpus, self.slots, self.liveness_s = cpus, slots, liveness_s
         self.specs: Dict[str, TrialSpec] = {}  # fetched on first use, so a restarted host fetches it again
         self.trials: Dict[str, _HostedTrial] = {}
         self.lock = threading.Lock()
         self.turn = threading.Lock()
 
-    def start(self, key: str, spec: List[Any], params: Dict[str, Any], restore: Optional[Dict[str, bytes]],
+    def start(self, key: str, spec: List[Any], params: Dict[str, Any], restore: Optional[List[Any]],
               checkpoint_every: Optional[int], caller) -> bool:
         """Start a trial if a slot is free (a slot frees when its trial's thread ends). ``spec``
-        is [the TrialSpec's object ref] (in a list, so Ray passes the ref, not the object)."""
+        is [the TrialSpec's object ref], ``restore`` [a packed checkpoint's ref] or None (in a
+        list, so Ray passes the ref and the host fetches the object only when it takes the trial)."""
         with self.lock:
-            if spec[0].hex() not in self.specs:
-                self.specs[spec[0].hex()] = ray.get(spec[0])
             self.trials = {k: t for k, t in self.trials.items() if not t.over}
             if sum(t.thread.is_alive() for t in self.trials.values()) >= self.slots:
                 return False
-            self.trials[key] = _HostedTrial(self.specs[spec[0].hex()], params, restore, checkpoint_every, caller,
-                                            self.turn, self.liveness_s)
+            if spec[0].hex() not in self.specs:
+                self.specs[spec[0].hex()] = ray.get(spec[0])
+            self.trials[key] = _HostedTrial(self.specs[spec[0].hex()], params, ray.get(restore[0]) if restore else None,
+                                            checkpoint_every, caller, self.cpus, self.turn, self.liveness_s)
             self.trials[key].thread.start()
             return True
 
@@ -224,11 +222,10 @@ def packed_trial(params: Dict[str, Any], hosts: Hosts, checkpoint_every: Optiona
 
     key = f"{tune.get_context().get_trial_id()}-{uuid.uuid4().hex[:8]}"  # a retried trial is a new key
     restored = tune.get_checkpoint()
-    if restored is None:
-        restore = None
-    else:
+    restore = None
+    if restored is not None:  # in the object store once, not sent again with every try for a slot
         with restored.as_directory() as folder:
-            restore = pack(folder)
+            restore = [ray.put(pack(folder))]
     me = ray.get_runtime_context().current_actor
     host = _free_host(hosts, key, params, restore, checkpoint_every, me)
     try:

@@ -36,12 +36,13 @@ def checkpoint_due(metrics: Dict[str, float], total: int, every: Optional[int]) 
     return iteration == total or (every is not None and iteration % every == 0)
 
 
-def _run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpoint_every: Optional[int],
-                   send: Callable[[Dict[str, float], Optional[str]], None], restore,
-                   may_checkpoint: bool = True) -> None:
+def run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpoint_every: Optional[int],
+                  send: Callable[[Dict[str, float], Optional[str]], Optional[bool]], restore,
+                  may_checkpoint: bool = True) -> None:
     """Run the trial, passing each iteration's metrics to ``send(metrics, folder)``, with a
-    checkpoint folder when one is due (and this worker writes checkpoints), else None.
-    ``restore`` is a Ray Checkpoint to continue from, or None."""
+    checkpoint folder when one is due (and this worker writes checkpoints), else None; a true
+    return value of ``send`` stops the trial. ``restore`` is a Ray Checkpoint to continue
+    from, or None."""
     torch_threads(cpus)
 
     def report(metrics, trainer):
@@ -49,9 +50,8 @@ def _run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpo
                 checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
             with tempfile.TemporaryDirectory() as folder:
                 trainer.save_checkpoint(folder)
-                send(metrics, folder)
-        else:
-            send(metrics, None)
+                return send(metrics, folder)
+        return send(metrics, None)
 
     if restore is None:
         run_trial(spec, params, report)
@@ -67,7 +67,7 @@ def direct_trial(params: Dict[str, Any], spec: TrialSpec, cpus: float, checkpoin
     def send(metrics, folder):
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
 
-    _run_reporting(spec, params, cpus, checkpoint_every, send, tune.get_checkpoint())
+    run_reporting(spec, params, cpus, checkpoint_every, send, tune.get_checkpoint())
 
 
 def _train_worker(loop_config: Dict[str, Any]) -> None:
@@ -80,8 +80,8 @@ def _train_worker(loop_config: Dict[str, Any]) -> None:
     # Train's own checkpoint when it restarted failed workers, else the one Tune restored the
     # trial from (a resumed or paused trial, or a PBT exploit of another trial's checkpoint).
     restore = ray.train.get_checkpoint() or loop_config["restore"]
-    _run_reporting(loop_config["spec"], loop_config["params"], loop_config["cpus"], loop_config["checkpoint_every"],
-                   send, restore, may_checkpoint=ray.train.get_context().get_world_rank() == 0)
+    run_reporting(loop_config["spec"], loop_config["params"], loop_config["cpus"], loop_config["checkpoint_every"],
+                  send, restore, may_checkpoint=ray.train.get_context().get_world_rank() == 0)
 
 
 def _to_tune_callback(queue):
