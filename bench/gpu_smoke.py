@@ -3,7 +3,8 @@
 For a machine with an NVIDIA GPU and no network: the model is built from a config with random
 weights (the Qwen2.5-0.5B shape) and the tiny local tokenizer, saved, and loaded back through
 `from_pretrained` like any hub model. Prints generated tokens/s, seconds per step and peak GPU
-memory for both trainers; then runs 10 one-iteration warm trials in a row on that model
+memory for both trainers (ours with and without gradient checkpointing, which TRL does by
+default); then runs 10 one-iteration warm trials in a row on that model
 (grpo/model_pool.py: one loaded base model lent to each LoRA trial) and prints the GPU memory
 allocated after each, which must come back to the base model's own each time (nothing a trial
 held is left behind). ``--tiny`` shrinks the model so the script can be checked on a CPU.
@@ -47,10 +48,10 @@ def peak_memory_gb() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
 
 
-def run_ours(folder: str, steps: int):
+def run_ours(folder: str, steps: int, checkpointing: bool):
     config = TrainingConfig(num_episodes=GROUP * 4 * (steps + 2), per_device_train_batch_size=4, group_size=GROUP,
                             max_new_tokens=MAX_TOKENS, include_value_function=False, eval_every=10**6,
-                            learning_rate=1e-5, warmup_ratio=0.0)
+                            learning_rate=1e-5, warmup_ratio=0.0, gradient_checkpointing=checkpointing)
     agent = MultiTurnAgent(AgentConfig(model_name=folder))
     trainer = MultiTurnGRPOTrainer(agent, ConversationEnvironment(DOMAIN, max_turns=1), domain_reward(DOMAIN), config)
     trainer.train_step()  # warm-up (kernels, allocator)
@@ -136,15 +137,15 @@ def main() -> None:
         n = build_model(folder, TINY if args.tiny else QWEN2_05B, dtype)
         print(f"model: Qwen2-style, {n / 1e6:.1f}M parameters, random init; LoRA r=16 all-linear; "
               f"{GROUP * 4} completions of up to {MAX_TOKENS} tokens per step")
-        rows = [("ours", run_ours(folder, args.steps))]
+        rows = [("ours", run_ours(folder, args.steps, False)), ("ours+gc", run_ours(folder, args.steps, True))]
         if not args.skip_trl:
             rows.append(("TRL", run_trl(folder, args.steps, use_cpu=not cuda)))
         alone, after = warm_trials(folder, args.warm_trials) if args.warm_trials else (None, [])
-    print(f"{'':6s} {'s/step':>8s} {'gen tok/s':>10s} {'peak GPU GiB':>13s}")
+    print(f"{'':8s} {'s/step':>8s} {'gen tok/s':>10s} {'peak GPU GiB':>13s}")
     for name, (sec, tps, mem) in rows:
-        print(f"{name:6s} {sec:8.3f} {tps:10.1f} {mem:13.2f}")
-    if len(rows) == 2:
-        print(f"ratio ours/TRL steps/s: {rows[1][1][0] / rows[0][1][0]:.2f}x")
+        print(f"{name:8s} {sec:8.3f} {tps:10.1f} {mem:13.2f}")
+    if len(rows) == 3:  # TRL checkpoints activations by default: compare like with like
+        print(f"ratio ours+gc/TRL steps/s: {rows[2][1][0] / rows[1][1][0]:.2f}x")
     if after:
         print(f"warm trials: GPU GiB allocated with the base model alone {alone:.3f}; after each trial: "
               + " ".join(f"{a:.3f}" for a in after)

@@ -98,6 +98,21 @@ def test_seeded_runs_are_deterministic(tiny_model_path):
     assert run(3) != run(4)
 
 
+@pytest.mark.parametrize("use_lora", [True, False])
+def test_gradient_checkpointing_trains_the_same_keeping_fewer_activations(tiny_model_path, use_lora):
+    def run(checkpointing):
+        trainer = make_trainer(num_episodes=8, use_lora=use_lora, gradient_checkpointing=checkpointing)
+        kept = []  # bytes autograd keeps for the backward pass (checkpointed layers keep their inputs only)
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel() * t.element_size()) or t,
+                                                      lambda t: t):
+            metrics = trainer.train_step()
+        return {k: v for k, v in metrics.items() if k not in ("step_time", "rollout_time", "tokens_per_s")}, sum(kept)
+
+    (plain, plain_kept), (checkpointed, checkpointed_kept) = run(False), run(True)
+    assert checkpointed == pytest.approx(plain, rel=1e-5, abs=1e-6)  # dropout masks replayed exactly
+    assert checkpointed_kept < 0.6 * plain_kept
+
+
 def test_batch_size_and_accumulation_change_the_batch(tiny_model_path):
     small = make_trainer(per_device_train_batch_size=1, gradient_accumulation_steps=1, num_episodes=4)
     big = make_trainer(per_device_train_batch_size=2, gradient_accumulation_steps=2, num_episodes=16)
@@ -140,6 +155,8 @@ def test_parameters_that_map_to_nothing_are_errors():
     (dict(detail_level="verbose"), "detail_level"),
     (dict(eval_detail_level="verbose"), "eval_detail_level"),
     (dict(num_iterations=2, lora_dropout=0.1), "lora_dropout must be 0 when num_iterations > 1"),
+    (dict(num_iterations=2, lora_dropout=0, gradient_checkpointing=True), "gradient_checkpointing needs num_iter"),
+    (dict(gradient_checkpointing="yes"), "gradient_checkpointing must be"),
 ])
 def test_bad_training_config(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -91,3 +91,15 @@ def test_another_base_model_releases_the_loaded_one():
     trained(other, {"learning_rate": 1e-3})
     _, again = trained(spec, {"learning_rate": 1e-3})
     assert weights(again) != weights(first)  # the first base model was let go when another was asked for
+
+
+def test_a_gradient_checkpointing_trial_leaves_the_next_trial_without_it():
+    spec = tiny_spec(num_episodes=8)
+    model_pool.release_all()
+    checkpointing = dataclasses.replace(spec, base_config=dataclasses.replace(spec.base_config,
+                                                                              gradient_checkpointing=True))
+    _, first = trained(checkpointing, {"learning_rate": 1e-3})
+    _, second = trained(spec, {"learning_rate": 1e-3})
+    assert weights(first) == weights(second)  # the same loaded base model
+    assert any(getattr(m, "gradient_checkpointing", False) for m in first.model.modules())
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in second.model.modules())

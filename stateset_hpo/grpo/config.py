@@ -72,6 +72,9 @@ class TrainingConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: Union[str, List[str]] = "all-linear"
+    # recompute each layer's activations in the backward pass instead of keeping them: much less
+    # memory for a longer step (TRL's default; off here, where the tiny model needs no saving)
+    gradient_checkpointing: bool = False
     # generation of rollouts
     temperature: float = 1.0
     top_p: float = 0.95
@@ -109,7 +112,7 @@ class TrainingConfig:
         checks.update({name: number(low, strict, maximum=high) for name, (low, high, strict) in floats.items()})
         checks.update({name: number(0, strict=False, optional=True) for name in REWARD_WEIGHT_FIELDS})
         checks["clip_range_high"] = number(self.clip_range, strict=False, optional=True)
-        checks.update(include_value_function=boolean, use_lora=boolean)
+        checks.update(include_value_function=boolean, use_lora=boolean, gradient_checkpointing=boolean)
         for name, check in checks.items():  # clip_range is checked before clip_range_high uses it
             try:
                 setattr(self, name, check(getattr(self, name)))
@@ -125,6 +128,11 @@ class TrainingConfig:
             # passes; with dropout they differ even before the first update
             raise ValueError(f"TrainingConfig.lora_dropout must be 0 when num_iterations > 1 (got "
                              f"{self.lora_dropout}): the policy ratio needs dropout-free passes")
+        if self.num_iterations > 1 and self.gradient_checkpointing:
+            # transformers checkpoints layers only in training mode, and these passes run in eval mode
+            raise ValueError("TrainingConfig.gradient_checkpointing needs num_iterations == 1: several updates "
+                             "per rollout run the policy in eval mode (dropout-free), where transformers "
+                             "does not checkpoint")
 
     # -- derived -----------------------------------------------------------------------------
     @property

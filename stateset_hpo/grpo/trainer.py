@@ -40,6 +40,7 @@ import torch
 from .agent import MultiTurnAgent, SamplingSettings, without_lora_layers
 from .config import TrainingConfig
 from .environment import ConversationEnvironment
+from .logprobs import token_logp_and_entropy
 from .optim import build_optimizer, build_scheduler
 from .rewards import CompositeReward, ReplyContext
 from .scenarios import Scenario
@@ -148,6 +149,14 @@ class MultiTurnGRPOTrainer:
 
     def _prepare_policy(self):
         model = self.agent.model
+        if self.config.gradient_checkpointing:
+            # non-reentrant: no input needs requires_grad, so frozen embeddings under LoRA work as they are;
+            # transformers 5.x renamed gradient_checkpointing_enable (deprecated) to activation_checkpointing_enable
+            kwargs = {"use_reentrant": False}
+            if hasattr(model, "activation_checkpointing_enable"):
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if self.config.use_lora:
             from peft import LoraConfig, get_peft_model
 
@@ -354,13 +363,10 @@ class MultiTurnGRPOTrainer:
         the end of each prompt). Only the completion columns' logits are materialised."""
         width_c = batch.completion_mask.shape[1]
         out = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
-                    logits_to_keep=width_c + 1, output_hidden_states=want_hidden)
-        logits = out.logits[:, :-1].float() / self.config.temperature
-        logp_all = torch.log_softmax(logits, dim=-1)
-        targets = batch.ids[:, batch.prompt_width:]
-        logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.entropy_coef > 0):
-            entropy = -(logp_all.exp() * logp_all).sum(-1)  # a metric, and a loss term only with a bonus
+                    logits_to_keep=width_c + 1, output_hidden_states=want_hidden, use_cache=False)
+        # the entropy is a metric, and a loss term only with a bonus
+        logp, entropy = token_logp_and_entropy(out.logits[:, :-1], batch.ids[:, batch.prompt_width:],
+                                               self.config.temperature, entropy_grad=self.config.entropy_coef > 0)
         hidden = out.hidden_states[-1][:, batch.prompt_width - 1] if want_hidden else None
         return logp, entropy, hidden
 
