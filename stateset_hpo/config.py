@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .checks import boolean, check_section, integer, number, one_of, optional_str
+from .health import SETTINGS as HEALTH_SETTINGS
 from .search.base import all_backends, backend_names, get_backend
 from .space import SearchSpace
 from .space.presets import get_search_space, list_search_spaces
@@ -46,6 +47,9 @@ class HPOConfig:
       each) makes a multi-objective study (backend "optuna"); the summary then holds the
       Pareto front. ``objective_metric``/``direction`` become the first of them, which is
       what ``best_*`` report and what a pruner or scheduler watches.
+    - ``health_rules`` (not in the guide): the rules that stop a trial that cannot learn or has
+      collapsed, recorded as pruned with the reason (see health.py); filled with the defaults,
+      ``{"enabled": False}`` turns them off.
     """
 
     backend: str = "optuna"
@@ -63,6 +67,7 @@ class HPOConfig:
     optuna_config: Dict[str, Any] = field(default_factory=dict)
     ray_config: Dict[str, Any] = field(default_factory=dict)
     wandb_config: Dict[str, Any] = field(default_factory=dict)
+    health_rules: Dict[str, Any] = field(default_factory=dict)
 
     base_training_config: Any = None
     checkpoint_freq: Optional[int] = 10
@@ -122,6 +127,7 @@ class HPOConfig:
         if self.search_space is not None and len(self.search_space) == 0:
             raise ValueError("HPOConfig.search_space is empty: a study needs at least one dimension")
         self._check_objectives()
+        self.health_rules = check_section("HPOConfig.health_rules", self.health_rules, HEALTH_SETTINGS)
         given = {}
         for backend in all_backends():  # every section is filled, so the config shows what a study will use
             given[backend.name] = getattr(self, backend.section)
@@ -190,6 +196,7 @@ class HPOConfig:
             data["base_training_config"] = dataclasses.asdict(base)
         for backend in all_backends():
             data[backend.section] = dict(getattr(self, backend.section))
+        data["health_rules"] = dict(self.health_rules)
         return data
 
     @classmethod

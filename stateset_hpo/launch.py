@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import DIRECTIONS, HPOConfig
+from .health import SETTINGS as HEALTH_SETTINGS
 from .interrupts import sigterm_as_ctrl_c
 from .results import is_better
 from .search.base import Flag, all_backends, backend_names, get_backend
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-per-trial", type=float, help="CPUs per trial worker (default: auto)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fix a training parameter for all trials (repeatable), e.g. --set num_episodes=320")
+    p.add_argument("--health", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a health rule (repeatable), e.g. --health kl_max=0.5 or --health entropy_min=null "
+                        "(off); rules: " + ", ".join(k for k in HEALTH_SETTINGS if k != "enabled"))
+    p.add_argument("--no-health-rules", action="store_true",
+                   help="do not stop trials that cannot learn or have collapsed (on by default)")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
     p.add_argument("--study-name", help="name of the study")
@@ -130,7 +136,12 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
             raise UsageError(f"--{name.replace('_', '-')} applies to --backend {' or '.join(having)}, not {backend}")
         section = chosen[name].section or get_backend(backend).section
         settings[section] = {**settings.get(section, {}), chosen[name].key: value}
-    fixed = _parse_sets(args.set)
+    health = _parse_sets(args.health, "--health")
+    if args.no_health_rules:
+        health["enabled"] = False
+    if health:
+        settings["health_rules"] = {**(settings.get("health_rules") or {}), **health}
+    fixed = _parse_sets(args.set, "--set")
     if args.model is not None:
         fixed["model_name"] = args.model
     if fixed:
@@ -151,7 +162,7 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         raise UsageError(str(exc)) from None
 
 
-def _parse_sets(items: List[str]) -> Dict[str, Any]:
+def _parse_sets(items: List[str], flag: str) -> Dict[str, Any]:
     import yaml
 
     from .yaml_io import load_yaml
@@ -160,11 +171,11 @@ def _parse_sets(items: List[str]) -> Dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+            raise UsageError(f"{flag} takes KEY=VALUE, got {item!r}")
         try:
             fixed[key.strip()] = load_yaml(text)
         except yaml.YAMLError:
-            raise UsageError(f"--set {key}: cannot read value {text!r}") from None
+            raise UsageError(f"{flag} {key}: cannot read value {text!r}") from None
     return fixed
 
 
@@ -202,7 +213,8 @@ class ProgressPrinter:
         best = "-" if self.best is None else f"{self.best:.4f}"
         print(f"[{done}/{self.total}] trial {result.trial_id} {result.status.value} {self.metric}={shown}  "
               f"running {self.started - done}  success {self.ended.get('success', 0)}  "
-              f"pruned {self.ended.get('pruned', 0)}  failed {self.ended.get('failed', 0)}  best {best}", flush=True)
+              f"pruned {self.ended.get('pruned', 0)}  failed {self.ended.get('failed', 0)}  best {best}"
+              + (f"  ({result.stop_reason})" if result.stop_reason else ""), flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -75,7 +75,10 @@ class HPOResult:
     """One trial: its parameters, final metrics, per-iteration history and outcome.
 
     ``best_metric`` is the trial's value of the study's objective (None when it produced
-    none, e.g. it failed before its first report).
+    none, e.g. it failed before its first report). A pruned trial says what stopped it:
+    ``stopped_by`` is a health rule's name (see health.py), "pruner" (Optuna's pruner, a W&B
+    sweep's early termination), "scheduler" (Ray Tune's) or "timeout", and ``stop_reason``
+    says why in words.
     """
 
     trial_id: str
@@ -87,6 +90,8 @@ class HPOResult:
     status: TrialStatus = TrialStatus.SUCCESS
     error: Optional[str] = None
     checkpoint_path: Optional[str] = None
+    stopped_by: Optional[str] = None
+    stop_reason: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.trial_id = str(self.trial_id)
@@ -119,11 +124,13 @@ def _inert(cell: Any) -> Any:
 
 def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, Any]], objective_metric: str,
                  planned_iterations: int, error: Optional[str] = None, checkpoint_path: Optional[str] = None,
-                 training_time: float = 0.0) -> HPOResult:
+                 training_time: float = 0.0, stopped_by: Optional[str] = None,
+                 stop_reason: Optional[str] = None) -> HPOResult:
     """An HPOResult from what a backend observed. The status is derived, never assumed:
     failed if the trial raised or its final objective is missing or not finite (NaN is no
     measurement), pruned if the run that counts (see `by_iteration`) ended before the iteration
-    it was planned to reach (a scheduler or pruner stopped it), success otherwise."""
+    it was planned to reach (a scheduler, pruner or health rule stopped it: ``stopped_by`` and
+    ``stop_reason`` say which and why, and are kept for pruned trials only), success otherwise."""
     history = by_iteration(history)
     reached = int(history[-1]["iteration"]) if history and "iteration" in history[-1] else len(history)
     if not error and reached >= planned_iterations:
@@ -135,9 +142,11 @@ def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, 
     else:
         status = TrialStatus.SUCCESS
     last = dict(history[-1]) if history else {}
+    pruned = status is TrialStatus.PRUNED
     return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
                      best_metric=last.get(objective_metric), training_time=training_time, status=status,
-                     error=error, checkpoint_path=checkpoint_path)
+                     error=error, checkpoint_path=checkpoint_path, stopped_by=stopped_by if pruned else None,
+                     stop_reason=(stop_reason or f"stopped early at iteration {reached}") if pruned else None)
 
 
 def unusable_objective(history: List[Dict[str, Any]], metrics: List[str]) -> Optional[str]:
@@ -254,6 +263,16 @@ class HPOSummary:
         return self._count(TrialStatus.PRUNED)
 
     @property
+    def stopped_by(self) -> Dict[str, int]:
+        """How many trials each health rule, pruner, scheduler or the timeout stopped."""
+        counts: Dict[str, int] = {}
+        for r in self.all_results:
+            if r.status is TrialStatus.PRUNED:
+                key = r.stopped_by or "unknown"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    @property
     def baseline_metric(self) -> Optional[float]:
         for r in self.all_results:
             if r.trial_id == self.baseline_trial_id:
@@ -276,6 +295,7 @@ class HPOSummary:
             "n_successful": self.n_successful,
             "n_failed": self.n_failed,
             "n_pruned": self.n_pruned,
+            "stopped_by": self.stopped_by,
             "best_trial_id": self.best_trial_id,
             "best_metric": self.best_metric,
             "best_params": self.best_params,
@@ -283,8 +303,8 @@ class HPOSummary:
             "all_results": [r.to_dict() for r in self.all_results],
         }
 
-    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "best_trial_id", "best_metric", "best_params",
-                "pareto_front")
+    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "stopped_by", "best_trial_id", "best_metric",
+                "best_params", "pareto_front")
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "HPOSummary":
@@ -308,11 +328,12 @@ class HPOSummary:
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                         "training_time", "error", "checkpoint_path"] + names + metrics)
+                         "training_time", "error", "stopped_by", "stop_reason", "checkpoint_path"] + names + metrics)
         for r in self.all_results:
             writer.writerow([_inert(cell) for cell in
                              [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
-                              (r.error or "").splitlines()[0] if r.error else "", r.checkpoint_path or ""]
+                              (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
+                              r.stop_reason or "", r.checkpoint_path or ""]
                              + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])
         write_atomically(output_dir / "trials.csv", table.getvalue())
 
@@ -335,6 +356,8 @@ class HPOSummary:
             f"trials: {self.n_trials}  success: {self.n_successful}  pruned: {self.n_pruned}  "
             f"failed: {self.n_failed}  total time: {self.total_time:.1f}s",
         ]
+        if self.stopped_by:
+            lines.append("stopped early by: " + ", ".join(f"{who} {n}" for who, n in sorted(self.stopped_by.items())))
         best = self.best_result
         if best is None:
             lines.append("best: none (no trial finished successfully)")
@@ -351,9 +374,10 @@ class HPOSummary:
         rows = by_metric(self.all_results, self.direction)
         id_width = max([len("trial")] + [len(r.trial_id) for r in rows])
         lines.append("")
-        lines.append(f"{'trial':<{id_width}}  {'status':<8}  {'metric':>10}  {'iters':>5}  {'time s':>8}  error")
+        lines.append(f"{'trial':<{id_width}}  {'status':<8}  {'metric':>10}  {'iters':>5}  {'time s':>8}  "
+                     "error or why it stopped")
         for r in rows[:max_rows]:
-            error = (r.error or "").splitlines()[0][:60] if r.error else ""
+            error = (r.error or r.stop_reason or "").splitlines()[0][:80] if r.error or r.stop_reason else ""
             lines.append(f"{r.trial_id:<{id_width}}  {r.status.value:<8}  {fmt(r.best_metric):>10}  "
                          f"{len(r.history):>5}  {r.training_time:>8.1f}  {error}")
         if len(rows) > max_rows:

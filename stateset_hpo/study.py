@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 from .callbacks import fire
 from .config import HPOConfig
 from .grpo import TrainingConfig
+from .health import HealthRules
 from .results import HPOSummary
 from .search.base import get_backend
 from .study_monitor import StudyMonitor
@@ -40,15 +41,16 @@ def default_spec(config: HPOConfig) -> TrialSpec:
 
 def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> TrialSpec:
     """The trial spec with HPOConfig.base_training_config applied (a TrainingConfig, or a dict
-    of TrainingConfig/AgentConfig fields such as the CLI's model_name)."""
-    spec = spec or default_spec(config)
+    of TrainingConfig/AgentConfig fields such as the CLI's model_name) and the study's health rules."""
+    spec = dataclasses.replace(spec or default_spec(config), health=HealthRules.from_settings(config.health_rules))
     base = config.base_training_config
     if isinstance(base, TrainingConfig):
         return dataclasses.replace(spec, base_config=base)
     if base:
         return TrialSpec.from_overrides(base, agent_config=spec.agent_config, environment=spec.environment,
                                         reward=spec.reward, base_config=spec.base_config,
-                                        derived_metrics=spec.derived_metrics, objective=spec.objective)
+                                        derived_metrics=spec.derived_metrics, objective=spec.objective,
+                                        health=spec.health)
     return spec
 
 

@@ -20,6 +20,7 @@ from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiT
 from .grpo.config import EVAL_PROTOCOL_FIELDS
 from .grpo.model_pool import agent_for_trial
 from .grpo.trainer import reported_metrics
+from .health import HealthRules
 
 # report(metrics, trainer) -> True to stop the trial early (what a pruner decided). ``trainer``
 # is None for a custom objective, which reports once and has no checkpoint to give.
@@ -43,6 +44,10 @@ class TrialSpec:
 
     ``test_at_end`` adds the test split's scores (``test_*``) to the last iteration's metrics:
     validation sets it; search trials never see the test split.
+
+    ``health`` are the rules that stop a trial that cannot learn or has collapsed (see
+    health.py; HPOConfig.health_rules sets them for a study); None turns them off, as the
+    validation re-runs do (each is trained to its end).
     """
 
     agent_config: AgentConfig = field(default_factory=AgentConfig)
@@ -52,6 +57,7 @@ class TrialSpec:
     derived_metrics: Dict[str, Callable[[Dict[str, float]], float]] = field(default_factory=dict)
     objective: Optional[Callable[[Dict[str, Any]], Mapping[str, float]]] = None
     test_at_end: bool = False
+    health: Optional[HealthRules] = field(default_factory=HealthRules)
 
     @classmethod
     def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":

@@ -98,7 +98,7 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
     for _, params in runs:
         if params not in unique:
             unique.append(params)
-    test_spec = dataclasses.replace(spec, test_at_end=True)
+    test_spec = dataclasses.replace(spec, test_at_end=True, health=None)  # each run trains to its end
     # through the study's backend: on Ray they are Tune trials with the study's resources
     finished = get_backend(config.backend).run(config, test_spec, space, points=unique)
     block = summarise(config.objective_metric, config.direction, points, runs, finished)

@@ -2,8 +2,8 @@
 
 `run_one` is the whole life of a trial: on_trial_start, the training run with every iteration
 recorded (`TrialRecorder`: metric history, the trial's W&B run, on_trial_result, the final
-checkpoint under ``output_dir/checkpoints/<trial>``, and an early stop when the backend's rule or
-the study's deadline says so), errors captured, on_trial_end. A backend keeps only its own
+checkpoint under ``output_dir/checkpoints/<trial>``, and an early stop when a health rule, the
+backend's rule or the study's deadline says so), errors captured, on_trial_end. A backend keeps only its own
 ask / early-stop rule / tell around it.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..config import HPOConfig
+from ..health import HealthMonitor
 from ..results import HPOResult, trial_result, unusable_objective
 from ..trial import TrialSpec, planned_iterations, run_trial
 from ..wandb_runs import TrialRun
@@ -49,7 +50,9 @@ class TrialRecorder:
     early_stop: EarlyStop
     deadline: Optional[float] = None
     run: Optional[TrialRun] = None
+    health: Optional[HealthMonitor] = None
     history: List[Dict[str, float]] = field(default_factory=list)
+    stopped_by: Optional[str] = None
     stop_reason: Optional[str] = None
     checkpoint_path: Optional[str] = None
     started: float = field(default_factory=time.perf_counter)
@@ -69,9 +72,14 @@ class TrialRecorder:
             if trainer is not None and self.checkpoint_folder is not None:  # (a custom objective has none)
                 self.checkpoint_path = str(trainer.save_checkpoint(self.checkpoint_folder))
             return False
-        self.stop_reason = self.early_stop(metrics, step)
-        if self.stop_reason is None and self.deadline is not None and time.monotonic() > self.deadline:
-            self.stop_reason = f"stopped at the study's timeout, iteration {step}"
+        unhealthy = self.health.check(metrics, trainer.config.max_new_tokens) \
+            if self.health is not None and trainer is not None else None
+        if unhealthy is not None:
+            self.stopped_by, self.stop_reason = unhealthy
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.stopped_by, self.stop_reason = "timeout", f"stopped at the study's timeout, iteration {step}"
+        else:
+            self.stopped_by, self.stop_reason = "pruner", self.early_stop(metrics, step)
         return self.stop_reason is not None
 
 
@@ -90,7 +98,8 @@ def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str,
                        Path(config.output_dir) / "trials" / trial_id, run=wandb_run)
     folder = Path(config.output_dir).resolve() / "checkpoints" / trial_id if keep_checkpoint else None
     planned = planned_iterations(spec, params)
-    record = TrialRecorder(folder, planned, trial_id, notify, early_stop, deadline, run)
+    record = TrialRecorder(folder, planned, trial_id, notify, early_stop, deadline, run,
+                           HealthMonitor(spec.health) if spec.health is not None else None)
     error = None
     try:
         run_trial(spec, params, record)
@@ -99,7 +108,8 @@ def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str,
     if error is None and record.stop_reason is None:  # (a multi-objective study needs every objective)
         error = unusable_objective(record.history, [metric for metric, _ in config.objectives])
     result = trial_result(trial_id, params, record.history, config.objective_metric, planned, error=error,
-                          checkpoint_path=record.checkpoint_path, training_time=record.elapsed)
+                          checkpoint_path=record.checkpoint_path, training_time=record.elapsed,
+                          stopped_by=record.stopped_by, stop_reason=record.stop_reason)
     if run is not None:
         run.finish(result.status.value, error)
     notify("on_trial_end", result)

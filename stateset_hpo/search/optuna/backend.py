@@ -113,6 +113,9 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             trial.set_user_attr("training_time", result.training_time)
             if result.checkpoint_path is not None:
                 trial.set_user_attr("checkpoint_path", result.checkpoint_path)
+            if result.stop_reason is not None:
+                trial.set_user_attr("stopped_by", result.stopped_by)
+                trial.set_user_attr("stop_reason", result.stop_reason)
         except KeyboardInterrupt:  # Ctrl+C / SIGTERM: Optuna records it as failed; --resume runs it again
             trial.set_user_attr("interrupted", True)
             trial.set_user_attr("error", "interrupted (Ctrl+C or SIGTERM) before it finished")
@@ -200,4 +203,5 @@ def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:
     return trial_result(str(frozen.number), dict(frozen.params), list(frozen.user_attrs.get("history", [])), metric,
                         planned_iterations(spec, frozen.params), error=error,
                         checkpoint_path=frozen.user_attrs.get("checkpoint_path"),
-                        training_time=float(frozen.user_attrs.get("training_time", 0.0)))
+                        training_time=float(frozen.user_attrs.get("training_time", 0.0)),
+                        stopped_by=frozen.user_attrs.get("stopped_by"), stop_reason=frozen.user_attrs.get("stop_reason"))

@@ -99,11 +99,22 @@ class StopWhenRequested(tune.Stopper):
         return stop_requested(_LIVE.get(self.key, ()))
 
 
+def stop_of(last_result: Optional[Dict[str, Any]], stoppers: str) -> Dict[str, Optional[str]]:
+    """What stopped a trial (trial_result keeps it only for a pruned trial): the health rule
+    and reason its last result carries, else Tune, in the words of ``stoppers`` (e.g. "the
+    asha scheduler or the study's timeout"; Tune does not say which one it was)."""
+    last = last_result or {}
+    if last.get("stop_reason"):
+        return {"stopped_by": last.get("stopped_by"), "stop_reason": last["stop_reason"]}
+    return {"stopped_by": "scheduler", "stop_reason": f"stopped by {stoppers} at iteration "
+                                                      f"{last.get('iteration', '?')}"}
+
+
 class CallbackBridge(tune.Callback):
     """Forwards Tune's trial events to the study's callbacks, on the driver."""
 
-    def __init__(self, key: str, spec: TrialSpec, metric: str) -> None:
-        self.key, self.spec, self.metric = key, spec, metric
+    def __init__(self, key: str, spec: TrialSpec, metric: str, stoppers: str) -> None:
+        self.key, self.spec, self.metric, self.stoppers = key, spec, metric, stoppers
         self.histories: Dict[str, List[Dict[str, float]]] = {}
 
     @property
@@ -129,7 +140,8 @@ class CallbackBridge(tune.Callback):
         checkpoint = trial.checkpoint.path if trial.checkpoint else None
         return trial_result(trial.trial_id, params, self.histories.get(trial.trial_id, []), self.metric,
                             planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
-                            training_time=float((trial.last_result or {}).get("time_total_s", 0.0)))
+                            training_time=float((trial.last_result or {}).get("time_total_s", 0.0)),
+                            **stop_of(trial.last_result, self.stoppers))
 
 
 def _error_text(trial) -> str:
@@ -262,7 +274,9 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         if config.log_to_wandb and points is None:
             wandb_runs = TrialRunsToWandb(config.wandb_config, name, Path(config.output_dir).resolve() / "trials")
         _LIVE[experiment] = list(callbacks) + ([wandb_runs] if wandb_runs else [])
-        tune_callbacks = [CallbackBridge(experiment, spec, metric)]
+        stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if budget else []) +
+                               (["early_stopping_patience"] if config.early_stopping_patience else []))
+        tune_callbacks = [CallbackBridge(experiment, spec, metric, stoppers)]
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ValueError(f"nothing to resume at {experiment!r}")
@@ -312,7 +326,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                    f"its state is saved in {experiment!r}: run it again with --resume "
                                    "(run_study(..., resume=True)) to continue")
         # Trials that never reported nor failed never ran (e.g. queued when patience ended the study)
-        return [result for _, result in sorted(_from_result(r, spec, metric) for r in grid)
+        return [result for _, result in sorted(_from_result(r, spec, metric, stoppers) for r in grid)
                 if result.history or result.error]
     finally:
         stop_hosts(hosts)
@@ -325,7 +339,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
 
 
 
-def _from_result(result, spec: TrialSpec, metric: str) -> Tuple[int, HPOResult]:
+def _from_result(result, spec: TrialSpec, metric: str, stoppers: str) -> Tuple[int, HPOResult]:
     """(creation index, HPOResult) of one Tune result; the index keeps the study's order."""
     params = dict(result.config or {})
     frame = result.metrics_dataframe
@@ -342,4 +356,4 @@ def _from_result(result, spec: TrialSpec, metric: str) -> Tuple[int, HPOResult]:
     return index, trial_result(trial_id, params, history, metric, planned_iterations(spec, params),
                                error=str(result.error) if result.error else None,
                                checkpoint_path=result.checkpoint.path if result.checkpoint else None,
-                               training_time=float(metrics.get("time_total_s", 0.0)))
+                               training_time=float(metrics.get("time_total_s", 0.0)), **stop_of(metrics, stoppers))

@@ -22,6 +22,7 @@ import os
 import tempfile
 from typing import Any, Callable, Dict, Optional
 
+from ...health import HealthMonitor
 from ...trial import TrialSpec, run_trial
 
 
@@ -42,10 +43,20 @@ def run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpoi
     """Run the trial, passing each iteration's metrics to ``send(metrics, folder)``, with a
     checkpoint folder when one is due (and this worker writes checkpoints), else None; a true
     return value of ``send`` stops the trial. ``restore`` is a Ray Checkpoint to continue
-    from, or None."""
+    from, or None.
+
+    A trial that a health rule stops sends its last metrics with the rule and reason and
+    ``done=True``, and no checkpoint: Tune then ends it without asking the scheduler, so PBT
+    never exploits it (every worker of a group sees the same metrics and stops alike)."""
     torch_threads(cpus)
+    health = HealthMonitor(spec.health) if spec.health is not None else None
 
     def report(metrics, trainer):
+        if health is not None and trainer is not None and int(metrics["iteration"]) < trainer.config.total_iterations:
+            unhealthy = health.check(metrics, trainer.config.max_new_tokens)
+            if unhealthy is not None:
+                send({**metrics, "stopped_by": unhealthy[0], "stop_reason": unhealthy[1], "done": True}, None)
+                return True
         if trainer is not None and may_checkpoint and \
                 checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
             with tempfile.TemporaryDirectory() as folder:

@@ -1,0 +1,113 @@
+"""Health rules: stop a GRPO trial that cannot learn or has collapsed, and say why.
+
+Schedulers and pruners see one number per iteration and cannot tell a slow starter from a
+dead run. A GRPO run reports more, and its known failure modes show there: groups whose
+rewards are all equal give no gradient (``frac_reward_zero_std`` near 1), the KL to the
+reference runs away, entropy collapses (or explodes), every completion runs to the length
+limit, or the reward falls far from its best after a good start. Each rule below watches one of
+these and stops the trial with a reason ("no learning signal: ..."); the trial is recorded as
+pruned with that reason on every backend (Ray reports its last result with ``done=True``, so
+no scheduler acts on it and PBT never exploits it). A non-finite loss or gradient already
+stops a trial as failed (`DivergenceError`), with its reason.
+
+The thresholds are conservative by default (a rule must see its sign for several iterations
+where one noisy iteration could mislead it) and each can be turned off with None. The rules
+never act on a trial's last planned iteration (it has finished) nor on validation re-runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .checks import boolean, check_section, integer, number
+
+
+@dataclass(frozen=True)
+class HealthRules:
+    """The study's health rules (HPOConfig.health_rules); None turns a rule off."""
+
+    enabled: bool = True
+    # no learning signal: at least this fraction of groups had equal rewards ...
+    zero_std_fraction: Optional[float] = 0.95
+    zero_std_iterations: int = 3  # ... for this many iterations in a row
+    kl_max: Optional[float] = None  # KL to the reference above this budget (off by default: scales differ)
+    entropy_min: Optional[float] = 0.01  # mean token entropy (nats) below this floor: collapsed
+    entropy_max: Optional[float] = None  # above this ceiling: the policy has dissolved into noise
+    length_limit_iterations: Optional[int] = 3  # every completion at max_new_tokens this many iterations in a row
+    collapse_fraction: Optional[float] = 0.5  # training reward this fraction below its best (best > 0) ...
+    collapse_iterations: int = 2  # ... for this many iterations in a row
+    grace_iterations: int = 1  # no rule acts before this many iterations have run
+
+    @classmethod
+    def from_settings(cls, settings: Optional[Mapping[str, Any]]) -> "HealthRules":
+        """From HPOConfig.health_rules (a mapping, checked and filled with the defaults)."""
+        return cls(**check_section("health_rules", settings, SETTINGS))
+
+
+_CHECKS = {
+    "enabled": boolean,
+    "zero_std_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
+    "zero_std_iterations": integer(1),
+    "kl_max": number(0.0, strict=True, optional=True),
+    "entropy_min": number(0.0, strict=False, optional=True),
+    "entropy_max": number(0.0, strict=True, optional=True),
+    "length_limit_iterations": integer(1, optional=True),
+    "collapse_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
+    "collapse_iterations": integer(1),
+    "grace_iterations": integer(0),
+}
+# HPOConfig.health_rules: {key: (default, check)}
+SETTINGS = {f.name: (f.default, _CHECKS[f.name]) for f in dataclasses.fields(HealthRules)}
+RULES = ("no_learning_signal", "kl_budget", "entropy_floor", "entropy_ceiling", "length_limit", "reward_collapse")
+
+
+class HealthMonitor:
+    """Follows one trial's metrics, iteration by iteration; `check` says why it should stop."""
+
+    def __init__(self, rules: HealthRules) -> None:
+        self.rules = rules
+        self.runs: Dict[str, int] = {}  # rule -> iterations in a row its sign was seen
+        self.best_reward: Optional[float] = None
+
+    def _streak(self, rule: str, seen: bool) -> int:
+        self.runs[rule] = self.runs.get(rule, 0) + 1 if seen else 0
+        return self.runs[rule]
+
+    def check(self, metrics: Mapping[str, float], max_new_tokens: int) -> Optional[Tuple[str, str]]:
+        """(rule, reason) when the trial should stop after these metrics (one iteration's), else None."""
+        r = self.rules
+        if not r.enabled:
+            return None
+        reward, zero_std = metrics.get("reward"), metrics.get("frac_reward_zero_std")
+        kl, entropy, length = metrics.get("kl"), metrics.get("entropy"), metrics.get("completion_length")
+        found = []
+        if r.zero_std_fraction is not None and zero_std is not None and \
+                self._streak("zero_std", zero_std >= r.zero_std_fraction) >= r.zero_std_iterations:
+            found.append(("no_learning_signal",
+                          f"no learning signal: at least {r.zero_std_fraction:.0%} of groups had equal rewards for "
+                          f"{r.zero_std_iterations} iterations ({zero_std:.0%} in the last)"))
+        if r.kl_max is not None and kl is not None and kl > r.kl_max:
+            found.append(("kl_budget", f"KL to the reference {kl:.4g} exceeds the budget {r.kl_max:g}"))
+        if r.entropy_min is not None and entropy is not None and entropy < r.entropy_min:
+            found.append(("entropy_floor",
+                          f"entropy collapsed: {entropy:.4g} nats per token, below the floor {r.entropy_min:g}"))
+        if r.entropy_max is not None and entropy is not None and entropy > r.entropy_max:
+            found.append(("entropy_ceiling",
+                          f"entropy {entropy:.4g} nats per token, above the ceiling {r.entropy_max:g}"))
+        if r.length_limit_iterations is not None and length is not None and \
+                self._streak("length", length >= max_new_tokens - 1e-6) >= r.length_limit_iterations:
+            found.append(("length_limit", f"every completion ran to the length limit ({max_new_tokens} tokens) "
+                                          f"for {r.length_limit_iterations} iterations"))
+        if r.collapse_fraction is not None and reward is not None:
+            best = self.best_reward
+            fallen = best is not None and best > 0 and reward < best * (1 - r.collapse_fraction)
+            if self._streak("collapse", fallen) >= r.collapse_iterations:
+                found.append(("reward_collapse",
+                              f"reward collapsed: {reward:.4g}, more than {r.collapse_fraction:.0%} below its best "
+                              f"{best:.4g}, for {r.collapse_iterations} iterations"))
+            self.best_reward = reward if best is None else max(best, reward)
+        if not found or int(metrics.get("iteration", 0)) <= r.grace_iterations:
+            return None
+        return found[0]
