@@ -40,6 +40,25 @@ class HealthRules:
     collapse_iterations: int = 2  # ... for this many iterations in a row
     grace_iterations: int = 1  # no rule acts before this many iterations have run
 
+    def describe(self) -> str:
+        """One line for the start of a study: which rules act, with their thresholds."""
+        if not self.enabled:
+            return "health rules: off"
+        rules = {"no_learning_signal": self.zero_std_fraction is not None and
+                 f">= {self.zero_std_fraction:.0%} of groups with equal rewards for {self.zero_std_iterations} "
+                 "iterations",
+                 "kl_budget": self.kl_max is not None and f"KL > {self.kl_max:g}",
+                 "entropy_floor": self.entropy_min is not None and f"entropy < {self.entropy_min:g}",
+                 "entropy_ceiling": self.entropy_max is not None and f"entropy > {self.entropy_max:g}",
+                 "length_limit": self.length_limit_iterations is not None and
+                 f"every completion at the limit for {self.length_limit_iterations} iterations",
+                 "reward_collapse": self.collapse_fraction is not None and
+                 f"reward {self.collapse_fraction:.0%} below its best for {self.collapse_iterations} iterations"}
+        on = [f"{name} ({text})" for name, text in rules.items() if text]
+        off = [name for name, text in rules.items() if not text]
+        return (f"health rules (from iteration {self.grace_iterations + 1}): " + "; ".join(on)
+                + (f"; off: {', '.join(off)}" if off else ""))
+
     @classmethod
     def from_settings(cls, settings: Optional[Mapping[str, Any]]) -> "HealthRules":
         """From HPOConfig.health_rules (a mapping, checked and filled with the defaults)."""
@@ -60,9 +79,6 @@ _CHECKS = {
 }
 # HPOConfig.health_rules: {key: (default, check)}
 SETTINGS = {f.name: (f.default, _CHECKS[f.name]) for f in dataclasses.fields(HealthRules)}
-RULES = ("no_learning_signal", "kl_budget", "entropy_floor", "entropy_ceiling", "length_limit", "reward_collapse")
-
-
 class HealthMonitor:
     """Follows one trial's metrics, iteration by iteration; `check` says why it should stop."""
 

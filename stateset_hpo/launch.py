@@ -235,6 +235,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"study: backend={config.backend} space={name} ({len(space)} dimensions) "
           f"n_trials={config.n_trials} output_dir={config.output_dir} resume={args.resume}")
     print(backend.describe(config))
+    if spec.objective is None and spec.health is not None:
+        print(spec.health.describe())
     if config.base_training_config:
         print(f"training overrides: {config.base_training_config}")
     model = spec.agent_config.model_name

@@ -37,7 +37,8 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                 f"<th>{_fmt(summary.best_metric)}</th></tr>")
     trials = []
     for r in by_metric(summary.all_results, summary.direction):
-        error = html.escape((r.error or "").splitlines()[0][:120]) if r.error else ""
+        why = r.error or r.stop_reason
+        error = html.escape(why.splitlines()[0][:160]) if why else ""
         params = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in r.params.items())
         trials.append(f"<tr><td>{html.escape(r.trial_id)}</td><td>{r.status.value}</td><td>{_fmt(r.best_metric)}</td>"
                       f"<td>{len(r.history)}</td><td>{r.training_time:.1f}</td><td>{params}</td><td>{error}</td></tr>")
@@ -54,6 +55,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                       "recommendation was named from the search alone, before these runs.</p>"
                       "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
                       f"<th>failed</th></tr>{lines}</table>")
+    stopped = "".join(f" &middot; stopped by {html.escape(who)}: {n}" for who, n in sorted(summary.stopped_by.items()))
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
@@ -65,7 +67,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <h1>{html.escape(title or 'HPO report')}</h1>
 <p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
 success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
-{summary.total_time:.1f} s &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
+{summary.total_time:.1f} s{stopped} &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
 <h2>The recommendation against the baseline</h2>
 <table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
 <th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
@@ -73,7 +75,7 @@ success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; faile
 {validation}
 {plots}
 <h2>Trials</h2>
-<table><tr><th>trial</th><th>status</th><th>{metric}</th><th>iterations</th><th>time s</th><th>parameters</th><th>error</th></tr>
+<table><tr><th>trial</th><th>status</th><th>{metric}</th><th>iterations</th><th>time s</th><th>parameters</th><th>error or why it stopped</th></tr>
 {''.join(trials)}</table></body></html>"""
     path = output_dir / "report.html"
     write_atomically(path, page)

@@ -126,8 +126,10 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
                                             "errors": [],
                                             "params": {k: v for k, v in params.items() if k != "seed"}})
         entry["seeds"].append(params["seed"])
-        if result is None or result.status is TrialStatus.FAILED or not result.metrics:
-            entry["errors"].append(result.error if result is not None else "did not run")
+        if result is None or result.status is not TrialStatus.SUCCESS or not result.metrics:
+            # a run stopped before its end has no test score: its last metrics are not one
+            entry["errors"].append("did not run" if result is None else result.error or result.stop_reason
+                                   or f"ended {result.status.value}")
             continue
         if metric is None:
             metric, held_out = test_metric(objective, result.metrics)

@@ -1,0 +1,135 @@
+"""Health rules: each rule stops the run it is meant for, with its reason, and leaves a healthy
+slow starter alone; on every backend a stopped trial is recorded as pruned with the rule and
+reason (summary.json, trials.csv, report.html, the CLI line)."""
+
+import csv
+import json
+import sys
+
+import pytest
+from helpers import tiny_spec
+from ray import cloudpickle
+
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo.health import HealthMonitor, HealthRules
+from stateset_hpo.launch import ProgressPrinter
+from stateset_hpo.results import HPOResult
+from stateset_hpo.search.base import backend_names
+from stateset_hpo.study import run_study
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+HEALTHY = dict(reward=0.3, frac_reward_zero_std=0.2, kl=0.01, entropy=0.5, completion_length=20.0)
+
+
+def first_stop(rows, rules=HealthRules(), max_new_tokens=64):
+    """(iteration, rule, reason) of the first iteration the rules stop, or None."""
+    monitor = HealthMonitor(rules)
+    for i, changes in enumerate(rows, start=1):
+        found = monitor.check({**HEALTHY, **changes, "iteration": i}, max_new_tokens)
+        if found:
+            return (i, *found)
+    return None
+
+
+def test_equal_rewards_in_every_group_for_three_iterations_is_no_learning_signal():
+    stop = first_stop([{}, {"frac_reward_zero_std": 1.0}, {"frac_reward_zero_std": 0.96},
+                       {"frac_reward_zero_std": 1.0}, {}])
+    assert stop[:2] == (4, "no_learning_signal") and "95% of groups had equal rewards for 3 iterations" in stop[2]
+    # one iteration of signal in between starts the count again
+    assert first_stop([{"frac_reward_zero_std": 1.0}, {"frac_reward_zero_std": 1.0}, {},
+                       {"frac_reward_zero_std": 1.0}, {"frac_reward_zero_std": 1.0}]) is None
+
+
+@pytest.mark.parametrize("rows, rules, rule, words", [
+    ([{}, {"kl": 0.7}], HealthRules(kl_max=0.5), "kl_budget", "KL to the reference 0.7 exceeds the budget 0.5"),
+    ([{}, {"entropy": 0.001}], HealthRules(), "entropy_floor", "below the floor 0.01"),
+    ([{}, {"entropy": 9.0}], HealthRules(entropy_max=6.0), "entropy_ceiling", "above the ceiling 6"),
+    ([{"completion_length": 64.0}] * 3, HealthRules(), "length_limit", "length limit (64 tokens) for 3 iterations"),
+    ([{"reward": 0.6}, {"reward": 0.2}, {"reward": 0.25}], HealthRules(), "reward_collapse",
+     "more than 50% below its best 0.6"),
+])
+def test_each_rule_stops_its_failure_with_its_reason(rows, rules, rule, words):
+    stop = first_stop(rows, rules)
+    assert stop is not None and stop[1] == rule and words in stop[2]
+
+
+def test_a_healthy_slow_starter_is_not_stopped():
+    # low reward for a while, some groups without signal, then learning: no rule may fire
+    rows = [dict(reward=0.02, frac_reward_zero_std=0.9), dict(reward=0.01, frac_reward_zero_std=0.9),
+            dict(reward=0.03, frac_reward_zero_std=0.75), dict(reward=0.1), dict(reward=0.3), dict(reward=0.5)]
+    assert first_stop(rows) is None
+
+
+def test_rules_wait_for_the_grace_iterations_and_can_be_turned_off():
+    assert first_stop([{"entropy": 0.0}, {}]) is None  # iteration 1 is the grace period
+    assert first_stop([{"entropy": 0.0}] * 3, HealthRules(grace_iterations=3)) is None
+    assert first_stop([{"entropy": 0.0}] * 3, HealthRules(entropy_min=None)) is None
+    assert first_stop([{"frac_reward_zero_std": 1.0, "entropy": 0.0}] * 5, HealthRules(enabled=False)) is None
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"kl_max": 0}, r"health_rules\['kl_max'\] must be a number > 0.0 or None"),
+    ({"zero_std_fraction": 1.5}, r"health_rules\['zero_std_fraction'\] must be a number > 0.0 and <= 1.0"),
+    ({"entropy_floor": 0.1}, r"unknown keys \['entropy_floor'\]; valid keys: enabled, zero_std_fraction"),
+])
+def test_bad_health_settings_fail_when_the_config_is_built(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        HPOConfig(health_rules=settings, output_dir=str(tmp_path))
+
+
+T = SearchSpaceType
+SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=3e-3, high=1e-2, default=5e-3)])
+
+
+@pytest.fixture
+def ray_if_needed(request):
+    if "ray_tune" in request.node.name:
+        request.getfixturevalue("ray_local")
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_a_trial_over_its_kl_budget_is_pruned_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed,
+                                                                                monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    section = {"ray_tune": {"ray_config": {"execution": "direct", "scheduler": "fifo", "search_alg": "random"}},
+               "optuna": {"optuna_config": {"sampler": "random", "seed": 0, "pruner": "none"}},
+               "wandb": {"wandb_config": {"method": "random"}}}[backend]
+    # any update moves the policy off the reference: a KL budget of 1e-12 is exceeded at iteration 2
+    config = HPOConfig(backend=backend, search_space=SPACE, n_trials=2, output_dir=str(tmp_path / "out"),
+                       verbose=False, save_plots=True, validation_top_k=0, cpu_per_trial=1,
+                       health_rules={"kl_max": 1e-12}, **section)
+    summary = run_study(config, tiny_spec(num_episodes=32))  # 4 iterations planned
+    assert [r.status for r in summary.all_results] == [TrialStatus.PRUNED] * 2
+    for r in summary.all_results:
+        assert r.stopped_by == "kl_budget" and r.stop_reason.startswith("KL to the reference")
+        assert len(r.history) == 2 and r.history[-1]["kl"] > 1e-12
+    assert summary.stopped_by == {"kl_budget": 2}
+    out = tmp_path / "out"
+    assert json.loads((out / "summary.json").read_text())["stopped_by"] == {"kl_budget": 2}
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [row["stopped_by"] for row in rows] == ["kl_budget"] * 2 and "exceeds the budget 1e-12" in rows[0]["stop_reason"]
+    assert "KL to the reference" in (out / "report.html").read_text()
+
+
+def test_validation_reruns_are_not_stopped_by_health_rules(tmp_path):
+    # search trials of 2 iterations end before any rule may act (iteration 1 is the grace
+    # period, the last is never judged); the validation re-runs train 4 iterations, past a KL
+    # budget every update exceeds, and must still train to their end
+    config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=1, output_dir=str(tmp_path / "out"),
+                       verbose=False, save_plots=False, validation_top_k=1, validation_seeds=1,
+                       validation_episodes=32, optuna_config={"sampler": "random", "seed": 0, "pruner": "none"},
+                       health_rules={"kl_max": 1e-12})
+    summary = run_study(config, tiny_spec(num_episodes=16))
+    assert summary.all_results[0].status is TrialStatus.SUCCESS
+    assert all(not e["errors"] and len(e["scores"]) == 1 for e in summary.validation["configurations"])
+
+
+def test_the_cli_line_of_a_pruned_trial_says_why(capsys, tmp_path):
+    printer = ProgressPrinter(HPOConfig(output_dir=str(tmp_path), n_trials=2))
+    printer.on_trial_start("0", {})
+    printer.on_trial_end(HPOResult("0", {}, status=TrialStatus.PRUNED, stopped_by="reward_collapse",
+                                   stop_reason="reward collapsed: 0.1, more than 50% below its best 0.6"))
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "pruned 1" in line and line.endswith("(reward collapsed: 0.1, more than 50% below its best 0.6)")
