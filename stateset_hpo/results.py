@@ -16,9 +16,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TextIO, Union
+from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 from .atomic import write_atomically
+from .cost import COST_KEYS, per_unit, total, trial_cost
+from .cost import describe as describe_cost
 
 
 class TrialStatus(str, Enum):
@@ -92,6 +94,7 @@ class HPOResult:
     checkpoint_path: Optional[str] = None
     stopped_by: Optional[str] = None
     stop_reason: Optional[str] = None
+    cost: Dict[str, float] = field(default_factory=dict)  # what the trial consumed (see cost.py)
 
     def __post_init__(self) -> None:
         self.trial_id = str(self.trial_id)
@@ -101,6 +104,7 @@ class HPOResult:
         self.history = [json_safe(dict(step)) for step in self.history]
         self.best_metric = json_safe(self.best_metric)
         self.training_time = float(self.training_time)
+        self.cost = json_safe(dict(self.cost))
         if self.checkpoint_path is not None:
             self.checkpoint_path = str(self.checkpoint_path)
 
@@ -125,12 +129,13 @@ def _inert(cell: Any) -> Any:
 def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, Any]], objective_metric: str,
                  planned_iterations: int, error: Optional[str] = None, checkpoint_path: Optional[str] = None,
                  training_time: float = 0.0, stopped_by: Optional[str] = None,
-                 stop_reason: Optional[str] = None) -> HPOResult:
+                 stop_reason: Optional[str] = None, resources: Tuple[float, float] = (0.0, 0.0)) -> HPOResult:
     """An HPOResult from what a backend observed. The status is derived, never assumed:
     failed if the trial raised or its final objective is missing or not finite (NaN is no
     measurement), pruned if the run that counts (see `by_iteration`) ended before the iteration
     it was planned to reach (a scheduler, pruner or health rule stopped it: ``stopped_by`` and
-    ``stop_reason`` say which and why, and are kept for pruned trials only), success otherwise."""
+    ``stop_reason`` say which and why, and are kept for pruned trials only), success otherwise.
+    ``resources`` (CPUs, GPUs held for the trial) turn its wall time into worker-seconds."""
     history = by_iteration(history)
     reached = int(history[-1]["iteration"]) if history and "iteration" in history[-1] else len(history)
     if not error and reached >= planned_iterations:
@@ -146,7 +151,8 @@ def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, 
     return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
                      best_metric=last.get(objective_metric), training_time=training_time, status=status,
                      error=error, checkpoint_path=checkpoint_path, stopped_by=stopped_by if pruned else None,
-                     stop_reason=(stop_reason or f"stopped early at iteration {reached}") if pruned else None)
+                     stop_reason=(stop_reason or f"stopped early at iteration {reached}") if pruned else None,
+                     cost=trial_cost(history, training_time, *resources))
 
 
 def unusable_objective(history: List[Dict[str, Any]], metrics: List[str]) -> Optional[str]:
@@ -273,6 +279,40 @@ class HPOSummary:
         return counts
 
     @property
+    def cost(self) -> Dict[str, float]:
+        """What every trial of the search consumed, added up (see cost.py)."""
+        return total([r.cost for r in self.all_results])
+
+    @property
+    def cost_to_recommendation(self) -> Optional[Dict[str, float]]:
+        """What the search spent until it had the recommended trial: every trial created up to
+        and including it (trials started before it count even if they ended after it)."""
+        best = self.best_result
+        if best is None:
+            return None
+        upto = self.all_results[:self.all_results.index(best) + 1]
+        return total([r.cost for r in upto])
+
+    @property
+    def gain(self) -> Optional[Tuple[float, str]]:
+        """(improvement over the baseline, where it was measured): the validation's paired gain
+        on the test scenarios when it ran, else the search's best against the space's defaults
+        (the selection split); positive is better in either direction."""
+        comparison = (self.validation or {}).get("comparison") or {}
+        if comparison.get("gain") is not None:
+            return float(comparison["gain"]), f"validation gain on {self.validation['metric']}"
+        if self.best_metric is None or self.baseline_metric is None:
+            return None
+        sign = direction_sign(self.direction)
+        return sign * (self.best_metric - self.baseline_metric), f"search gain on {self.objective_metric}"
+
+    @property
+    def cost_per_gain(self) -> Optional[Dict[str, float]]:
+        """The search's total cost per unit of `gain` (None without a positive gain)."""
+        gain = self.gain
+        return per_unit(self.cost, gain[0] if gain else None)
+
+    @property
     def baseline_metric(self) -> Optional[float]:
         for r in self.all_results:
             if r.trial_id == self.baseline_trial_id:
@@ -296,6 +336,10 @@ class HPOSummary:
             "n_failed": self.n_failed,
             "n_pruned": self.n_pruned,
             "stopped_by": self.stopped_by,
+            "cost": self.cost,
+            "cost_to_recommendation": self.cost_to_recommendation,
+            "cost_per_gain": self.cost_per_gain,
+            "gain": self.gain,
             "best_trial_id": self.best_trial_id,
             "best_metric": self.best_metric,
             "best_params": self.best_params,
@@ -303,8 +347,8 @@ class HPOSummary:
             "all_results": [r.to_dict() for r in self.all_results],
         }
 
-    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "stopped_by", "best_trial_id", "best_metric",
-                "best_params", "pareto_front")
+    _DERIVED = ("n_trials", "n_successful", "n_failed", "n_pruned", "stopped_by", "cost", "cost_to_recommendation",
+                "cost_per_gain", "gain", "best_trial_id", "best_metric", "best_params", "pareto_front")
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "HPOSummary":
@@ -328,12 +372,13 @@ class HPOSummary:
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                         "training_time", "error", "stopped_by", "stop_reason", "checkpoint_path"] + names + metrics)
+                         "training_time", "error", "stopped_by", "stop_reason", "checkpoint_path"]
+                        + [f"cost_{key}" for key in COST_KEYS] + names + metrics)
         for r in self.all_results:
             writer.writerow([_inert(cell) for cell in
                              [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
                               (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
-                              r.stop_reason or "", r.checkpoint_path or ""]
+                              r.stop_reason or "", r.checkpoint_path or ""] + [r.cost.get(key, "") for key in COST_KEYS]
                              + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])
         write_atomically(output_dir / "trials.csv", table.getvalue())
 
@@ -356,6 +401,7 @@ class HPOSummary:
             f"trials: {self.n_trials}  success: {self.n_successful}  pruned: {self.n_pruned}  "
             f"failed: {self.n_failed}  total time: {self.total_time:.1f}s",
         ]
+        lines.append(f"cost: {describe_cost(self.cost)}")
         if self.stopped_by:
             lines.append("stopped early by: " + ", ".join(f"{who} {n}" for who, n in sorted(self.stopped_by.items())))
         best = self.best_result
@@ -369,6 +415,13 @@ class HPOSummary:
                              f"{fmt(self.baseline_metric)}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
         lines += self.validation_lines()
+        if best is not None:
+            lines.append(f"cost of the search up to the recommendation: {describe_cost(self.cost_to_recommendation)}")
+            gain, per = self.gain, self.cost_per_gain
+            if per is not None:
+                lines.append(f"cost per unit of {gain[1]} ({gain[0]:+.4f}): {describe_cost(per)}")
+            elif gain is not None:
+                lines.append(f"cost per unit of gain: none ({gain[1]} is {gain[0]:+.4f}, not an improvement)")
         if self.objective_metrics and len(self.objective_metrics) > 1:
             lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
         rows = by_metric(self.all_results, self.direction)

@@ -92,7 +92,8 @@ def reported_metrics(reward_names: Sequence[str], value_function: bool, test: bo
     test_grpo_trainer.py checks this against what an iteration really reports."""
     names = {"reward", "reward_std", "frac_reward_zero_std", "completion_length", "turns_per_episode",
              "loss", "kl", "entropy", "clip_ratio", "grad_norm", "eval_reward",
-             "iteration", "episodes", "step_time", "rollout_time", "tokens_per_s", "learning_rate"}
+             "iteration", "episodes", "step_time", "rollout_time", "tokens_per_s", "learning_rate",
+             "generated_tokens", "optimizer_steps"}
     names |= {f"{n}_score" for n in reward_names} | {f"eval_{n}_score" for n in reward_names}
     if value_function:
         names.add("value_loss")
@@ -143,6 +144,7 @@ class MultiTurnGRPOTrainer:
                                          self.value_head.parameters() if self.value_head else ())
         self.scheduler = build_scheduler(config, self.optimizer)
         self.step = 0
+        self.generated_tokens = 0  # every completion token this run generated: training and evaluation rollouts
         self.history: List[Dict[str, float]] = []
         if self.rank:
             torch.manual_seed(config.seed + self.rank)  # each worker samples its own rollouts
@@ -204,12 +206,14 @@ class MultiTurnGRPOTrainer:
             metrics.update(self.evaluate("selection"))
         if self.test_at_end and self.step == c.total_iterations:
             metrics.update(self.evaluate("test"))
+        metrics["generated_tokens"] = float(self.generated_tokens)
         if self.world_size > 1:
             metrics = self._mean_over_workers(metrics)
+            metrics["generated_tokens"] *= self.world_size  # the whole group's
         step_time = time.perf_counter() - start
         metrics.update(iteration=self.step, episodes=self.step * c.episodes_per_iteration, step_time=step_time,
                        rollout_time=rollout_time, tokens_per_s=generated / rollout_time,
-                       learning_rate=self.scheduler.get_last_lr()[0])
+                       learning_rate=self.scheduler.get_last_lr()[0], optimizer_steps=self.step * c.num_iterations)
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             raise DivergenceError(f"iteration {self.step}: non-finite {', '.join(bad)}")
@@ -286,6 +290,8 @@ class MultiTurnGRPOTrainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = list(state["history"])
+        # the run continues the checkpoint's count, as it continues its step (a PBT exploit: its donor's)
+        self.generated_tokens = int(self.history[-1].get("generated_tokens", 0)) if self.history else 0
         # Only rank 0 writes checkpoints, and a PBT recipient restores its donor's: without a new
         # offset, every worker of a restored trial (and a recipient next to its donor) would
         # sample the very same rollouts. Rank 0 resuming its own trial continues exactly.
@@ -317,6 +323,7 @@ class MultiTurnGRPOTrainer:
         while active:
             prompts = [self.agent.prompt_ids(conversations[i]) for i in active]
             completions = self.agent.generate(prompts, settings)
+            self.generated_tokens += sum(len(c) for c in completions)
             still_active = []
             for i, prompt, completion in zip(active, prompts, completions):
                 reply = self.agent.decode(completion)

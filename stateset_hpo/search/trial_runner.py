@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import HPOConfig
 from ..health import HealthMonitor
@@ -29,6 +29,15 @@ Notify = Callable[..., None]
 def study_deadline(config: HPOConfig) -> Optional[float]:
     """time.monotonic() at which the study's timeout runs out (None: no timeout)."""
     return time.monotonic() + config.timeout if config.timeout else None
+
+
+def in_process_resources(config: HPOConfig) -> Tuple[float, float]:
+    """(CPUs, GPUs) a trial in this process holds, for its cost: cpu_per_trial (default one),
+    gpu_per_trial (default: one where the engine finds CUDA, as it then trains there)."""
+    import torch
+
+    gpus = config.gpu_per_trial if config.gpu_per_trial is not None else float(torch.cuda.is_available())
+    return config.cpu_per_trial or 1.0, gpus
 
 
 def _go_on(metrics: Dict[str, float], step: int) -> Optional[str]:
@@ -109,7 +118,8 @@ def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str,
         error = unusable_objective(record.history, [metric for metric, _ in config.objectives])
     result = trial_result(trial_id, params, record.history, config.objective_metric, planned, error=error,
                           checkpoint_path=record.checkpoint_path, training_time=record.elapsed,
-                          stopped_by=record.stopped_by, stop_reason=record.stop_reason)
+                          stopped_by=record.stopped_by, stop_reason=record.stop_reason,
+                          resources=in_process_resources(config))
     if run is not None:
         run.finish(result.status.value, error)
     notify("on_trial_end", result)

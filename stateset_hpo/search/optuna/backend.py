@@ -24,7 +24,7 @@ from ...results import HPOResult, TrialStatus, json_safe, trial_result
 from ...space import SearchSpace
 from ...study_monitor import stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
-from ..trial_runner import run_one, run_points, study_deadline
+from ..trial_runner import in_process_resources, run_one, run_points, study_deadline
 from .pruners import build_pruner
 from .samplers import build_sampler
 from .storage import open_storage, shown
@@ -111,6 +111,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             # the study is the record: a later run of a stored study rebuilds the summary from these
             trial.set_user_attr("history", json_safe(result.history))
             trial.set_user_attr("training_time", result.training_time)
+            trial.set_user_attr("resources", list(in_process_resources(config)))
             if result.checkpoint_path is not None:
                 trial.set_user_attr("checkpoint_path", result.checkpoint_path)
             if result.stop_reason is not None:
@@ -204,4 +205,5 @@ def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:
                         planned_iterations(spec, frozen.params), error=error,
                         checkpoint_path=frozen.user_attrs.get("checkpoint_path"),
                         training_time=float(frozen.user_attrs.get("training_time", 0.0)),
-                        stopped_by=frozen.user_attrs.get("stopped_by"), stop_reason=frozen.user_attrs.get("stop_reason"))
+                        stopped_by=frozen.user_attrs.get("stopped_by"), stop_reason=frozen.user_attrs.get("stop_reason"),
+                        resources=tuple(frozen.user_attrs.get("resources", (0.0, 0.0))))

@@ -113,8 +113,8 @@ def stop_of(last_result: Optional[Dict[str, Any]], stoppers: str) -> Dict[str, O
 class CallbackBridge(tune.Callback):
     """Forwards Tune's trial events to the study's callbacks, on the driver."""
 
-    def __init__(self, key: str, spec: TrialSpec, metric: str, stoppers: str) -> None:
-        self.key, self.spec, self.metric, self.stoppers = key, spec, metric, stoppers
+    def __init__(self, key: str, spec: TrialSpec, metric: str, stoppers: str, resources: Tuple[float, float]) -> None:
+        self.key, self.spec, self.metric, self.stoppers, self.resources = key, spec, metric, stoppers, resources
         self.histories: Dict[str, List[Dict[str, float]]] = {}
 
     @property
@@ -141,7 +141,7 @@ class CallbackBridge(tune.Callback):
         return trial_result(trial.trial_id, params, self.histories.get(trial.trial_id, []), self.metric,
                             planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
                             training_time=float((trial.last_result or {}).get("time_total_s", 0.0)),
-                            **stop_of(trial.last_result, self.stoppers))
+                            resources=self.resources, **stop_of(trial.last_result, self.stoppers))
 
 
 def _error_text(trial) -> str:
@@ -201,6 +201,14 @@ def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]
                          f"{cpu:g} CPU, {gpu:g} GPU) but the Ray cluster has {cpu_total:g} CPUs and {gpu_total:g} "
                          "GPUs; lower cpu_per_trial / gpu_per_trial / workers_per_trial or add nodes")
     return cpu, gpu
+
+
+def trial_resources(rc: Dict[str, Any], cpu: float, gpu: float, execution: str) -> Tuple[float, float]:
+    """(CPUs, GPUs) Ray holds for one trial, for its cost: every worker's, plus the Train
+    driver's CPU; a packed trial holds its share of its host's."""
+    workers, share = rc["workers_per_trial"], rc["trials_per_worker"]
+    driver = DRIVER_CPU if execution == "train" else 0.0
+    return workers * cpu / share + driver, workers * gpu / share
 
 
 def check_measured_every_iteration(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None:
@@ -276,7 +284,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         _LIVE[experiment] = list(callbacks) + ([wandb_runs] if wandb_runs else [])
         stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if budget else []) +
                                (["early_stopping_patience"] if config.early_stopping_patience else []))
-        tune_callbacks = [CallbackBridge(experiment, spec, metric, stoppers)]
+        resources = trial_resources(rc, cpu, gpu, execution)
+        tune_callbacks = [CallbackBridge(experiment, spec, metric, stoppers, resources)]
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ValueError(f"nothing to resume at {experiment!r}")
@@ -326,7 +335,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                    f"its state is saved in {experiment!r}: run it again with --resume "
                                    "(run_study(..., resume=True)) to continue")
         # Trials that never reported nor failed never ran (e.g. queued when patience ended the study)
-        return [result for _, result in sorted(_from_result(r, spec, metric, stoppers) for r in grid)
+        return [result for _, result in sorted(_from_result(r, spec, metric, stoppers, resources) for r in grid)
                 if result.history or result.error]
     finally:
         stop_hosts(hosts)
@@ -339,7 +348,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
 
 
 
-def _from_result(result, spec: TrialSpec, metric: str, stoppers: str) -> Tuple[int, HPOResult]:
+def _from_result(result, spec: TrialSpec, metric: str, stoppers: str,
+                 resources: Tuple[float, float]) -> Tuple[int, HPOResult]:
     """(creation index, HPOResult) of one Tune result; the index keeps the study's order."""
     params = dict(result.config or {})
     frame = result.metrics_dataframe
@@ -356,4 +366,5 @@ def _from_result(result, spec: TrialSpec, metric: str, stoppers: str) -> Tuple[i
     return index, trial_result(trial_id, params, history, metric, planned_iterations(spec, params),
                                error=str(result.error) if result.error else None,
                                checkpoint_path=result.checkpoint.path if result.checkpoint else None,
-                               training_time=float(metrics.get("time_total_s", 0.0)), **stop_of(metrics, stoppers))
+                               training_time=float(metrics.get("time_total_s", 0.0)), resources=resources,
+                               **stop_of(metrics, stoppers))

@@ -1,0 +1,94 @@
+"""Cost accounting: each trial's consumption is measured (tokens counted where they are
+generated, worker-seconds from its wall time and held resources) and the study adds it up."""
+
+import csv
+import json
+import sys
+
+import pytest
+from helpers import tiny_spec
+from ray import cloudpickle
+
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.cost import COST_KEYS
+from stateset_hpo.grpo import MultiTurnAgent
+from stateset_hpo.results import HPOResult, HPOSummary, TrialStatus
+from stateset_hpo.search.base import backend_names
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import run_trial
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_generated_tokens_count_every_completion_token_of_training_and_evaluation(monkeypatch):
+    counted = []
+    generate = MultiTurnAgent.generate
+
+    def spy(self, prompts, settings):
+        out = generate(self, prompts, settings)
+        counted.append(sum(len(c) for c in out))
+        return out
+
+    monkeypatch.setattr(MultiTurnAgent, "generate", spy)
+    rows = []
+    run_trial(tiny_spec(num_episodes=16, num_iterations=2, lora_dropout=0.0), {},
+              lambda m, t: rows.append((m, len(counted))) or False)
+    assert [m["generated_tokens"] for m, _ in rows] == [float(sum(counted[:n])) for _, n in rows]
+    assert [m["optimizer_steps"] for m, _ in rows] == [2.0, 4.0]  # num_iterations updates per rollout
+
+
+T = SearchSpaceType
+SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-4, high=1e-3, default=3e-4)])
+
+
+@pytest.fixture
+def ray_if_needed(request):
+    if "ray_tune" in request.node.name:
+        request.getfixturevalue("ray_local")
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_every_trial_records_what_it_consumed_and_the_study_adds_it_up(tmp_path, backend, ray_if_needed,
+                                                                       monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    section = {"ray_tune": {"ray_config": {"execution": "direct", "scheduler": "fifo", "search_alg": "random"}},
+               "optuna": {"optuna_config": {"sampler": "random", "seed": 0, "pruner": "none"}},
+               "wandb": {"wandb_config": {"method": "random"}}}[backend]
+    config = HPOConfig(backend=backend, search_space=SPACE, n_trials=2, output_dir=str(tmp_path / "out"),
+                       verbose=False, save_plots=False, validation_top_k=0, cpu_per_trial=1, gpu_per_trial=0,
+                       **section)
+    summary = run_study(config, tiny_spec(num_episodes=16))
+    for r in summary.all_results:
+        assert r.status is TrialStatus.SUCCESS
+        assert r.cost["episodes"] == 16 and r.cost["optimizer_steps"] == 2
+        assert r.cost["generated_tokens"] == r.history[-1]["generated_tokens"] > 16
+        assert r.cost["wall_seconds"] == r.training_time > 0
+        assert r.cost["cpu_seconds"] == pytest.approx(r.training_time) and r.cost["gpu_seconds"] == 0
+    assert summary.cost == {k: pytest.approx(sum(r.cost[k] for r in summary.all_results)) for k in COST_KEYS}
+    stored = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert stored["cost"]["episodes"] == 32
+    assert HPOSummary.load(tmp_path / "out" / "summary.json").all_results[0].cost == summary.all_results[0].cost
+    rows = list(csv.DictReader((tmp_path / "out" / "trials.csv").open()))
+    assert [float(row["cost_generated_tokens"]) for row in rows] == \
+        [r.cost["generated_tokens"] for r in summary.all_results]
+
+
+def result(trial_id, metric, tokens):
+    return HPOResult(trial_id, {"x": trial_id}, metrics={"score": metric}, best_metric=metric,
+                     cost={k: (tokens if k == "generated_tokens" else 0.0) for k in COST_KEYS})
+
+
+def test_the_recommendation_costs_the_trials_up_to_it_and_gain_divides_the_total():
+    summary = HPOSummary("score", "maximize", [result("a", 0.5, 100), result("b", 0.7, 200), result("c", 0.6, 400)],
+                         baseline_trial_id="a")
+    assert summary.cost["generated_tokens"] == 700
+    assert summary.cost_to_recommendation["generated_tokens"] == 300  # a and b: b is the recommendation
+    assert summary.gain == (pytest.approx(0.2), "search gain on score")
+    assert summary.cost_per_gain["generated_tokens"] == pytest.approx(3500)
+    assert "cost per unit of search gain on score (+0.2000)" in summary.format_summary()
+    worse = HPOSummary("score", "minimize", summary.all_results, baseline_trial_id="c")  # best 0.5 against 0.6
+    assert worse.gain[0] == pytest.approx(0.1) and worse.cost_per_gain is not None
+    none = HPOSummary("score", "maximize", summary.all_results, baseline_trial_id="b")
+    assert none.gain[0] == 0 and none.cost_per_gain is None
+    assert "cost per unit of gain: none" in none.format_summary()
