@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .checks import boolean, check_section, integer, number, one_of, optional_str
+from .constraints import check_constraints
 from .health import SETTINGS as HEALTH_SETTINGS
 from .search.base import all_backends, backend_names, get_backend
 from .space import SearchSpace
@@ -50,6 +51,9 @@ class HPOConfig:
     - ``health_rules`` (not in the guide): the rules that stop a trial that cannot learn or has
       collapsed, recorded as pruned with the reason (see health.py); filled with the defaults,
       ``{"enabled": False}`` turns them off.
+    - ``constraints`` (not in the guide): bounds on trials' final metrics, e.g.
+      ``{"kl": {"max": 0.05}}`` (reward under a KL budget); a trial that breaks one is never
+      the best (see constraints.py).
     """
 
     backend: str = "optuna"
@@ -68,6 +72,7 @@ class HPOConfig:
     ray_config: Dict[str, Any] = field(default_factory=dict)
     wandb_config: Dict[str, Any] = field(default_factory=dict)
     health_rules: Dict[str, Any] = field(default_factory=dict)
+    constraints: Optional[Dict[str, Dict[str, float]]] = None
 
     base_training_config: Any = None
     checkpoint_freq: Optional[int] = 10
@@ -104,6 +109,7 @@ class HPOConfig:
             "verbose": boolean,
             "log_to_wandb": boolean,
             "save_plots": boolean,
+            "constraints": check_constraints,
         }
         for name, check in checks.items():
             try:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import DIRECTIONS, HPOConfig
+from .constraints import describe as describe_constraints
+from .constraints import parse_constraint
 from .health import SETTINGS as HEALTH_SETTINGS
 from .interrupts import sigterm_as_ctrl_c
 from .results import is_better
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(off); rules: " + ", ".join(k for k in HEALTH_SETTINGS if k != "enabled"))
     p.add_argument("--no-health-rules", action="store_true",
                    help="do not stop trials that cannot learn or have collapsed (on by default)")
+    p.add_argument("--constraint", action="append", default=[], metavar="METRIC<=NUMBER",
+                   help="only trials whose final METRIC meets the bound can be the best (repeatable), e.g. "
+                        "--constraint kl<=0.05 or --constraint reward_std>=0.01")
+    p.add_argument("--kl-budget", type=float, help="maximise the objective subject to kl <= this (--constraint kl<=X)")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
     p.add_argument("--study-name", help="name of the study")
@@ -141,6 +147,15 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         health["enabled"] = False
     if health:
         settings["health_rules"] = {**(settings.get("health_rules") or {}), **health}
+    constraints: Dict[str, Dict[str, float]] = dict(settings.get("constraints") or {})
+    try:
+        for text in args.constraint + ([f"kl<={args.kl_budget}"] if args.kl_budget is not None else []):
+            for metric, bounds in parse_constraint(text).items():
+                constraints[metric] = {**constraints.get(metric, {}), **bounds}
+    except ValueError as exc:
+        raise UsageError(f"--constraint: {exc}") from None
+    if constraints:
+        settings["constraints"] = constraints
     fixed = _parse_sets(args.set, "--set")
     if args.model is not None:
         fixed["model_name"] = args.model
@@ -237,6 +252,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(backend.describe(config))
     if spec.objective is None and spec.health is not None:
         print(spec.health.describe())
+    if config.constraints:
+        print(f"constraints: {describe_constraints(config.constraints)} (a trial that breaks one is never the best)")
     if config.base_training_config:
         print(f"training overrides: {config.base_training_config}")
     model = spec.agent_config.model_name

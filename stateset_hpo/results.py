@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 from .atomic import write_atomically
+from .constraints import Constraints, broken, feasible
 from .cost import COST_KEYS, per_unit, total, trial_cost
+from .constraints import describe as describe_constraints
 from .cost import describe as describe_cost
 
 
@@ -43,9 +45,11 @@ def is_better(value: float, than: Optional[float], direction: str) -> bool:
     return than is None or direction_sign(direction) * value > direction_sign(direction) * than
 
 
-def ranked(results: List["HPOResult"], direction: str) -> List["HPOResult"]:
-    """The successful trials with an objective value, best first (ties keep their order)."""
-    scored = [r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None]
+def ranked(results: List["HPOResult"], direction: str, constraints: Optional[Constraints] = None) -> List["HPOResult"]:
+    """The successful trials with an objective value that meet the study's constraints, best
+    first (ties keep their order)."""
+    scored = [r for r in results if r.status is TrialStatus.SUCCESS and r.best_metric is not None
+              and feasible(r.metrics, constraints)]
     return sorted(scored, key=lambda r: -direction_sign(direction) * r.best_metric)
 
 
@@ -185,7 +189,8 @@ class HPOSummary:
     """The study: every trial, the best one by the objective, and totals by status.
 
     The best trial is chosen among successful trials only (as Optuna does): a pruned
-    trial's metric comes from a run cut short and is not comparable. A multi-objective study
+    trial's metric comes from a run cut short and is not comparable; with ``constraints``
+    (see constraints.py) only among those that meet them. A multi-objective study
     (``objective_metrics``/``directions``) also has a Pareto front; ``best_*`` then refer to
     its first objective.
     """
@@ -199,6 +204,7 @@ class HPOSummary:
     objective_metrics: Optional[List[str]] = None
     directions: Optional[List[str]] = None
     validation: Optional[Dict[str, Any]] = None  # see stateset_hpo.validation
+    constraints: Optional[Constraints] = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):
@@ -215,7 +221,7 @@ class HPOSummary:
     def ranked(self) -> List[HPOResult]:
         """The successful trials with an objective value, best first: the only trials the
         study compares (a pruned trial's value comes from a run cut short)."""
-        return ranked(self.all_results, self.direction)
+        return ranked(self.all_results, self.direction, self.constraints)
 
     @property
     def best_params(self) -> Dict[str, Any]:
@@ -241,7 +247,8 @@ class HPOSummary:
         points = {}
         for r in self.all_results:
             values = [r.metrics.get(m) for m in metrics]
-            if r.status is TrialStatus.SUCCESS and all(v is not None for v in values):
+            if r.status is TrialStatus.SUCCESS and all(v is not None for v in values) and \
+                    feasible(r.metrics, self.constraints):
                 points[r.trial_id] = [s * v for s, v in zip(signs, values)]
 
         def dominated(p):
@@ -330,6 +337,7 @@ class HPOSummary:
             "objective_metrics": self.objective_metrics,
             "directions": self.directions,
             "validation": json_safe(self.validation),
+            "constraints": self.constraints,
             "total_time": self.total_time,
             "n_trials": self.n_trials,
             "n_successful": self.n_successful,
@@ -372,13 +380,14 @@ class HPOSummary:
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                         "training_time", "error", "stopped_by", "stop_reason", "checkpoint_path"]
+                         "training_time", "error", "stopped_by", "stop_reason", "checkpoint_path", "breaks_constraints"]
                         + [f"cost_{key}" for key in COST_KEYS] + names + metrics)
         for r in self.all_results:
             writer.writerow([_inert(cell) for cell in
                              [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
                               (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
-                              r.stop_reason or "", r.checkpoint_path or ""] + [r.cost.get(key, "") for key in COST_KEYS]
+                              r.stop_reason or "", r.checkpoint_path or "", "; ".join(broken(r.metrics, self.constraints))]
+                             + [r.cost.get(key, "") for key in COST_KEYS]
                              + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])
         write_atomically(output_dir / "trials.csv", table.getvalue())
 
@@ -406,7 +415,9 @@ class HPOSummary:
             lines.append("stopped early by: " + ", ".join(f"{who} {n}" for who, n in sorted(self.stopped_by.items())))
         best = self.best_result
         if best is None:
-            lines.append("best: none (no trial finished successfully)")
+            lines.append("best: none (no trial finished successfully"
+                         + (f" within the constraints {describe_constraints(self.constraints)})" if self.constraints
+                            else ")"))
         else:
             lines.append(f"recommended: trial {best.trial_id}  {self.objective_metric} = {fmt(best.best_metric)} "
                          "(the search's best, chosen before validation)")
@@ -431,6 +442,8 @@ class HPOSummary:
                      "error or why it stopped")
         for r in rows[:max_rows]:
             error = (r.error or r.stop_reason or "").splitlines()[0][:80] if r.error or r.stop_reason else ""
+            if r.status is TrialStatus.SUCCESS and broken(r.metrics, self.constraints):
+                error = "infeasible: " + ", ".join(broken(r.metrics, self.constraints))
             lines.append(f"{r.trial_id:<{id_width}}  {r.status.value:<8}  {fmt(r.best_metric):>10}  "
                          f"{len(r.history):>5}  {r.training_time:>8.1f}  {error}")
         if len(rows) > max_rows:

@@ -80,6 +80,7 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
     folder is writable. ``dry_run`` builds nothing (the tiny model, the results folder)."""
     spec.check_space(space, model=not dry_run)
     spec.check_objectives([metric for metric, _ in config.objectives], space)
+    spec.check_objectives(list(config.constraints or {}), space, what="constrained metric")
     check_output_dir(config.output_dir, create=not dry_run)
     return spec
 
@@ -101,7 +102,7 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
                          search_space_name=space_name,
                          baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
-                         directions=config.directions)
+                         directions=config.directions, constraints=config.constraints)
     summary.write(config.output_dir)  # the search's results are safe before validation
     summary.validation = run_validation(config, spec, space, summary)
     if summary.validation is not None:

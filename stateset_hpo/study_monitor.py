@@ -20,6 +20,7 @@ import warnings
 from typing import Any, Iterable, List, Optional, Set
 
 from .config import HPOConfig
+from .constraints import feasible
 from .results import HPOResult, HPOSummary, TrialStatus, is_better, ranked
 
 
@@ -52,7 +53,8 @@ class StudyMonitor:
 
     def on_trial_end(self, result: HPOResult) -> None:
         self.finished.append(result)
-        ok = result.status is TrialStatus.SUCCESS and result.best_metric is not None
+        ok = result.status is TrialStatus.SUCCESS and result.best_metric is not None and \
+            feasible(result.metrics, self.config.constraints)
         if ok and is_better(result.best_metric, self.best, self.config.direction):
             self.best, self.since_best = result.best_metric, 0
         else:
@@ -66,7 +68,8 @@ class StudyMonitor:
         if freq is not None and len(self.finished) % freq == 0:
             so_far = HPOSummary(self.config.objective_metric, self.config.direction, list(self.finished),
                                 search_space_name=self.search_space_name,
-                                objective_metrics=self.config.objective_metrics, directions=self.config.directions)
+                                objective_metrics=self.config.objective_metrics, directions=self.config.directions,
+                                constraints=self.config.constraints)
             try:
                 so_far.write(self.config.output_dir)
             except OSError as exc:  # (a full disk): the study goes on; the end of the study writes again
@@ -80,7 +83,8 @@ class StudyMonitor:
             return
         # A deleted checkpoint is gone for good: rank only the ones still there (with tied
         # metrics, the finish order here and the creation order at the end can differ).
-        best = ranked([r for r in results if r.checkpoint_path not in self.deleted], self.config.direction)
+        best = ranked([r for r in results if r.checkpoint_path not in self.deleted], self.config.direction,
+                      self.config.constraints)
         kept = {r.checkpoint_path for r in best[:keep]}
         for r in results:
             if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted:

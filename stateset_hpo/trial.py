@@ -105,7 +105,7 @@ class TrialSpec:
                                  f"ratio is exactly 1); set num_iterations > 1 (and lora_dropout=0) or drop {clip[0]} "
                                  "from the space")
 
-    def check_objectives(self, metrics: Sequence[str], space) -> None:
+    def check_objectives(self, metrics: Sequence[str], space, what: str = "objective metric") -> None:
         """Every objective must be a metric the trials report (the engine's, or a derived one):
         a typo such as "rewrd" fails here, not as a study of trials without a score. The test
         split's ``test_*`` is no objective: only validation sees it. (A custom objective reports
@@ -118,7 +118,7 @@ class TrialSpec:
         known = set(self.derived_metrics) | reported_metrics(self.reward.names, any(value_function))
         unknown = [m for m in metrics if m not in known]
         if unknown:
-            raise ValueError(f"objective metric {unknown[0]!r} is reported by no trial of this study; trials report "
+            raise ValueError(f"{what} {unknown[0]!r} is reported by no trial of this study; trials report "
                              f"{', '.join(sorted(known))} (or add it as a derived metric)")
 
     def check(self, params: Mapping[str, Any], model: bool = True) -> None:
