@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .checks import boolean, check_section, integer, number, one_of, optional_str
 from .constraints import check_constraints
+from .cost import check_budget
 from .health import SETTINGS as HEALTH_SETTINGS
 from .search.base import all_backends, backend_names, get_backend
 from .space import SearchSpace
@@ -54,6 +55,10 @@ class HPOConfig:
     - ``constraints`` (not in the guide): bounds on trials' final metrics, e.g.
       ``{"kl": {"max": 0.05}}`` (reward under a KL budget); a trial that breaks one is never
       the best (see constraints.py).
+    - ``budget`` (not in the guide): ``{"gpu_hours": ..., "cpu_hours": ..., "tokens": ...,
+      "episodes": ..., "wall_seconds": ...}``; no new trial starts once the next one would
+      exceed it (running trials finish; ``timeout`` instead stops them), and the summary says
+      the budget ended the study (see cost.py).
     """
 
     backend: str = "optuna"
@@ -73,6 +78,7 @@ class HPOConfig:
     wandb_config: Dict[str, Any] = field(default_factory=dict)
     health_rules: Dict[str, Any] = field(default_factory=dict)
     constraints: Optional[Dict[str, Dict[str, float]]] = None
+    budget: Optional[Dict[str, float]] = None
 
     base_training_config: Any = None
     checkpoint_freq: Optional[int] = 10
@@ -110,6 +116,7 @@ class HPOConfig:
             "log_to_wandb": boolean,
             "save_plots": boolean,
             "constraints": check_constraints,
+            "budget": check_budget,
         }
         for name, check in checks.items():
             try:

@@ -37,6 +37,44 @@ def per_unit(cost: Mapping[str, float], gain: Optional[float]) -> Optional[Dict[
     return {key: cost[key] / gain for key in COST_KEYS}
 
 
+# HPOConfig.budget's keys: what each counts, in the units a user writes
+BUDGET_KEYS = {"gpu_hours": ("gpu_seconds", 3600.0), "cpu_hours": ("cpu_seconds", 3600.0),
+               "tokens": ("generated_tokens", 1.0), "episodes": ("episodes", 1.0), "wall_seconds": (None, 1.0)}
+
+
+def check_budget(value: Any) -> Optional[Dict[str, float]]:
+    """HPOConfig.budget ({key: positive number}), or ValueError naming the valid keys."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError(f"must be a mapping such as {{'gpu_hours': 10}} or None, got {value!r}")
+    unknown = sorted(k for k in value if k not in BUDGET_KEYS)
+    if unknown:
+        raise ValueError(f"has unknown keys {unknown}; valid keys: {', '.join(BUDGET_KEYS)}")
+    for key, limit in value.items():
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or limit == float("inf"):
+            raise ValueError(f"[{key!r}] must be a number > 0, got {limit!r}")
+    return {key: float(limit) for key, limit in value.items()}
+
+
+def budget_exceeded_by_next(budget: Mapping[str, float], costs: List[Mapping[str, float]], running: int,
+                            elapsed: float) -> Optional[str]:
+    """Why one more trial would exceed the budget, or None. The next trial (and each one still
+    running) is expected to cost what the finished ones did on average; wall_seconds is the
+    study's own clock, against which the next trial's average wall time is set."""
+    if not costs:
+        return None
+    for key, limit in budget.items():
+        field, unit = BUDGET_KEYS[key]
+        mean = sum(c.get(field or "wall_seconds", 0.0) for c in costs) / len(costs) / unit
+        spent = elapsed / unit if field is None else sum(c.get(field, 0.0) for c in costs) / unit
+        expected = spent + mean * (1 if field is None else running + 1)
+        if expected > limit:
+            return (f"the budget ended the study: {key} {spent:.4g} spent of {limit:g}, and the next trial would "
+                    f"bring it to about {expected:.4g}")
+    return None
+
+
 def describe(cost: Mapping[str, float]) -> str:
     hours = [f"{cost[k] / 3600:.3g} {k[:3]}-hours" for k in ("gpu_seconds", "cpu_seconds") if cost[k] > 0]
     return (f"{cost['episodes']:.0f} episodes, {cost['generated_tokens']:.0f} generated tokens, "

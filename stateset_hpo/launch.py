@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional
 from .config import DIRECTIONS, HPOConfig
 from .constraints import describe as describe_constraints
 from .constraints import parse_constraint
+from .cost import BUDGET_KEYS
 from .health import SETTINGS as HEALTH_SETTINGS
 from .interrupts import sigterm_as_ctrl_c
 from .results import is_better
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--constraint", action="append", default=[], metavar="METRIC<=NUMBER",
                    help="only trials whose final METRIC meets the bound can be the best (repeatable), e.g. "
                         "--constraint kl<=0.05 or --constraint reward_std>=0.01")
+    p.add_argument("--budget", action="append", default=[], metavar="KEY=VALUE",
+                   help="start no new trial once the next would exceed this (repeatable): "
+                        + ", ".join(BUDGET_KEYS) + ", e.g. --budget gpu_hours=10")
     p.add_argument("--kl-budget", type=float, help="maximise the objective subject to kl <= this (--constraint kl<=X)")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
@@ -156,6 +160,9 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         raise UsageError(f"--constraint: {exc}") from None
     if constraints:
         settings["constraints"] = constraints
+    budget = _parse_sets(args.budget, "--budget")
+    if budget:
+        settings["budget"] = {**(settings.get("budget") or {}), **budget}
     fixed = _parse_sets(args.set, "--set")
     if args.model is not None:
         fixed["model_name"] = args.model
@@ -252,6 +259,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(backend.describe(config))
     if spec.objective is None and spec.health is not None:
         print(spec.health.describe())
+    if config.budget:
+        print("budget: " + ", ".join(f"{k} {v:g}" for k, v in config.budget.items())
+              + " (no new trial once the next would exceed it)")
     if config.constraints:
         print(f"constraints: {describe_constraints(config.constraints)} (a trial that breaks one is never the best)")
     if config.base_training_config:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from .atomic import write_atomically
+from .cost import describe as describe_cost
 from .plots import PNG_NAMES
 from .results import HPOSummary, by_metric
 from .space import SearchSpace
@@ -55,6 +56,14 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                       "recommendation was named from the search alone, before these runs.</p>"
                       "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
                       f"<th>failed</th></tr>{lines}</table>")
+    study_line = f"<p>{html.escape(summary.ended_by)}</p>" if summary.ended_by else ""
+    study_line += f"<p>cost of the search: {html.escape(describe_cost(summary.cost))}"
+    if summary.cost_to_recommendation is not None:
+        study_line += f"; up to the recommendation: {html.escape(describe_cost(summary.cost_to_recommendation))}"
+    if summary.cost_per_gain is not None:
+        study_line += (f"; per unit of {html.escape(summary.gain[1])} ({summary.gain[0]:+.4f}): "
+                     f"{html.escape(describe_cost(summary.cost_per_gain))}")
+    study_line += "</p>"
     stopped = "".join(f" &middot; stopped by {html.escape(who)}: {n}" for who, n in sorted(summary.stopped_by.items()))
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
@@ -68,7 +77,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
 success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
 {summary.total_time:.1f} s{stopped} &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
-<h2>The recommendation against the baseline</h2>
+{study_line}<h2>The recommendation against the baseline</h2>
 <table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
 <th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>

@@ -205,6 +205,7 @@ class HPOSummary:
     directions: Optional[List[str]] = None
     validation: Optional[Dict[str, Any]] = None  # see stateset_hpo.validation
     constraints: Optional[Constraints] = None
+    ended_by: Optional[str] = None  # why the search ended before n_trials (the budget, patience), or None
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize"):
@@ -338,6 +339,7 @@ class HPOSummary:
             "directions": self.directions,
             "validation": json_safe(self.validation),
             "constraints": self.constraints,
+            "ended_by": self.ended_by,
             "total_time": self.total_time,
             "n_trials": self.n_trials,
             "n_successful": self.n_successful,
@@ -411,6 +413,8 @@ class HPOSummary:
             f"failed: {self.n_failed}  total time: {self.total_time:.1f}s",
         ]
         lines.append(f"cost: {describe_cost(self.cost)}")
+        if self.ended_by:
+            lines.append(self.ended_by)
         if self.stopped_by:
             lines.append("stopped early by: " + ", ".join(f"{who} {n}" for who, n in sorted(self.stopped_by.items())))
         best = self.best_result

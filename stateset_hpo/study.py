@@ -102,7 +102,7 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
                          search_space_name=space_name,
                          baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
-                         directions=config.directions, constraints=config.constraints)
+                         directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by)
     summary.write(config.output_dir)  # the search's results are safe before validation
     summary.validation = run_validation(config, spec, space, summary)
     if summary.validation is not None:

@@ -9,23 +9,32 @@
   running trials may still copy a finished trial's checkpoint): there it happens when the
   study ends);
 - asks the study to stop after ``early_stopping_patience`` finished trials without a better
-  objective (``should_stop``; every backend checks `stop_requested` between trials).
-Any callback with a true ``should_stop`` attribute stops the study the same way.
+  objective (``should_stop``; every backend checks `stop_requested` between trials);
+- asks the study to start no new trial once the next one would exceed ``budget``
+  (``no_new_trials``: running trials finish; `budget_spent`).
+Any callback with a true ``should_stop`` attribute stops the study the same way; ``ended_by``
+says why it ended early, for the summary.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 from typing import Any, Iterable, List, Optional, Set
 
 from .config import HPOConfig
 from .constraints import feasible
+from .cost import budget_exceeded_by_next
 from .results import HPOResult, HPOSummary, TrialStatus, is_better, ranked
 
 
 def stop_requested(callbacks: Iterable[Any]) -> bool:
     return any(getattr(callback, "should_stop", False) for callback in callbacks)
+
+
+def budget_spent(callbacks: Iterable[Any]) -> bool:
+    return any(getattr(callback, "no_new_trials", False) for callback in callbacks)
 
 
 def delete_checkpoint(path: str) -> None:
@@ -49,10 +58,23 @@ class StudyMonitor:
         self.best: Optional[float] = None
         self.since_best = 0
         self.should_stop = False
+        self.no_new_trials = False
+        self.ended_by: Optional[str] = None
         self.defer_retention = defer_retention
+        self.started = time.monotonic()
+        self.running = 0
+
+    def on_trial_start(self, trial_id: str, params: Any) -> None:
+        self.running += 1
 
     def on_trial_end(self, result: HPOResult) -> None:
         self.finished.append(result)
+        self.running = max(0, self.running - 1)
+        if self.config.budget and not self.no_new_trials:
+            reason = budget_exceeded_by_next(self.config.budget, [r.cost for r in self.finished], self.running,
+                                             time.monotonic() - self.started)
+            if reason is not None:
+                self.no_new_trials, self.ended_by = True, reason
         ok = result.status is TrialStatus.SUCCESS and result.best_metric is not None and \
             feasible(result.metrics, self.config.constraints)
         if ok and is_better(result.best_metric, self.best, self.config.direction):
@@ -60,8 +82,10 @@ class StudyMonitor:
         else:
             self.since_best += 1
         patience = self.config.early_stopping_patience
-        if patience is not None and self.best is not None and self.since_best >= patience:
+        if patience is not None and self.best is not None and self.since_best >= patience and not self.should_stop:
             self.should_stop = True
+            self.ended_by = self.ended_by or (f"early_stopping_patience ended the study: {patience} finished trials "
+                                              "without a better objective")
         if not self.defer_retention:
             self.retain(self.finished)
         freq = self.config.checkpoint_freq

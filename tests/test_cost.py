@@ -15,7 +15,7 @@ from stateset_hpo.grpo import MultiTurnAgent
 from stateset_hpo.results import HPOResult, HPOSummary, TrialStatus
 from stateset_hpo.search.base import backend_names
 from stateset_hpo.study import run_study
-from stateset_hpo.trial import run_trial
+from stateset_hpo.trial import TrialSpec, run_trial
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -92,3 +92,35 @@ def test_the_recommendation_costs_the_trials_up_to_it_and_gain_divides_the_total
     none = HPOSummary("score", "maximize", summary.all_results, baseline_trial_id="b")
     assert none.gain[0] == 0 and none.cost_per_gain is None
     assert "cost per unit of gain: none" in none.format_summary()
+
+
+def sixteen_episodes(params):
+    return {"score": -abs(params["learning_rate"] - 3e-4), "episodes": 16.0}
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_a_budget_starts_no_trial_that_would_exceed_it_and_the_summary_says_so(tmp_path, backend, ray_if_needed,
+                                                                             monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    section = {"ray_tune": {"ray_config": {"execution": "direct", "scheduler": "fifo", "search_alg": "random"}},
+               "optuna": {"optuna_config": {"sampler": "random", "seed": 0}},
+               "wandb": {"wandb_config": {"method": "random"}}}[backend]
+    config = HPOConfig(backend=backend, search_space=SPACE, n_trials=6, output_dir=str(tmp_path / "out"),
+                       objective_metric="score", verbose=False, save_plots=False, validation_top_k=0,
+                       cpu_per_trial=1, budget={"episodes": 40}, **section)
+    summary = run_study(config, TrialSpec(objective=sixteen_episodes))
+    # 16 + 16 = 32 spent; a third trial would bring it to 48 > 40
+    assert summary.n_trials == 2 and summary.cost["episodes"] == 32
+    assert summary.ended_by.startswith("the budget ended the study: episodes 32 spent of 40")
+    assert "the budget ended the study" in (tmp_path / "out" / "report.html").read_text()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["ended_by"] == summary.ended_by
+
+
+@pytest.mark.parametrize("budget, message", [
+    ({"gpu_hour": 1}, r"unknown keys \['gpu_hour'\]; valid keys: gpu_hours, cpu_hours, tokens"),
+    ({"tokens": 0}, r"\['tokens'\] must be a number > 0"),
+    (5, "must be a mapping"),
+])
+def test_a_bad_budget_fails_when_the_config_is_built(tmp_path, budget, message):
+    with pytest.raises(ValueError, match=message):
+        HPOConfig(budget=budget, output_dir=str(tmp_path))

@@ -198,7 +198,7 @@ def test_bad_settings_fail_before_any_trial(tmp_path, settings, message):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(objective_metrics=["reward", "kl"], directions=["maximize"]), "one direction per objective metric"),
     (dict(objective_metrics=["reward", "kl"], optuna_config={"pruner": "median"}), "needs a single objective"),
-    (dict(objective_metrics=["reward", "kl"], backend="ray_tune"), "needs backend='optuna'"),
+    (dict(objective_metrics=["reward", "kl"], backend="wandb"), "needs backend='optuna' or 'ray_tune'"),
     (dict(directions=["maximize"]), "needs objective_metrics"),
 ])
 def test_bad_objective_settings(kwargs, message):

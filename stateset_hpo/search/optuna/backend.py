@@ -24,7 +24,7 @@ from ...config import HPOConfig
 from ...constraints import violations
 from ...results import HPOResult, TrialStatus, json_safe, trial_result
 from ...space import SearchSpace
-from ...study_monitor import stop_requested
+from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ..trial_runner import in_process_resources, run_one, run_points, study_deadline
 from .pruners import build_pruner
@@ -137,7 +137,9 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
         return values[0] if len(values) == 1 else values
 
     def on_end(study: optuna.Study, frozen: FrozenTrial) -> None:
-        if stop_requested(callbacks):  # e.g. early_stopping_patience ran out
+        # early_stopping_patience ran out, or the next trial would exceed the budget (the trials
+        # running in other threads finish either way)
+        if stop_requested(callbacks) or budget_spent(callbacks):
             study.stop()
 
     n_trials = config.n_trials

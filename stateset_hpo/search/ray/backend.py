@@ -24,11 +24,12 @@ from ...interrupts import restore_sigterm, sigterm_as_ctrl_c
 from ...results import HPOResult, StudyInterrupted, trial_result
 from ...shared_storage import multi_node_warning, read_text, storage_location, write_text
 from ...space import SearchSpace
-from ...study_monitor import stop_requested
+from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import TrialRunsToWandb
 from ..optuna.verbosity import optuna_verbosity
 from . import EXECUTIONS
+from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
@@ -261,6 +262,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **clock(unit)})
             search_alg, param_space, num_samples = build_search(config, space, metric, mode)
             limit = searcher_limit(config)
+            if config.budget:  # (the wrapped search algorithm holds the concurrency limit, if any)
+                search_alg, limit = UntilBudgetSpent(search_alg, experiment), None
             every, budget = checkpoint_interval(rc), config.timeout
         else:
             from ray.tune.search import BasicVariantGenerator
@@ -330,7 +333,8 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" and points is None else num_samples
         unfinished = len(grid) - grid.num_terminated - grid.num_errors
         timed_out = budget is not None and time.monotonic() - start >= budget
-        if not timed_out and not stop_requested(callbacks) and (unfinished or len(grid) < expected):
+        ended_early = stop_requested(callbacks) or budget_spent(callbacks)
+        if not timed_out and not ended_early and (unfinished or len(grid) < expected):
             raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {expected} trials; "
                                    f"its state is saved in {experiment!r}: run it again with --resume "
                                    "(run_study(..., resume=True)) to continue")

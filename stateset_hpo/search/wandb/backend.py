@@ -23,7 +23,7 @@ from ...callbacks import fire
 from ...config import HPOConfig
 from ...results import HPOResult, TrialStatus
 from ...space import SearchSpace
-from ...study_monitor import stop_requested
+from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec
 from ...wandb_runs import wandb_mode
 from ..trial_runner import run_one, run_points, study_deadline
@@ -78,6 +78,10 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
     sweep = sweep_config(config, space)
     write_sweep_yaml(sweep, Path(config.output_dir))
     if wandb_mode() == "online":
+        if config.budget:
+            raise ValueError("a budget is not supported on an online W&B sweep yet (W&B's agent runs its count of "
+                             "trials); run the sweep offline (WANDB_MODE=offline) or use backend 'optuna' or "
+                             "'ray_tune'")
         return _run_online(config, spec, sweep, callbacks)
     return _run_offline(config, spec, space, sweep, callbacks)
 
@@ -91,7 +95,8 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
     runs: List[Any] = []
     results: List[HPOResult] = []
     for number in range(config.n_trials):
-        if (deadline is not None and time.monotonic() > deadline) or stop_requested(callbacks):
+        if (deadline is not None and time.monotonic() > deadline) or stop_requested(callbacks) or \
+                budget_spent(callbacks):
             break
         if number == 0 and sweep["method"] != "grid":  # the defaults first: the summary's baseline
             proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in space.baseline().items()})
