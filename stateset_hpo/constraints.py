@@ -3,8 +3,8 @@
 A constraint bounds a metric's final value (the trial's last report): ``{"kl": {"max": 0.05}}``,
 ``{"reward_std": {"min": 0.01}}``. A trial that breaks one is infeasible: it stays in the
 records, marked so, but is never the study's best nor on its Pareto front, on every backend.
-Optuna's samplers that model constraints (tpe, gp, nsga2) also get them through
-``constraints_func`` and steer away from infeasible regions; the other samplers and the Ray
+Optuna's samplers that model constraints (tpe, gp, nsga2) also get each trial's violations
+(``Trial.set_constraint``) and steer away from infeasible regions; the other samplers and the Ray
 and W&B searchers propose without them, and only the choice of the best respects them.
 """
 
@@ -52,6 +52,11 @@ def parse_constraint(text: str) -> Constraints:
 
 def _bounds(constraints: Optional[Constraints]) -> List[Tuple[str, str, float]]:
     return [(metric, key, bound) for metric, bounds in (constraints or {}).items() for key, bound in bounds.items()]
+
+
+def constraint_names(constraints: Optional[Constraints]) -> List[str]:
+    """A name per bound, in the order of `violations` (e.g. "kl<=0.05")."""
+    return [f"{metric}{'<=' if key == 'max' else '>='}{bound:g}" for metric, key, bound in _bounds(constraints)]
 
 
 def violations(metrics: Mapping[str, Any], constraints: Optional[Constraints]) -> List[float]:

@@ -32,8 +32,13 @@ class HealthRules:
     # no learning signal: at least this fraction of groups had equal rewards ...
     zero_std_fraction: Optional[float] = 0.95
     zero_std_iterations: int = 3  # ... for this many iterations in a row
-    kl_max: Optional[float] = None  # KL to the reference above this budget (off by default: scales differ)
-    entropy_min: Optional[float] = 0.01  # mean token entropy (nats) below this floor: collapsed
+    # KL to the reference (nats per token) above this: the policy ran away from it. Healthy GRPO
+    # runs stay near 0.01-0.1; this is a runaway bound, not the study's KL budget (constraints).
+    # bench/health_pruning.py: at 1.0 it cut a top-3 trial that drifted to 2 while its score held
+    kl_max: Optional[float] = 5.0
+    # mean token entropy (nats, of the sampling distribution, so a low temperature lowers it)
+    # below this floor: collapsed. A healthy run at temperature 0.08 sat at 0.01-0.03 in the bench
+    entropy_min: Optional[float] = 0.005
     entropy_max: Optional[float] = None  # above this ceiling: the policy has dissolved into noise
     length_limit_iterations: Optional[int] = 3  # every completion at max_new_tokens this many iterations in a row
     collapse_fraction: Optional[float] = 0.5  # training reward this fraction below its best (best > 0) ...
@@ -47,7 +52,7 @@ class HealthRules:
         rules = {"no_learning_signal": self.zero_std_fraction is not None and
                  f">= {self.zero_std_fraction:.0%} of groups with equal rewards for {self.zero_std_iterations} "
                  "iterations",
-                 "kl_budget": self.kl_max is not None and f"KL > {self.kl_max:g}",
+                 "kl_runaway": self.kl_max is not None and f"KL > {self.kl_max:g}",
                  "entropy_floor": self.entropy_min is not None and f"entropy < {self.entropy_min:g}",
                  "entropy_ceiling": self.entropy_max is not None and f"entropy > {self.entropy_max:g}",
                  "length_limit": self.length_limit_iterations is not None and
@@ -105,7 +110,7 @@ class HealthMonitor:
                           f"no learning signal: at least {r.zero_std_fraction:.0%} of groups had equal rewards for "
                           f"{r.zero_std_iterations} iterations ({zero_std:.0%} in the last)"))
         if r.kl_max is not None and kl is not None and kl > r.kl_max:
-            found.append(("kl_budget", f"KL to the reference {kl:.4g} exceeds the budget {r.kl_max:g}"))
+            found.append(("kl_runaway", f"KL to the reference {kl:.4g} nats per token, above the ceiling {r.kl_max:g}"))
         if r.entropy_min is not None and entropy is not None and entropy < r.entropy_min:
             found.append(("entropy_floor",
                           f"entropy collapsed: {entropy:.4g} nats per token, below the floor {r.entropy_min:g}"))

@@ -27,3 +27,17 @@ def ray_local():
     connect(None, num_cpus=2)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def ray_if_needed(request):
+    """ray_local for the ray_tune case of a test parametrized over backends."""
+    if "ray_tune" in request.node.name:
+        request.getfixturevalue("ray_local")
+
+
+@pytest.fixture(autouse=True)
+def offline_wandb(monkeypatch):
+    """W&B runs offline in every test; a key in the environment never reaches W&B."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")

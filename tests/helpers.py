@@ -12,6 +12,7 @@ import time
 import yaml
 from ray import cloudpickle
 
+from stateset_hpo import HPOConfig
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
 from stateset_hpo.trial import TrialSpec
 
@@ -26,6 +27,22 @@ TINY = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new
 def tiny_spec(**overrides) -> TrialSpec:
     return TrialSpec(environment=ConversationEnvironment("customer_service"),
                      reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**TINY, **overrides}))
+
+
+# Each backend's settings section for small, reproducible test studies
+SECTIONS = {"ray_tune": ("ray_config", {"execution": "direct", "scheduler": "fifo", "search_alg": "random", "seed": 0}),
+            "optuna": ("optuna_config", {"sampler": "random", "seed": 0}),
+            "wandb": ("wandb_config", {"method": "random"})}
+
+
+def study_config(tmp_path, backend, **changes) -> HPOConfig:
+    """A quiet test study on ``backend`` (one CPU per trial, no validation, no plots); a
+    ``<section>=dict`` in ``changes`` is merged into the backend's test settings."""
+    section, settings = SECTIONS[backend]
+    settings = {**settings, **changes.pop(section, {})}
+    changes = {"n_trials": 4, "output_dir": str(tmp_path / "out"), "verbose": False, "save_plots": False,
+               "validation_top_k": 0, "cpu_per_trial": 1, **changes}
+    return HPOConfig(backend=backend, **{section: settings}, **changes)
 
 
 def _boom_above(limit, metrics):

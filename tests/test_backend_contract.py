@@ -16,9 +16,10 @@ import time
 import uuid
 
 import pytest
+from helpers import study_config
 from ray import cloudpickle
 
-from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.search.base import backend_names, get_backend
 from stateset_hpo.search.optuna.pruners import PRUNERS
 from stateset_hpo.search.optuna.samplers import SAMPLERS
@@ -101,27 +102,8 @@ class Recorder:
 
 
 def make_config(tmp_path, backend, n_trials=4, **changes):
-    sections = {"ray_tune": ("ray_config", {"execution": "direct", "scheduler": "fifo", "search_alg": "random",
-                                            "seed": 0}),
-                "optuna": ("optuna_config", {"sampler": "random", "seed": 0}),
-                "wandb": ("wandb_config", {"method": "random"})}
-    section, settings = sections[backend]
-    settings = {**settings, **changes.pop(section, {})}
-    return HPOConfig(backend=backend, search_space=changes.pop("search_space", SPACE), n_trials=n_trials,
-                     output_dir=str(tmp_path / "out"), objective_metric="score", verbose=False, save_plots=False,
-                     validation_top_k=0, cpu_per_trial=1, **{section: settings}, **changes)
-
-
-@pytest.fixture
-def ray_if_needed(request):
-    if "ray_tune" in request.node.name:
-        request.getfixturevalue("ray_local")
-
-
-@pytest.fixture(autouse=True)
-def offline_wandb(monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    return study_config(tmp_path, backend, n_trials=n_trials, search_space=changes.pop("search_space", SPACE),
+                        objective_metric="score", **changes)
 
 
 def in_space(params):

@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from helpers import tiny_spec
+from helpers import study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
@@ -41,23 +41,10 @@ T = SearchSpaceType
 SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-4, high=1e-3, default=3e-4)])
 
 
-@pytest.fixture
-def ray_if_needed(request):
-    if "ray_tune" in request.node.name:
-        request.getfixturevalue("ray_local")
-
-
 @pytest.mark.parametrize("backend", backend_names())
-def test_every_trial_records_what_it_consumed_and_the_study_adds_it_up(tmp_path, backend, ray_if_needed,
-                                                                       monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    section = {"ray_tune": {"ray_config": {"execution": "direct", "scheduler": "fifo", "search_alg": "random"}},
-               "optuna": {"optuna_config": {"sampler": "random", "seed": 0, "pruner": "none"}},
-               "wandb": {"wandb_config": {"method": "random"}}}[backend]
-    config = HPOConfig(backend=backend, search_space=SPACE, n_trials=2, output_dir=str(tmp_path / "out"),
-                       verbose=False, save_plots=False, validation_top_k=0, cpu_per_trial=1, gpu_per_trial=0,
-                       **section)
+def test_every_trial_records_what_it_consumed_and_the_study_adds_it_up(tmp_path, backend, ray_if_needed):
+    config = study_config(tmp_path, backend, search_space=SPACE, n_trials=2, gpu_per_trial=0,
+                          optuna_config={"pruner": "none"})
     summary = run_study(config, tiny_spec(num_episodes=16))
     for r in summary.all_results:
         assert r.status is TrialStatus.SUCCESS
@@ -99,15 +86,9 @@ def sixteen_episodes(params):
 
 
 @pytest.mark.parametrize("backend", backend_names())
-def test_a_budget_starts_no_trial_that_would_exceed_it_and_the_summary_says_so(tmp_path, backend, ray_if_needed,
-                                                                             monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    section = {"ray_tune": {"ray_config": {"execution": "direct", "scheduler": "fifo", "search_alg": "random"}},
-               "optuna": {"optuna_config": {"sampler": "random", "seed": 0}},
-               "wandb": {"wandb_config": {"method": "random"}}}[backend]
-    config = HPOConfig(backend=backend, search_space=SPACE, n_trials=6, output_dir=str(tmp_path / "out"),
-                       objective_metric="score", verbose=False, save_plots=False, validation_top_k=0,
-                       cpu_per_trial=1, budget={"episodes": 40}, **section)
+def test_a_budget_starts_no_trial_that_would_exceed_it_and_the_summary_says_so(tmp_path, backend, ray_if_needed):
+    config = study_config(tmp_path, backend, search_space=SPACE, n_trials=6, objective_metric="score",
+                          budget={"episodes": 40})
     summary = run_study(config, TrialSpec(objective=sixteen_episodes))
     # 16 + 16 = 32 spent; a third trial would bring it to 48 > 40
     assert summary.n_trials == 2 and summary.cost["episodes"] == 32

@@ -3,14 +3,17 @@ slow starter alone; on every backend a stopped trial is recorded as pruned with 
 reason (summary.json, trials.csv, report.html, the CLI line)."""
 
 import csv
+import dataclasses
 import json
 import sys
 
 import pytest
-from helpers import tiny_spec
+from helpers import study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo.grpo import CompositeReward
+from stateset_hpo.grpo.rewards import Reward
 from stateset_hpo.health import HealthMonitor, HealthRules
 from stateset_hpo.launch import ProgressPrinter
 from stateset_hpo.results import HPOResult
@@ -42,8 +45,10 @@ def test_equal_rewards_in_every_group_for_three_iterations_is_no_learning_signal
 
 
 @pytest.mark.parametrize("rows, rules, rule, words", [
-    ([{}, {"kl": 0.7}], HealthRules(kl_max=0.5), "kl_budget", "KL to the reference 0.7 exceeds the budget 0.5"),
-    ([{}, {"entropy": 0.001}], HealthRules(), "entropy_floor", "below the floor 0.01"),
+    ([{}, {"kl": 0.7}], HealthRules(kl_max=0.5), "kl_runaway", "KL to the reference 0.7 nats per token, above the "
+                                                               "ceiling 0.5"),
+    ([{}, {"kl": 7.0}], HealthRules(), "kl_runaway", "above the ceiling 5"),
+    ([{}, {"entropy": 0.001}], HealthRules(), "entropy_floor", "below the floor 0.005"),
     ([{}, {"entropy": 9.0}], HealthRules(entropy_max=6.0), "entropy_ceiling", "above the ceiling 6"),
     ([{"completion_length": 64.0}] * 3, HealthRules(), "length_limit", "length limit (64 tokens) for 3 iterations"),
     ([{"reward": 0.6}, {"reward": 0.2}, {"reward": 0.25}], HealthRules(), "reward_collapse",
@@ -82,35 +87,50 @@ T = SearchSpaceType
 SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=3e-3, high=1e-2, default=5e-3)])
 
 
-@pytest.fixture
-def ray_if_needed(request):
-    if "ray_tune" in request.node.name:
-        request.getfixturevalue("ray_local")
-
-
 @pytest.mark.parametrize("backend", backend_names())
-def test_a_trial_over_its_kl_budget_is_pruned_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed,
-                                                                                monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    section = {"ray_tune": {"ray_config": {"execution": "direct", "scheduler": "fifo", "search_alg": "random"}},
-               "optuna": {"optuna_config": {"sampler": "random", "seed": 0, "pruner": "none"}},
-               "wandb": {"wandb_config": {"method": "random"}}}[backend]
-    # any update moves the policy off the reference: a KL budget of 1e-12 is exceeded at iteration 2
-    config = HPOConfig(backend=backend, search_space=SPACE, n_trials=2, output_dir=str(tmp_path / "out"),
-                       verbose=False, save_plots=True, validation_top_k=0, cpu_per_trial=1,
-                       health_rules={"kl_max": 1e-12}, **section)
+def test_a_trial_over_its_kl_ceiling_is_pruned_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed):
+    # any update moves the policy off the reference: a KL ceiling of 1e-12 is exceeded at iteration 2
+    config = study_config(tmp_path, backend, search_space=SPACE, n_trials=2, save_plots=True,
+                          optuna_config={"pruner": "none"}, health_rules={"kl_max": 1e-12})
     summary = run_study(config, tiny_spec(num_episodes=32))  # 4 iterations planned
     assert [r.status for r in summary.all_results] == [TrialStatus.PRUNED] * 2
     for r in summary.all_results:
-        assert r.stopped_by == "kl_budget" and r.stop_reason.startswith("KL to the reference")
+        assert r.stopped_by == "kl_runaway" and r.stop_reason.startswith("KL to the reference")
         assert len(r.history) == 2 and r.history[-1]["kl"] > 1e-12
-    assert summary.stopped_by == {"kl_budget": 2}
+    assert summary.stopped_by == {"kl_runaway": 2}
     out = tmp_path / "out"
-    assert json.loads((out / "summary.json").read_text())["stopped_by"] == {"kl_budget": 2}
+    assert json.loads((out / "summary.json").read_text())["stopped_by"] == {"kl_runaway": 2}
     rows = list(csv.DictReader((out / "trials.csv").open()))
-    assert [row["stopped_by"] for row in rows] == ["kl_budget"] * 2 and "exceeds the budget 1e-12" in rows[0]["stop_reason"]
+    assert [row["stopped_by"] for row in rows] == ["kl_runaway"] * 2
+    assert "above the ceiling 1e-12" in rows[0]["stop_reason"]
     assert "KL to the reference" in (out / "report.html").read_text()
+
+
+class GoodThenBad(Reward):
+    """Scores replies well for its first 40 calls, then poorly (a reward that collapses
+    mid-run, as after reward hacking turns against the task); replies still differ, so the
+    groups keep a learning signal and only the collapse rule can see it."""
+
+    name = "good_then_bad"
+
+    def __init__(self):
+        super().__init__(weight=1.0)
+        self.calls = 0
+
+    def __call__(self, ctx):
+        self.calls += 1
+        return (0.8 if self.calls <= 40 else 0.1) + 0.1 * (len(ctx.reply) % 3) / 3
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_a_collapsing_trial_is_stopped_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed):
+    config = study_config(tmp_path, backend, search_space=SPACE, n_trials=1, optuna_config={"pruner": "none"})
+    spec = dataclasses.replace(tiny_spec(num_episodes=48), reward=CompositeReward([GoodThenBad()]))  # 6 iterations
+    (trial,) = run_study(config, spec).all_results
+    assert trial.status is TrialStatus.PRUNED and trial.stopped_by == "reward_collapse"
+    assert trial.stop_reason.startswith("reward collapsed") and len(trial.history) < 6
+    rewards = [row["reward"] for row in trial.history]
+    assert max(rewards) > 0.8 and rewards[-1] < 0.5 * max(rewards)
 
 
 def test_validation_reruns_are_not_stopped_by_health_rules(tmp_path):

@@ -10,7 +10,6 @@ trials that earlier runs or other processes added to a persistent study.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 from typing import Any, Dict, List, Optional, Sequence
@@ -21,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ...callbacks import fire
 from ...config import HPOConfig
-from ...constraints import violations
+from ...constraints import constraint_names, violations
 from ...results import HPOResult, TrialStatus, json_safe, trial_result
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
@@ -58,9 +57,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         raise ValueError("resuming an Optuna study needs a persistent optuna_config['storage'] "
                          "(e.g. sqlite:///hpo.db)")
     name = config.resolved_study_name
-    constraints_func = None if not config.constraints else \
-        functools.partial(recorded_violations, len(violations({}, config.constraints)))
-    sampler = build_sampler(oc, len(objectives), constraints_func=constraints_func)
+    sampler = build_sampler(oc, len(objectives))
     pruner = build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space))
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=[d for _, d in objectives],
@@ -118,9 +115,10 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             trial.set_user_attr("resources", list(in_process_resources(config)))
             if result.checkpoint_path is not None:
                 trial.set_user_attr("checkpoint_path", result.checkpoint_path)
-            if config.constraints and result.history:  # for the samplers that model constraints
-                trial.set_user_attr("constraints", [min(v, UNREPORTED) for v in
-                                                    violations(result.metrics, config.constraints)])
+            if config.constraints and result.history:  # Optuna's constrained samplers (tpe, gp, nsga2) read them
+                for name, value in zip(constraint_names(config.constraints),
+                                       violations(result.metrics, config.constraints)):
+                    trial.set_constraint(name, min(value, UNREPORTED))
             if result.stop_reason is not None:
                 trial.set_user_attr("stopped_by", result.stopped_by)
                 trial.set_user_attr("stop_reason", result.stop_reason)
@@ -182,11 +180,6 @@ def superseded(trials: Sequence[FrozenTrial]) -> set:
 
 
 UNREPORTED = 1e12  # the violation of a bound on a metric the trial did not report (JSON has no infinity)
-
-
-def recorded_violations(n: int, frozen: FrozenTrial) -> List[float]:
-    """Optuna's constraints_func: the violations the trial recorded (<= 0: feasible)."""
-    return list(frozen.user_attrs.get("constraints", [UNREPORTED] * n))
 
 
 class TrialFailed(Exception):
