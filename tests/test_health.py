@@ -153,3 +153,28 @@ def test_the_cli_line_of_a_pruned_trial_says_why(capsys, tmp_path):
                                    stop_reason="reward collapsed: 0.1, more than 50% below its best 0.6"))
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "pruned 1" in line and line.endswith("(reward collapsed: 0.1, more than 50% below its best 0.6)")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("scheduler", ["asha", "pbt"])
+def test_ray_schedulers_neither_take_a_rule_for_their_own_decision_nor_exploit_what_it_stopped(tmp_path, scheduler):
+    space = SearchSpace([SearchDimension("learning_rate", T.CHOICE, choices=[1e-9, 5e-2], default=1e-9)])
+    config = study_config(tmp_path, "ray_tune", search_space=space, n_trials=4, n_parallel_trials=2,
+                          health_rules={"kl_max": 0.5},  # lr 5e-2 runs away at once, lr 1e-9 never moves
+                          # ASHA's first rung after iteration 2, where the rule acts first
+                          ray_config={"scheduler": scheduler, "perturbation_interval": 8, "grace_period": 16,
+                                      "seed": 1})
+    summary = run_study(config, tiny_spec(num_episodes=24))  # 3 iterations of 8 episodes
+    assert summary.n_failed == 0
+    stopped = {r.trial_id: len(r.history) for r in summary.all_results if r.stopped_by == "kl_runaway"}
+    assert stopped, "no trial ran away"
+    for r in summary.all_results:
+        if r.stopped_by == "kl_runaway":
+            assert r.status is TrialStatus.PRUNED and r.history[-1]["kl"] > 0.5
+        elif r.status is TrialStatus.PRUNED:
+            assert r.stopped_by == "scheduler" and r.stop_reason.startswith(f"stopped by the {scheduler} scheduler")
+    log = tmp_path / "out" / "ray_results" / config.resolved_study_name / "pbt_global.txt"
+    if scheduler == "pbt" and log.is_file():  # no exploit took a checkpoint from the iteration a rule stopped
+        for target, donor, target_step, donor_step, old, new in map(json.loads, log.read_text().splitlines()):
+            assert donor not in stopped or donor_step < stopped[donor]
