@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 from .atomic import write_atomically
+from .comparison import BETTER
 from .constraints import Constraints, broken, feasible
 from .cost import COST_KEYS, per_unit, total, trial_cost
 from .constraints import describe as describe_constraints
@@ -303,20 +304,18 @@ class HPOSummary:
 
     @property
     def gain(self) -> Optional[Tuple[float, str]]:
-        """(improvement over the baseline, where it was measured): the validation's paired gain
-        on the test scenarios when it ran, else the search's best against the space's defaults
-        (the selection split); positive is better in either direction."""
+        """(improvement over the baseline, what it is) when the validation found the
+        recommendation significantly better than the baseline on the test scenarios, else None:
+        a gain within noise (or the search's own, unvalidated) is no unit to price compute in,
+        and dividing by one near 0 gives huge, meaningless costs."""
         comparison = (self.validation or {}).get("comparison") or {}
-        if comparison.get("gain") is not None:
-            return float(comparison["gain"]), f"validation gain on {self.validation['metric']}"
-        if self.best_metric is None or self.baseline_metric is None:
+        if comparison.get("verdict") != BETTER:
             return None
-        sign = direction_sign(self.direction)
-        return sign * (self.best_metric - self.baseline_metric), f"search gain on {self.objective_metric}"
+        return float(comparison["gain"]), f"validated gain on {self.validation['metric']}"
 
     @property
     def cost_per_gain(self) -> Optional[Dict[str, float]]:
-        """The search's total cost per unit of `gain` (None without a positive gain)."""
+        """The search's total cost per unit of `gain` (None without a significant gain)."""
         gain = self.gain
         return per_unit(self.cost, gain[0] if gain else None)
 
@@ -435,8 +434,9 @@ class HPOSummary:
             gain, per = self.gain, self.cost_per_gain
             if per is not None:
                 lines.append(f"cost per unit of {gain[1]} ({gain[0]:+.4f}): {describe_cost(per)}")
-            elif gain is not None:
-                lines.append(f"cost per unit of gain: none ({gain[1]} is {gain[0]:+.4f}, not an improvement)")
+            else:
+                lines.append("cost per unit of gain: none (" + ("the validation found no significant gain"
+                                                               if self.validation else "no validation ran") + ")")
         if self.objective_metrics and len(self.objective_metrics) > 1:
             lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
         rows = by_metric(self.all_results, self.direction)

@@ -66,19 +66,27 @@ def result(trial_id, metric, tokens):
                      cost={k: (tokens if k == "generated_tokens" else 0.0) for k in COST_KEYS})
 
 
-def test_the_recommendation_costs_the_trials_up_to_it_and_gain_divides_the_total():
-    summary = HPOSummary("score", "maximize", [result("a", 0.5, 100), result("b", 0.7, 200), result("c", 0.6, 400)],
-                         baseline_trial_id="a")
+def validated(verdict, gain):
+    entry = {"label": "trial b", "role": "recommended", "mean": 0.7, "std": 0.0, "scores": [0.7], "seeds": [1],
+             "errors": []}
+    return {"metric": "test_score", "held_out": True, "configurations": [entry], "sentence": verdict,
+            "comparison": {"verdict": verdict, "gain": gain}}
+
+
+def test_the_recommendation_costs_the_trials_up_to_it_and_only_a_significant_gain_prices_it():
+    results = [result("a", 0.5, 100), result("b", 0.7, 200), result("c", 0.6, 400)]
+    summary = HPOSummary("score", "maximize", results, baseline_trial_id="a", validation=validated("better", 0.2))
     assert summary.cost["generated_tokens"] == 700
     assert summary.cost_to_recommendation["generated_tokens"] == 300  # a and b: b is the recommendation
-    assert summary.gain == (pytest.approx(0.2), "search gain on score")
+    assert summary.gain == (pytest.approx(0.2), "validated gain on test_score")
     assert summary.cost_per_gain["generated_tokens"] == pytest.approx(3500)
-    assert "cost per unit of search gain on score (+0.2000)" in summary.format_summary()
-    worse = HPOSummary("score", "minimize", summary.all_results, baseline_trial_id="c")  # best 0.5 against 0.6
-    assert worse.gain[0] == pytest.approx(0.1) and worse.cost_per_gain is not None
-    none = HPOSummary("score", "maximize", summary.all_results, baseline_trial_id="b")
-    assert none.gain[0] == 0 and none.cost_per_gain is None
-    assert "cost per unit of gain: none" in none.format_summary()
+    assert "cost per unit of validated gain on test_score (+0.2000)" in summary.format_summary()
+    # a gain within noise (here +0.0001, as the README main job once found) prices nothing
+    noise = HPOSummary("score", "maximize", results, validation=validated("no significant difference", 0.0001))
+    assert noise.gain is None and noise.cost_per_gain is None
+    assert "cost per unit of gain: none (the validation found no significant gain)" in noise.format_summary()
+    unvalidated = HPOSummary("score", "maximize", results, baseline_trial_id="a")
+    assert unvalidated.cost_per_gain is None and "(no validation ran)" in unvalidated.format_summary()
 
 
 def sixteen_episodes(params):
