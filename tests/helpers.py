@@ -35,6 +35,16 @@ SECTIONS = {"ray_tune": ("ray_config", {"execution": "direct", "scheduler": "fif
             "wandb": ("wandb_config", {"method": "random"})}
 
 
+def backends_ray_slow():
+    """Every backend for a test of real (engine) trials, the ray_tune case marked slow: the
+    in-process backends run in seconds, a Ray study takes a cluster's start-up more."""
+    import pytest
+
+    from stateset_hpo.search.base import backend_names
+
+    return [pytest.param(b, marks=pytest.mark.slow) if b == "ray_tune" else b for b in backend_names()]
+
+
 def study_config(tmp_path, backend, **changes) -> HPOConfig:
     """A quiet test study on ``backend`` (one CPU per trial, no validation, no plots); a
     ``<section>=dict`` in ``changes`` is merged into the backend's test settings."""

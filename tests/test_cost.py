@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from helpers import study_config, tiny_spec
+from helpers import backends_ray_slow, study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
@@ -41,7 +41,7 @@ T = SearchSpaceType
 SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-4, high=1e-3, default=3e-4)])
 
 
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", backends_ray_slow())
 def test_every_trial_records_what_it_consumed_and_the_study_adds_it_up(tmp_path, backend, ray_if_needed):
     config = study_config(tmp_path, backend, search_space=SPACE, n_trials=2, gpu_per_trial=0,
                           optuna_config={"pruner": "none"})

@@ -8,7 +8,7 @@ import json
 import sys
 
 import pytest
-from helpers import study_config, tiny_spec
+from helpers import backends_ray_slow, study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
@@ -17,7 +17,6 @@ from stateset_hpo.grpo.rewards import Reward
 from stateset_hpo.health import HealthMonitor, HealthRules
 from stateset_hpo.launch import ProgressPrinter
 from stateset_hpo.results import HPOResult
-from stateset_hpo.search.base import backend_names
 from stateset_hpo.study import run_study
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -87,7 +86,7 @@ T = SearchSpaceType
 SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=3e-3, high=1e-2, default=5e-3)])
 
 
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", backends_ray_slow())
 def test_a_trial_over_its_kl_ceiling_is_pruned_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed):
     # any update moves the policy off the reference: a KL ceiling of 1e-12 is exceeded at iteration 2
     config = study_config(tmp_path, backend, search_space=SPACE, n_trials=2, save_plots=True,
@@ -122,7 +121,7 @@ class GoodThenBad(Reward):
         return (0.8 if self.calls <= 40 else 0.1) + 0.1 * (len(ctx.reply) % 3) / 3
 
 
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", backends_ray_slow())
 def test_a_collapsing_trial_is_stopped_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed):
     config = study_config(tmp_path, backend, search_space=SPACE, n_trials=1, optuna_config={"pruner": "none"})
     spec = dataclasses.replace(tiny_spec(num_episodes=48), reward=CompositeReward([GoodThenBad()]))  # 6 iterations
