@@ -36,8 +36,8 @@ SECTIONS = {"ray_tune": ("ray_config", {"execution": "direct", "scheduler": "fif
 
 
 def backends_ray_slow():
-    """Every backend for a test of real (engine) trials, the ray_tune case marked slow: the
-    in-process backends run in seconds, a Ray study takes a cluster's start-up more."""
+    """Every backend, the ray_tune case marked slow (an end-to-end Ray study: CI runs it, the
+    inner loop does not); the in-process backends run in seconds."""
     import pytest
 
     from stateset_hpo.search.base import backend_names

@@ -8,14 +8,13 @@ import sys
 
 import optuna
 import pytest
-from helpers import study_config
+from helpers import backends_ray_slow, study_config
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.constraints import broken, check_constraints, feasible, parse_constraint
 from stateset_hpo.launch import main
 from stateset_hpo.results import HPOResult, HPOSummary
-from stateset_hpo.search.base import backend_names
 from stateset_hpo.study import run_study
 from stateset_hpo.trial import TrialSpec
 
@@ -75,7 +74,7 @@ def config_for(tmp_path, backend, **changes):
                         optuna_config={"sampler": "tpe", "n_startup_trials": 3}, **changes)
 
 
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", backends_ray_slow())
 def test_a_trial_over_the_kl_budget_is_never_the_best_on_any_backend(tmp_path, backend, ray_if_needed):
     config = config_for(tmp_path, backend, constraints={"kl": {"max": 1.0}})  # score <= 2 within it
     summary = run_study(config, TrialSpec(objective=reward_and_kl))
@@ -96,6 +95,7 @@ def test_optuna_records_each_trials_violations_for_its_constrained_sampler(tmp_p
         assert t.constraints == {"kl<=1": pytest.approx(t.user_attrs["history"][-1]["kl"] - 1.0)}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_the_ray_backend_gives_a_pareto_front_of_reward_against_kl(tmp_path):
     config = config_for(tmp_path, "ray_tune", objective_metrics=["score", "kl"], directions=["maximize", "minimize"])

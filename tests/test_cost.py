@@ -13,7 +13,6 @@ from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceTyp
 from stateset_hpo.cost import COST_KEYS
 from stateset_hpo.grpo import MultiTurnAgent
 from stateset_hpo.results import HPOResult, HPOSummary, TrialStatus
-from stateset_hpo.search.base import backend_names
 from stateset_hpo.study import run_study
 from stateset_hpo.trial import TrialSpec, run_trial
 
@@ -93,7 +92,7 @@ def sixteen_episodes(params):
     return {"score": -abs(params["learning_rate"] - 3e-4), "episodes": 16.0}
 
 
-@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("backend", backends_ray_slow())
 def test_a_budget_starts_no_trial_that_would_exceed_it_and_the_summary_says_so(tmp_path, backend, ray_if_needed):
     config = study_config(tmp_path, backend, search_space=SPACE, n_trials=6, objective_metric="score",
                           budget={"episodes": 40})

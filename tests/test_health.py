@@ -89,18 +89,18 @@ SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=3e-3, hi
 @pytest.mark.parametrize("backend", backends_ray_slow())
 def test_a_trial_over_its_kl_ceiling_is_pruned_with_the_reason_on_every_backend(tmp_path, backend, ray_if_needed):
     # any update moves the policy off the reference: a KL ceiling of 1e-12 is exceeded at iteration 2
-    config = study_config(tmp_path, backend, search_space=SPACE, n_trials=2, save_plots=True,
+    config = study_config(tmp_path, backend, search_space=SPACE, n_trials=1, save_plots=True,
                           optuna_config={"pruner": "none"}, health_rules={"kl_max": 1e-12})
     summary = run_study(config, tiny_spec(num_episodes=32))  # 4 iterations planned
-    assert [r.status for r in summary.all_results] == [TrialStatus.PRUNED] * 2
+    assert [r.status for r in summary.all_results] == [TrialStatus.PRUNED]
     for r in summary.all_results:
         assert r.stopped_by == "kl_runaway" and r.stop_reason.startswith("KL to the reference")
         assert len(r.history) == 2 and r.history[-1]["kl"] > 1e-12
-    assert summary.stopped_by == {"kl_runaway": 2}
+    assert summary.stopped_by == {"kl_runaway": 1}
     out = tmp_path / "out"
-    assert json.loads((out / "summary.json").read_text())["stopped_by"] == {"kl_runaway": 2}
+    assert json.loads((out / "summary.json").read_text())["stopped_by"] == {"kl_runaway": 1}
     rows = list(csv.DictReader((out / "trials.csv").open()))
-    assert [row["stopped_by"] for row in rows] == ["kl_runaway"] * 2
+    assert [row["stopped_by"] for row in rows] == ["kl_runaway"]
     assert "above the ceiling 1e-12" in rows[0]["stop_reason"]
     assert "KL to the reference" in (out / "report.html").read_text()
 
