@@ -39,8 +39,9 @@ def number(minimum: float, strict: bool, optional: bool = False,
         ok = ok and (value > minimum if strict else value >= minimum)
         ok = ok and (maximum is None or value <= maximum)
         if not ok:
-            bound = f"{'>' if strict else '>='} {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-            raise ValueError(f"must be a number {bound}{' or None' if optional else ''}, got {value!r}")
+            bound = f" {'>' if strict else '>='} {minimum}" if minimum > -math.inf else ""
+            bound += f" and <= {maximum}" if maximum is not None else ""
+            raise ValueError(f"must be a {'finite ' if not bound else ''}number{bound}{' or None' if optional else ''}, got {value!r}")
         return float(value)
     return check
 

@@ -121,8 +121,8 @@ class HPOConfig:
         for name, check in checks.items():
             try:
                 setattr(self, name, check(getattr(self, name)))
-            except ValueError as exc:
-                raise ValueError(f"HPOConfig.{name} {exc}") from None
+            except ValueError as exc:  # "HPOConfig.budget['tokens'] must be ..." / "HPOConfig.n_trials must be ..."
+                raise ValueError(f"HPOConfig.{name}{'' if str(exc)[:1] in '[:' else ' '}{exc}") from None
         if self.gpu_per_trial is not None and self.gpu_per_trial > 1 and not self.gpu_per_trial.is_integer():
             raise ValueError(f"HPOConfig.gpu_per_trial above 1 must be a whole number of GPUs, got {self.gpu_per_trial:g} "
                              "(a fraction below 1 packs several trials on one GPU)")

@@ -11,8 +11,9 @@ and W&B searchers propose without them, and only the choice of the best respects
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .checks import check_section, number
 
 Constraints = Dict[str, Dict[str, float]]
 
@@ -29,12 +30,12 @@ def check_constraints(value: Any) -> Optional[Constraints]:
             raise ValueError(f"names a metric {metric!r}; give metric names")
         if not isinstance(bounds, Mapping) or not bounds or set(bounds) - {"min", "max"}:
             raise ValueError(f"[{metric!r}] must be a mapping with 'min' and/or 'max', got {bounds!r}")
-        for key, bound in bounds.items():
-            if isinstance(bound, bool) or not isinstance(bound, numbers.Real) or not math.isfinite(bound):
-                raise ValueError(f"[{metric!r}][{key!r}] must be a finite number, got {bound!r}")
+        finite = check_section(f"[{metric!r}]", bounds, {"min": (None, number(-math.inf, strict=True)),
+                                                          "max": (None, number(-math.inf, strict=True))},
+                               fill_defaults=False)
         if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
             raise ValueError(f"[{metric!r}] has min {bounds['min']} above max {bounds['max']}")
-        out[metric] = {key: float(bound) for key, bound in bounds.items()}
+        out[metric] = finite
     return out
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
+from .checks import check_section, number
+
 COST_KEYS = ("episodes", "generated_tokens", "optimizer_steps", "wall_seconds", "cpu_seconds", "gpu_seconds")
 
 
@@ -48,13 +50,8 @@ def check_budget(value: Any) -> Optional[Dict[str, float]]:
         return None
     if not isinstance(value, Mapping) or not value:
         raise ValueError(f"must be a mapping such as {{'gpu_hours': 10}} or None, got {value!r}")
-    unknown = sorted(k for k in value if k not in BUDGET_KEYS)
-    if unknown:
-        raise ValueError(f"has unknown keys {unknown}; valid keys: {', '.join(BUDGET_KEYS)}")
-    for key, limit in value.items():
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or limit == float("inf"):
-            raise ValueError(f"[{key!r}] must be a number > 0, got {limit!r}")
-    return {key: float(limit) for key, limit in value.items()}
+    return check_section("", value, {key: (None, number(0.0, strict=True)) for key in BUDGET_KEYS},
+                         fill_defaults=False)
 
 
 def budget_exceeded_by_next(budget: Mapping[str, float], costs: List[Mapping[str, float]], running: int,

@@ -88,6 +88,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     objectives = config.objectives
     prunes = config.optuna_config["pruner"] != "none"
     deadline = study_deadline(config)
+    resources = list(in_process_resources(config))  # kept with each trial, to rebuild its cost from the study
     lock = threading.Lock()  # callbacks may run from n_parallel_trials threads; keep them in order
 
     def notify(hook: str, *args: Any) -> None:
@@ -112,7 +113,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
             # the study is the record: a later run of a stored study rebuilds the summary from these
             trial.set_user_attr("history", json_safe(result.history))
             trial.set_user_attr("training_time", result.training_time)
-            trial.set_user_attr("resources", list(in_process_resources(config)))
+            trial.set_user_attr("resources", resources)
             if result.checkpoint_path is not None:
                 trial.set_user_attr("checkpoint_path", result.checkpoint_path)
             if config.constraints and result.history:  # Optuna's constrained samplers (tpe, gp, nsga2) read them
