@@ -1,9 +1,10 @@
 """Health rules: stop a GRPO trial that cannot learn or has collapsed, and say why.
 
 Schedulers and pruners see one number per iteration and cannot tell a slow starter from a
-dead run. A GRPO run reports more, and its known failure modes show there: groups whose
-rewards are all equal give no gradient (``frac_reward_zero_std`` near 1), the KL to the
-reference runs away, entropy collapses (or explodes), every completion runs to the length
+dead run. A GRPO run reports more, and its known failure modes show there: the policy does
+not move from the reference at all (a learning rate far too small: ASHA keeps such a run
+while it scores the base model's score, above the runs that broke), groups whose rewards are
+all equal give no gradient (``frac_reward_zero_std`` near 1), the KL to the reference runs away, entropy collapses (or explodes), every completion runs to the length
 limit, or the reward falls far from its best after a good start. Each rule below watches one of
 these and stops the trial with a reason ("no learning signal: ..."); the trial is recorded as
 pruned with that reason on every backend (Ray reports its last result with ``done=True``, so
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from .checks import boolean, check_section, integer, number
+
+if TYPE_CHECKING:
+    from .grpo.config import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,15 @@ class HealthRules:
     # runs stay near 0.01-0.1; this is a runaway bound, not the study's KL budget (constraints).
     # bench/health_pruning.py: at 1.0 it cut a top-3 trial that drifted to 2 while its score held
     kl_max: Optional[float] = 5.0
+    # policy frozen: the KL to the reference, projected to the last planned step, stays below
+    # this. The projection assumes the policy keeps moving as fast as it has so far: its drift
+    # grows with the summed learning rate, and the KL with the drift squared, so
+    # KL_end = KL_now * (sum of lr factors over every step / over the steps taken)^2. A drift
+    # that later turns about (a random walk) grows slower, so the projection errs towards
+    # keeping a trial. bench/health_pruning.py: runs projected below 1e-5 ended at the base
+    # model's held-out score (or 0.02 above it); the lowest projection of a run that gained
+    # 0.04 was 1e-4. A real model's bf16 arithmetic alone keeps the KL above this floor.
+    kl_floor: Optional[float] = 1e-5
     # mean token entropy (nats, of the sampling distribution, so a low temperature lowers it)
     # below this floor: collapsed. A healthy run at temperature 0.08 sat at 0.01-0.03 in the bench
     entropy_min: Optional[float] = 0.005
@@ -53,6 +66,7 @@ class HealthRules:
                  f">= {self.zero_std_fraction:.0%} of groups with equal rewards for {self.zero_std_iterations} "
                  "iterations",
                  "kl_runaway": self.kl_max is not None and f"KL > {self.kl_max:g}",
+                 "policy_frozen": self.kl_floor is not None and f"KL projected to the last step < {self.kl_floor:g}",
                  "entropy_floor": self.entropy_min is not None and f"entropy < {self.entropy_min:g}",
                  "entropy_ceiling": self.entropy_max is not None and f"entropy > {self.entropy_max:g}",
                  "length_limit": self.length_limit_iterations is not None and
@@ -75,6 +89,7 @@ _CHECKS = {
     "zero_std_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
     "zero_std_iterations": integer(1),
     "kl_max": number(0.0, strict=True, optional=True),
+    "kl_floor": number(0.0, strict=True, optional=True),
     "entropy_min": number(0.0, strict=False, optional=True),
     "entropy_max": number(0.0, strict=True, optional=True),
     "length_limit_iterations": integer(1, optional=True),
@@ -91,16 +106,35 @@ class HealthMonitor:
         self.rules = rules
         self.runs: Dict[str, int] = {}  # rule -> iterations in a row its sign was seen
         self.best_reward: Optional[float] = None
+        self.moving = False  # the policy was once projected to move past kl_floor: it is not frozen
+        self._lr_sums: Optional[List[float]] = None  # summed lr factors before each optimizer step
+
+    def _projected_kl(self, kl: float, iteration: int, config: "TrainingConfig") -> Optional[float]:
+        """The KL at the last planned step if the policy keeps its pace (see HealthRules.kl_floor);
+        None before the first optimizer step (the KL is 0 by construction there)."""
+        if self._lr_sums is None:
+            from .grpo.optim import lr_factor
+
+            factor, sums = lr_factor(config), [0.0]
+            for step in range(config.total_iterations * config.num_iterations):
+                sums.append(sums[-1] + factor(step))
+            self._lr_sums = sums
+        taken = min((iteration - 1) * config.num_iterations, len(self._lr_sums) - 1)  # before this iteration's loss
+        if taken <= 0 or self._lr_sums[taken] <= 0:
+            return None
+        return kl * (self._lr_sums[-1] / self._lr_sums[taken]) ** 2
 
     def _streak(self, rule: str, seen: bool) -> int:
         self.runs[rule] = self.runs.get(rule, 0) + 1 if seen else 0
         return self.runs[rule]
 
-    def check(self, metrics: Mapping[str, float], max_new_tokens: int) -> Optional[Tuple[str, str]]:
-        """(rule, reason) when the trial should stop after these metrics (one iteration's), else None."""
+    def check(self, metrics: Mapping[str, float], config: "TrainingConfig") -> Optional[Tuple[str, str]]:
+        """(rule, reason) when the trial should stop after these metrics (one iteration's, of a
+        run of ``config``), else None."""
         r = self.rules
         if not r.enabled:
             return None
+        max_new_tokens, iteration = config.max_new_tokens, int(metrics.get("iteration", 0))
         reward, zero_std = metrics.get("reward"), metrics.get("frac_reward_zero_std")
         kl, entropy, length = metrics.get("kl"), metrics.get("entropy"), metrics.get("completion_length")
         found = []
@@ -111,6 +145,15 @@ class HealthMonitor:
                           f"{r.zero_std_iterations} iterations ({zero_std:.0%} in the last)"))
         if r.kl_max is not None and kl is not None and kl > r.kl_max:
             found.append(("kl_runaway", f"KL to the reference {kl:.4g} nats per token, above the ceiling {r.kl_max:g}"))
+        projected = self._projected_kl(kl, iteration, config) if r.kl_floor is not None and kl is not None else None
+        if projected is not None and not self.moving:
+            self.moving = projected >= r.kl_floor
+            if not self.moving:
+                found.append(("policy_frozen",
+                              f"policy frozen: KL to the reference {kl:.3g} nats per token after "
+                              f"{iteration - 1} iteration(s) of updates; at this pace about {projected:.2g} by the last of "
+                              f"{config.total_iterations} iterations, below the floor {r.kl_floor:g} (learning rate "
+                              "too small to change the policy)"))
         if r.entropy_min is not None and entropy is not None and entropy < r.entropy_min:
             found.append(("entropy_floor",
                           f"entropy collapsed: {entropy:.4g} nats per token, below the floor {r.entropy_min:g}"))
@@ -129,6 +172,6 @@ class HealthMonitor:
                               f"reward collapsed: {reward:.4g}, more than {r.collapse_fraction:.0%} below its best "
                               f"{best:.4g}, for {r.collapse_iterations} iterations"))
             self.best_reward = reward if best is None else max(best, reward)
-        if not found or int(metrics.get("iteration", 0)) <= r.grace_iterations:
+        if not found or iteration <= r.grace_iterations:
             return None
         return found[0]

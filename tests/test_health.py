@@ -12,11 +12,12 @@ from helpers import backends_ray_slow, study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
-from stateset_hpo.grpo import CompositeReward
+from stateset_hpo.grpo import CompositeReward, TrainingConfig
 from stateset_hpo.grpo.rewards import Reward
 from stateset_hpo.health import HealthMonitor, HealthRules
 from stateset_hpo.launch import ProgressPrinter
 from stateset_hpo.results import HPOResult
+from stateset_hpo.search.trial_runner import run_one
 from stateset_hpo.study import run_study
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -24,11 +25,13 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 HEALTHY = dict(reward=0.3, frac_reward_zero_std=0.2, kl=0.01, entropy=0.5, completion_length=20.0)
 
 
-def first_stop(rows, rules=HealthRules(), max_new_tokens=64):
+def first_stop(rows, rules=HealthRules(), max_new_tokens=64, iterations=12, **training):
     """(iteration, rule, reason) of the first iteration the rules stop, or None."""
     monitor = HealthMonitor(rules)
+    config = TrainingConfig(max_new_tokens=max_new_tokens, per_device_train_batch_size=4, group_size=4,
+                            num_episodes=16 * iterations, **training)
     for i, changes in enumerate(rows, start=1):
-        found = monitor.check({**HEALTHY, **changes, "iteration": i}, max_new_tokens)
+        found = monitor.check({**HEALTHY, **changes, "iteration": i}, config)
         if found:
             return (i, *found)
     return None
@@ -63,6 +66,36 @@ def test_a_healthy_slow_starter_is_not_stopped():
     rows = [dict(reward=0.02, frac_reward_zero_std=0.9), dict(reward=0.01, frac_reward_zero_std=0.9),
             dict(reward=0.03, frac_reward_zero_std=0.75), dict(reward=0.1), dict(reward=0.3), dict(reward=0.5)]
     assert first_stop(rows) is None
+
+
+def test_a_policy_that_does_not_move_is_frozen_and_the_projection_spares_long_runs_and_warm_ups():
+    # 12 iterations: a KL of 5e-8 after one update projects to 5e-8 * 12**2 = 7.2e-6 by the last step
+    stop = first_stop([{"kl": 0.0}, {"kl": 5e-8}])
+    assert stop[:2] == (2, "policy_frozen") and "about 7.2e-06 by the last of 12 iterations" in stop[2]
+    assert "below the floor 1e-05" in stop[2]
+    assert first_stop([{"kl": 0.0}, {"kl": 1e-7}]) is None  # 1.44e-5: it moves enough to count
+    assert first_stop([{"kl": 0.0}, {"kl": 5e-8}], iterations=100) is None  # 5e-4 by its 100th iteration
+    # a warm-up over the first 3 iterations: the first update had a third of the learning rate,
+    # so the same KL promises 33x the drift by the end (sum of lr factors 11 against 1/3)
+    assert first_stop([{"kl": 0.0}, {"kl": 5e-8}], warmup_ratio=0.25) is None
+    # once projected to move, a later quiet iteration does not make a run frozen
+    assert first_stop([{"kl": 0.0}, {"kl": 1e-6}, {"kl": 1e-9}, {"kl": 1e-9}]) is None
+    assert first_stop([{"kl": 0.0}, {"kl": 5e-8}], HealthRules(kl_floor=None)) is None
+
+
+def test_a_real_run_at_a_near_zero_learning_rate_is_frozen_and_a_real_slow_starter_is_not(tmp_path):
+    # the setting of bench/health_pruning.py: 12 iterations of 4 groups of 4, replies of 24 tokens
+    spec = tiny_spec(num_episodes=16 * 12, per_device_train_batch_size=4)
+    config = HPOConfig(output_dir=str(tmp_path), n_trials=1, verbose=False)
+    frozen = run_one(config, spec, "0", {"learning_rate": 1e-7, "temperature": 0.5})
+    assert frozen.status is TrialStatus.PRUNED and frozen.stopped_by == "policy_frozen"
+    assert len(frozen.history) == 2 and frozen.stop_reason.startswith("policy frozen: KL to the reference")
+    # lr 8e-5 at temperature 1.07 scores the base model's score for its first iterations (ASHA
+    # with a grace period of 3 iterations would cut it), then learns
+    slow = run_one(config, spec, "1", {"learning_rate": 8e-5, "temperature": 1.07})
+    evals = [row["eval_reward"] for row in slow.history]
+    assert slow.status is TrialStatus.SUCCESS and len(evals) == 12
+    assert evals[2] - evals[0] < 0.03 and evals[-1] > evals[0] + 0.05, evals
 
 
 def test_rules_wait_for_the_grace_iterations_and_can_be_turned_off():
@@ -160,7 +193,8 @@ def test_the_cli_line_of_a_pruned_trial_says_why(capsys, tmp_path):
 def test_ray_schedulers_neither_take_a_rule_for_their_own_decision_nor_exploit_what_it_stopped(tmp_path, scheduler):
     space = SearchSpace([SearchDimension("learning_rate", T.CHOICE, choices=[1e-9, 5e-2], default=1e-9)])
     config = study_config(tmp_path, "ray_tune", search_space=space, n_trials=4, n_parallel_trials=2,
-                          health_rules={"kl_max": 0.5},  # lr 5e-2 runs away at once, lr 1e-9 never moves
+                          # lr 5e-2 runs away at once; lr 1e-9 never moves, and is left to the scheduler
+                          health_rules={"kl_max": 0.5, "kl_floor": None},
                           # ASHA's first rung after iteration 2, where the rule acts first
                           ray_config={"scheduler": scheduler, "perturbation_interval": 8, "grace_period": 16,
                                       "seed": 1})

@@ -10,7 +10,7 @@ adafactor family cannot use).
 from __future__ import annotations
 
 import math
-from typing import Iterable, List
+from typing import Callable, Iterable, List
 
 import torch
 
@@ -37,16 +37,16 @@ def build_optimizer(config: TrainingConfig, policy_params: Iterable[torch.nn.Par
                      weight_decay=config.weight_decay, relative_step=False, scale_parameter=False, warmup_init=False)
 
 
-def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up over the first ``warmup_ratio`` of the episodes, then constant, linear or
-    cosine decay over the rest.
+def lr_factor(config: TrainingConfig) -> Callable[[int], float]:
+    """The learning rate at an optimizer step, as a fraction of ``learning_rate``.
 
-    Our own schedule rather than transformers' because those count optimizer steps and start
-    the warm-up at lr 0: a 3-step run with a 5% warm-up spent its first step at lr 0. Here
-    the schedule counts episodes (sampled conversations), so runs with other batch sizes warm
-    up over the same share of their data, and the first step already has the lr of the
-    episodes it trains on (never 0). Decay is measured at the start of each iteration, so
-    the last step's lr is not 0 either.
+    Warm-up over the first ``warmup_ratio`` of the episodes, then constant, linear or cosine
+    decay over the rest. Our own schedule rather than transformers' because those count
+    optimizer steps and start the warm-up at lr 0: a 3-step run with a 5% warm-up spent its
+    first step at lr 0. Here the schedule counts episodes (sampled conversations), so runs with
+    other batch sizes warm up over the same share of their data, and the first step already
+    has the lr of the episodes it trains on (never 0). Decay is measured at the start of each
+    iteration, so the last step's lr is not 0 either.
     """
     per_iteration = config.episodes_per_iteration
     total = config.total_iterations * per_iteration
@@ -62,4 +62,8 @@ def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) ->
             return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
         return warm
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
+
+
+def build_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
