@@ -1,17 +1,18 @@
 """Compute the health rules save on top of ASHA, with the same searcher, seed and trials.
 
 Runs one study twice per seed on the tiny model (Ray Tune, `direct` trials, ASHA with reduction
-factor 2 and a grace period of ``--grace`` iterations, as a user who protects slow starters
-sets it; seeded random search, so both runs train exactly the same configurations, one trial
+factor 2; seeded random search, so both runs train exactly the same configurations, one trial
 at a time, so that ASHA's decisions do not depend on which trial reports first): ASHA alone,
-and ASHA with the default health rules. The space is wide
-enough that part of the trials cannot learn or blow up: learning rates 1e-7 to 1e-1 and
-sampling temperatures 0.05 to 1.2 (near-greedy sampling gives groups of equal rewards, so no
-learning signal). Prints, per seed and arm: the episodes spent (the compute), the trials each
-rule stopped, the best held-out score (eval_reward, selection split), and whether any of the
-ASHA-only run's top 3 configurations was stopped by a rule.
+and ASHA with the default health rules. ASHA's grace period is ``--grace`` iterations: 3 (a
+quarter of the run) and 6 (half of it, as a user who protects slow starters sets it: GRPO runs
+often score the base model's score for their first iterations). The space is wide enough that
+part of the trials cannot learn or blow up: learning rates 1e-7 to 1e-1 and sampling
+temperatures 0.05 to 1.2. Prints, per grace period, seed and arm: the episodes spent (the
+compute), the trials each rule stopped, the best held-out score (eval_reward, selection split),
+and whether any of the ASHA-only run's top 3 configurations was stopped by a rule; then ASHA with the longer grace period and the rules against ASHA with
+the shorter one alone.
 
-    python bench/health_pruning.py [--seeds 0 1 2] [--trials 16] [--iterations 12] [--grace 3] [--prompts 4]
+    python bench/health_pruning.py [--seeds 0 1 2] [--trials 16] [--iterations 12] [--grace 3 6] [--prompts 4]
                                    [--health kl_max=1]
 """
 
@@ -23,6 +24,8 @@ warnings.filterwarnings("ignore")
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType  # noqa: E402
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
+from stateset_hpo.health import HealthRules  # noqa: E402
+from stateset_hpo.launch import _parse_sets  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
 from stateset_hpo.trial import TrialSpec  # noqa: E402
 
@@ -31,27 +34,44 @@ SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-7, hi
                      SearchDimension("temperature", T.UNIFORM, low=0.05, high=1.2, default=1.0)])
 
 
-def study(seed: int, args, health: bool, folder: str):
+def study(seed: int, grace: int, args, health: bool, folder: str):
     per_iteration = 4 * args.prompts  # groups of 4
     spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
                      base_config=TrainingConfig(num_episodes=per_iteration * args.iterations,
                                                 per_device_train_batch_size=args.prompts, group_size=4,
                                                 max_new_tokens=24, include_value_function=False, warmup_ratio=0.0))
     config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=args.trials, objective_metric="eval_reward",
-                       output_dir=f"{folder}/{seed}-{health}", cpu_per_trial=1, n_parallel_trials=1, verbose=False,
+                       output_dir=f"{folder}/{grace}-{seed}-{health}", cpu_per_trial=1, n_parallel_trials=1, verbose=False,
                        validation_top_k=0, save_plots=False, health_rules=rules(args) if health else {"enabled": False},
                        ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random", "seed": seed,
-                                   "reduction_factor": 2, "grace_period": args.grace * per_iteration})
+                                   "reduction_factor": 2, "grace_period": grace * per_iteration})
     return run_study(config, spec)
 
 
 def rules(args):
-    """The ruled arm's health_rules: the defaults with --health's changes."""
-    return {k: float(v) for k, v in (kv.split("=", 1) for kv in args.health)}
+    """The ruled arm's health_rules: the defaults with --health's changes (read as the CLI's)."""
+    return _parse_sets(args.health, "--health")
 
 
 def key(result):
     return tuple(sorted(result.params.items()))
+
+
+def compare(seed: int, grace: int, args, folder: str):
+    """Run both arms at one seed and grace period, print them; (alone, ruled, share saved)."""
+    alone = study(seed, grace, args, False, folder)
+    ruled = study(seed, grace, args, True, folder)
+    top3 = {key(r) for r in alone.ranked()[:3]}
+    by_rule = {key(r): r.stopped_by for r in ruled.all_results if r.stopped_by not in (None, "scheduler")}
+    hit = [rule for k, rule in by_rule.items() if k in top3]
+    for name, s in (("ASHA alone", alone), ("ASHA + health rules", ruled)):
+        print(f"grace {grace} seed {seed} {name:20s} episodes {s.cost['episodes']:6.0f}  trials {s.n_trials}  "
+              f"best eval_reward {s.best_metric:.4f}  stopped by {dict(sorted(s.stopped_by.items()))}")
+    ratio = ruled.cost["episodes"] / alone.cost["episodes"]
+    print(f"grace {grace} seed {seed}: health rules spent {ratio:.2f}x ASHA alone's episodes ({1 - ratio:.0%} less); "
+          f"best {ruled.best_metric - alone.best_metric:+.4f}; ASHA-alone top 3 stopped by a rule: "
+          f"{len(hit)}{' (' + ', '.join(hit) + ')' if hit else ''}")
+    return alone, ruled, 1 - ratio
 
 
 def main() -> None:
@@ -59,32 +79,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=12)
-    parser.add_argument("--grace", type=int, default=3, help="ASHA's grace period, in iterations")
+    parser.add_argument("--grace", type=int, nargs="+", default=[3, 6],
+                        help="ASHA's grace periods to compare, in iterations")
     parser.add_argument("--prompts", type=int, default=4, help="prompts (groups) per iteration")
     parser.add_argument("--health", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="health rule settings of the ruled arm (default: the defaults), e.g. kl_max=1")
+                        help="health rule settings of the ruled arm (default: the defaults), e.g. kl_max=1 "
+                             "kl_floor=null")
     args = parser.parse_args()
-    saved = []
-    from stateset_hpo.health import HealthRules
-
     print(HealthRules.from_settings(rules(args)).describe())
+    runs = {}
     with tempfile.TemporaryDirectory() as folder:
-        for seed in args.seeds:
-            alone = study(seed, args, False, folder)
-            ruled = study(seed, args, True, folder)
-            top3 = {key(r) for r in alone.ranked()[:3]}
-            by_rule = {key(r): r.stopped_by for r in ruled.all_results if r.stopped_by not in (None, "scheduler")}
-            hit = [rule for k, rule in by_rule.items() if k in top3]
-            for name, s in (("ASHA alone", alone), ("ASHA + health rules", ruled)):
-                print(f"seed {seed} {name:20s} episodes {s.cost['episodes']:6.0f}  trials {s.n_trials}  "
-                      f"best eval_reward {s.best_metric:.4f}  stopped by {dict(sorted(s.stopped_by.items()))}")
-            ratio = ruled.cost["episodes"] / alone.cost["episodes"]
-            saved.append(1 - ratio)
-            print(f"seed {seed}: health rules spent {ratio:.2f}x ASHA alone's episodes ({1 - ratio:.0%} less); "
-                  f"best {ruled.best_metric - alone.best_metric:+.4f}; ASHA-alone top 3 stopped by a rule: "
-                  f"{len(hit)}{' (' + ', '.join(hit) + ')' if hit else ''}")
-    print(f"compute saved over {len(saved)} seeds: " + ", ".join(f"{s:.0%}" for s in saved)
-          + f"; mean {sum(saved) / len(saved):.0%}")
+        for grace in args.grace:
+            saved = []
+            for seed in args.seeds:
+                *runs[grace, seed], share = compare(seed, grace, args, folder)
+                saved.append(share)
+            print(f"grace {grace}: compute saved over {len(saved)} seeds: " + ", ".join(f"{s:.0%}" for s in saved)
+                  + f"; mean {sum(saved) / len(saved):.0%}")
+    short, long = min(args.grace), max(args.grace)
+    for seed in args.seeds if short != long else []:  # a longer grace with the rules against a short one without
+        alone, ruled = runs[short, seed][0], runs[long, seed][1]
+        print(f"seed {seed}: ASHA grace {long} + health rules spent {ruled.cost['episodes'] / alone.cost['episodes']:.2f}x"
+              f" the episodes of ASHA grace {short} alone; best {ruled.best_metric - alone.best_metric:+.4f}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Schedulers and pruners see one number per iteration and cannot tell a slow start
 dead run. A GRPO run reports more, and its known failure modes show there: the policy does
 not move from the reference at all (a learning rate far too small: ASHA keeps such a run
 while it scores the base model's score, above the runs that broke), groups whose rewards are
-all equal give no gradient (``frac_reward_zero_std`` near 1), the KL to the reference runs away, entropy collapses (or explodes), every completion runs to the length
-limit, or the reward falls far from its best after a good start. Each rule below watches one of
+all equal give no gradient (``frac_reward_zero_std`` near 1), the KL to the reference runs
+away, entropy collapses (or explodes), every completion runs to the length limit, or the
+held-out reward falls far from its best after a good start. Each rule below watches one of
 these and stops the trial with a reason ("no learning signal: ..."); the trial is recorded as
 pruned with that reason on every backend (Ray reports its last result with ``done=True``, so
 no scheduler acts on it and PBT never exploits it). A non-finite loss or gradient already
@@ -47,15 +48,25 @@ class HealthRules:
     # that later turns about (a random walk) grows slower, so the projection errs towards
     # keeping a trial. bench/health_pruning.py: runs projected below 1e-5 ended at the base
     # model's held-out score (or 0.02 above it); the lowest projection of a run that gained
-    # 0.04 was 1e-4. A real model's bf16 arithmetic alone keeps the KL above this floor.
+    # 0.04 was 1e-4. A 1000-step run is frozen only below a KL of 1e-11 after its first step.
     kl_floor: Optional[float] = 1e-5
     # mean token entropy (nats, of the sampling distribution, so a low temperature lowers it)
     # below this floor: collapsed. A healthy run at temperature 0.08 sat at 0.01-0.03 in the bench
     entropy_min: Optional[float] = 0.005
     entropy_max: Optional[float] = None  # above this ceiling: the policy has dissolved into noise
+    # entropy above this multiple of the first iteration's (the base policy's, at the trial's own
+    # temperature, so unlike entropy_max it needs no per-temperature value): the policy is
+    # dissolving into noise, as runs with a learning rate far too large do. bench/health_pruning.py:
+    # healthy runs stayed within 1.9x their first entropy (most within 1.3x), runaways passed 3.9x
+    entropy_rise: Optional[float] = 3.0
     length_limit_iterations: Optional[int] = 3  # every completion at max_new_tokens this many iterations in a row
-    collapse_fraction: Optional[float] = 0.5  # training reward this fraction below its best (best > 0) ...
-    collapse_iterations: int = 2  # ... for this many iterations in a row
+    # held-out reward (eval_reward: the same selection scenarios, greedily, each time it is
+    # measured) this fraction below its best (best > 0) for collapse_iterations evaluations in a
+    # row. Not the training reward: it depends on which scenarios the iteration drew, so its
+    # best is a lucky batch (examples/bring_your_own_task.py: a run whose held-out score rose
+    # steadily from 0 to 0.4 had a training reward of 0.46 once, then 0.11 and 0.22)
+    collapse_fraction: Optional[float] = 0.5
+    collapse_iterations: int = 2
     grace_iterations: int = 1  # no rule acts before this many iterations have run
 
     def describe(self) -> str:
@@ -69,10 +80,13 @@ class HealthRules:
                  "policy_frozen": self.kl_floor is not None and f"KL projected to the last step < {self.kl_floor:g}",
                  "entropy_floor": self.entropy_min is not None and f"entropy < {self.entropy_min:g}",
                  "entropy_ceiling": self.entropy_max is not None and f"entropy > {self.entropy_max:g}",
+                 "entropy_blowup": self.entropy_rise is not None and
+                 f"entropy > {self.entropy_rise:g}x its first iteration's",
                  "length_limit": self.length_limit_iterations is not None and
                  f"every completion at the limit for {self.length_limit_iterations} iterations",
                  "reward_collapse": self.collapse_fraction is not None and
-                 f"reward {self.collapse_fraction:.0%} below its best for {self.collapse_iterations} iterations"}
+                 f"held-out reward {self.collapse_fraction:.0%} below its best for {self.collapse_iterations} "
+                 "evaluations"}
         on = [f"{name} ({text})" for name, text in rules.items() if text]
         off = [name for name, text in rules.items() if not text]
         return (f"health rules (from iteration {self.grace_iterations + 1}): " + "; ".join(on)
@@ -92,6 +106,7 @@ _CHECKS = {
     "kl_floor": number(0.0, strict=True, optional=True),
     "entropy_min": number(0.0, strict=False, optional=True),
     "entropy_max": number(0.0, strict=True, optional=True),
+    "entropy_rise": number(1.0, strict=True, optional=True),
     "length_limit_iterations": integer(1, optional=True),
     "collapse_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
     "collapse_iterations": integer(1),
@@ -106,6 +121,7 @@ class HealthMonitor:
         self.rules = rules
         self.runs: Dict[str, int] = {}  # rule -> iterations in a row its sign was seen
         self.best_reward: Optional[float] = None
+        self.first_entropy: Optional[float] = None  # the base policy's (iteration 1 samples before any update)
         self.moving = False  # the policy was once projected to move past kl_floor: it is not frozen
         self._lr_sums: Optional[List[float]] = None  # summed lr factors before each optimizer step
 
@@ -135,7 +151,7 @@ class HealthMonitor:
         if not r.enabled:
             return None
         max_new_tokens, iteration = config.max_new_tokens, int(metrics.get("iteration", 0))
-        reward, zero_std = metrics.get("reward"), metrics.get("frac_reward_zero_std")
+        reward, zero_std = metrics.get("eval_reward"), metrics.get("frac_reward_zero_std")
         kl, entropy, length = metrics.get("kl"), metrics.get("entropy"), metrics.get("completion_length")
         found = []
         if r.zero_std_fraction is not None and zero_std is not None and \
@@ -160,6 +176,14 @@ class HealthMonitor:
         if r.entropy_max is not None and entropy is not None and entropy > r.entropy_max:
             found.append(("entropy_ceiling",
                           f"entropy {entropy:.4g} nats per token, above the ceiling {r.entropy_max:g}"))
+        if entropy is not None and self.first_entropy is None:
+            self.first_entropy = entropy
+        elif r.entropy_rise is not None and entropy is not None and self.first_entropy and \
+                entropy > r.entropy_rise * self.first_entropy:
+            found.append(("entropy_blowup",
+                          f"entropy blew up: {entropy:.4g} nats per token, {entropy / self.first_entropy:.1f}x its "
+                          f"first iteration's {self.first_entropy:.4g} (ceiling {r.entropy_rise:g}x): the policy is "
+                          "dissolving into noise"))
         if r.length_limit_iterations is not None and length is not None and \
                 self._streak("length", length >= max_new_tokens - 1e-6) >= r.length_limit_iterations:
             found.append(("length_limit", f"every completion ran to the length limit ({max_new_tokens} tokens) "
@@ -169,8 +193,8 @@ class HealthMonitor:
             fallen = best is not None and best > 0 and reward < best * (1 - r.collapse_fraction)
             if self._streak("collapse", fallen) >= r.collapse_iterations:
                 found.append(("reward_collapse",
-                              f"reward collapsed: {reward:.4g}, more than {r.collapse_fraction:.0%} below its best "
-                              f"{best:.4g}, for {r.collapse_iterations} iterations"))
+                              f"held-out reward collapsed: {reward:.4g}, more than {r.collapse_fraction:.0%} below its best "
+                              f"{best:.4g}, for {r.collapse_iterations} evaluations"))
             self.best_reward = reward if best is None else max(best, reward)
         if not found or iteration <= r.grace_iterations:
             return None

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from .config import HPOConfig
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig)
+from .grpo.tiny_model import task_agent_config
 from .results import HPOSummary
 from .study import run_study
 from .trial import TrialSpec
@@ -68,8 +69,8 @@ class GRPOHPOTrainer:
         ``_create_training_config``): the backends then run the engine themselves and report
         every iteration, which is what lets pruners act. This default is what they compute."""
         config = self._create_training_config(params)
-        trainer = MultiTurnGRPOTrainer(MultiTurnAgent(self.agent.config), self.environment, self.reward_function,
-                                       config)
+        agent = MultiTurnAgent(task_agent_config(self.agent.config, self.environment))
+        trainer = MultiTurnGRPOTrainer(agent, self.environment, self.reward_function, config)
         metrics = await trainer.train()
         return metrics[self.hpo_config.objective_metric]
 
@@ -94,7 +95,7 @@ class GRPOHPOTrainer:
         if full_episodes is not None:
             config = config.with_params({"num_episodes": full_episodes})
         folder = Path(output_dir) if output_dir else Path(self.hpo_config.output_dir) / "best_model"
-        agent = MultiTurnAgent(self.agent.config)
+        agent = MultiTurnAgent(task_agent_config(self.agent.config, self.environment))
         trainer = MultiTurnGRPOTrainer(agent, self.environment, self.reward_function, config)
         await trainer.train()
         await asyncio.to_thread(save_trained_agent, trainer, folder, params)

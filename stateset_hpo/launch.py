@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no new trial once the next would exceed this (repeatable): "
                         + ", ".join(BUDGET_KEYS) + ", e.g. --budget gpu_hours=10")
     p.add_argument("--kl-budget", type=float, help="maximise the objective subject to kl <= this (--constraint kl<=X)")
+    p.add_argument("--task", metavar="MODULE:FUNCTION",
+                   help="your own task: a function returning (environment, reward), imported from the working dir")
+    p.add_argument("--scenarios", metavar="FILE",
+                   help="your own scenarios (.jsonl, .json, .yaml) in the guide's shape (id, topic, user_goal, "
+                        "user_responses, ...)")
+    p.add_argument("--reward", action="append", default=[], metavar="NAME[=WEIGHT]",
+                   help="a reward component for --scenarios (repeatable): a built-in name or a TRL-style "
+                        "module:function, e.g. --reward rewards:judge=0.7 --reward safety=0.3")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
     p.add_argument("--study-name", help="name of the study")
@@ -247,9 +255,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         backend = get_backend(config.backend)
         compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
         from .study import check_study, spec_from_config
+        from .trial import TrialSpec
+        from .user_task import task_from_flags
 
+        task = task_from_flags(args.task, args.scenarios, args.reward)
+        given = TrialSpec(environment=task[0], reward=task[1]) if task else None
         # bad --set / --model values and everything else run_study checks fail here, before Ray starts
-        spec = check_study(config, spec_from_config(config), space, dry_run=args.dry_run)
+        spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run)
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiT
                    TrainingConfig, default_reward)
 from .grpo.config import EVAL_PROTOCOL_FIELDS
 from .grpo.model_pool import agent_for_trial
+from .grpo.tiny_model import task_agent_config
 from .grpo.trainer import reported_metrics
 from .health import HealthRules
 
@@ -124,10 +125,11 @@ class TrialSpec:
     def check(self, params: Mapping[str, Any], model: bool = True) -> None:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
         trained: a name that maps to nothing, a reward weight for a missing component, a local
-        model path that does not exist. (The tiny model is built here, once, if needed.)"""
+        model path that does not exist. (The tiny model, or the task's own, is built here, once.)"""
         config = self.training_config(params)
         self.reward.with_weights(config.reward_weights)
-        MultiTurnAgent(self.agent_config).model_path(build=model)
+        agent_config = task_agent_config(self.agent_config, self.environment) if model else self.agent_config
+        MultiTurnAgent(agent_config).model_path(build=model)
 
 
 # Building a trainer is not thread-safe: transformers' lazy imports and from_pretrained's
@@ -184,7 +186,7 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
         return metrics
     config = spec.training_config(params)
     # a LoRA trial trains on this process's loaded base model (see grpo/model_pool.py)
-    agent = agent_for_trial(spec.agent_config, warm=config.use_lora)
+    agent = agent_for_trial(task_agent_config(spec.agent_config, spec.environment), warm=config.use_lora)
     with _SETUP_LOCK:
         trainer = MultiTurnGRPOTrainer(agent, spec.environment, spec.reward, config, test_at_end=spec.test_at_end)
     if restore_from is not None:

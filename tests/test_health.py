@@ -22,7 +22,7 @@ from stateset_hpo.study import run_study
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-HEALTHY = dict(reward=0.3, frac_reward_zero_std=0.2, kl=0.01, entropy=0.5, completion_length=20.0)
+HEALTHY = dict(eval_reward=0.3, frac_reward_zero_std=0.2, kl=0.01, entropy=0.5, completion_length=20.0)
 
 
 def first_stop(rows, rules=HealthRules(), max_new_tokens=64, iterations=12, **training):
@@ -52,8 +52,10 @@ def test_equal_rewards_in_every_group_for_three_iterations_is_no_learning_signal
     ([{}, {"kl": 7.0}], HealthRules(), "kl_runaway", "above the ceiling 5"),
     ([{}, {"entropy": 0.001}], HealthRules(), "entropy_floor", "below the floor 0.005"),
     ([{}, {"entropy": 9.0}], HealthRules(entropy_max=6.0), "entropy_ceiling", "above the ceiling 6"),
+    ([{"entropy": 0.2}, {"entropy": 0.5}, {"entropy": 0.7}], HealthRules(), "entropy_blowup",
+     "0.7 nats per token, 3.5x its first iteration's 0.2 (ceiling 3x)"),
     ([{"completion_length": 64.0}] * 3, HealthRules(), "length_limit", "length limit (64 tokens) for 3 iterations"),
-    ([{"reward": 0.6}, {"reward": 0.2}, {"reward": 0.25}], HealthRules(), "reward_collapse",
+    ([{"eval_reward": 0.6}, {"eval_reward": 0.2}, {"eval_reward": 0.25}], HealthRules(), "reward_collapse",
      "more than 50% below its best 0.6"),
 ])
 def test_each_rule_stops_its_failure_with_its_reason(rows, rules, rule, words):
@@ -63,8 +65,9 @@ def test_each_rule_stops_its_failure_with_its_reason(rows, rules, rule, words):
 
 def test_a_healthy_slow_starter_is_not_stopped():
     # low reward for a while, some groups without signal, then learning: no rule may fire
-    rows = [dict(reward=0.02, frac_reward_zero_std=0.9), dict(reward=0.01, frac_reward_zero_std=0.9),
-            dict(reward=0.03, frac_reward_zero_std=0.75), dict(reward=0.1), dict(reward=0.3), dict(reward=0.5)]
+    rows = [dict(eval_reward=0.02, frac_reward_zero_std=0.9), dict(eval_reward=0.01, frac_reward_zero_std=0.9),
+            dict(eval_reward=0.03, frac_reward_zero_std=0.75), dict(eval_reward=0.1), dict(eval_reward=0.3),
+            dict(eval_reward=0.5)]
     assert first_stop(rows) is None
 
 
@@ -83,6 +86,7 @@ def test_a_policy_that_does_not_move_is_frozen_and_the_projection_spares_long_ru
     assert first_stop([{"kl": 0.0}, {"kl": 5e-8}], HealthRules(kl_floor=None)) is None
 
 
+@pytest.mark.slow  # two real runs of 12 iterations (CI runs it; the inner loop stays under 5 minutes)
 def test_a_real_run_at_a_near_zero_learning_rate_is_frozen_and_a_real_slow_starter_is_not(tmp_path):
     # the setting of bench/health_pruning.py: 12 iterations of 4 groups of 4, replies of 24 tokens
     spec = tiny_spec(num_episodes=16 * 12, per_device_train_batch_size=4)
@@ -160,8 +164,8 @@ def test_a_collapsing_trial_is_stopped_with_the_reason_on_every_backend(tmp_path
     spec = dataclasses.replace(tiny_spec(num_episodes=48), reward=CompositeReward([GoodThenBad()]))  # 6 iterations
     (trial,) = run_study(config, spec).all_results
     assert trial.status is TrialStatus.PRUNED and trial.stopped_by == "reward_collapse"
-    assert trial.stop_reason.startswith("reward collapsed") and len(trial.history) < 6
-    rewards = [row["reward"] for row in trial.history]
+    assert trial.stop_reason.startswith("held-out reward collapsed") and len(trial.history) < 6
+    rewards = [row["eval_reward"] for row in trial.history]
     assert max(rewards) > 0.8 and rewards[-1] < 0.5 * max(rewards)
 
 

@@ -51,6 +51,7 @@ def test_samplers_run_real_trials_starting_from_the_baseline(tmp_path, sampler):
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "trials.csv").is_file()
 
 
+@pytest.mark.slow  # six real trials (the pruner's contract on every backend: test_backend_contract.py)
 def test_median_pruner_stops_hopeless_trials_and_saves_iterations(tmp_path):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=6, sampler="random", pruner="median",
                  pruner_startup_trials=1, n_warmup_steps=0)

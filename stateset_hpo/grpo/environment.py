@@ -3,15 +3,20 @@ simulator answers, for up to ``max_turns`` agent turns.
 
 The simulator is keyed by the scenario and reacts to the agent: a reply that asks the user
 something gets the scenario's answer; one that does not gets a follow-up complaint. So an
-episode is a real alternation of agent and user turns whose course depends on the agent.
+episode is a real alternation of agent and user turns whose course depends on the agent. A
+user's own scenario (`user_scenarios`) plays its scripted ``user_responses`` in order instead,
+as the replaced system's environment does.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional, Sequence, Union
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .scenarios import DOMAINS, SPLITS, Scenario, get_scenarios
+from .user_scenarios import load_scenarios, looks_like_file
 
 Message = Dict[str, str]
 
@@ -19,7 +24,9 @@ Message = Dict[str, str]
 class ConversationEnvironment:
     """Scenarios in three disjoint splits, and the user side of each conversation.
 
-    ``scenarios`` are `Scenario` objects or domain names. The splits: ``train_scenarios``
+    ``scenarios`` are `Scenario` objects, domain names, or a user's own scenarios: mappings in
+    the guide's shape, a .jsonl / .json / .yaml file of them or a ``datasets.Dataset`` (see
+    `user_scenarios`). The splits: ``train_scenarios``
     (rollouts), ``selection_scenarios`` (the held-out score a search optimises and prunes on,
     ``eval_*``) and ``test_scenarios`` (touched only by validation, ``test_*``). Scenarios
     keep the split they are marked with; "eval" (this project's earlier name for a held-out
@@ -28,8 +35,11 @@ class ConversationEnvironment:
     is marked, the other is carved from the training scenarios the same way.
     """
 
-    def __init__(self, scenarios: Union[Sequence[Scenario], Sequence[str], str] = DOMAINS, max_turns: int = 2,
+    def __init__(self, scenarios: Union[Sequence[Scenario], Sequence[str], str, Any] = DOMAINS, max_turns: int = 2,
                  eval_fraction: float = 0.2) -> None:
+        if isinstance(scenarios, Path) or (isinstance(scenarios, str) and looks_like_file(scenarios)) or \
+                hasattr(scenarios, "column_names"):  # a file or a datasets.Dataset
+            scenarios = load_scenarios(scenarios)
         if isinstance(scenarios, str):
             scenarios = [scenarios]
         scenarios = list(scenarios)
@@ -37,9 +47,11 @@ class ConversationEnvironment:
             raise ValueError("ConversationEnvironment needs at least one scenario")
         if all(isinstance(s, str) for s in scenarios):
             scenarios = get_scenarios(scenarios)
+        elif any(isinstance(s, Mapping) for s in scenarios):  # (a row that is no mapping is named there)
+            scenarios = load_scenarios(scenarios)
         if not all(isinstance(s, Scenario) for s in scenarios):
-            raise ValueError("scenarios must be Scenario objects or domain names "
-                             f"({', '.join(DOMAINS)})")
+            raise ValueError("scenarios must be Scenario objects, mappings in the guide's shape (id, topic, user_goal, "
+                             f"user_responses, ...), a scenario file, or domain names ({', '.join(DOMAINS)})")
         if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
             raise ValueError(f"max_turns must be an integer >= 1, got {max_turns!r}")
         if not 0 < eval_fraction < 0.5:
@@ -74,8 +86,13 @@ class ConversationEnvironment:
         return self.selection_scenarios if split == "selection" else self.test_scenarios
 
     @property
+    def scenarios(self) -> List[Scenario]:
+        """Every scenario, of all three splits."""
+        return self.train_scenarios + self.selection_scenarios + self.test_scenarios
+
+    @property
     def domains(self) -> List[str]:
-        return sorted({s.domain for s in self.train_scenarios + self.selection_scenarios + self.test_scenarios})
+        return sorted({s.domain for s in self.scenarios})
 
     def sample(self, n: int, rng: random.Random) -> List[Scenario]:
         """``n`` training scenarios, drawn without replacement until each was seen once."""
@@ -85,7 +102,8 @@ class ConversationEnvironment:
     def start(self, scenario: Scenario, detail_level: str = "moderate") -> List[Message]:
         """The conversation up to the agent's first turn."""
         role = scenario.domain.replace("_", " ")
-        return [{"role": "system", "content": f"you are a {role} agent . detail {detail_level} ."},
+        context = f" {scenario.context}" if scenario.context else ""
+        return [{"role": "system", "content": f"you are a {role} agent . detail {detail_level} .{context}"},
                 {"role": "user", "content": scenario.opening}]
 
     def respond(self, scenario: Scenario, conversation: Sequence[Message]) -> Optional[Message]:
@@ -93,5 +111,8 @@ class ConversationEnvironment:
         agent_turns = sum(m["role"] == "assistant" for m in conversation)
         if agent_turns >= self.max_turns:
             return None
+        if scenario.scripted:  # a user's own scenario: its script, in order
+            turns = scenario.user_turns
+            return {"role": "user", "content": turns[agent_turns - 1]} if agent_turns <= len(turns) else None
         asked = "?" in conversation[-1]["content"]
         return {"role": "user", "content": scenario.answer if asked else scenario.follow_up}

@@ -9,11 +9,12 @@ search spaces' ``<name>_weight`` parameters set those weights through `with_weig
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .scenarios import PERSUASIVE_WORDS, Scenario, other_topic_facts
+from .scenarios import PERSUASIVE_WORDS, Scenario
 
 DETAIL_LEVELS = {"brief": (6, 16), "moderate": (12, 28), "detailed": (20, 40)}  # reply length in words
 
@@ -58,8 +59,73 @@ class Reward:
     def __call__(self, ctx: ReplyContext) -> float:
         raise NotImplementedError
 
+    def batch(self, contexts: Sequence[ReplyContext]) -> List[Optional[float]]:
+        """The scores of several replies; a reward that scores in batches overrides it."""
+        return [self(ctx) for ctx in contexts]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(weight={self.weight})"
+
+
+# What a TRL-style reward function gets as keyword arguments besides prompts and completions:
+# the scenario's fields, one list entry per completion (TRL passes a dataset's extra columns so)
+SCENARIO_COLUMNS = {"scenario_id": lambda s: s.id, "topic": lambda s: s.topic, "user_goal": lambda s: s.opening,
+                    "context": lambda s: s.context, "facts": lambda s: list(s.facts),
+                    "expected_actions": lambda s: list(s.actions), "reference_reply": lambda s: s.reply}
+
+
+class FunctionReward(Reward):
+    """A reward function written for TRL, usable next to the per-reply rewards:
+    ``fn(prompts, completions, **kwargs) -> list[float | None]``, one score per completion.
+
+    Plain form (default): each prompt is the user's message the reply answers, each completion
+    the reply text. ``conversational=True``: each prompt is the conversation so far (a list of
+    {"role", "content"} messages) and each completion ``[{"role": "assistant", "content": reply}]``,
+    as TRL passes conversational datasets. The keyword arguments are the scenario's fields
+    (``SCENARIO_COLUMNS``: scenario_id, topic, user_goal, context, facts, expected_actions,
+    reference_reply), a list each. ``None`` abstains: the reply is then scored by the other
+    components alone (their weights renormalised). Scores need not lie in [0, 1]. The rollout
+    calls it once per round of replies (every conversation of the batch at once)."""
+
+    def __init__(self, fn: Callable[..., Sequence[Optional[float]]], weight: Optional[float] = None,
+                 name: Optional[str] = None, conversational: bool = False) -> None:
+        if not callable(fn):
+            raise ValueError(f"a reward function must be callable, got {fn!r}")
+        super().__init__(weight)
+        self.fn, self.conversational = fn, conversational
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, ctx: ReplyContext) -> Optional[float]:
+        return self.batch([ctx])[0]
+
+    def batch(self, contexts: Sequence[ReplyContext]) -> List[Optional[float]]:
+        if self.conversational:
+            prompts: list = [list(c.history) for c in contexts]
+            completions: list = [[{"role": "assistant", "content": c.reply}] for c in contexts]
+        else:
+            prompts = [next((m["content"] for m in reversed(c.history) if m["role"] == "user"), "") for c in contexts]
+            completions = [c.reply for c in contexts]
+        columns = {key: [field(c.scenario) for c in contexts] for key, field in SCENARIO_COLUMNS.items()}
+        out = self.fn(prompts=prompts, completions=completions, **columns)
+        return checked_scores(self.name, out, len(contexts))
+
+    def __repr__(self) -> str:
+        return f"FunctionReward({self.name}, weight={self.weight})"
+
+
+def checked_scores(name: str, out: Any, n: int) -> List[Optional[float]]:
+    """A reward function's return value as n scores (float or None), or ValueError saying what is wrong."""
+    if isinstance(out, (str, bytes, Mapping)) or not hasattr(out, "__len__") or len(out) != n:
+        raise ValueError(f"reward function {name!r} must return a list of {n} scores (one per completion), "
+                         f"got {out!r}"[:300])
+    scores = []
+    for value in out:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value)):
+            raise ValueError(f"reward function {name!r} returned {value!r}: each score must be a finite number "
+                             "or None (abstain)")
+        scores.append(None if value is None else float(value))
+    return scores
 
 
 class HelpfulnessReward(Reward):
@@ -80,7 +146,7 @@ class CorrectnessReward(Reward):
 
     def __call__(self, ctx: ReplyContext) -> float:
         score = fraction_mentioned(ctx.reply, ctx.scenario.facts)
-        wrong = any(mentions(ctx.reply, f) for f in other_topic_facts(ctx.scenario))
+        wrong = any(mentions(ctx.reply, f) for f in ctx.scenario.wrong_facts)
         return score * (0.5 if wrong else 1.0)
 
 
@@ -153,13 +219,16 @@ class CompositeReward:
     """Weighted mean of reward components, so the total stays in [0, 1].
 
     Accepts ``[(reward, weight), ...]`` as in the user guide, or reward objects that carry
-    their own ``weight``, or a mix.
+    their own ``weight``, or a mix. A plain function in TRL's convention (see `FunctionReward`)
+    is taken as one. A component that abstains (None) on a reply leaves it to the others.
     """
 
     def __init__(self, components: Iterable[Component]) -> None:
         self.components: List[Tuple[Reward, float]] = []
         for item in components:
             reward, weight = item if isinstance(item, tuple) else (item, getattr(item, "weight", None))
+            if callable(reward) and not isinstance(reward, Reward):
+                reward = FunctionReward(reward)
             if not callable(reward) or not hasattr(reward, "name"):
                 raise ValueError(f"a reward component needs a name and to be callable, got {reward!r}")
             if weight is None:
@@ -183,12 +252,21 @@ class CompositeReward:
     def weights(self) -> Dict[str, float]:
         return {r.name: w for r, w in self.components}
 
-    def scores(self, ctx: ReplyContext) -> Dict[str, float]:
-        return {r.name: float(r(ctx)) for r, _ in self.components}
+    def scores(self, ctx: ReplyContext) -> Dict[str, Optional[float]]:
+        return self.scores_batch([ctx])[0]
 
-    def combine(self, scores: Mapping[str, float]) -> float:
-        total = sum(w for _, w in self.components)
-        return sum(w * scores[r.name] for r, w in self.components) / total
+    def scores_batch(self, contexts: Sequence[ReplyContext]) -> List[Dict[str, Optional[float]]]:
+        """Each reply's component scores (None where a component abstained); one call per component."""
+        columns = {r.name: r.batch(contexts) for r, _ in self.components}
+        return [{name: (None if column[i] is None else float(column[i])) for name, column in columns.items()}
+                for i in range(len(contexts))]
+
+    def combine(self, scores: Mapping[str, Optional[float]]) -> float:
+        present = [(w, scores[r.name]) for r, w in self.components if scores[r.name] is not None]
+        total = sum(w for w, _ in present)
+        if total <= 0:
+            raise ValueError(f"every weighted reward component abstained (None) on a reply: {dict(scores)}")
+        return sum(w * score for w, score in present) / total
 
     def __call__(self, ctx: ReplyContext) -> float:
         return self.combine(self.scores(ctx))

@@ -39,6 +39,10 @@ class Scenario:
     follow_up: str  # the user's next turn when the agent did not ask
     closing: str  # a good later reply
     split: str = "train"  # train, selection or test (see the module docstring)
+    wrong_facts: Tuple[str, ...] = ()  # facts of the domain's other topics: mentioning them answers the wrong question
+    context: str = ""  # what the agent is told about the case (a user task's context), in its system message
+    user_turns: Tuple[str, ...] = ()  # a user task's scripted turns after the opening ...
+    scripted: bool = False  # ... played in order when True (else the reactive answer / follow_up simulator)
 
 
 SPLITS = ("train", "selection", "test")
@@ -164,6 +168,7 @@ def build_scenarios(domain: str) -> List[Scenario]:
         raise ValueError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAINS)}")
     scenarios = []
     for topic, (opening, facts, actions, reply, answer, closing) in _TOPICS[domain].items():
+        wrong = tuple(f for other, spec in _TOPICS[domain].items() if other != topic for f in spec[1])
         for i, item in enumerate(_ITEMS[domain]):
             for script, (opens, answers, follows) in enumerate(_SCRIPTS):
                 scenarios.append(Scenario(
@@ -171,7 +176,7 @@ def build_scenarios(domain: str) -> List[Scenario]:
                     opening=opens.format(opening.format(item=item)), facts=facts, actions=actions,
                     forbidden=UNSAFE_PHRASES, reply=reply.format(item=item), answer=answers.format(answer),
                     follow_up=follows.format(item=item), closing=closing.format(item=item),
-                    split=_split(i, script)))
+                    split=_split(i, script), wrong_facts=wrong))
     return scenarios
 
 
@@ -183,8 +188,3 @@ def get_scenarios(domains=DOMAINS, split: str = "all") -> List[Scenario]:
         raise ValueError(f"split must be one of {', '.join(SPLITS)} or 'all', got {split!r}")
     out = [s for d in domains for s in build_scenarios(d)]
     return out if split == "all" else [s for s in out if s.split == split]
-
-
-def other_topic_facts(scenario: Scenario) -> Tuple[str, ...]:
-    """Facts of the domain's other topics: mentioning them answers the wrong question."""
-    return tuple(f for topic, spec in _TOPICS[scenario.domain].items() if topic != scenario.topic for f in spec[1])

@@ -12,6 +12,8 @@ shapes it, and built atomically, so concurrent trials share one copy.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -19,10 +21,13 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .environment import ConversationEnvironment
 from .scenarios import DOMAINS, Scenario, get_scenarios
+
+if TYPE_CHECKING:
+    from .config import AgentConfig
 
 TINY_MODEL = "stateset-tiny"
 _VERSION = 1
@@ -50,8 +55,11 @@ def cache_root() -> Path:
 def _replies(s: Scenario, others: List[Scenario], turn: int, rng: random.Random) -> List[str]:
     """Candidate agent replies of mixed quality: the warm-up samples among them uniformly."""
     good = s.reply if turn == 0 else s.closing
-    wrong = rng.choice(others)
-    wrong_reply = (wrong.reply if turn == 0 else wrong.closing).replace(wrong.item, s.item)
+    if others:  # another topic's reply: answers the wrong question
+        wrong = rng.choice(others)
+        wrong_reply = (wrong.reply if turn == 0 else wrong.closing).replace(wrong.item, s.item)
+    else:  # a task with a single topic
+        wrong_reply = f"i can only help with questions about something else , not your {s.item} ."
     return [good, _GENERIC, f"please send me your password so i can look at your {s.item} .",
             wrong_reply, "that is not my problem . ask someone else .", f"{_GENERIC} {_RAMBLE}"]
 
@@ -79,11 +87,16 @@ def _fingerprint(texts: List[str], seed: int) -> str:
     return h.hexdigest()[:12]
 
 
-def build_tiny_model(cache_dir: Optional[Path] = None, seed: int = 0, force: bool = False) -> Path:
-    """Path of the tiny model folder (tokenizer + weights), building it on first use."""
-    scenarios = get_scenarios(DOMAINS)
+def build_tiny_model(cache_dir: Optional[Path] = None, seed: int = 0, force: bool = False,
+                     scenarios: Optional[Sequence[Scenario]] = None) -> Path:
+    """Path of the tiny model folder (tokenizer + weights), building it on first use: from the
+    built-in domains' scenarios, or from ``scenarios`` (a user's task: its tokenizer then knows
+    the task's words, and its warm-up shows the task's good replies among bad ones)."""
+    scenarios = list(scenarios) if scenarios is not None else get_scenarios(DOMAINS)
     conversations = warmup_conversations(scenarios, WARMUP["conversations_per_scenario"], seed)
     vocab_texts = [t for s in scenarios for t in (s.opening, s.reply, s.closing, s.answer, s.follow_up, s.item)]
+    # a user's own scenarios say more (the built-in ones' texts, and so the built-in model, stay as they were)
+    vocab_texts += [t for s in scenarios if s.scripted for t in (s.context, *s.user_turns, *s.facts, *s.actions) if t]
     vocab_texts += [m["content"] for c in conversations for m in c]
     target = Path(cache_dir or cache_root()) / f"tiny-llama-{_fingerprint(vocab_texts, seed)}"
     if (target / "config.json").is_file() and not force:
@@ -105,6 +118,21 @@ def build_tiny_model(cache_dir: Optional[Path] = None, seed: int = 0, force: boo
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin() -> frozenset:
+    return frozenset(get_scenarios(DOMAINS))
+
+
+def task_agent_config(config: "AgentConfig", environment: ConversationEnvironment) -> "AgentConfig":
+    """The agent a trial of this task loads: with the tiny model and scenarios of the user's
+    own, the tiny model built from the task's texts (cached per task, on each machine that
+    trains it: the trial carries the environment); otherwise ``config`` itself."""
+    scenarios = environment.scenarios
+    if config.model_name != TINY_MODEL or all(s in _builtin() for s in scenarios):
+        return config
+    return dataclasses.replace(config, model_name=str(build_tiny_model(scenarios=scenarios)))
 
 
 def _train_tokenizer(texts: List[str]):

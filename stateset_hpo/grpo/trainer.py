@@ -58,7 +58,7 @@ class Turn:
     prompt: List[int]
     completion: List[int]
     reward: float
-    scores: Dict[str, float]
+    scores: Dict[str, Optional[float]]  # None: the component abstained
     advantage: float = 0.0
     target: float = 0.0  # value target (return) when the value function is on
 
@@ -110,6 +110,17 @@ def _distributed_rank_and_size():
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def component_means(names: Sequence[str], turns: Sequence[Turn], prefix: str = "") -> Dict[str, float]:
+    """``<prefix><name>_score``: each component's mean over the turns it scored (a component
+    that abstained on every turn reports nothing)."""
+    out = {}
+    for name in names:
+        scored = [t.scores[name] for t in turns if t.scores[name] is not None]
+        if scored:
+            out[f"{prefix}{name}_score"] = float(np.mean(scored))
+    return out
 
 
 class MultiTurnGRPOTrainer:
@@ -325,12 +336,12 @@ class MultiTurnGRPOTrainer:
             completions = self.agent.generate(prompts, settings)
             self.generated_tokens += sum(len(c) for c in completions)
             still_active = []
-            for i, prompt, completion in zip(active, prompts, completions):
-                reply = self.agent.decode(completion)
-                ctx = ReplyContext(episodes[i].scenario, tuple(conversations[i]), reply, detail_level)
-                scores = reward.scores(ctx)
+            contexts = [ReplyContext(episodes[i].scenario, tuple(conversations[i]), self.agent.decode(completion),
+                                     detail_level) for i, completion in zip(active, completions)]
+            for i, prompt, completion, ctx, scores in zip(active, prompts, completions, contexts,
+                                                          reward.scores_batch(contexts)):
                 episodes[i].turns.append(Turn(prompt, completion, reward.combine(scores), scores))
-                conversations[i].append({"role": "assistant", "content": reply})
+                conversations[i].append({"role": "assistant", "content": ctx.reply})
                 user = self.environment.respond(episodes[i].scenario, conversations[i])
                 if user is not None:
                     conversations[i].append(user)
@@ -539,8 +550,7 @@ class MultiTurnGRPOTrainer:
         episodes = self.rollout(self.environment.held_out(split), 1, self.evaluation_settings(), self.yardstick,
                                 self.config.eval_detail_level)
         out = {f"{prefix}_reward": float(np.mean([e.reward for e in episodes]))}
-        for name in self.yardstick.names:
-            out[f"{prefix}_{name}_score"] = float(np.mean([t.scores[name] for e in episodes for t in e.turns]))
+        out.update(component_means(self.yardstick.names, [t for e in episodes for t in e.turns], f"{prefix}_"))
         if split == "test":
             out.update({f"test_reward[{i}]": e.reward for i, e in enumerate(episodes)})
         return out
@@ -555,6 +565,5 @@ class MultiTurnGRPOTrainer:
                "frac_reward_zero_std": float(np.mean([np.std(g) < 1e-8 for g in by_group.values()])),
                "completion_length": float(np.mean([len(t.completion) for t in turns])),
                "turns_per_episode": len(turns) / len(episodes)}
-        for name in self.reward.names:
-            out[f"{name}_score"] = float(np.mean([t.scores[name] for t in turns]))
+        out.update(component_means(self.reward.names, turns))
         return out

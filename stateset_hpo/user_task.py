@@ -1,0 +1,100 @@
+"""The CLI's way to a user's own task: ``--task module:function``, or ``--scenarios FILE`` with
+``--reward`` components, resolved and checked before any cluster work.
+
+``--task pkg.tasks:make`` imports ``make`` (the working directory is on the import path, as
+for ``ray job submit --working-dir``) and calls it with no arguments; it returns
+``(environment, reward)`` or a mapping with those keys. ``--scenarios FILE`` reads scenarios in
+the guide's shape (`grpo.user_scenarios`); each ``--reward`` is a built-in component
+(``safety``), a TRL-style function (``pkg.rewards:judge``), either with ``=WEIGHT`` (default 1).
+Without ``--reward`` the scenarios are scored by every built-in component, equally weighted.
+The reward is then called once on a scenario's reference reply, so a function that returns the
+wrong shape fails here with what it returned, not hours later in a trial.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+from .grpo import CompositeReward, ConversationEnvironment, default_reward, make_reward
+from .grpo.rewards import REWARDS, FunctionReward, ReplyContext
+
+
+def import_object(text: str, flag: str) -> Any:
+    """``module:attribute`` imported, with the working directory on the path; ValueError otherwise."""
+    module_name, sep, attribute = text.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"{flag} takes module:function, got {text!r}")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"{flag} {text}: cannot import {module_name!r} ({exc})") from None
+    if not hasattr(module, attribute):
+        raise ValueError(f"{flag} {text}: module {module_name!r} has no {attribute!r}")
+    return getattr(module, attribute)
+
+
+def reward_from_flags(items: Sequence[str]) -> CompositeReward:
+    """``--reward NAME[=WEIGHT]`` items: built-in components or module:function rewards."""
+    components = []
+    for item in items:
+        name, sep, weight_text = item.rpartition("=") if "=" in item else (item, "", "")
+        try:
+            weight = float(weight_text) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"--reward {item}: the weight {weight_text!r} is not a number") from None
+        if ":" in name:
+            components.append((FunctionReward(import_object(name, "--reward")), weight))
+        elif name in REWARDS:
+            components.append((make_reward(name), weight))
+        else:
+            raise ValueError(f"--reward {item}: {name!r} is no built-in reward ({', '.join(REWARDS)}) and no "
+                             "module:function")
+    return CompositeReward(components)
+
+
+def task_from_flags(task: Optional[str], scenarios: Optional[str],
+                    rewards: Sequence[str]) -> Optional[Tuple[ConversationEnvironment, CompositeReward]]:
+    """(environment, reward) of the flags, checked with a dry call of the reward; None without any."""
+    if task and (scenarios or rewards):
+        raise ValueError("--task gives the environment and the reward: use it without --scenarios and --reward")
+    if rewards and not scenarios:
+        raise ValueError("--reward needs --scenarios (or use --task to give both)")
+    if task:
+        function = import_object(task, "--task")
+        try:
+            made = function()
+        except Exception as exc:
+            raise ValueError(f"--task {task}: calling it failed: {type(exc).__name__}: {exc}") from None
+        environment, reward = (made.get("environment"), made.get("reward")) if isinstance(made, dict) else \
+            (made if isinstance(made, tuple) and len(made) == 2 else (None, None))
+        if not isinstance(environment, ConversationEnvironment):
+            raise ValueError(f"--task {task} must return (environment, reward) or a dict with those keys, with a "
+                             f"ConversationEnvironment; got {made!r}"[:400])
+        reward = reward if isinstance(reward, CompositeReward) else CompositeReward(
+            reward if isinstance(reward, (list, tuple)) else [(reward, 1.0)])
+    elif scenarios:
+        if not Path(scenarios).expanduser().is_file():
+            raise ValueError(f"--scenarios {scenarios}: no such file")
+        environment = ConversationEnvironment(scenarios)
+        reward = reward_from_flags(rewards) if rewards else default_reward()
+    else:
+        return None
+    dry_call(environment, reward)
+    return environment, reward
+
+
+def dry_call(environment: ConversationEnvironment, reward: CompositeReward) -> List[float]:
+    """Score one scenario's reference reply with every component: a reward that raises or
+    returns the wrong shape fails before the study starts, naming itself."""
+    s = environment.train_scenarios[0]
+    context = ReplyContext(s, tuple(environment.start(s)), s.reply)
+    try:
+        return [reward.combine(scores) for scores in reward.scores_batch([context])]
+    except Exception as exc:
+        raise ValueError(f"the reward failed on the reference reply of scenario {s.id!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
