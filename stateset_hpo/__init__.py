@@ -7,7 +7,7 @@ space (search-space language) -> search (backends) -> trial (GRPO engine) -> rep
 from .callbacks import HPOCallback
 from .config import HPOConfig, get_hpo_config, list_hpo_profiles
 from .results import HPOResult, HPOSummary, TrialStatus
-from .space.presets import get_search_space, list_search_spaces, register_search_space
+from .space.presets import get_search_space, list_available_search_spaces, list_search_spaces, register_search_space
 from .space import SearchDimension, SearchSpace, SearchSpaceType
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "get_hpo_config",
     "quick_hpo",
     "get_search_space",
+    "list_available_search_spaces",
     "list_hpo_profiles",
     "list_search_spaces",
     "register_search_space",

@@ -195,6 +195,11 @@ class HPOConfig:
     def max_concurrent_trials(self) -> int:
         return self.ray_config["max_concurrent"] or self.n_parallel_trials
 
+    def get_backend_config(self) -> Dict[str, Any]:
+        """A copy of the chosen backend's settings section (``optuna_config``, ``ray_config`` or
+        ``wandb_config``), as filled and checked (the replaced system's name for it)."""
+        return dict(getattr(self, get_backend(self.backend).section))
+
     def replace(self, **changes: Any) -> "HPOConfig":
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)

@@ -13,7 +13,7 @@ import json
 import math
 import numbers
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
@@ -88,12 +88,14 @@ class HPOResult:
     says why in words.
     """
 
+    # the first five in the replaced system's order: HPOResult(trial_id, params, metrics,
+    # best_metric, training_time) built positionally keeps working
     trial_id: str
     params: Dict[str, Any]
     metrics: Dict[str, Any] = field(default_factory=dict)
-    history: List[Dict[str, Any]] = field(default_factory=list)
     best_metric: Optional[float] = None
     training_time: float = 0.0
+    history: List[Dict[str, Any]] = field(default_factory=list)
     status: TrialStatus = TrialStatus.SUCCESS
     error: Optional[str] = None
     checkpoint_path: Optional[str] = None
@@ -121,6 +123,25 @@ class HPOResult:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "HPOResult":
         return cls(**data)
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """This trial as strict JSON (``HPOResult.load`` reads it back)."""
+        return write_atomically(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False))
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "HPOResult":
+        return cls.from_dict(read_json(path, "trial"))
+
+
+def read_json(path: Union[str, Path], what: str) -> Any:
+    """A saved file's JSON, or ValueError saying it is missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from None
 
 
 def _inert(cell: Any) -> Any:
@@ -207,12 +228,21 @@ class HPOSummary:
     validation: Optional[Dict[str, Any]] = None  # see stateset_hpo.validation
     constraints: Optional[Constraints] = None
     ended_by: Optional[str] = None  # why the search ended before n_trials (the budget, patience), or None
+    # the replaced system's counts, accepted when building a summary and checked against
+    # all_results (they are computed from it: n_trials, n_successful; read back as properties)
+    total_trials: InitVar[Optional[int]] = None
+    successful_trials: InitVar[Optional[int]] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, total_trials: Optional[int], successful_trials: Optional[int]) -> None:
         if self.direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {self.direction!r}")
         self.all_results = [r if isinstance(r, HPOResult) else HPOResult.from_dict(r) for r in self.all_results]
         self.total_time = float(self.total_time)
+        for name, given, counted in (("total_trials", total_trials, self.n_trials),
+                                     ("successful_trials", successful_trials, self.n_successful)):
+            if given is not None and given != counted:
+                raise ValueError(f"HPOSummary: {name}={given!r} does not match all_results, which holds {counted} "
+                                 "(the counts are computed from the trials)")
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -394,13 +424,7 @@ class HPOSummary:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "HPOSummary":
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"summary file {str(path)!r} does not exist")
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"summary file {str(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(read_json(path, "summary"))
 
     # -- display ----------------------------------------------------------------------------
     def format_summary(self, max_rows: int = 20) -> str:
@@ -481,3 +505,8 @@ class HPOSummary:
 
     def print_summary(self, file: Optional[TextIO] = None) -> None:
         print(self.format_summary(), file=file or sys.stdout)
+
+
+# The replaced system's names for the counts (the InitVars' class defaults would read None)
+HPOSummary.total_trials = property(lambda self: self.n_trials, doc="n_trials (the replaced system's name)")
+HPOSummary.successful_trials = property(lambda self: self.n_successful, doc="n_successful (the replaced system's name)")

@@ -14,13 +14,13 @@ def make_summary(direction="maximize"):
         objective_metric="reward", direction=direction, total_time=12.5, search_space_name="grpo",
         baseline_trial_id="t0",
         all_results=[
-            HPOResult("t0", {"learning_rate": 1e-5}, {"reward": 0.4}, [{"reward": 0.2}, {"reward": 0.4}], 0.4, 3.0),
-            HPOResult("t1", {"learning_rate": 1e-4}, {"reward": 0.7}, [{"reward": 0.7}], 0.7, 2.0),
-            HPOResult("t2", {"learning_rate": 1e-3}, {"reward": 0.9}, [{"reward": 0.9}], 0.9, 1.0,
-                      status="pruned"),
-            HPOResult("t3", {"learning_rate": 1e-2}, {"reward": float("nan")}, [{"reward": float("nan")}],
-                      float("nan"), 0.5, status=TrialStatus.FAILED, error="DivergenceError: loss is NaN\ntrace"),
-            HPOResult("t4", {"learning_rate": np.float64(2e-6)}, {"reward": np.float32(0.1)}, [], np.float64(0.1), 1.0),
+            # (trial_id, params, metrics, best_metric, training_time), the replaced system's order
+            HPOResult("t0", {"learning_rate": 1e-5}, {"reward": 0.4}, 0.4, 3.0, [{"reward": 0.2}, {"reward": 0.4}]),
+            HPOResult("t1", {"learning_rate": 1e-4}, {"reward": 0.7}, 0.7, 2.0, [{"reward": 0.7}]),
+            HPOResult("t2", {"learning_rate": 1e-3}, {"reward": 0.9}, 0.9, 1.0, [{"reward": 0.9}], status="pruned"),
+            HPOResult("t3", {"learning_rate": 1e-2}, {"reward": float("nan")}, float("nan"), 0.5,
+                      [{"reward": float("nan")}], status=TrialStatus.FAILED, error="DivergenceError: loss is NaN\ntrace"),
+            HPOResult("t4", {"learning_rate": np.float64(2e-6)}, {"reward": np.float32(0.1)}, np.float64(0.1), 1.0, []),
         ])
 
 

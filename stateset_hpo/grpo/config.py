@@ -187,8 +187,14 @@ class AgentConfig:
     dtype: str = "auto"
     max_prompt_length: int = 512
     trust_remote_code: bool = False
+    use_stub_model: bool = False  # the replaced system's stub model: here, the tiny local model
 
     def __post_init__(self) -> None:
+        if not isinstance(self.use_stub_model, bool):
+            raise ValueError(f"AgentConfig.use_stub_model must be True or False, got {self.use_stub_model!r}")
+        if self.use_stub_model and self.model_name != TINY_MODEL:
+            raise ValueError(f"AgentConfig.use_stub_model=True means the tiny local model; it cannot go with "
+                             f"model_name={self.model_name!r}")
         if not isinstance(self.model_name, str) or not self.model_name.strip():
             raise ValueError(f"AgentConfig.model_name must be a non-empty string, got {self.model_name!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -132,7 +132,7 @@ def task_agent_config(config: "AgentConfig", environment: ConversationEnvironmen
     scenarios = environment.scenarios
     if config.model_name != TINY_MODEL or all(s in _builtin() for s in scenarios):
         return config
-    return dataclasses.replace(config, model_name=str(build_tiny_model(scenarios=scenarios)))
+    return dataclasses.replace(config, model_name=str(build_tiny_model(scenarios=scenarios)), use_stub_model=False)
 
 
 def _train_tokenizer(texts: List[str]):

@@ -56,6 +56,20 @@ def _choice_key(value: Any) -> Tuple[bool, Any]:
     return (isinstance(value, bool), value)
 
 
+class Choices(tuple):
+    """A dimension's choices: immutable, and equal to the same values as a list or a tuple
+    (the replaced system kept a list: ``dim.choices == [8, 16]`` keeps working)."""
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (list, tuple)) else NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = tuple.__hash__
+
+
 @dataclass(frozen=True)
 class SearchDimension:
     """A named hyperparameter with a range (uniform, loguniform, int) or choices.
@@ -141,7 +155,7 @@ class SearchDimension:
         duplicates = sorted({repr(c) for c, k in zip(choices, keys) if keys.count(k) > 1})
         if duplicates:
             self._fail(f"duplicate choices: {', '.join(duplicates)}")
-        object.__setattr__(self, "choices", choices)
+        object.__setattr__(self, "choices", Choices(choices))
         if self.default is not None and _choice_key(self.default) not in keys:
             self._fail(f"default {self.default!r} is not one of the choices {list(choices)!r}")
 

@@ -165,6 +165,11 @@ def list_search_spaces() -> List[str]:
     return list(_registry)
 
 
+def list_available_search_spaces() -> List[str]:
+    """`list_search_spaces` (the replaced system's name for it)."""
+    return list_search_spaces()
+
+
 def get_search_space(name: str) -> SearchSpace:
     """A fresh copy of the named space."""
     if name not in _registry:

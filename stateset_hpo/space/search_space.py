@@ -52,6 +52,10 @@ class SearchSpace:
         except KeyError:
             raise KeyError(f"no dimension {name!r} in search space; dimensions: {', '.join(self._dims)}") from None
 
+    def get_dimension(self, name: str) -> SearchDimension:
+        """``space[name]`` (the replaced system's name for it)."""
+        return self[name]
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchSpace) and self.dimensions == other.dimensions
 
