@@ -177,3 +177,35 @@ def test_a_reward_function_of_the_wrong_shape_is_refused_with_what_it_returned(r
     s = load_scenarios([guide_scenario(0)])[0]
     with pytest.raises(ValueError, match=message):
         CompositeReward([(bad, 1.0)]).scores_batch([ReplyContext(s, (), "a"), ReplyContext(s, (), "b")])
+
+
+def test_a_user_simulator_of_your_own_sync_or_async_plays_the_user():
+    def impatient(scenario, conversation):  # reacts to what the agent said
+        last = conversation[-1]["content"]
+        return None if "booked" in last else f"you did not say if the {scenario.item} is booked ."
+
+    async def polite(scenario, conversation):
+        return {"role": "user", "content": "thank you ."}
+
+    rows = [guide_scenario(i) for i in range(6)]
+    env = ConversationEnvironment(rows, max_turns=3, user_simulator=impatient)
+    s = env.train_scenarios[0]
+    conversation = env.start(s) + [{"role": "assistant", "content": "hello ."}]
+    assert env.respond(s, conversation) == {"role": "user", "content": "you did not say if the lighthouse tour is "
+                                                                       "booked ."}
+    assert env.respond(s, conversation[:-1] + [{"role": "assistant", "content": "it is booked ."}]) is None
+    env = ConversationEnvironment(rows, max_turns=2, user_simulator=polite)
+    assert env.respond(s, conversation)["content"] == "thank you ."
+
+    async def inside_a_running_loop():  # e.g. await trainer.train() from a user's async code
+        return env.respond(s, conversation)
+
+    import asyncio
+
+    assert asyncio.run(inside_a_running_loop())["content"] == "thank you ."
+    assert env.respond(s, conversation + [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]) \
+        is None  # max_turns still bounds it
+    with pytest.raises(ValueError, match="the user simulator must return the user's message .* got 42"):
+        ConversationEnvironment(rows, user_simulator=lambda s, c: 42).respond(s, conversation)
+    with pytest.raises(ValueError, match="user_simulator must be a function"):
+        ConversationEnvironment(rows, user_simulator="impatient")

@@ -10,10 +10,13 @@ as the replaced system's environment does.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .scenarios import DOMAINS, SPLITS, Scenario, get_scenarios
 from .user_scenarios import load_scenarios, looks_like_file
@@ -33,10 +36,21 @@ class ConversationEnvironment:
     scenario) counts as selection. When nothing is held out at all, every ``1/eval_fraction``
     -th scenario goes to selection and the one after it to test; when only one held-out split
     is marked, the other is carved from the training scenarios the same way.
+
+    ``user_simulator`` (optional) plays the user instead of the scripts: called as
+    ``user_simulator(scenario, conversation)`` after each agent reply (the conversation so far,
+    a list of {"role", "content"} messages), it returns the user's next message (a string or a
+    {"role": "user", "content": ...} mapping) or None to end the conversation; it may be
+    ``async``, as the replaced system's environments are. ``max_turns`` still bounds the
+    conversation.
     """
 
     def __init__(self, scenarios: Union[Sequence[Scenario], Sequence[str], str, Any] = DOMAINS, max_turns: int = 2,
-                 eval_fraction: float = 0.2) -> None:
+                 eval_fraction: float = 0.2, user_simulator: Optional[Callable[..., Any]] = None) -> None:
+        if user_simulator is not None and not callable(user_simulator):
+            raise ValueError(f"user_simulator must be a function (scenario, conversation) -> message or None, "
+                             f"got {user_simulator!r}")
+        self.user_simulator = user_simulator
         if isinstance(scenarios, Path) or (isinstance(scenarios, str) and looks_like_file(scenarios)) or \
                 hasattr(scenarios, "column_names"):  # a file or a datasets.Dataset
             scenarios = load_scenarios(scenarios)
@@ -111,8 +125,38 @@ class ConversationEnvironment:
         agent_turns = sum(m["role"] == "assistant" for m in conversation)
         if agent_turns >= self.max_turns:
             return None
+        if self.user_simulator is not None:
+            return _user_message(_awaited(self.user_simulator(scenario, [dict(m) for m in conversation])))
         if scenario.scripted:  # a user's own scenario: its script, in order
             turns = scenario.user_turns
             return {"role": "user", "content": turns[agent_turns - 1]} if agent_turns <= len(turns) else None
         asked = "?" in conversation[-1]["content"]
         return {"role": "user", "content": scenario.answer if asked else scenario.follow_up}
+
+
+def _awaited(value: Any) -> Any:
+    """An async simulator's result: run to completion here (in a worker thread when this thread
+    already runs an event loop, which asyncio.run refuses)."""
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wait() -> Any:
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, wait()).result()
+
+
+def _user_message(said: Any) -> Optional[Message]:
+    if said is None:
+        return None
+    if isinstance(said, str):
+        return {"role": "user", "content": said}
+    if isinstance(said, Mapping) and isinstance(said.get("content"), str) and said.get("role", "user") == "user":
+        return {"role": "user", "content": said["content"]}
+    raise ValueError(f"the user simulator must return the user's message (a string or a {{'role': 'user', "
+                     f"'content': ...}} mapping) or None, got {said!r}")
