@@ -38,6 +38,7 @@ def test_guide_shaped_dicts_become_scenarios_the_simulator_plays_in_order():
     conversation += [env.respond(s, conversation), {"role": "assistant", "content": "bye ."}]
     assert env.respond(s, conversation) is None  # the script ran out (and so did max_turns)
     assert s.forbidden[-1] == "card number"  # the built-in unsafe phrases are always checked
+    assert load_scenarios([guide_scenario(0, id=17)])[0].id == "17"  # numeric ids, as JSONL files often have
 
 
 def test_the_rewards_read_a_user_scenarios_facts_actions_and_other_topics():

@@ -72,7 +72,7 @@ def scenario_from_dict(row: Any, where: str = "scenario", domain: str = "custom"
     if not isinstance(row, Mapping):
         raise ValueError(f"{where}: a scenario must be a mapping with {', '.join(REQUIRED)}, got {type(row).__name__}")
     row = {k: v for k, v in row.items() if not (v is None and k in OPTIONAL)}
-    label = f"{where} ({row['id']!r})" if isinstance(row.get("id"), str) else where
+    label = f"{where} ({str(row['id'])!r})" if isinstance(row.get("id"), (str, int)) else where
     unknown = sorted(str(k) for k in row if k not in REQUIRED + OPTIONAL)
     if unknown:
         raise ValueError(f"{label}: unknown fields {unknown}; valid fields: {', '.join(REQUIRED + OPTIONAL)}")
@@ -82,6 +82,8 @@ def scenario_from_dict(row: Any, where: str = "scenario", domain: str = "custom"
 
     def text(key: str, default: str = "") -> str:
         value = row.get(key, default)
+        if key == "id" and isinstance(value, int) and not isinstance(value, bool):  # numeric ids are common
+            value = str(value)
         if not isinstance(value, str) or (key in REQUIRED and not value.strip()):
             raise ValueError(f"{label}: field {key!r} must be a non-empty string, got {value!r}")
         return value.strip()
