@@ -210,3 +210,17 @@ def test_a_user_simulator_of_your_own_sync_or_async_plays_the_user():
         ConversationEnvironment(rows, user_simulator=lambda s, c: 42).respond(s, conversation)
     with pytest.raises(ValueError, match="user_simulator must be a function"):
         ConversationEnvironment(rows, user_simulator="impatient")
+
+
+def test_a_per_reply_reward_of_your_own_needs_only_a_name_and_a_call():
+    class Polite:  # not a Reward subclass: a callable with a name scores one reply, as before
+        name = "polite"
+
+        def __call__(self, ctx):
+            return float("please" in ctx.reply)
+
+    s = load_scenarios([guide_scenario(0)])[0]
+    reward = CompositeReward([(Polite(), 1.0), (lambda prompts, completions, **kw: [0.0] * len(completions), 1.0)])
+    assert reward.names == ["polite", "<lambda>"]
+    assert [reward.combine(x) for x in reward.scores_batch([ReplyContext(s, (), "please wait ."),
+                                                            ReplyContext(s, (), "wait .")])] == [0.5, 0.0]

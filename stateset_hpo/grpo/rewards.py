@@ -227,7 +227,7 @@ class CompositeReward:
         self.components: List[Tuple[Reward, float]] = []
         for item in components:
             reward, weight = item if isinstance(item, tuple) else (item, getattr(item, "weight", None))
-            if callable(reward) and not isinstance(reward, Reward):
+            if callable(reward) and not hasattr(reward, "name"):  # a plain function (a per-reply reward has a name)
                 reward = FunctionReward(reward)
             if not callable(reward) or not hasattr(reward, "name"):
                 raise ValueError(f"a reward component needs a name and to be callable, got {reward!r}")
@@ -257,7 +257,9 @@ class CompositeReward:
 
     def scores_batch(self, contexts: Sequence[ReplyContext]) -> List[Dict[str, Optional[float]]]:
         """Each reply's component scores (None where a component abstained); one call per component."""
-        columns = {r.name: r.batch(contexts) for r, _ in self.components}
+        # (a component of the user's own need not subclass Reward: any callable with a name scores one reply)
+        columns = {r.name: r.batch(contexts) if hasattr(r, "batch") else [r(c) for c in contexts]
+                   for r, _ in self.components}
         return [{name: (None if column[i] is None else float(column[i])) for name, column in columns.items()}
                 for i in range(len(contexts))]
 
