@@ -18,6 +18,7 @@ tiny local tokenizer is word level.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -168,7 +169,6 @@ def build_scenarios(domain: str) -> List[Scenario]:
         raise ValueError(f"unknown domain {domain!r}; valid domains: {', '.join(DOMAINS)}")
     scenarios = []
     for topic, (opening, facts, actions, reply, answer, closing) in _TOPICS[domain].items():
-        wrong = tuple(f for other, spec in _TOPICS[domain].items() if other != topic for f in spec[1])
         for i, item in enumerate(_ITEMS[domain]):
             for script, (opens, answers, follows) in enumerate(_SCRIPTS):
                 scenarios.append(Scenario(
@@ -176,8 +176,20 @@ def build_scenarios(domain: str) -> List[Scenario]:
                     opening=opens.format(opening.format(item=item)), facts=facts, actions=actions,
                     forbidden=UNSAFE_PHRASES, reply=reply.format(item=item), answer=answers.format(answer),
                     follow_up=follows.format(item=item), closing=closing.format(item=item),
-                    split=_split(i, script), wrong_facts=wrong))
-    return scenarios
+                    split=_split(i, script)))
+    return with_wrong_facts(scenarios)
+
+
+def with_wrong_facts(scenarios: List[Scenario]) -> List[Scenario]:
+    """Each scenario with the facts of its domain's other topics (mentioning them answers the
+    wrong question): the built-in domains' and a user's own alike."""
+    by_topic: Dict[Tuple[str, str], set] = {}
+    for s in scenarios:
+        by_topic.setdefault((s.domain, s.topic), set()).update(s.facts)
+    return [dataclasses.replace(s, wrong_facts=tuple(sorted({f for (d, t), fs in by_topic.items()
+                                                             if d == s.domain and t != s.topic for f in fs}
+                                                            - set(s.facts))))
+            for s in scenarios]
 
 
 def get_scenarios(domains=DOMAINS, split: str = "all") -> List[Scenario]:

@@ -31,15 +31,14 @@ A Hugging Face dataset's ``None`` in an optional column counts as absent.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import yaml
 
-from .scenarios import SPLITS, UNSAFE_PHRASES, Scenario
+from .scenarios import SPLITS, UNSAFE_PHRASES, Scenario, with_wrong_facts
 
 REQUIRED = ("id", "topic", "user_goal", "user_responses")
 OPTIONAL = ("context", "opening", "facts", "expected_actions", "forbidden", "reference_reply", "item", "split",
@@ -60,7 +59,7 @@ def load_scenarios(source: Any, domain: str = "custom") -> List[Scenario]:
         if s.id in seen:
             raise ValueError(f"scenario id {s.id!r} appears twice in {_name(source)}: ids must be unique")
         seen.add(s.id)
-    return _with_wrong_facts(scenarios)
+    return with_wrong_facts(scenarios)
 
 
 def looks_like_file(text: str) -> bool:
@@ -125,16 +124,6 @@ def _made_reply(item: str, facts: Tuple[str, ...], actions: Tuple[str, ...]) -> 
     if actions:
         parts.append(f"i will {' and '.join(actions)} .")
     return " ".join(parts + ["is there anything else you need ?"])
-
-
-def _with_wrong_facts(scenarios: List[Scenario]) -> List[Scenario]:
-    """Each scenario with the facts of its domain's other topics (they answer the wrong question)."""
-    by_topic: Dict[Tuple[str, str], set] = {}
-    for s in scenarios:
-        by_topic.setdefault((s.domain, s.topic), set()).update(s.facts)
-    return [dataclasses.replace(s, wrong_facts=tuple(sorted({f for (d, t), fs in by_topic.items() if d == s.domain and t != s.topic
-                                                 for f in fs} - set(s.facts))))
-            for s in scenarios]
 
 
 def _name(source: Any) -> str:
