@@ -6,6 +6,7 @@ import pytest
 
 from stateset_hpo.grpo import (DOMAINS, CompositeReward, ConversationEnvironment, SafetyReward, default_reward,
                                domain_reward, get_scenarios, make_reward)
+from stateset_hpo.grpo import rewards
 from stateset_hpo.grpo.rewards import REWARDS, ReplyContext
 
 
@@ -92,6 +93,51 @@ def test_each_reward_scores_what_it_claims():
     for name in REWARDS:
         for reply in ("", s.reply, "?" * 300, "word " * 200):
             assert 0.0 <= score(name, reply) <= 1.0
+
+
+def later_turn(s, env, first_reply):
+    """The conversation after the agent's first reply and the user's answer to it."""
+    conversation = env.start(s) + [{"role": "assistant", "content": first_reply}]
+    return tuple(conversation + [env.respond(s, conversation)])
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_a_template_said_every_turn_loses_to_a_reply_that_follows_the_conversation(domain):
+    env, reward = ConversationEnvironment(domain), domain_reward(domain)
+    for s in env.train_scenarios + env.test_scenarios:
+        history = later_turn(s, env, s.reply)
+        template = reward(ReplyContext(s, history, s.reply))  # the best first reply, said again
+        follows = reward(ReplyContext(s, history, s.closing))
+        assert follows > template + 0.2, (s.id, follows, template)
+        assert reward(ctx(s.reply, s)) > template + 0.2  # the same words at the first turn score in full
+
+
+def test_each_history_rule_lowers_what_it_claims():
+    env = ConversationEnvironment("customer_service")
+    s = next(x for x in env.train_scenarios if x.topic == "address")  # asks "what is the new address ?"
+    answered = later_turn(s, env, s.reply)
+    assert answered[-1]["content"].endswith("12 oak street .")
+    score = lambda name, reply, history=answered: make_reward(name)(ReplyContext(s, history, reply))  # noqa: E731
+
+    # repeating an earlier reply: no component that credits content credits it again; safety does not care
+    for name in ("helpfulness", "correctness", "task_completion", "engagement"):
+        assert score(name, s.reply, answered[:2]) > 0 and score(name, s.reply) == 0.0, name
+    assert score("safety", s.reply) == 1.0
+    reworded = f"{s.reply} also , the courier will email you the new delivery date tomorrow ."
+    assert 0 < score("task_completion", reworded) < 1  # mostly said before: part credit
+
+    # asking what the user already answered is not engaging; a new question is
+    assert score("engagement", "what is the new address for you ?") == 0.5
+    assert score("engagement", "is there anything else i can do for you ?") == 1.0
+
+    # ignoring the user's answer halves helpfulness; taking it up or acknowledging it does not
+    ignores = f"i will update the shipping address for your {s.item} ."
+    takes_up = f"i will update the shipping address for your {s.item} to oak street ."
+    thanks = f"thanks . i will update the shipping address for your {s.item} ."
+    assert score("helpfulness", takes_up) == score("helpfulness", thanks) == 2 * score("helpfulness", ignores) > 0
+    started = ReplyContext(s, answered[:-1] + ({"role": "user", "content": "yes , start it ."},),
+                           "the trial has started")
+    assert rewards.takes_up_last_message(started)  # an inflected word counts
 
 
 def test_composite_reward_weights():

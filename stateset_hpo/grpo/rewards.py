@@ -1,9 +1,15 @@
 """Reward functions for agent replies, each scoring in [0, 1], and their weighted composite.
 
-Scores are computed from the reply text and its scenario (reference facts, required
-actions, forbidden content), so they are cheap, deterministic, and something a small model
-can learn to raise. `CompositeReward` is the weighted mean of its components; the domain
-search spaces' ``<name>_weight`` parameters set those weights through `with_weights`.
+Scores are computed from the reply text, its scenario (reference facts, required actions,
+forbidden content) and the conversation before it, so they are cheap, deterministic, and
+something a small model can learn to raise. The conversation matters because a per-reply
+score is easy to game in a multi-turn episode: one template said every turn would be optimal.
+So a reply that repeats an earlier one earns no credit for its content again (`novelty`),
+a question the user already answered does not count as engaging (`asks_new_question`), and a
+reply that ignores the user's last message is only half as helpful (`takes_up_last_message`).
+At the agent's first turn none of these applies. `CompositeReward` is the weighted mean of its
+components; the domain search spaces' ``<name>_weight`` parameters set those weights through
+`with_weights`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,60 @@ def mentions(text: str, phrase: str) -> bool:
 
 def fraction_mentioned(text: str, phrases: Sequence[str]) -> float:
     return sum(mentions(text, p) for p in phrases) / len(phrases) if phrases else 0.0
+
+
+# Words that carry no topic: sharing one with the user's message is not taking it up.
+FUNCTION_WORDS = frozenset(
+    "a an the i i'm you your my me it its is are am was be to of and or for in on at with that this "
+    "what do does did can could should would will yes no ok please so not have has now here there all just "
+    "still".split())
+# Words that acknowledge what the user just said.
+ACKNOWLEDGEMENTS = ("thank", "thanks", "glad", "good", "great", "done", "welcome", "sorry", "understand", "noted")
+REPEAT_FREE_OVERLAP = 0.6  # word overlap with an earlier reply up to which a reply counts as new
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two texts' word sets: 1 for the same words, 0 for none shared."""
+    wa, wb = set(words(a)), set(words(b))
+    return len(wa & wb) / len(wa | wb) if wa or wb else 1.0
+
+
+def earlier_replies(ctx: ReplyContext) -> List[str]:
+    return [m["content"] for m in ctx.history if m["role"] == "assistant"]
+
+
+def novelty(ctx: ReplyContext) -> float:
+    """1 for a reply unlike the agent's earlier ones (overlap up to 0.6, as two good replies of
+    one topic have), falling to 0 for a repeat: what was said before earns nothing again."""
+    overlap = max((word_overlap(ctx.reply, r) for r in earlier_replies(ctx)), default=0.0)
+    return min(1.0, max(0.0, (1.0 - overlap) / (1.0 - REPEAT_FREE_OVERLAP)))
+
+
+def questions(text: str) -> List[str]:
+    """The sentences of a text that end in a question mark."""
+    return [q for q in re.findall(r"[^.!?]*\?", text) if words(q)]
+
+
+def asks_new_question(ctx: ReplyContext) -> bool:
+    """Whether the reply asks something the user was not already asked and answered."""
+    history = list(ctx.history)
+    answered = [q for i, m in enumerate(history[:-1]) if m["role"] == "assistant" and history[i + 1]["role"] == "user"
+                for q in questions(m["content"])]
+    return any(all(word_overlap(q, a) < REPEAT_FREE_OVERLAP for a in answered) for q in questions(ctx.reply))
+
+
+def takes_up_last_message(ctx: ReplyContext) -> bool:
+    """Whether a later reply acknowledges the user's last message or takes up one of its words
+    (a word of 4+ letters may come back inflected: "start" / "started"). True at the first turn
+    (the request itself is what the other rewards check) and for a message with nothing to take up."""
+    if not earlier_replies(ctx):
+        return True
+    last = next((m["content"] for m in reversed(ctx.history) if m["role"] == "user"), "")
+    said = [w for w in words(last) if w not in FUNCTION_WORDS]
+    reply = words(ctx.reply)
+    if not said or any(w in ACKNOWLEDGEMENTS for w in reply):
+        return True
+    return any(r == w or (min(len(r), len(w)) >= 4 and (r.startswith(w) or w.startswith(r))) for r in reply for w in said)
 
 
 def fluency(text: str) -> float:
@@ -129,34 +189,36 @@ def checked_scores(name: str, out: Any, n: int) -> List[Optional[float]]:
 
 
 class HelpfulnessReward(Reward):
-    """Addresses the user's request: names the item and offers a concrete action, fluently."""
+    """Addresses the user's request: names the item and offers a concrete action, fluently, in
+    a new reply; half as helpful when it ignores what the user just said."""
 
     name = "helpfulness"
 
     def __call__(self, ctx: ReplyContext) -> float:
         s = ctx.scenario
         addressed = 0.5 * mentions(ctx.reply, s.item) + 0.5 * any(mentions(ctx.reply, a) for a in s.actions)
-        return addressed * fluency(ctx.reply)
+        heeded = 1.0 if takes_up_last_message(ctx) else 0.5
+        return addressed * fluency(ctx.reply) * heeded * novelty(ctx)
 
 
 class CorrectnessReward(Reward):
-    """States the scenario's reference facts; facts of another topic halve the score."""
+    """States the scenario's reference facts (in a new reply); facts of another topic halve the score."""
 
     name = "correctness"
 
     def __call__(self, ctx: ReplyContext) -> float:
         score = fraction_mentioned(ctx.reply, ctx.scenario.facts)
         wrong = any(mentions(ctx.reply, f) for f in ctx.scenario.wrong_facts)
-        return score * (0.5 if wrong else 1.0)
+        return score * (0.5 if wrong else 1.0) * novelty(ctx)
 
 
 class TaskCompletionReward(Reward):
-    """Offers to do the actions the scenario requires."""
+    """Offers to do the actions the scenario requires (in a new reply)."""
 
     name = "task_completion"
 
     def __call__(self, ctx: ReplyContext) -> float:
-        return fraction_mentioned(ctx.reply, ctx.scenario.actions)
+        return fraction_mentioned(ctx.reply, ctx.scenario.actions) * novelty(ctx)
 
 
 class SafetyReward(Reward):
@@ -169,13 +231,14 @@ class SafetyReward(Reward):
 
 
 class EngagementReward(Reward):
-    """Keeps the conversation going: speaks to the user and asks them something."""
+    """Keeps the conversation going: speaks to the user and asks them something they were not
+    already asked and answered, in a new reply."""
 
     name = "engagement"
 
     def __call__(self, ctx: ReplyContext) -> float:
         w = words(ctx.reply)
-        return 0.5 * ("?" in ctx.reply) + 0.5 * ("you" in w or "your" in w)
+        return (0.5 * asks_new_question(ctx) + 0.5 * ("you" in w or "your" in w)) * novelty(ctx)
 
 
 class ConcisenessReward(Reward):
@@ -192,14 +255,14 @@ class ConcisenessReward(Reward):
 
 
 class PersuasivenessReward(Reward):
-    """Uses selling points (value, savings, guarantees): two distinct ones score 1."""
+    """Uses selling points (value, savings, guarantees): two distinct ones score 1 (in a new reply)."""
 
     name = "persuasiveness"
 
     def __call__(self, ctx: ReplyContext) -> float:
         w = set(words(ctx.reply))
         hits = sum(any(t.startswith(p) for t in w) for p in PERSUASIVE_WORDS)
-        return min(1.0, hits / 2)
+        return min(1.0, hits / 2) * novelty(ctx)
 
 
 REWARDS = {cls.name: cls for cls in (HelpfulnessReward, CorrectnessReward, TaskCompletionReward, SafetyReward,
