@@ -59,6 +59,9 @@ class HPOConfig:
       "episodes": ..., "wall_seconds": ...}``; no new trial starts once the next one would
       exceed it (running trials finish; ``timeout`` instead stops them), and the summary says
       the budget ended the study (see cost.py).
+    - ``dashboard_storage`` (not in the guide): where optuna-dashboard can watch the study live,
+      whatever its backend: "auto" (a journal file in output_dir, or the Optuna backend's own
+      storage), a storage URL or journal path, or None (see dashboard.py).
     """
 
     backend: str = "optuna"
@@ -79,6 +82,7 @@ class HPOConfig:
     health_rules: Dict[str, Any] = field(default_factory=dict)
     constraints: Optional[Dict[str, Dict[str, float]]] = None
     budget: Optional[Dict[str, float]] = None
+    dashboard_storage: Optional[str] = "auto"
 
     base_training_config: Any = None
     checkpoint_freq: Optional[int] = 10
@@ -103,6 +107,7 @@ class HPOConfig:
             "timeout": number(0.0, strict=True, optional=True),
             "direction": one_of(DIRECTIONS),
             "study_name": optional_str,
+            "dashboard_storage": optional_str,
             "checkpoint_freq": integer(1, optional=True),
             "keep_best_n": integer(1, optional=True),
             "early_stopping_patience": integer(1, optional=True),

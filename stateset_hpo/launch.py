@@ -23,6 +23,7 @@ from .config import DIRECTIONS, HPOConfig
 from .constraints import describe as describe_constraints
 from .constraints import parse_constraint
 from .cost import BUDGET_KEYS
+from .dashboard import dashboard_command
 from .health import SETTINGS as HEALTH_SETTINGS
 from .interrupts import sigterm_as_ctrl_c
 from .results import is_better
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a reward component for --scenarios (repeatable): a built-in name or a TRL-style "
                         "module:function, e.g. --reward rewards:judge=0.7 --reward safety=0.3")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
+    p.add_argument("--dashboard-storage", metavar="URL|PATH|off",
+                   help="where optuna-dashboard can watch the study live, whatever the backend (default: a "
+                        "journal file in --output-dir, or the Optuna backend's --storage); off: none")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
     p.add_argument("--study-name", help="name of the study")
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
@@ -154,6 +158,9 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
             raise UsageError(f"--{name.replace('_', '-')} applies to --backend {' or '.join(having)}, not {backend}")
         section = chosen[name].section or get_backend(backend).section
         settings[section] = {**settings.get(section, {}), chosen[name].key: value}
+    if args.dashboard_storage is not None:
+        settings["dashboard_storage"] = None if args.dashboard_storage.lower() in ("off", "none") else \
+            os.path.expanduser(args.dashboard_storage)
     health = _parse_sets(args.health, "--health")
     if args.no_health_rules:
         health["enabled"] = False
@@ -290,6 +297,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.dry_run:
         print("dry run: the study is valid; no trial was started")
         return 0
+    watch = dashboard_command(config)
+    if watch:
+        print(f"watch it live: {watch}  (pip install optuna-dashboard)")
     from transformers.utils import logging as hf_logging
 
     from .results import StudyInterrupted

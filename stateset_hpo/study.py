@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 from .callbacks import fire
 from .config import HPOConfig
+from .dashboard import DashboardMirror, dashboard_storage, needs_mirror
 from .grpo import TrainingConfig
 from .health import HealthRules
 from .results import HPOSummary
@@ -82,6 +83,10 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
     spec.check_objectives([metric for metric, _ in config.objectives], space)
     spec.check_objectives(list(config.constraints or {}), space, what="constrained metric")
     check_output_dir(config.output_dir, create=not dry_run)
+    if not dry_run and needs_mirror(config):  # a storage that cannot be opened fails here, not mid-study
+        from .search.optuna.storage import open_storage
+
+        open_storage(dashboard_storage(config))
     return spec
 
 
@@ -94,6 +99,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     backend = get_backend(config.backend)
     monitor = StudyMonitor(config, space_name, defer_retention=backend.defers_retention(config))
     callbacks = [*callbacks, monitor]
+    if needs_mirror(config):
+        callbacks.append(DashboardMirror(config, config.resolved_study_name, resume=resume))
     fire(callbacks, "on_hpo_start", space, config.n_trials)
     start = time.perf_counter()
     results = backend.run(config, spec, space, callbacks, resume=resume)

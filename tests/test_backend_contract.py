@@ -15,12 +15,15 @@ import threading
 import time
 import uuid
 
+import optuna
 import pytest
 from helpers import study_config
 from ray import cloudpickle
 
 from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo.dashboard import JOURNAL_NAME, dashboard_storage
 from stateset_hpo.search.base import backend_names, get_backend
+from stateset_hpo.search.optuna.storage import open_storage
 from stateset_hpo.search.optuna.pruners import PRUNERS
 from stateset_hpo.search.optuna.samplers import SAMPLERS
 from stateset_hpo.search.ray.schedulers import SCHEDULERS
@@ -57,6 +60,10 @@ def failing_second(folder, params):
     if calls == 1:
         raise RuntimeError("boom on the second trial")
     return score(params)
+
+
+def failing_on_call(params):
+    raise AssertionError("no trial may run")
 
 
 def timed(folder, objective, params):
@@ -135,6 +142,33 @@ def test_a_study_records_every_trial_and_fires_callbacks_in_order(tmp_path, back
         assert mine[0] == "start" and mine[-1] == "end" and mine.count("end") == 1, (trial_id, mine)
     assert {e[1] for e in recorder.events if e[0] == "end"} == ids
     assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "trials.csv").is_file()
+
+    # every trial is also in optuna-dashboard's storage (a journal file in output_dir), as Optuna reads it
+    mirrored = optuna.load_study(study_name="grpo_hpo", storage=open_storage(str(tmp_path / "out" / JOURNAL_NAME)))
+    states = {"success": "COMPLETE", "failed": "FAIL", "pruned": "PRUNED"}
+    assert [(t.user_attrs["trial_id"], t.state.name) for t in mirrored.trials] == \
+        [(r.trial_id, states[r.status.value]) for r in summary.all_results]
+    for t, r in zip(mirrored.trials, summary.all_results):
+        assert t.params == r.params and t.distributions == {n: SPACE.to_optuna()[n] for n in r.params}
+        if r.status is TrialStatus.SUCCESS:
+            assert t.value == r.best_metric and t.intermediate_values == {1: r.best_metric}
+    assert "boom on the second trial" in mirrored.trials[[r.trial_id for r in summary.all_results].index(
+        failed[0].trial_id)].user_attrs["error"]
+
+
+def test_the_dashboard_storage_can_be_chosen_or_turned_off_and_a_bad_one_fails_before_any_trial(tmp_path):
+    stored = make_config(tmp_path, "optuna", optuna_config={"storage": f"sqlite:///{tmp_path}/own.db"})
+    assert dashboard_storage(stored) == f"sqlite:///{tmp_path}/own.db"  # the Optuna study itself: no copy
+    run_study(make_config(tmp_path, "wandb", n_trials=1, dashboard_storage=None), TrialSpec(objective=score))
+    assert not (tmp_path / "out" / JOURNAL_NAME).exists()
+    shared = str(tmp_path / "shared.journal")
+    for _ in range(2):  # a shared storage keeps an earlier study of the same name and adds this one beside it
+        run_study(make_config(tmp_path, "wandb", n_trials=1, dashboard_storage=shared), TrialSpec(objective=score))
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(open_storage(shared))) == \
+        ["grpo_hpo", "grpo_hpo-2"]
+    with pytest.raises(ValueError, match="neither a database URL"):
+        run_study(make_config(tmp_path, "wandb", dashboard_storage=str(tmp_path / "no" / "such" / "f.journal")),
+                  TrialSpec(objective=failing_on_call))
 
 
 @pytest.mark.parametrize("backend", backend_names())

@@ -7,16 +7,19 @@ import dataclasses
 import json
 import sys
 
+import optuna
 import pytest
 from helpers import backends_ray_slow, study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
+from stateset_hpo.dashboard import dashboard_storage
 from stateset_hpo.grpo import CompositeReward, TrainingConfig
 from stateset_hpo.grpo.rewards import Reward
 from stateset_hpo.health import HealthMonitor, HealthRules
 from stateset_hpo.launch import ProgressPrinter
 from stateset_hpo.results import HPOResult
+from stateset_hpo.search.optuna.storage import open_storage
 from stateset_hpo.search.trial_runner import run_one
 from stateset_hpo.study import run_study
 
@@ -140,6 +143,11 @@ def test_a_trial_over_its_kl_ceiling_is_pruned_with_the_reason_on_every_backend(
     assert [row["stopped_by"] for row in rows] == ["kl_runaway"]
     assert "above the ceiling 1e-12" in rows[0]["stop_reason"]
     assert "KL to the reference" in (out / "report.html").read_text()
+    # and live in optuna-dashboard's storage, whatever the backend: pruned, both iterations, the reason
+    (mirrored,) = optuna.load_study(study_name=config.resolved_study_name,
+                                    storage=open_storage(dashboard_storage(config))).trials
+    assert mirrored.state is optuna.trial.TrialState.PRUNED and sorted(mirrored.intermediate_values) == [1, 2]
+    assert mirrored.user_attrs["stopped_by"] == "kl_runaway" and mirrored.user_attrs["cost:episodes"] == 16
 
 
 class GoodThenBad(Reward):

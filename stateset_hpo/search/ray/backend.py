@@ -146,10 +146,15 @@ class CallbackBridge(tune.Callback):
 
 
 def _error_text(trial) -> str:
+    """The trial's latest error as Tune wrote it. Read from the trial's local folder: when Tune
+    calls on_trial_error, the copy that ``trial.get_error()`` reads is not synced yet (it
+    returned None, so every failed trial's callbacks said "None")."""
     try:
-        return str(trial.get_error()) or "trial failed"
-    except Exception:  # the error file may be gone; the status is what matters
+        text = Path(trial.error_file).read_text()
+    except (OSError, TypeError):  # no local file (the status is what matters)
         return "trial failed"
+    latest = text.rsplit("Failure # ", 1)[-1].partition("\n")[2].strip()
+    return latest or "trial failed"
 
 
 SETTINGS_FILE = "stateset_hpo_study.json"  # beside Tune's experiment state
