@@ -62,6 +62,10 @@ class HPOConfig:
     - ``dashboard_storage`` (not in the guide): where optuna-dashboard can watch the study live,
       whatever its backend: "auto" (a journal file in output_dir, or the Optuna backend's own
       storage), a storage URL or journal path, or None (see dashboard.py).
+    - ``verbose`` shows the study's progress (progress.py: live on a terminal, a line per
+      trial elsewhere); ``library_logs`` (not in the guide, off) also lets through what the
+      libraries print about the same events: Optuna's per-trial log lines, Ray's raylet
+      messages, transformers' weight-loading bars.
     """
 
     backend: str = "optuna"
@@ -97,6 +101,7 @@ class HPOConfig:
     cpu_per_trial: Optional[float] = None
 
     verbose: bool = True
+    library_logs: bool = False
     log_to_wandb: bool = False
     save_plots: bool = True
 
@@ -118,6 +123,7 @@ class HPOConfig:
             "gpu_per_trial": number(0.0, strict=False, optional=True),
             "cpu_per_trial": number(0.0, strict=True, optional=True),
             "verbose": boolean,
+            "library_logs": boolean,
             "log_to_wandb": boolean,
             "save_plots": boolean,
             "constraints": check_constraints,

@@ -26,7 +26,6 @@ from .cost import BUDGET_KEYS
 from .dashboard import dashboard_command
 from .health import SETTINGS as HEALTH_SETTINGS
 from .interrupts import sigterm_as_ctrl_c
-from .results import is_better
 from .search.base import Flag, all_backends, backend_names, get_backend
 from .space import SearchSpace
 from .space.presets import get_search_space, list_search_spaces
@@ -95,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
-    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress view (live on a terminal, a line per trial "
+                                                          "elsewhere)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show what the libraries print (Optuna's per-trial log lines, Ray's raylet messages, "
+                        "transformers' loading bars)")
     added = set()
     for backend in all_backends():  # each backend's own flags, from its registry entry
         group = p.add_argument_group(f"backend {backend.name}")
@@ -161,6 +164,10 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
     if args.dashboard_storage is not None:
         settings["dashboard_storage"] = None if args.dashboard_storage.lower() in ("off", "none") else \
             os.path.expanduser(args.dashboard_storage)
+    if args.quiet:
+        settings["verbose"] = False
+    if args.verbose:
+        settings["library_logs"] = True
     health = _parse_sets(args.health, "--health")
     if args.no_health_rules:
         health["enabled"] = False
@@ -229,31 +236,6 @@ def interrupted_hint(config: HPOConfig) -> str:
             "--storage sqlite:///hpo.db, or --backend ray_tune)")
 
 
-class ProgressPrinter:
-    """One line per finished trial: counts so far and the best value."""
-
-    def __init__(self, config: HPOConfig) -> None:
-        self.metric, self.direction, self.total = config.objective_metric, config.direction, config.n_trials
-        self.started, self.ended, self.best = 0, {}, None
-
-    def on_trial_start(self, trial_id, params):
-        self.started += 1
-
-    def on_trial_end(self, result):
-        self.ended[result.status.value] = self.ended.get(result.status.value, 0) + 1
-        value = result.best_metric
-        if result.status.value == "success" and value is not None:
-            if is_better(value, self.best, self.direction):
-                self.best = value
-        done = sum(self.ended.values())
-        shown = "-" if value is None else f"{value:.4f}"
-        best = "-" if self.best is None else f"{self.best:.4f}"
-        print(f"[{done}/{self.total}] trial {result.trial_id} {result.status.value} {self.metric}={shown}  "
-              f"running {self.started - done}  success {self.ended.get('success', 0)}  "
-              f"pruned {self.ended.get('pruned', 0)}  failed {self.ended.get('failed', 0)}  best {best}"
-              + (f"  ({result.stop_reason})" if result.stop_reason else ""), flush=True)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -300,17 +282,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     watch = dashboard_command(config)
     if watch:
         print(f"watch it live: {watch}  (pip install optuna-dashboard)")
-    from transformers.utils import logging as hf_logging
-
     from .results import StudyInterrupted
     from .study import run_study
 
-    hf_logging.disable_progress_bar()  # one "Loading weights" bar per trial drowns the progress lines
     sigterm_as_ctrl_c()  # `ray job stop` and Kubernetes send SIGTERM: a saved, resumable study
 
     try:
-        summary = run_study(config, spec, callbacks=[] if args.quiet else [ProgressPrinter(config)],
-                            resume=args.resume)
+        summary = run_study(config, spec, resume=args.resume)
     except ValueError as exc:  # e.g. a trial that can never be placed on this cluster
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2

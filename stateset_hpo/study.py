@@ -7,6 +7,7 @@ TrainingConfig (every parameter must map to something) before a backend starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -20,6 +21,7 @@ from .config import HPOConfig
 from .dashboard import DashboardMirror, dashboard_storage, needs_mirror
 from .grpo import TrainingConfig
 from .health import HealthRules
+from .progress import StudyProgress
 from .results import HPOSummary
 from .search.base import get_backend
 from .study_monitor import StudyMonitor
@@ -99,11 +101,14 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     backend = get_backend(config.backend)
     monitor = StudyMonitor(config, space_name, defer_retention=backend.defers_retention(config))
     callbacks = [*callbacks, monitor]
+    if config.verbose:
+        callbacks.append(StudyProgress(config))
     if needs_mirror(config):
         callbacks.append(DashboardMirror(config, config.resolved_study_name, resume=resume))
     fire(callbacks, "on_hpo_start", space, config.n_trials)
     start = time.perf_counter()
-    results = backend.run(config, spec, space, callbacks, resume=resume)
+    with library_output(config.library_logs):
+        results = backend.run(config, spec, space, callbacks, resume=resume)
     monitor.finish(results)
     first_id = next((r.trial_id for r in results if _same_point(r.params, first)), None)
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
@@ -131,6 +136,23 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
             warnings.warn(f"could not copy the results to {shared} ({exc}); they are in {config.output_dir}")
     fire(callbacks, "on_hpo_end", summary)
     return summary
+
+
+@contextlib.contextmanager
+def library_output(show: bool):
+    """transformers' "Loading weights" bar per trial (in-process trials load the model on
+    every trial) repeats nothing the progress view does not say: off during the search unless
+    ``show``. (Optuna's per-trial log lines and Ray's raylet messages are each backend's.)"""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not show:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _same_point(a: dict, b: dict) -> bool:

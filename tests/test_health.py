@@ -17,7 +17,7 @@ from stateset_hpo.dashboard import dashboard_storage
 from stateset_hpo.grpo import CompositeReward, TrainingConfig
 from stateset_hpo.grpo.rewards import Reward
 from stateset_hpo.health import HealthMonitor, HealthRules
-from stateset_hpo.launch import ProgressPrinter
+from stateset_hpo.progress import StudyProgress
 from stateset_hpo.results import HPOResult
 from stateset_hpo.search.optuna.storage import open_storage
 from stateset_hpo.search.trial_runner import run_one
@@ -191,7 +191,7 @@ def test_validation_reruns_are_not_stopped_by_health_rules(tmp_path):
 
 
 def test_the_cli_line_of_a_pruned_trial_says_why(capsys, tmp_path):
-    printer = ProgressPrinter(HPOConfig(output_dir=str(tmp_path), n_trials=2))
+    printer = StudyProgress(HPOConfig(output_dir=str(tmp_path), n_trials=2), live=False)
     printer.on_trial_start("0", {})
     printer.on_trial_end(HPOResult("0", {}, status=TrialStatus.PRUNED, stopped_by="reward_collapse",
                                    stop_reason="reward collapsed: 0.1, more than 50% below its best 0.6"))

@@ -176,7 +176,9 @@ class MultiTurnGRPOTrainer:
             lora = LoraConfig(r=self.config.lora_r, lora_alpha=self.config.lora_alpha,
                               lora_dropout=self.config.lora_dropout, target_modules=self.config.lora_target_modules,
                               task_type="CAUSAL_LM")
-            model = get_peft_model(model, lora)
+            with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                model = get_peft_model(model, lora)
             self.agent.model = model
         return model
 

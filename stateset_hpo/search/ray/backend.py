@@ -247,7 +247,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         check_resumable(experiment, settings)
     started, wandb_runs, hosts = False, None, None
     if not ray.is_initialized():
-        connect(rc["address"] or os.environ.get("RAY_ADDRESS"))
+        connect(rc["address"] or os.environ.get("RAY_ADDRESS"), raylet_messages=config.library_logs)
         started = True
     sigterm = sigterm_as_ctrl_c()  # again: ray.init replaced it with Ray's own (see interrupts.py)
     try:

@@ -69,13 +69,40 @@ def _free_port(preferred: int = 8265) -> int:
     raise OSError("no free port for the Ray dashboard")
 
 
-def connect(address: Optional[str], **init_kwargs) -> None:
+_RAYLET_TO_CONSOLE = [True]
+
+
+def show_raylet_messages(show: bool) -> None:
+    """Whether the raylet's messages to this driver reach the console. They are about Ray, not
+    the study (e.g. "12 PYTHON worker processes have been started ... startup concurrency",
+    printed with raw ANSI colour codes even into a file) and stay in the raylet's own log
+    (session_latest/logs/raylet.out). Ray has no setting for them (``log_to_driver`` covers the
+    workers' output only), so the printer its listener thread calls is wrapped, once."""
+    from ray._private import worker
+
+    _RAYLET_TO_CONSOLE[0] = show
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "filters_raylet", False):  # (another Ray version: left alone)
+        return
+
+    def printer(data, *args, **kwargs):
+        if data.get("pid") == "raylet" and not _RAYLET_TO_CONSOLE[0]:
+            return None
+        return original(data, *args, **kwargs)
+
+    printer.filters_raylet = True
+    worker.print_to_stdstream = printer
+
+
+def connect(address: Optional[str], raylet_messages: bool = False, **init_kwargs) -> None:
     """ray.init for a study: the cluster at ``address``, or a new local instance with a
     dashboard whose address its workers know and quieter logs (the raylet, started here,
-    passes this process's environment on to them)."""
+    passes this process's environment on to them; its messages stay off the console unless
+    ``raylet_messages``)."""
     import ray
 
     check_reachable(address)
+    show_raylet_messages(raylet_messages)
     init_kwargs = {"logging_level": "ERROR", "log_to_driver": False, **init_kwargs}
     try:
         if address:
