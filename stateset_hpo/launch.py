@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .config import DIRECTIONS, HPOConfig
-from .constraints import describe as describe_constraints
 from .constraints import parse_constraint
 from .cost import BUDGET_KEYS
 from .dashboard import dashboard_command
@@ -243,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         space = config.resolve_search_space()
         backend = get_backend(config.backend)
         compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
-        from .study import check_study, spec_from_config
+        from .study import check_study, describe_study, spec_from_config
         from .trial import TrialSpec
         from .user_task import task_from_flags
 
@@ -254,19 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
         return 2
-    name = "custom" if config.search_space is not None else config.search_space_name
-    print(f"study: backend={config.backend} space={name} ({len(space)} dimensions) "
-          f"n_trials={config.n_trials} output_dir={config.output_dir} resume={args.resume}")
-    print(backend.describe(config))
-    if spec.objective is None and spec.health is not None:
-        print(spec.health.describe())
-    if config.budget:
-        print("budget: " + ", ".join(f"{k} {v:g}" for k, v in config.budget.items())
-              + " (no new trial once the next would exceed it)")
-    if config.constraints:
-        print(f"constraints: {describe_constraints(config.constraints)} (a trial that breaks one is never the best)")
-    if config.base_training_config:
-        print(f"training overrides: {config.base_training_config}")
+    for number, line in enumerate(describe_study(config, space, spec)):
+        print(f"{line} resume={args.resume}" if number == 0 else line)
     model = spec.agent_config.model_name
     if "/" in model and not Path(model).expanduser().exists():  # a Hub name
         import socket

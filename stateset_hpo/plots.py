@@ -1,11 +1,12 @@
 """Plots of a finished study, from its HPOSummary, whatever backend ran it.
 
-Four views: optimization history (each trial's objective and the best so far), parameter
-importances (Optuna's fANOVA evaluator over the successful trials, so they exist for Ray
-and W&B studies too), parallel coordinates (each successful trial's parameters, coloured by
-its objective) and learning curves (every trial's objective per iteration; pruned trials end
-early, marked with an x). Each is a PNG (matplotlib, no browser or display needed); all four
-are also in one interactive HTML page (plotly, with plotly.js embedded so it opens offline).
+Four views: optimization history (each trial's objective and the best so far, against the
+trial number and against wall time), parameter importances (Optuna's fANOVA evaluator over
+the successful trials, so they exist for Ray and W&B studies too), parallel coordinates (each
+successful trial's parameters, coloured by its objective) and learning curves (every trial's
+objective per iteration, the best trials named in the legend; pruned trials end early, marked
+with an x). Each is a PNG (matplotlib, no browser or display needed); all of them are also in
+one interactive HTML page (plotly, with plotly.js embedded so it opens offline).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ PNG_NAMES = ("optimization_history.png", "param_importances.png", "parallel_coor
 
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # below this, fANOVA's ranking of parameters is noise
+LABELLED_CURVES = 8  # learning curves named in the legend (the best successful trials); the rest grey
 
 
 def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, float]:
@@ -73,25 +75,32 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
     importances = param_importances(summary, space)
     paths = []
 
-    # 1. optimization history
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    best, running = [], None
-    for i, r in enumerate(summary.all_results):
-        v = r.best_metric
-        if r.status is TrialStatus.SUCCESS and v is not None:
-            better = is_better(v, running, summary.direction)
-            running = v if better else running
-        best.append(running if running is not None else math.nan)
-    for status, marker, colour in ((TrialStatus.SUCCESS, "o", "tab:blue"), (TrialStatus.PRUNED, "x", "tab:orange"),
-                                   (TrialStatus.FAILED, "s", "tab:red")):
-        points = [(i, r.best_metric) for i, r in enumerate(summary.all_results)
-                  if r.status is status and r.best_metric is not None]
-        if points:
-            ax.scatter(*zip(*points), marker=marker, color=colour, label=f"{status.value} trials")
-    ax.plot(range(len(best)), best, color="tab:green", label="best so far")
-    ax.set(xlabel="trial (in creation order)", ylabel=metric, title=f"Optimization history ({summary.direction})")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend()
+    # 1. optimization history, against the trial number and against the study's wall time
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, clock, label in ((axes[0], lambda i, r: i, "trial (in creation order)"),
+                             (axes[1], lambda i, r: r.ended_at, "seconds since the study started (trial end)")):
+        timed = [(clock(i, r), r) for i, r in enumerate(summary.all_results) if clock(i, r) is not None]
+        timed.sort(key=lambda item: item[0])
+        best, running = [], None
+        for _, r in timed:
+            if r.status is TrialStatus.SUCCESS and r.best_metric is not None and \
+                    is_better(r.best_metric, running, summary.direction):
+                running = r.best_metric
+            best.append(math.nan if running is None else running)
+        for status, marker, colour in ((TrialStatus.SUCCESS, "o", "tab:blue"),
+                                       (TrialStatus.PRUNED, "x", "tab:orange"), (TrialStatus.FAILED, "s", "tab:red")):
+            points = [(x, r.best_metric) for x, r in timed if r.status is status and r.best_metric is not None]
+            if points:
+                ax.scatter(*zip(*points), marker=marker, color=colour, label=f"{status.value} trials")
+        if timed:
+            ax.step([x for x, _ in timed], best, where="post", color="tab:green", label="best so far")
+        else:  # (a resumed study's earlier trials have no end time)
+            ax.text(0.5, 0.5, "no trial end times recorded", ha="center", transform=ax.transAxes)
+        ax.set(xlabel=label)
+        ax.legend()
+    axes[0].set(ylabel=metric, title=f"Optimization history ({summary.direction})")
+    axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[1].set(title="against wall time")
     paths.append(_save(fig, folder / PNG_NAMES[0]))
 
     # 2. parameter importances
@@ -132,19 +141,32 @@ def save_plots(summary: HPOSummary, space: SearchSpace, output_dir: Path) -> Lis
         ax.set_axis_off()
     paths.append(_save(fig, folder / PNG_NAMES[2]))
 
-    # 4. learning curves
+    # 4. learning curves: the best trials named in the legend (best first), the others grey
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in summary.all_results:
+    palette = [c for i, c in enumerate(matplotlib.colormaps["tab10"].colors) if i != 7]  # (tab10's 7 is grey)
+    named = [r.trial_id for r in scored[:LABELLED_CURVES]]
+    others_labelled = False
+    for r in sorted(summary.all_results, key=lambda r: named.index(r.trial_id) if r.trial_id in named else len(named)):
         steps = [(h.get("iteration"), h.get(metric)) for h in r.history
                  if h.get("iteration") is not None and h.get(metric) is not None]
         if not steps:
             continue
-        line, = ax.plot(*zip(*steps), alpha=0.7, linestyle="--" if r.status is TrialStatus.PRUNED else "-")
+        style = {"linestyle": "--" if r.status is TrialStatus.PRUNED else "-"}
+        if r.trial_id in named:
+            style.update(label=f"trial {r.trial_id} ({r.best_metric:.3g})", alpha=0.9, zorder=3,
+                         color=palette[named.index(r.trial_id) % len(palette)])
+        else:
+            style.update(color="0.65", alpha=0.6, linewidth=0.9, zorder=2,
+                         label=None if others_labelled else "other trials")
+            others_labelled = True
+        ax.plot(*zip(*steps), **style)
         if r.status is TrialStatus.PRUNED:
-            ax.scatter([steps[-1][0]], [steps[-1][1]], marker="x", color=line.get_color())
+            ax.scatter([steps[-1][0]], [steps[-1][1]], marker="x", color=style["color"], zorder=style["zorder"])
     ax.set(xlabel="training iteration", ylabel=metric,
-           title="Learning curves (dashed, x: pruned early)")
+           title=f"Learning curves (the best {LABELLED_CURVES} named; dashed, x: pruned early)")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if ax.lines:
+        ax.legend(fontsize="small", loc="best")
     paths.append(_save(fig, folder / PNG_NAMES[3]))
 
     paths.append(_interactive(summary, importances, scored, names, folder / "plots.html"))
@@ -172,6 +194,16 @@ def _interactive(summary: HPOSummary, importances: Dict[str, float], scored, nam
             fig.add_scatter(x=[i for i, _ in rows], y=[r.best_metric for _, r in rows], mode="markers",
                             name=status.value, text=[f"trial {r.trial_id}: {r.params}" for _, r in rows])
     fig.update_layout(title="Optimization history", xaxis_title="trial", yaxis_title=metric)
+    figures.append(fig)
+    fig = go.Figure()
+    for status in TrialStatus:
+        rows = [r for r in summary.all_results if r.status is status and r.best_metric is not None
+                and r.ended_at is not None]
+        if rows:
+            fig.add_scatter(x=[r.ended_at for r in rows], y=[r.best_metric for r in rows], mode="markers",
+                            name=status.value, text=[f"trial {r.trial_id}: {r.params}" for r in rows])
+    fig.update_layout(title="Optimization history against wall time", xaxis_title="seconds since the study started",
+                      yaxis_title=metric)
     figures.append(fig)
     if importances:
         fig = go.Figure(go.Bar(x=list(importances.values()), y=list(importances), orientation="h"))

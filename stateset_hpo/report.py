@@ -1,6 +1,6 @@
 """report.html: one page per study, next to summary.json.
 
-Totals, the recommended parameters against the space's defaults and the baseline, the
+The study's settings, totals, the recommended parameters against the space's defaults and the baseline, the
 validation verdict and re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from .atomic import write_atomically
 from .cost import describe as describe_cost
@@ -23,7 +23,10 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
 
-def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, title: Optional[str] = None) -> Path:
+def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, title: Optional[str] = None,
+                 settings: Sequence[str] = ()) -> Path:
+    """report.html in ``output_dir``; ``settings`` are the study's settings, one line each
+    (study.describe_study), shown first so the page can be read on its own."""
     output_dir = Path(output_dir)
     best, defaults = summary.best_result, space.baseline()
     v = summary.validation if summary.validation and "comparison" in summary.validation else None
@@ -56,7 +59,9 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                       "recommendation was named from the search alone, before these runs.</p>"
                       "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
                       f"<th>failed</th></tr>{lines}</table>")
-    study_line = f"<p>{html.escape(summary.ended_by)}</p>" if summary.ended_by else ""
+    study_line = ("<h2>Settings</h2><ul class='settings'>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings)
+                  + "</ul>") if settings else ""
+    study_line += f"<p>{html.escape(summary.ended_by)}</p>" if summary.ended_by else ""
     study_line += f"<p>cost of the search: {html.escape(describe_cost(summary.cost))}"
     if summary.cost_to_recommendation is not None:
         study_line += f"; up to the recommendation: {html.escape(describe_cost(summary.cost_to_recommendation))}"

@@ -102,6 +102,10 @@ class HPOResult:
     stopped_by: Optional[str] = None
     stop_reason: Optional[str] = None
     cost: Dict[str, float] = field(default_factory=dict)  # what the trial consumed (see cost.py)
+    # seconds from the study's start until the driver saw the trial end (None: a trial of an
+    # earlier run of a resumed study); the optimisation history against wall time reads it.
+    # A reading of the driver's clock, not part of what the trial was: equality ignores it.
+    ended_at: Optional[float] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.trial_id = str(self.trial_id)
@@ -411,12 +415,12 @@ class HPOSummary:
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                         "training_time", "error", "stopped_by", "stop_reason", "checkpoint_path", "breaks_constraints"]
+                         "training_time", "ended_at", "error", "stopped_by", "stop_reason", "checkpoint_path", "breaks_constraints"]
                         + [f"cost_{key}" for key in COST_KEYS] + names + metrics)
         for r in self.all_results:
             writer.writerow([_inert(cell) for cell in
                              [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
-                              (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
+                              "" if r.ended_at is None else round(r.ended_at, 3), (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
                               r.stop_reason or "", r.checkpoint_path or "", "; ".join(broken(r.metrics, self.constraints))]
                              + [r.cost.get(key, "") for key in COST_KEYS]
                              + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])

@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from .callbacks import fire
 from .config import HPOConfig
@@ -92,6 +92,32 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
     return spec
 
 
+def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
+    """The settings a study runs with, one line each: the CLI prints them at the start and
+    report.html shows them, so a report can be read on its own."""
+    from .constraints import describe as describe_constraints
+
+    name = "custom" if config.search_space is not None else config.search_space_name
+    lines = [f"study: backend={config.backend} space={name} ({len(space)} dimensions) n_trials={config.n_trials} "
+             f"output_dir={config.output_dir}" + (f" timeout={config.timeout:g}s" if config.timeout else ""),
+             get_backend(config.backend).describe(config),
+             "objective: " + ", ".join(f"{m} ({d})" for m, d in config.objectives)
+             + (f"; validation: top {config.validation_top_k} and the baseline retrained with "
+                f"{config.validation_seeds} seeds, scored on the test scenarios" if config.validation_top_k
+                else "; no validation")]
+    if spec.objective is None and spec.health is not None:
+        lines.append(spec.health.describe())
+    if config.budget:
+        lines.append("budget: " + ", ".join(f"{k} {v:g}" for k, v in config.budget.items())
+                     + " (no new trial once the next would exceed it)")
+    if config.constraints:
+        lines.append(f"constraints: {describe_constraints(config.constraints)} (a trial that breaks one is never "
+                     "the best)")
+    if config.base_training_config:
+        lines.append(f"training overrides: {config.base_training_config}")
+    return lines
+
+
 def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Sequence[Any] = (),
               resume: bool = False) -> HPOSummary:
     space = config.resolve_search_space()
@@ -125,7 +151,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
         save_plots(summary, space, Path(config.output_dir))
     from .report import write_report
 
-    write_report(summary, space, Path(config.output_dir), title=config.study_name or space_name)
+    write_report(summary, space, Path(config.output_dir), title=config.study_name or space_name,
+                 settings=describe_study(config, space, spec))
     shared = backend.shared_results(config)
     if shared is not None:
         from .shared_storage import publish_results

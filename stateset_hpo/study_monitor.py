@@ -21,7 +21,7 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
-from typing import Any, Iterable, List, Optional, Set
+from typing import Any, Dict, Iterable, List, Optional, Set
 
 from .config import HPOConfig
 from .constraints import feasible
@@ -62,12 +62,14 @@ class StudyMonitor:
         self.ended_by: Optional[str] = None
         self.defer_retention = defer_retention
         self.started = time.monotonic()
+        self.ended_at: Dict[str, float] = {}  # trial id -> seconds from the start to its end
         self.running = 0
 
     def on_trial_start(self, trial_id: str, params: Any) -> None:
         self.running += 1
 
     def on_trial_end(self, result: HPOResult) -> None:
+        self.ended_at[result.trial_id] = time.monotonic() - self.started
         self.finished.append(result)
         self.running = max(0, self.running - 1)
         if self.config.budget and not self.no_new_trials:
@@ -117,8 +119,10 @@ class StudyMonitor:
 
     def finish(self, results: List[HPOResult]) -> None:
         """At the study's end: apply retention to every trial (also trials recorded by earlier
-        runs of a stored study) and forget the paths that are gone."""
+        runs of a stored study), forget the paths that are gone, and note when each trial of
+        this run ended."""
         self.retain(results)
         for r in results:
+            r.ended_at = self.ended_at.get(r.trial_id, r.ended_at)
             if r.checkpoint_path in self.deleted:
                 r.checkpoint_path = None

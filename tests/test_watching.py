@@ -2,6 +2,8 @@
 quiet libraries, and the study in optuna-dashboard."""
 
 import io
+import math
+import os
 import re
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import pytest
 from helpers import study_config
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.plots import PNG_NAMES
 from stateset_hpo.progress import StudyProgress, duration
 from stateset_hpo.results import HPOResult, TrialStatus
 from stateset_hpo.study import run_study
@@ -124,3 +127,59 @@ def test_optuna_dashboard_serves_a_finished_study_with_every_trial(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _browser():
+    """Headless Chromium through Selenium, or a skip that says how to get it."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("no Chromium here: `apt-get install chromium chromium-driver` (Debian) runs the browser test")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    # (no network here: Chromium's background connections would be refused, many at a time)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.mark.slow  # a browser (CI runs it)
+def test_the_report_and_the_plots_render_in_a_real_browser(tmp_path):
+    artefacts = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+    space = SearchSpace([*SPACE, SearchDimension("kl_penalty_coef", SearchSpaceType.UNIFORM, low=0.0, high=0.1,
+                                                 default=0.01)])
+    spec = TrialSpec(objective=lambda p: {"score": -abs(math.log10(p["learning_rate"]) + 3) - p["kl_penalty_coef"]})
+    summary = run_study(study_config(tmp_path, "optuna", search_space=space, objective_metric="score", n_trials=10,
+                                     save_plots=True), spec)
+    assert summary.n_successful == 10  # enough for the importance plot
+    browser = _browser()
+    try:
+        browser.get((tmp_path / "out" / "report.html").as_uri())
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+        assert sorted(images) == sorted([f"plots/{name}", True] for name in PNG_NAMES)
+        assert "study: backend=optuna" in browser.find_element("css selector", "ul.settings").text
+        artefacts.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(artefacts / "report.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+
+        browser.get((tmp_path / "out" / "plots" / "plots.html").as_uri())
+        titles = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => p.layout.title.text)")
+        assert titles == ["Optimization history", "Optimization history against wall time",
+                          "Parameter importances (fANOVA)", "Parallel coordinates", "Learning curves"]
+        drawn = browser.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
+        assert drawn >= len(titles)  # every figure drew its SVG, so plotly.js ran (it is embedded: no network)
+        browser.save_screenshot(str(artefacts / "plots.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        browser.quit()

@@ -60,7 +60,7 @@ def _describe(config) -> str:
     oc = config.optuna_config
     from .storage import shown
 
-    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} storage={shown(oc['storage'])}"
+    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} seed={oc['seed']} storage={shown(oc['storage'])}"
 
 
 def _compiled(config, space) -> str:

@@ -115,7 +115,7 @@ def _describe(config) -> str:
     rc = config.ray_config
     concurrent = searcher_limit(config) or \
         f"as the cluster's resources allow ({rc['scheduler']} pauses trials, and a limit would count them)"
-    return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} "
+    return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} seed={rc['seed']} "
             f"max_concurrent={concurrent} workers_per_trial={rc['workers_per_trial']} "
             f"execution={rc['execution']}"
             + (f" trials_per_worker={rc['trials_per_worker']}" if rc["trials_per_worker"] > 1 else "")
