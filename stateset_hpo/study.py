@@ -88,7 +88,10 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
     if not dry_run and needs_mirror(config):  # a storage that cannot be opened fails here, not mid-study
         from .search.optuna.storage import open_storage
 
-        open_storage(dashboard_storage(config))
+        try:
+            open_storage(dashboard_storage(config))
+        except ValueError as exc:
+            raise ValueError(f"HPOConfig.dashboard_storage (--dashboard-storage): {exc}") from None
     return spec
 
 

@@ -99,6 +99,10 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
         if params not in unique:
             unique.append(params)
     test_spec = dataclasses.replace(spec, test_at_end=True, health=None)  # each run trains to its end
+    if config.verbose:  # (these runs fire no study callbacks: the progress view is the search's)
+        print(f"validating: {', '.join(label for label, _, _ in points)} retrained with {config.validation_seeds} "
+              f"fresh seeds each" + (f" at {budget} episodes" if budget else "")
+              + f" ({len(unique)} runs), scored on the test scenarios", flush=True)
     # through the study's backend: on Ray they are Tune trials with the study's resources
     finished = get_backend(config.backend).run(config, test_spec, space, points=unique)
     block = summarise(config.objective_metric, config.direction, points, runs, finished)

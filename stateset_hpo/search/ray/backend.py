@@ -6,6 +6,7 @@ ResultGrid and the callback stream); nothing is appended inside trial workers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -143,6 +144,19 @@ class CallbackBridge(tune.Callback):
                             planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
                             training_time=float((trial.last_result or {}).get("time_total_s", 0.0)),
                             resources=self.resources, **stop_of(trial.last_result, self.stoppers))
+
+
+@contextlib.contextmanager
+def logger_level(name: str, level: Optional[int]):
+    """The logger ``name`` (and its children) at ``level`` for the block; None leaves it as is."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    if level is not None:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _error_text(trial) -> str:
@@ -330,8 +344,11 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         # reporter is silent there. OptunaSearch's in-memory study would announce itself at INFO.
         # Tune would also refuse any result without the objective metric; the engine reports an
         # evaluation every eval_every iterations (the metric names were checked before any trial).
+        # A failed trial is Tune's ERROR with its traceback in raw colour codes; the progress
+        # view and the summary already say it failed and why: Tune's own lines only on request.
         with environment({"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}), \
-                optuna_verbosity(logging.WARNING):
+                optuna_verbosity(logging.WARNING), \
+                logger_level("ray.tune", None if config.library_logs else logging.CRITICAL):
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
