@@ -224,3 +224,24 @@ def test_a_per_reply_reward_of_your_own_needs_only_a_name_and_a_call():
     assert reward.names == ["polite", "<lambda>"]
     assert [reward.combine(x) for x in reward.scores_batch([ReplyContext(s, (), "please wait ."),
                                                             ReplyContext(s, (), "wait .")])] == [0.5, 0.0]
+
+
+def test_a_local_llm_judges_replies_next_to_the_built_in_rewards():
+    from ray import cloudpickle
+
+    from stateset_hpo.grpo import JudgeReward, SafetyReward, get_scenarios
+
+    s = get_scenarios("customer_service")[0]
+    history = tuple(ConversationEnvironment("customer_service").start(s))
+    replies = [s.reply, "that is not my problem . ask someone else .", "ok"]
+    contexts = [ReplyContext(s, history, r) for r in replies]
+    judge = JudgeReward(TINY_MODEL)  # the tiny model: offline; its judgement means little, the plumbing is real
+    scores = judge.batch(contexts)
+    assert all(0 < x < 1 for x in scores) and len(set(scores)) == 3  # P(yes) against P(no), per reply
+    assert [judge(c) for c in contexts] == pytest.approx(scores, abs=1e-5)  # batched (left-padded) = one by one
+    travelled = cloudpickle.loads(cloudpickle.dumps(judge))  # to a Ray worker: without the loaded model
+    assert len(cloudpickle.dumps(judge)) < 2000 and travelled.batch(contexts) == pytest.approx(scores, abs=1e-6)
+    composite = CompositeReward([(JudgeReward(TINY_MODEL, weight=None), 0.5), (SafetyReward(), 0.5)])
+    assert composite(contexts[1]) == pytest.approx(0.5 * scores[1])  # (the reply is unsafe: safety 0)
+    with pytest.raises(ValueError, match="no token for the answer 'definitely'"):
+        JudgeReward(TINY_MODEL, yes="definitely")(contexts[0])

@@ -7,6 +7,7 @@ trainer (rollout, advantages, clipped surrogate + KL, value head/GAE) -> per-ite
 from .agent import MultiTurnAgent
 from .config import AgentConfig, TrainingConfig
 from .environment import ConversationEnvironment
+from .judge import JudgeReward
 from .rewards import (CompositeReward, ConcisenessReward, CorrectnessReward, EngagementReward, HelpfulnessReward,
                       PersuasivenessReward, SafetyReward, TaskCompletionReward, default_reward, domain_reward,
                       make_reward)
@@ -16,7 +17,7 @@ from .trainer import DivergenceError, MultiTurnGRPOTrainer
 
 __all__ = [
     "AgentConfig", "CompositeReward", "ConcisenessReward", "ConversationEnvironment", "CorrectnessReward",
-    "DOMAINS", "DivergenceError", "EngagementReward", "HelpfulnessReward", "MultiTurnAgent",
+    "DOMAINS", "DivergenceError", "EngagementReward", "HelpfulnessReward", "JudgeReward", "MultiTurnAgent",
     "MultiTurnGRPOTrainer", "PersuasivenessReward", "SafetyReward", "Scenario", "TINY_MODEL",
     "TaskCompletionReward", "TrainingConfig", "build_tiny_model", "default_reward", "domain_reward",
     "get_scenarios", "make_reward",
