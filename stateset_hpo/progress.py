@@ -86,6 +86,10 @@ class StudyProgress:
             print(line, file=self.stream, flush=True)
 
     def on_hpo_end(self, summary) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the live view (the search is over, or stopped); plain lines need nothing."""
         if self._live is not None:
             self._live.stop()
             self._live = None

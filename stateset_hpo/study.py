@@ -130,14 +130,19 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     backend = get_backend(config.backend)
     monitor = StudyMonitor(config, space_name, defer_retention=backend.defers_retention(config))
     callbacks = [*callbacks, monitor]
-    if config.verbose:
-        callbacks.append(StudyProgress(config))
+    progress = StudyProgress(config) if config.verbose else None
+    if progress is not None:
+        callbacks.append(progress)
     if needs_mirror(config):
         callbacks.append(DashboardMirror(config, config.resolved_study_name, resume=resume))
     fire(callbacks, "on_hpo_start", space, config.n_trials)
     start = time.perf_counter()
     with library_output(config.library_logs):
-        results = backend.run(config, spec, space, callbacks, resume=resume)
+        try:
+            results = backend.run(config, spec, space, callbacks, resume=resume)
+        finally:
+            if progress is not None:  # the live view is the search's: validation prints its own line
+                progress.close()
     monitor.finish(results)
     first_id = next((r.trial_id for r in results if _same_point(r.params, first)), None)
     summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
@@ -145,7 +150,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
                          baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
                          directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by)
     summary.write(config.output_dir)  # the search's results are safe before validation
-    summary.validation = run_validation(config, spec, space, summary)
+    with library_output(config.library_logs):
+        summary.validation = run_validation(config, spec, space, summary)
     if summary.validation is not None:
         summary.write(config.output_dir)
     if config.save_plots:
@@ -171,8 +177,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
 @contextlib.contextmanager
 def library_output(show: bool):
     """transformers' "Loading weights" bar per trial (in-process trials load the model on
-    every trial) repeats nothing the progress view does not say: off during the search unless
-    ``show``. (Optuna's per-trial log lines and Ray's raylet messages are each backend's.)"""
+    every trial) repeats nothing the progress view does not say: off during the search and
+    the validation runs unless ``show``. (Optuna's per-trial log lines and Ray's raylet messages are each backend's.)"""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
