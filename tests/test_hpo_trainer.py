@@ -28,7 +28,8 @@ def hpo(tmp_path, space=LR_SPACE, n_trials=2, backend="optuna", **fields):
     section = {"optuna": {"optuna_config": {"seed": 0, "pruner": "none"}},
                "wandb": {"wandb_config": {"method": "random"}}}[backend]
     return HPOConfig(backend=backend, search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                     objective_metric="eval_reward", verbose=False, **{"save_plots": False, "validation_top_k": 0, **section, **fields})
+                     objective_metric="eval_reward", **{"verbose": False, "save_plots": False, "validation_top_k": 0,
+                                                        **section, **fields})
 
 
 @pytest.mark.slow
@@ -53,7 +54,7 @@ def test_quick_hpo_from_a_plain_script(tmp_path):
     assert HPOSummary.load(tmp_path / "summary.json").validation == summary.validation
 
 
-def test_optimize_inside_a_running_event_loop_does_not_freeze_it(tmp_path):
+def test_optimize_inside_a_running_event_loop_does_not_freeze_it_and_shows_progress(tmp_path, capsys):
     async def main():
         ticks = []
 
@@ -63,12 +64,14 @@ def test_optimize_inside_a_running_event_loop_does_not_freeze_it(tmp_path):
                 await asyncio.sleep(0.05)
 
         task = asyncio.create_task(ticker())
-        summary = await GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path)).optimize()
+        summary = await GRPOHPOTrainer(**parts(), hpo_config=hpo(tmp_path, verbose=True)).optimize()
         task.cancel()
         return summary, len(ticks)
 
     summary, ticks = asyncio.run(main())
     assert summary.n_successful == 2 and ticks > 10
+    shown = capsys.readouterr().out  # the same progress as the CLI (plain lines: not a terminal)
+    assert "[1/2] trial 0 success eval_reward=" in shown and "[2/2] trial 1 success" in shown
 
 
 def test_train_with_best_params_saves_a_loadable_agent(tmp_path):
