@@ -60,7 +60,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                       "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
                       f"<th>failed</th></tr>{lines}</table>")
     study_line = ("<h2>Settings</h2><ul class='settings'>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings)
-                  + "</ul>") if settings else ""
+                  + f"</ul><pre class='space'>{html.escape(space.describe())}</pre>") if settings else ""
     study_line += f"<p>{html.escape(summary.ended_by)}</p>" if summary.ended_by else ""
     study_line += f"<p>cost of the search: {html.escape(describe_cost(summary.cost))}"
     if summary.cost_to_recommendation is not None:

@@ -166,6 +166,7 @@ def test_the_report_and_the_plots_render_in_a_real_browser(tmp_path):
             "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
         assert sorted(images) == sorted([f"plots/{name}", True] for name in PNG_NAMES)
         assert "study: backend=optuna" in browser.find_element("css selector", "ul.settings").text
+        assert "kl_penalty_coef" in browser.find_element("css selector", "pre.space").text  # the space, as searched
         artefacts.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(artefacts / "report.png"))
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
