@@ -184,3 +184,24 @@ def test_the_report_and_the_plots_render_in_a_real_browser(tmp_path):
         assert errors == [], errors
     finally:
         browser.quit()
+
+
+def test_raylet_messages_stay_off_the_console_unless_asked_for(capsys):
+    from ray._private import worker
+
+    from stateset_hpo.search.ray.connect import show_raylet_messages
+
+    message = {"lines": ["12 PYTHON worker processes have been started on node ..."], "pid": "raylet",
+               "is_err": False}
+    try:
+        show_raylet_messages(False)
+        worker.print_to_stdstream(message, ignore_prefix=False)  # what Ray's listener thread calls
+        worker.print_to_stdstream({**message, "pid": 4242, "lines": ["a worker's own line"]}, ignore_prefix=False)
+        hidden = capsys.readouterr()
+        show_raylet_messages(True)  # --verbose
+        worker.print_to_stdstream(message, ignore_prefix=False)
+        shown = capsys.readouterr()
+    finally:
+        show_raylet_messages(False)
+    assert "worker processes" not in hidden.out + hidden.err and "a worker's own line" in hidden.out + hidden.err
+    assert "12 PYTHON worker processes" in shown.out + shown.err
