@@ -97,7 +97,8 @@ def test_trials_that_evaluate_every_few_iterations_run_under_a_scheduler(tmp_pat
                         spec(num_episodes=32, eval_every=2))  # 4 iterations, evaluated at 2 and 4
     assert summary.n_failed == 0 and summary.n_trials == 2
     for r in summary.all_results:
-        assert [("eval_reward" in h) for h in r.history] == [False, True, False, True][:len(r.history)]
+        # by iteration number: a PBT exploit may resume a trial from another's later checkpoint
+        assert [("eval_reward" in h) for h in r.history] == [h["iteration"] % 2 == 0 for h in r.history]
         assert r.best_metric is not None
 
 
