@@ -46,7 +46,6 @@ class StudyProgress:
         self.running: Dict[str, Dict[str, Any]] = {}  # trial id -> iteration, value, started
         self.ended: Dict[str, int] = {}
         self.best: Optional[float] = None
-        self.best_trial: Optional[str] = None
         self._live = None
 
     # -- the study's events --------------------------------------------------------------------
@@ -78,7 +77,7 @@ class StudyProgress:
             value = result.best_metric
             if result.status is TrialStatus.SUCCESS and value is not None and is_better(value, self.best,
                                                                                        self.direction):
-                self.best, self.best_trial = value, result.trial_id
+                self.best = value
             line = self.trial_line(result)
         if self._live is not None:
             self._live.console.print(line, markup=False, highlight=False)

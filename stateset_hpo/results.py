@@ -415,12 +415,14 @@ class HPOSummary:
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                         "training_time", "ended_at", "error", "stopped_by", "stop_reason", "checkpoint_path", "breaks_constraints"]
+                         "training_time", "ended_at", "error", "stopped_by", "stop_reason", "checkpoint_path",
+                         "breaks_constraints"]
                         + [f"cost_{key}" for key in COST_KEYS] + names + metrics)
         for r in self.all_results:
             writer.writerow([_inert(cell) for cell in
                              [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
-                              "" if r.ended_at is None else round(r.ended_at, 3), (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
+                              "" if r.ended_at is None else round(r.ended_at, 3),
+                              (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
                               r.stop_reason or "", r.checkpoint_path or "", "; ".join(broken(r.metrics, self.constraints))]
                              + [r.cost.get(key, "") for key in COST_KEYS]
                              + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])

@@ -143,14 +143,13 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
         finally:
             if progress is not None:  # the live view is the search's: validation prints its own line
                 progress.close()
-    monitor.finish(results)
-    first_id = next((r.trial_id for r in results if _same_point(r.params, first)), None)
-    summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
-                         search_space_name=space_name,
-                         baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
-                         directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by)
-    summary.write(config.output_dir)  # the search's results are safe before validation
-    with library_output(config.library_logs):
+        monitor.finish(results)
+        first_id = next((r.trial_id for r in results if _same_point(r.params, first)), None)
+        summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
+                             search_space_name=space_name,
+                             baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
+                             directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by)
+        summary.write(config.output_dir)  # the search's results are safe before validation
         summary.validation = run_validation(config, spec, space, summary)
     if summary.validation is not None:
         summary.write(config.output_dir)
@@ -178,7 +177,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
 def library_output(show: bool):
     """transformers' "Loading weights" bar per trial (in-process trials load the model on
     every trial) repeats nothing the progress view does not say: off during the search and
-    the validation runs unless ``show``. (Optuna's per-trial log lines and Ray's raylet messages are each backend's.)"""
+    the validation runs unless ``show``. (Optuna's per-trial log lines and Ray's raylet
+    messages are each backend's.)"""
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
