@@ -3,7 +3,8 @@
 Schedulers and pruners see one number per iteration and cannot tell a slow starter from a
 dead run. A GRPO run reports more, and its known failure modes show there: the policy does
 not move from the reference at all (a learning rate far too small: ASHA keeps such a run
-while it scores the base model's score, above the runs that broke), groups whose rewards are
+while it scores the base model's score, above the runs that broke) or its updates do not
+change a single held-out reply, groups whose rewards are
 all equal give no gradient (``frac_reward_zero_std`` near 1), the KL to the reference runs
 away, entropy collapses (or explodes), every completion runs to the length limit, or the
 held-out reward falls far from its best after a good start. Each rule below watches one of
@@ -50,6 +51,15 @@ class HealthRules:
     # model's held-out score (or 0.02 above it); the lowest projection of a run that gained
     # 0.04 was 1e-4. A 1000-step run is frozen only below a KL of 1e-11 after its first step.
     kl_floor: Optional[float] = 1e-5
+    # replies unchanged: not one token of the agent's greedy replies in the held-out conversations
+    # has changed since the first evaluation (``eval_replies_changed`` 0 at every evaluation)
+    # once this fraction of the run's learning-rate budget (summed lr factors) is spent. Direct
+    # evidence where the KL is a noisy estimate (at low temperatures); replies, not the held-out
+    # score, so a coarse reward (0/1 accuracy) that stays put while the replies change does not
+    # trigger it. bench/health_pruning.py: runs that went on to gain 0.03 or more had changed
+    # their replies within a quarter of the budget; runs still unchanged at 40% ended within
+    # 0.015 of the base model's score
+    unchanged_fraction: Optional[float] = 0.4
     # mean token entropy (nats, of the sampling distribution, so a low temperature lowers it)
     # below this floor: collapsed. A healthy run at temperature 0.08 sat at 0.01-0.03 in the bench
     entropy_min: Optional[float] = 0.005
@@ -78,6 +88,8 @@ class HealthRules:
                  "iterations",
                  "kl_runaway": self.kl_max is not None and f"KL > {self.kl_max:g}",
                  "policy_frozen": self.kl_floor is not None and f"KL projected to the last step < {self.kl_floor:g}",
+                 "replies_unchanged": self.unchanged_fraction is not None and
+                 f"no held-out reply changed after {self.unchanged_fraction:.0%} of the learning-rate budget",
                  "entropy_floor": self.entropy_min is not None and f"entropy < {self.entropy_min:g}",
                  "entropy_ceiling": self.entropy_max is not None and f"entropy > {self.entropy_max:g}",
                  "entropy_blowup": self.entropy_rise is not None and
@@ -104,6 +116,7 @@ _CHECKS = {
     "zero_std_iterations": integer(1),
     "kl_max": number(0.0, strict=True, optional=True),
     "kl_floor": number(0.0, strict=True, optional=True),
+    "unchanged_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
     "entropy_min": number(0.0, strict=False, optional=True),
     "entropy_max": number(0.0, strict=True, optional=True),
     "entropy_rise": number(1.0, strict=True, optional=True),
@@ -123,11 +136,11 @@ class HealthMonitor:
         self.best_reward: Optional[float] = None
         self.first_entropy: Optional[float] = None  # the base policy's (iteration 1 samples before any update)
         self.moving = False  # the policy was once projected to move past kl_floor: it is not frozen
+        self.replies_changed = False  # a held-out reply changed once: the updates do reach the policy
         self._lr_sums: Optional[List[float]] = None  # summed lr factors before each optimizer step
 
-    def _projected_kl(self, kl: float, iteration: int, config: "TrainingConfig") -> Optional[float]:
-        """The KL at the last planned step if the policy keeps its pace (see HealthRules.kl_floor);
-        None before the first optimizer step (the KL is 0 by construction there)."""
+    def _lr_sums_to(self, steps: int, config: "TrainingConfig") -> Tuple[float, float]:
+        """(summed lr factors of the first ``steps`` optimizer steps, of every planned step)."""
         if self._lr_sums is None:
             from .grpo.optim import lr_factor
 
@@ -135,10 +148,15 @@ class HealthMonitor:
             for step in range(config.total_iterations * config.num_iterations):
                 sums.append(sums[-1] + factor(step))
             self._lr_sums = sums
-        taken = min((iteration - 1) * config.num_iterations, len(self._lr_sums) - 1)  # before this iteration's loss
-        if taken <= 0 or self._lr_sums[taken] <= 0:
+        return self._lr_sums[min(max(steps, 0), len(self._lr_sums) - 1)], self._lr_sums[-1]
+
+    def _projected_kl(self, kl: float, iteration: int, config: "TrainingConfig") -> Optional[float]:
+        """The KL at the last planned step if the policy keeps its pace (see HealthRules.kl_floor);
+        None before the first optimizer step (the KL is 0 by construction there)."""
+        taken, planned = self._lr_sums_to((iteration - 1) * config.num_iterations, config)  # before this loss
+        if taken <= 0:
             return None
-        return kl * (self._lr_sums[-1] / self._lr_sums[taken]) ** 2
+        return kl * (planned / taken) ** 2
 
     def _streak(self, rule: str, seen: bool) -> int:
         self.runs[rule] = self.runs.get(rule, 0) + 1 if seen else 0
@@ -170,6 +188,16 @@ class HealthMonitor:
                               f"{iteration - 1} iteration(s) of updates; at this pace about {projected:.2g} by the last of "
                               f"{config.total_iterations} iterations, below the floor {r.kl_floor:g} (learning rate "
                               "too small to change the policy)"))
+        changed = metrics.get("eval_replies_changed")
+        if r.unchanged_fraction is not None and changed is not None and not self.replies_changed:
+            self.replies_changed = changed > 0
+            spent, planned = self._lr_sums_to(iteration * config.num_iterations, config)  # this iteration's included
+            if not self.replies_changed and planned > 0 and spent >= r.unchanged_fraction * planned:
+                found.append(("replies_unchanged",
+                              f"replies unchanged: not one token of the agent's greedy replies in the held-out "
+                              f"conversations changed from the first evaluation to iteration {iteration} of "
+                              f"{config.total_iterations} ({spent / planned:.0%} of the learning-rate budget spent; "
+                              f"the updates do not change what the policy says)"))
         if r.entropy_min is not None and entropy is not None and entropy < r.entropy_min:
             found.append(("entropy_floor",
                           f"entropy collapsed: {entropy:.4g} nats per token, below the floor {r.entropy_min:g}"))

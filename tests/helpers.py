@@ -29,6 +29,11 @@ def tiny_spec(**overrides) -> TrialSpec:
                      reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**TINY, **overrides}))
 
 
+# health_rules that leave a trial whose policy never moves (lr 1e-9) running: for tests of what
+# schedulers and pruners do with it (the policy_frozen and replies_unchanged rules would stop it)
+NO_FROZEN_RULES = {"kl_floor": None, "unchanged_fraction": None}
+
+
 # Each backend's settings section for small, reproducible test studies
 SECTIONS = {"ray_tune": ("ray_config", {"execution": "direct", "scheduler": "fifo", "search_alg": "random", "seed": 0}),
             "optuna": ("optuna_config", {"sampler": "random", "seed": 0}),

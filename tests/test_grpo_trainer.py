@@ -295,11 +295,31 @@ def test_a_checkpoint_that_carries_code_is_refused(tiny_model_path, tmp_path):
 
 @pytest.mark.parametrize("value_function", [True, False])
 def test_reported_metrics_names_exactly_what_an_iteration_reports(tiny_model_path, value_function):
+    # (two iterations: eval_replies_changed is reported from the second evaluation on)
     from stateset_hpo.grpo.trainer import reported_metrics
 
     reward = domain_reward("customer_service")
     trainer = MultiTurnGRPOTrainer(MultiTurnAgent(), ConversationEnvironment("customer_service"), reward,
-                                   TrainingConfig(**{**SMALL, "num_episodes": 8, "include_value_function": value_function}),
+                                   TrainingConfig(**{**SMALL, "num_episodes": 16, "include_value_function": value_function}),
                                    test_at_end=True)
     last = list(trainer.iterate())[-1]
     assert {k for k in last if "[" not in k} == reported_metrics(reward.names, value_function, test=True)
+
+
+def test_eval_replies_changed_says_whether_the_updates_changed_a_held_out_reply_across_a_resume(tiny_model_path,
+                                                                                                   tmp_path):
+    def trainer(lr):
+        return MultiTurnGRPOTrainer(MultiTurnAgent(), ConversationEnvironment("customer_service"),
+                                    domain_reward("customer_service"),
+                                    TrainingConfig(**{**SMALL, "num_episodes": 24, "learning_rate": lr}))
+
+    assert [m.get("eval_replies_changed") for m in trainer(1e-9).iterate()] == [None, 0.0, 0.0]
+    moving = trainer(1e-2)
+    assert [m.get("eval_replies_changed") for m in moving.iterate()][1:] != [0.0, 0.0]
+    # a resumed run compares with the first evaluation of the run it continues
+    first = trainer(1e-9)
+    next(first.iterate())
+    first.save_checkpoint(tmp_path)
+    resumed = trainer(1e-9)
+    resumed.load_checkpoint(tmp_path)
+    assert [m.get("eval_replies_changed") for m in resumed.iterate()] == [0.0, 0.0]

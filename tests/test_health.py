@@ -9,7 +9,7 @@ import sys
 
 import optuna
 import pytest
-from helpers import backends_ray_slow, study_config, tiny_spec
+from helpers import NO_FROZEN_RULES, backends_ray_slow, study_config, tiny_spec
 from ray import cloudpickle
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
@@ -87,6 +87,20 @@ def test_a_policy_that_does_not_move_is_frozen_and_the_projection_spares_long_ru
     # once projected to move, a later quiet iteration does not make a run frozen
     assert first_stop([{"kl": 0.0}, {"kl": 1e-6}, {"kl": 1e-9}, {"kl": 1e-9}]) is None
     assert first_stop([{"kl": 0.0}, {"kl": 5e-8}], HealthRules(kl_floor=None)) is None
+
+
+def test_replies_that_never_change_stop_a_run_once_its_share_of_the_learning_rate_budget_is_spent():
+    # evaluations from the second on report the share of held-out replies changed since the first
+    unchanged = [{}] + [{"eval_replies_changed": 0.0}] * 10
+    stop = first_stop(unchanged)  # 12 iterations: 40% of the budget is spent after 5 (4.8)
+    assert stop[:2] == (5, "replies_unchanged") and "to iteration 5 of 12 (42% of the learning-rate budget" in stop[2]
+    # one changed reply, even if a later evaluation is back to the first replies, and it never stops
+    assert first_stop([{}, {"eval_replies_changed": 0.0}, {"eval_replies_changed": 0.1}] + unchanged[3:]) is None
+    # a warm-up over the first 3 iterations spends little of the budget: it waits longer (sum of lr
+    # factors after 6 iterations: 1/3 + 2/3 + 1 + 3 = 5 of 11, 45%)
+    assert first_stop(unchanged, warmup_ratio=0.25)[0] == 6
+    assert first_stop(unchanged, HealthRules(unchanged_fraction=None)) is None
+    assert first_stop([{}] * 11) is None  # no evaluation of the replies (a custom objective): nothing to read
 
 
 @pytest.mark.slow  # two real runs of 12 iterations (CI runs it; the inner loop stays under 5 minutes)
@@ -206,7 +220,7 @@ def test_ray_schedulers_neither_take_a_rule_for_their_own_decision_nor_exploit_w
     space = SearchSpace([SearchDimension("learning_rate", T.CHOICE, choices=[1e-9, 5e-2], default=1e-9)])
     config = study_config(tmp_path, "ray_tune", search_space=space, n_trials=4, n_parallel_trials=2,
                           # lr 5e-2 runs away at once; lr 1e-9 never moves, and is left to the scheduler
-                          health_rules={"kl_max": 0.5, "kl_floor": None},
+                          health_rules={"kl_max": 0.5, **NO_FROZEN_RULES},
                           # ASHA's first rung after iteration 2, where the rule acts first
                           ray_config={"scheduler": scheduler, "perturbation_interval": 8, "grace_period": 16,
                                       "seed": 1})

@@ -8,7 +8,7 @@ import sys
 import optuna
 import pytest
 
-from helpers import failing_spec, tiny_spec
+from helpers import NO_FROZEN_RULES, failing_spec, tiny_spec
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.study import run_study
@@ -55,7 +55,7 @@ def test_samplers_run_real_trials_starting_from_the_baseline(tmp_path, sampler):
 def test_median_pruner_stops_hopeless_trials_and_saves_iterations(tmp_path):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=6, sampler="random", pruner="median",
                  pruner_startup_trials=1, n_warmup_steps=0)
-    cfg = cfg.replace(health_rules={"kl_floor": None})  # lr 1e-9 is left to the pruner, not to the policy_frozen rule
+    cfg = cfg.replace(health_rules=NO_FROZEN_RULES)  # lr 1e-9 is left to the pruner, not to the rules
     summary = run_study(cfg, spec(num_episodes=64, group_size=8))  # 4 iterations each when not pruned
     assert summary.n_pruned > 0 and summary.best_params["learning_rate"] == 3e-3
     pruned = [r for r in summary.all_results if r.status is TrialStatus.PRUNED]
@@ -66,7 +66,7 @@ def test_median_pruner_stops_hopeless_trials_and_saves_iterations(tmp_path):
 def test_a_pruner_acts_where_the_objective_was_measured_when_trials_evaluate_every_few_iterations(tmp_path):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=4, sampler="random", pruner="median", pruner_startup_trials=1,
                  n_warmup_steps=0)
-    cfg = cfg.replace(health_rules={"kl_floor": None})  # lr 1e-9 is left to the pruner, not to the policy_frozen rule
+    cfg = cfg.replace(health_rules=NO_FROZEN_RULES)  # lr 1e-9 is left to the pruner, not to the rules
     summary = run_study(cfg, spec(num_episodes=64, group_size=8, eval_every=2))  # evaluated at iterations 2 and 4
     assert summary.n_failed == 0 and summary.n_trials == 4
     for r in summary.all_results:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import SECRETS, failing_spec, secrets_found, tiny_spec
+from helpers import NO_FROZEN_RULES, SECRETS, failing_spec, secrets_found, tiny_spec
 
 from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus, get_search_space
 from stateset_hpo.grpo import MultiTurnAgent, MultiTurnGRPOTrainer
@@ -78,7 +78,7 @@ def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path, trials_p
                          SearchDimension("seed", C, choices=[0, 1, 2])])
     cfg = config(tmp_path, space, search_alg="grid", scheduler="asha", grace_period=1, reduction_factor=2, n_trials=6,
                  trials_per_worker=trials_per_worker)
-    cfg = cfg.replace(health_rules={"kl_floor": None})  # lr 1e-9 is left to ASHA, not to the policy_frozen rule
+    cfg = cfg.replace(health_rules=NO_FROZEN_RULES)  # lr 1e-9 is left to ASHA, not to the rules
     summary = run_study(cfg, spec(num_episodes=64, group_size=8))  # 4 iterations each when not pruned
     assert summary.n_pruned > 0
     assert summary.best_params["learning_rate"] == 3e-3
@@ -87,7 +87,8 @@ def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path, trials_p
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # pruning saved iterations
 
 
-@pytest.mark.parametrize("scheduler", ["asha", "pbt"])
+# (the PBT case is slow-marked, as is the next test: Ray studies of ~7 s that keep the inner loop under 5 minutes)
+@pytest.mark.parametrize("scheduler", ["asha", pytest.param("pbt", marks=pytest.mark.slow)])
 def test_trials_that_evaluate_every_few_iterations_run_under_a_scheduler(tmp_path, scheduler):
     """The objective (eval_reward) is measured every eval_every iterations; Tune, the scheduler
     and the searcher act on the iterations that carry it, and the others stay in the history."""
@@ -107,6 +108,7 @@ def test_hyperband_is_refused_when_the_objective_is_not_measured_every_iteration
         run_study(config(tmp_path, LR_SPACE, search_alg="random", scheduler="hyperband"), spec(eval_every=2))
 
 
+@pytest.mark.slow
 def test_schedulers_compare_trials_at_equal_episodes_not_iterations(tmp_path):
     """A small-batch trial needs more iterations for the same budget: on a clock of iterations
     ASHA's max_t (the baseline's iteration count) cut it short and recorded it as pruned. (Its
@@ -131,7 +133,7 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path, tria
                                          default=3e-3)])
     cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8, n_trials=4,
                  trials_per_worker=trials_per_worker)
-    cfg = cfg.replace(health_rules={"kl_floor": None})  # trials at lr ~1e-9 stay for PBT to replace, not the rule
+    cfg = cfg.replace(health_rules=NO_FROZEN_RULES)  # trials at lr ~1e-9 stay for PBT to replace
     summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations of 8 episodes
     assert summary.n_failed == 0
     for r in summary.all_results:
@@ -258,7 +260,7 @@ def test_pbt_exploits_train_worker_trials(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
     cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8, n_trials=3,
-                 execution="train").replace(cpu_per_trial=0.5, health_rules={"kl_floor": None})  # (as above)
+                 execution="train").replace(cpu_per_trial=0.5, health_rules=NO_FROZEN_RULES)  # (as above)
     summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations of 8 episodes: perturbed after each
     assert summary.n_failed == 0
     log = tmp_path / "ray_results" / "grpo_hpo" / "pbt_global.txt"
@@ -329,8 +331,8 @@ def test_an_interrupted_study_resumes_without_rerunning_finished_trials(tmp_path
             "--set", "num_episodes=48", "--set", "group_size=4", "--set", "per_device_train_batch_size=2",
             "--set", "max_new_tokens=16",
             # the conservative space's learning rates cannot move the tiny model in 6 iterations:
-            # the policy_frozen rule would stop every trial, and this test is about resuming
-            "--health", "kl_floor=null"]
+            # the policy_frozen and replies_unchanged rules would stop every trial, and this test is about resuming
+            "--health", "kl_floor=null", "--health", "unchanged_fraction=null"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "token",
            **SECRETS}
     first_head, second_head = tmp_path / "head1", tmp_path / "head2"

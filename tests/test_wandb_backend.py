@@ -4,7 +4,7 @@ W&B run with its per-iteration metrics, hyperband early termination really stops
 import pytest
 import yaml
 
-from helpers import failing_spec, logged_config, logged_history, tiny_spec
+from helpers import NO_FROZEN_RULES, failing_spec, logged_config, logged_history, tiny_spec
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.study import run_study
@@ -89,7 +89,7 @@ def test_sweep_yaml_is_a_valid_w_and_b_sweep_for_every_predefined_space(tmp_path
 def test_hyperband_early_termination_stops_hopeless_trials(tmp_path):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=6, method="grid",
                  early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2})
-    cfg = cfg.replace(health_rules={"kl_floor": None})  # lr 1e-9 is left to HyperBand, not to the policy_frozen rule
+    cfg = cfg.replace(health_rules=NO_FROZEN_RULES)  # lr 1e-9 is left to HyperBand, not to the rules
     summary = run_study(cfg, spec(num_episodes=32))  # 4 iterations each when not stopped
     assert summary.n_pruned > 0 and summary.best_params["learning_rate"] == 3e-3
     assert all(len(r.history) < 4 for r in summary.all_results if r.status is TrialStatus.PRUNED)

@@ -91,7 +91,7 @@ def reported_metrics(reward_names: Sequence[str], value_function: bool, test: bo
     study can refuse an objective no trial will report before the first trial starts.
     test_grpo_trainer.py checks this against what an iteration really reports."""
     names = {"reward", "reward_std", "frac_reward_zero_std", "completion_length", "turns_per_episode",
-             "loss", "kl", "entropy", "clip_ratio", "grad_norm", "eval_reward",
+             "loss", "kl", "entropy", "clip_ratio", "grad_norm", "eval_reward", "eval_replies_changed",
              "iteration", "episodes", "step_time", "rollout_time", "tokens_per_s", "learning_rate",
              "generated_tokens", "optimizer_steps"}
     names |= {f"{n}_score" for n in reward_names} | {f"eval_{n}_score" for n in reward_names}
@@ -157,6 +157,9 @@ class MultiTurnGRPOTrainer:
         self.step = 0
         self.generated_tokens = 0  # every completion token this run generated: training and evaluation rollouts
         self.history: List[Dict[str, float]] = []
+        # the agent's replies (token ids) in each held-out conversation of the first selection
+        # evaluation: later ones report the share that changed since (the policy_unchanged rule)
+        self.first_replies: Optional[List[List[List[int]]]] = None
         if self.rank:
             torch.manual_seed(config.seed + self.rank)  # each worker samples its own rollouts
 
@@ -249,6 +252,7 @@ class MultiTurnGRPOTrainer:
             "rng": {"python": self.rng.getstate(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "history": self.history,
+            "first_replies": self.first_replies,
         }
         path = directory / "trainer_state.pt"
         torch.save(state, path.with_suffix(".tmp"))
@@ -303,6 +307,7 @@ class MultiTurnGRPOTrainer:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = list(state["history"])
+        self.first_replies = state.get("first_replies")
         # the run continues the checkpoint's count, as it continues its step (a PBT exploit: its donor's)
         self.generated_tokens = int(self.history[-1].get("generated_tokens", 0)) if self.history else 0
         # Only rank 0 writes checkpoints, and a PBT recipient restores its donor's: without a new
@@ -544,7 +549,10 @@ class MultiTurnGRPOTrainer:
     def evaluate(self, split: str = "selection") -> Dict[str, float]:
         """One greedy conversation per held-out scenario of ``split``, scored by the yardstick.
 
-        "selection" gives ``eval_reward`` and ``eval_<component>_score``; "test" gives the
+        "selection" gives ``eval_reward``, ``eval_<component>_score`` and, from the second
+        evaluation on, ``eval_replies_changed``: the share of conversations in which a reply of
+        the agent differs from the first evaluation's (0: the updates since have not changed a
+        single token the policy says greedily, whatever the reward's resolution); "test" gives the
         ``test_`` versions and each conversation's reward as ``test_reward[i]`` (i: its index
         in ``environment.test_scenarios``), which validation pairs across configurations.
         """
@@ -555,6 +563,13 @@ class MultiTurnGRPOTrainer:
         out.update(component_means(self.yardstick.names, [t for e in episodes for t in e.turns], f"{prefix}_"))
         if split == "test":
             out.update({f"test_reward[{i}]": e.reward for i, e in enumerate(episodes)})
+        else:
+            replies = [[list(t.completion) for t in e.turns] for e in episodes]
+            if self.first_replies is None:
+                self.first_replies = replies
+            else:
+                out["eval_replies_changed"] = float(np.mean([now != first for now, first in
+                                                             zip(replies, self.first_replies)]))
         return out
 
     def _rollout_metrics(self, episodes: List[Episode]) -> Dict[str, float]:
