@@ -9,14 +9,17 @@ often score the base model's score for their first iterations). The space is wid
 part of the trials cannot learn or blow up: learning rates 1e-7 to 1e-1 and sampling
 temperatures 0.05 to 1.2. Prints, per grace period, seed and arm: the episodes spent (the
 compute), the trials each rule stopped, the best held-out score (eval_reward, selection split),
-and whether any of the ASHA-only run's top 3 configurations was stopped by a rule; then ASHA with the longer grace period and the rules against ASHA with
-the shorter one alone.
+and whether any of the ASHA-only run's top 3 configurations was stopped by a rule; then ASHA with the longer grace
+period and the rules against ASHA with the shorter one alone. Where the two arms' best configurations differ, both
+are retrained with ``--noise-seeds`` more training seeds, so "within noise" is measured: the two configurations'
+mean final held-out score over the seeds, their spread, and Welch's t-test of the difference.
 
     python bench/health_pruning.py [--seeds 0 1 2] [--trials 16] [--iterations 12] [--grace 3 6] [--prompts 4]
-                                   [--health kl_max=1]
+                                   [--health kl_max=1] [--noise-seeds 4]
 """
 
 import argparse
+import statistics
 import tempfile
 import warnings
 
@@ -26,6 +29,7 @@ from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceTyp
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
 from stateset_hpo.health import HealthRules  # noqa: E402
 from stateset_hpo.launch import _parse_sets  # noqa: E402
+from stateset_hpo.search.trial_runner import run_one  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
 from stateset_hpo.trial import TrialSpec  # noqa: E402
 
@@ -34,12 +38,16 @@ SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-7, hi
                      SearchDimension("temperature", T.UNIFORM, low=0.05, high=1.2, default=1.0)])
 
 
-def study(seed: int, grace: int, args, health: bool, folder: str):
-    per_iteration = 4 * args.prompts  # groups of 4
-    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
-                     base_config=TrainingConfig(num_episodes=per_iteration * args.iterations,
+def trial_spec(args) -> TrialSpec:
+    return TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
+                     base_config=TrainingConfig(num_episodes=4 * args.prompts * args.iterations,  # groups of 4
                                                 per_device_train_batch_size=args.prompts, group_size=4,
                                                 max_new_tokens=24, include_value_function=False, warmup_ratio=0.0))
+
+
+def study(seed: int, grace: int, args, health: bool, folder: str):
+    per_iteration = 4 * args.prompts
+    spec = trial_spec(args)
     config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=args.trials, objective_metric="eval_reward",
                        output_dir=f"{folder}/{grace}-{seed}-{health}", cpu_per_trial=1, n_parallel_trials=1, verbose=False,
                        validation_top_k=0, save_plots=False, health_rules=rules(args) if health else {"enabled": False},
@@ -57,6 +65,24 @@ def key(result):
     return tuple(sorted(result.params.items()))
 
 
+def within_noise(alone, ruled, args, folder: str) -> str:
+    """The two best configurations retrained with more training seeds (the studies train with seed 0):
+    their mean final held-out score, its spread, and Welch's t-test of the difference."""
+    from scipy import stats
+
+    config = HPOConfig(backend="optuna", output_dir=f"{folder}/noise", verbose=False, validation_top_k=0,
+                       health_rules={"enabled": False})
+    scores = []
+    for best in (alone.best_result, ruled.best_result):
+        runs = [run_one(config, trial_spec(args), f"noise-{seed}", {**best.params, "seed": seed})
+                for seed in range(1, args.noise_seeds + 1)]
+        scores.append([best.best_metric] + [r.best_metric for r in runs])
+    p = stats.ttest_ind(*scores, equal_var=False).pvalue
+    a, r = ([f"{statistics.mean(s):.4f} (sd {statistics.stdev(s):.4f})" for s in scores])
+    return (f"over {len(scores[0])} training seeds ASHA alone's best scores {a}, the ruled arm's {r}: "
+            f"{'within noise' if p >= 0.05 else 'a real difference'} (Welch p = {p:.2f})")
+
+
 def compare(seed: int, grace: int, args, folder: str):
     """Run both arms at one seed and grace period, print them; (alone, ruled, share saved)."""
     alone = study(seed, grace, args, False, folder)
@@ -71,6 +97,8 @@ def compare(seed: int, grace: int, args, folder: str):
     print(f"grace {grace} seed {seed}: health rules spent {ratio:.2f}x ASHA alone's episodes ({1 - ratio:.0%} less); "
           f"best {ruled.best_metric - alone.best_metric:+.4f}; ASHA-alone top 3 stopped by a rule: "
           f"{len(hit)}{' (' + ', '.join(hit) + ')' if hit else ''}")
+    if key(alone.best_result) != key(ruled.best_result) and args.noise_seeds > 0:
+        print(f"grace {grace} seed {seed}: the best configurations differ; " + within_noise(alone, ruled, args, folder))
     return alone, ruled, 1 - ratio
 
 
@@ -85,6 +113,8 @@ def main() -> None:
     parser.add_argument("--health", nargs="*", default=[], metavar="KEY=VALUE",
                         help="health rule settings of the ruled arm (default: the defaults), e.g. kl_max=1 "
                              "kl_floor=null")
+    parser.add_argument("--noise-seeds", type=int, default=4,
+                        help="training seeds to retrain both arms' best configurations with where they differ (0: off)")
     args = parser.parse_args()
     print(HealthRules.from_settings(rules(args)).describe())
     runs = {}

@@ -57,8 +57,8 @@ class HealthRules:
     # evidence where the KL is a noisy estimate (at low temperatures); replies, not the held-out
     # score, so a coarse reward (0/1 accuracy) that stays put while the replies change does not
     # trigger it. bench/health_pruning.py: runs that went on to gain 0.03 or more had changed
-    # their replies within a quarter of the budget; runs still unchanged at 40% ended within
-    # 0.015 of the base model's score
+    # their held-out score (so their replies) by a third of the budget; runs unchanged at 40%
+    # ended within 0.015 of the base model's score
     unchanged_fraction: Optional[float] = 0.4
     # mean token entropy (nats, of the sampling distribution, so a low temperature lowers it)
     # below this floor: collapsed. A healthy run at temperature 0.08 sat at 0.01-0.03 in the bench
