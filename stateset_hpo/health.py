@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .checks import boolean, check_section, integer, number
 
@@ -138,6 +138,7 @@ class HealthMonitor:
         self.moving = False  # the policy was once projected to move past kl_floor: it is not frozen
         self.replies_changed = False  # a held-out reply changed once: the updates do reach the policy
         self._lr_sums: Optional[List[float]] = None  # summed lr factors before each optimizer step
+        self.last_iteration = 0  # the last iteration taken in
 
     def _lr_sums_to(self, steps: int, config: "TrainingConfig") -> Tuple[float, float]:
         """(summed lr factors of the first ``steps`` optimizer steps, of every planned step)."""
@@ -162,9 +163,22 @@ class HealthMonitor:
         self.runs[rule] = self.runs.get(rule, 0) + 1 if seen else 0
         return self.runs[rule]
 
-    def check(self, metrics: Mapping[str, float], config: "TrainingConfig") -> Optional[Tuple[str, str]]:
+    def check(self, metrics: Mapping[str, float], config: "TrainingConfig",
+              earlier: Sequence[Mapping[str, float]] = ()) -> Optional[Tuple[str, str]]:
         """(rule, reason) when the trial should stop after these metrics (one iteration's, of a
-        run of ``config``), else None."""
+        run of ``config``), else None. ``earlier``: the run's history before them; the entries
+        this monitor has not seen are taken in first (a trial restored from a checkpoint, whose
+        monitor is new: its streaks, first entropy, best score and what it learnt of the policy
+        continue, where they would otherwise start over at the restored iteration)."""
+        iteration = int(metrics.get("iteration", 0))
+        for past in earlier:
+            if self.last_iteration < int(past.get("iteration", 0)) < iteration:
+                self._observe(past, config)
+                self.last_iteration = int(past["iteration"])
+        self.last_iteration = iteration
+        return self._observe(metrics, config)
+
+    def _observe(self, metrics: Mapping[str, float], config: "TrainingConfig") -> Optional[Tuple[str, str]]:
         r = self.rules
         if not r.enabled:
             return None

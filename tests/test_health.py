@@ -103,6 +103,21 @@ def test_replies_that_never_change_stop_a_run_once_its_share_of_the_learning_rat
     assert first_stop([{}] * 11) is None  # no evaluation of the replies (a custom objective): nothing to read
 
 
+def test_a_restored_trials_new_monitor_takes_in_the_run_before_the_checkpoint():
+    config = TrainingConfig(per_device_train_batch_size=4, group_size=4, num_episodes=16 * 12)
+    before = [{**HEALTHY, "iteration": 1, "entropy": 0.2}, {**HEALTHY, "iteration": 2, "entropy": 0.5}]
+    now = {**HEALTHY, "iteration": 3, "entropy": 0.7}
+    # a new monitor alone would take 0.7 for the base policy's entropy and see no blow-up
+    assert HealthMonitor(HealthRules()).check(now, config) is None
+    stop = HealthMonitor(HealthRules()).check(now, config, earlier=before)
+    assert stop[0] == "entropy_blowup" and "3.5x its first iteration's 0.2" in stop[1]
+    # a monitor that saw the run all along takes nothing in twice
+    # (two iterations without signal: a third, counted by taking in the first again, would stop it)
+    monitor = HealthMonitor(HealthRules())
+    rows = [{**HEALTHY, "iteration": i, "frac_reward_zero_std": z} for i, z in enumerate([1.0, 1.0, 0.0], start=1)]
+    assert [monitor.check(row, config, rows[:i]) for i, row in enumerate(rows)] == [None] * 3
+
+
 @pytest.mark.slow  # two real runs of 12 iterations (CI runs it; the inner loop stays under 5 minutes)
 def test_a_real_run_at_a_near_zero_learning_rate_is_frozen_and_a_real_slow_starter_is_not(tmp_path):
     # the setting of bench/health_pruning.py: 12 iterations of 4 groups of 4, replies of 24 tokens
