@@ -118,7 +118,7 @@ def test_a_restored_trials_new_monitor_takes_in_the_run_before_the_checkpoint():
     assert [monitor.check(row, config, rows[:i]) for i, row in enumerate(rows)] == [None] * 3
 
 
-@pytest.mark.slow  # two real runs of 12 iterations (CI runs it; the inner loop stays under 5 minutes)
+@pytest.mark.slow  # real runs of 12 iterations (CI runs it; the inner loop stays under 5 minutes)
 def test_a_real_run_at_a_near_zero_learning_rate_is_frozen_and_a_real_slow_starter_is_not(tmp_path):
     # the setting of bench/health_pruning.py: 12 iterations of 4 groups of 4, replies of 24 tokens
     spec = tiny_spec(num_episodes=16 * 12, per_device_train_batch_size=4)
@@ -126,12 +126,18 @@ def test_a_real_run_at_a_near_zero_learning_rate_is_frozen_and_a_real_slow_start
     frozen = run_one(config, spec, "0", {"learning_rate": 1e-7, "temperature": 0.5})
     assert frozen.status is TrialStatus.PRUNED and frozen.stopped_by == "policy_frozen"
     assert len(frozen.history) == 2 and frozen.stop_reason.startswith("policy frozen: KL to the reference")
+    # without the KL rule its replies tell: not one changed, so it stops once 40% of its budget is spent
+    unchanged = run_one(config, dataclasses.replace(spec, health=HealthRules(kl_floor=None)), "2",
+                        {"learning_rate": 1e-7, "temperature": 0.5})
+    assert unchanged.stopped_by == "replies_unchanged" and len(unchanged.history) == 5
+    assert [row.get("eval_replies_changed") for row in unchanged.history] == [None, 0.0, 0.0, 0.0, 0.0]
     # lr 8e-5 at temperature 1.07 scores the base model's score for its first iterations (ASHA
     # with a grace period of 3 iterations would cut it), then learns
     slow = run_one(config, spec, "1", {"learning_rate": 8e-5, "temperature": 1.07})
     evals = [row["eval_reward"] for row in slow.history]
     assert slow.status is TrialStatus.SUCCESS and len(evals) == 12
     assert evals[2] - evals[0] < 0.03 and evals[-1] > evals[0] + 0.05, evals
+    assert max(row["eval_replies_changed"] for row in slow.history[1:5]) > 0  # its replies moved early
 
 
 def test_rules_wait_for_the_grace_iterations_and_can_be_turned_off():
