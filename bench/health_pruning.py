@@ -30,7 +30,7 @@ from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_re
 from stateset_hpo.health import HealthRules  # noqa: E402
 from stateset_hpo.launch import _parse_sets  # noqa: E402
 from stateset_hpo.search.trial_runner import run_one  # noqa: E402
-from stateset_hpo.study import run_study  # noqa: E402
+from stateset_hpo.study import library_output, run_study  # noqa: E402
 from stateset_hpo.trial import TrialSpec  # noqa: E402
 
 T = SearchSpaceType
@@ -74,12 +74,16 @@ def within_noise(alone, ruled, args, folder: str) -> str:
                        health_rules={"enabled": False})
     scores = []
     for best in (alone.best_result, ruled.best_result):
-        runs = [run_one(config, trial_spec(args), f"noise-{seed}", {**best.params, "seed": seed})
-                for seed in range(1, args.noise_seeds + 1)]
+        with library_output(False):
+            runs = [run_one(config, trial_spec(args), f"noise-{seed}", {**best.params, "seed": seed})
+                    for seed in range(1, args.noise_seeds + 1)]
         scores.append([best.best_metric] + [r.best_metric for r in runs])
     p = stats.ttest_ind(*scores, equal_var=False).pvalue
     a, r = ([f"{statistics.mean(s):.4f} (sd {statistics.stdev(s):.4f})" for s in scores])
-    return (f"over {len(scores[0])} training seeds ASHA alone's best scores {a}, the ruled arm's {r}: "
+    names = [", ".join(f"{k} {v:.3g}" for k, v in sorted(best.params.items())) for best in (alone.best_result,
+                                                                                          ruled.best_result)]
+    return (f"over {len(scores[0])} training seeds ASHA alone's best ({names[0]}) scores {a}, the ruled arm's "
+            f"({names[1]}) {r}: "
             f"{'within noise' if p >= 0.05 else 'a real difference'} (Welch p = {p:.2f})")
 
 
