@@ -15,6 +15,7 @@ has one; a URL (``sqlite:///study.db``) or journal path mirrors there; None turn
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import warnings
@@ -83,8 +84,8 @@ class DashboardMirror:
     def _open(self, search_space) -> None:
         import optuna
 
+        from .library_logs import logger_level
         from .search.optuna.storage import open_storage
-        from .search.optuna.verbosity import optuna_verbosity
 
         self.distributions = search_space.to_optuna()
         self.storage = open_storage(self.url)
@@ -95,7 +96,7 @@ class DashboardMirror:
                 optuna.delete_study(study_name=name, storage=self.storage)
             else:  # a shared storage: keep the earlier study, add this one beside it
                 name = next(f"{self.study_name}-{i}" for i in range(2, 10_000) if f"{self.study_name}-{i}" not in names)
-        with optuna_verbosity(optuna.logging.WARNING):  # ("A new study created ...")
+        with logger_level("optuna", logging.WARNING):  # ("A new study created ...")
             study = optuna.create_study(storage=self.storage, study_name=name, load_if_exists=True,
                                         directions=list(self.config.directions or [self.config.direction]))
         self.study_id = study._study_id

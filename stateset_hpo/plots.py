@@ -11,6 +11,7 @@ one interactive HTML page (plotly, with plotly.js embedded so it opens offline).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Dict, List
@@ -32,13 +33,13 @@ def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, floa
     MIN_TRIALS_FOR_IMPORTANCE (a forest fitted to a handful of noisy points ranks noise)."""
     import optuna
 
-    from .search.optuna.verbosity import optuna_verbosity
+    from .library_logs import logger_level
 
     scored = summary.ranked()
     if len(scored) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}
     distributions = space.to_optuna()
-    with optuna_verbosity(optuna.logging.WARNING):  # a scratch study
+    with logger_level("optuna", logging.WARNING):  # a scratch study
         study = optuna.create_study(direction=summary.direction)
     for r in scored:
         names = [n for n in r.params if n in distributions]

@@ -2,6 +2,7 @@
 quiet libraries, and the study in optuna-dashboard."""
 
 import io
+import logging
 import math
 import os
 import re
@@ -92,6 +93,24 @@ def test_a_study_shows_its_progress_unless_verbose_is_off(tmp_path, capsys):
     assert "[2/2] trial 1 success" in shown and "Trial 1 finished" not in shown  # Optuna's own line stays out
     run_study(study_config(tmp_path, "optuna", search_space=SPACE, objective_metric="score", n_trials=2), spec)
     assert capsys.readouterr().out == ""
+
+
+def test_optunas_trial_lines_are_logged_only_with_library_logs(tmp_path):
+    # (read from the "optuna" logger: Optuna's own handler writes to the stderr of its import time)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("optuna").addHandler(handler)
+    spec = TrialSpec(objective=lambda p: {"score": p["learning_rate"]})
+    try:
+        for library_logs in (False, True):
+            records.clear()
+            run_study(study_config(tmp_path / str(library_logs), "optuna", search_space=SPACE, objective_metric="score",
+                                   n_trials=2, library_logs=library_logs), spec)
+            finished = [r for r in records if "Trial 1 finished with value" in r.getMessage()]
+            assert bool(finished) is library_logs
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
 
 
 def _free_port():

@@ -29,7 +29,7 @@ from ..trial_runner import in_process_resources, run_one, run_points, study_dead
 from .pruners import build_pruner
 from .samplers import build_sampler
 from .storage import open_storage, shown
-from .verbosity import optuna_verbosity
+from ...library_logs import logger_level
 
 
 def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:
@@ -82,7 +82,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
     if points is not None:
         return run_points(config, spec, points)
-    with optuna_verbosity(optuna.logging.INFO if config.library_logs else optuna.logging.WARNING):
+    with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING):
         study = open_study(config, spec, space, resume)
     distributions = space.to_optuna()
     objectives = config.objectives
@@ -150,7 +150,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                         and t.number not in replaced and t not in stopped for t in trials)
         for t in stopped:  # an interrupted trial runs again first, with its own parameters
             study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
-    with optuna_verbosity(optuna.logging.INFO if config.library_logs else optuna.logging.WARNING), \
+    with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING), \
             one_line_failures():
         study.optimize(objective, n_trials=max(0, n_trials), timeout=config.timeout,
                        n_jobs=config.n_parallel_trials, catch=(TrialFailed,), callbacks=[on_end],

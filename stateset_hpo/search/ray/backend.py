@@ -6,7 +6,6 @@ ResultGrid and the callback stream); nothing is appended inside trial workers.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -28,7 +27,7 @@ from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import TrialRunsToWandb
-from ..optuna.verbosity import optuna_verbosity
+from ...library_logs import logger_level
 from . import EXECUTIONS
 from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment
@@ -144,19 +143,6 @@ class CallbackBridge(tune.Callback):
                             planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
                             training_time=float((trial.last_result or {}).get("time_total_s", 0.0)),
                             resources=self.resources, **stop_of(trial.last_result, self.stoppers))
-
-
-@contextlib.contextmanager
-def logger_level(name: str, level: Optional[int]):
-    """The logger ``name`` (and its children) at ``level`` for the block; None leaves it as is."""
-    logger = logging.getLogger(name)
-    before = logger.level
-    if level is not None:
-        logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(before)
 
 
 def _error_text(trial) -> str:
@@ -347,7 +333,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         # A failed trial is Tune's ERROR with its traceback in raw colour codes; the progress
         # view and the summary already say it failed and why: Tune's own lines only on request.
         with environment({"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"}), \
-                optuna_verbosity(logging.WARNING), \
+                logger_level("optuna", logging.WARNING), \
                 logger_level("ray.tune", None if config.library_logs else logging.CRITICAL):
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
