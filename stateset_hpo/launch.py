@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", action="append", default=[], metavar="NAME[=WEIGHT]",
                    help="a reward component for --scenarios (repeatable): a built-in name or a TRL-style "
                         "module:function, e.g. --reward rewards:judge=0.7 --reward safety=0.3")
+    p.add_argument("--judge", metavar="MODEL[=WEIGHT]",
+                   help="add a local LLM judge to the reward (its probability of 'yes' to: is the reply helpful, "
+                        "correct and polite?), e.g. --judge Qwen/Qwen2.5-0.5B-Instruct=0.3; with --scenarios or "
+                        "the built-in task")
     p.add_argument("--model", help="Hugging Face model name or local path (default: the tiny local model)")
     p.add_argument("--dashboard-storage", metavar="URL|PATH|off",
                    help="where optuna-dashboard can watch the study live, whatever the backend (default: a "
@@ -242,11 +246,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         space = config.resolve_search_space()
         backend = get_backend(config.backend)
         compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
-        from .study import check_study, describe_study, spec_from_config
+        from .study import check_study, default_spec, describe_study, spec_from_config
         from .trial import TrialSpec
         from .user_task import task_from_flags
 
-        task = task_from_flags(args.task, args.scenarios, args.reward)
+        task = task_from_flags(args.task, args.scenarios, args.reward, args.judge, builtin=default_spec(config))
         given = TrialSpec(environment=task[0], reward=task[1]) if task else None
         # bad --set / --model values and everything else run_study checks fail here, before Ray starts
         spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run)

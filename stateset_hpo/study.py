@@ -108,6 +108,11 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
              + (f"; validation: top {config.validation_top_k} and the baseline retrained with "
                 f"{config.validation_seeds} seeds, scored on the test scenarios" if config.validation_top_k
                 else "; no validation")]
+    if spec.objective is None:
+        lines.append("reward (its declared weights score every evaluation; a space's *_weight parameters "
+                     "reweigh training only): " + ", ".join(
+            f"{r.name} {w:g}" + (f" ({r.model})" if r.name == "judge" and hasattr(r, "model") else "")
+            for r, w in spec.reward.components))
     if spec.objective is None and spec.health is not None:
         lines.append(spec.health.describe())
     if config.budget:

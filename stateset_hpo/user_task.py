@@ -7,6 +7,8 @@ for ``ray job submit --working-dir``) and calls it with no arguments; it returns
 the guide's shape (`grpo.user_scenarios`); each ``--reward`` is a built-in component
 (``safety``), a TRL-style function (``pkg.rewards:judge``), either with ``=WEIGHT`` (default 1).
 Without ``--reward`` the scenarios are scored by every built-in component, equally weighted.
+``--judge MODEL[=WEIGHT]`` adds a local LLM judge (`grpo.judge.JudgeReward`) to the reward of
+``--scenarios`` or of the built-in task (a ``--task`` builds its own reward: add it there).
 The reward is then called once on a scenario's reference reply, so a function that returns the
 wrong shape fails here with what it returned, not hours later in a trial.
 """
@@ -16,10 +18,14 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from .grpo import CompositeReward, ConversationEnvironment, default_reward, make_reward
+from .grpo.judge import JudgeReward
 from .grpo.rewards import REWARDS, FunctionReward, ReplyContext
+
+if TYPE_CHECKING:
+    from .trial import TrialSpec
 
 
 def import_object(text: str, flag: str) -> Any:
@@ -38,15 +44,20 @@ def import_object(text: str, flag: str) -> Any:
     return getattr(module, attribute)
 
 
+def name_and_weight(item: str, flag: str) -> Tuple[str, float]:
+    """``NAME[=WEIGHT]`` -> (name, weight), the weight 1 when not given."""
+    name, sep, weight_text = item.rpartition("=") if "=" in item else (item, "", "")
+    try:
+        return name, float(weight_text) if sep else 1.0
+    except ValueError:
+        raise ValueError(f"{flag} {item}: the weight {weight_text!r} is not a number") from None
+
+
 def reward_from_flags(items: Sequence[str]) -> CompositeReward:
     """``--reward NAME[=WEIGHT]`` items: built-in components or module:function rewards."""
     components = []
     for item in items:
-        name, sep, weight_text = item.rpartition("=") if "=" in item else (item, "", "")
-        try:
-            weight = float(weight_text) if sep else 1.0
-        except ValueError:
-            raise ValueError(f"--reward {item}: the weight {weight_text!r} is not a number") from None
+        name, weight = name_and_weight(item, "--reward")
         if ":" in name:
             components.append((FunctionReward(import_object(name, "--reward")), weight))
         elif name in REWARDS:
@@ -57,11 +68,13 @@ def reward_from_flags(items: Sequence[str]) -> CompositeReward:
     return CompositeReward(components)
 
 
-def task_from_flags(task: Optional[str], scenarios: Optional[str],
-                    rewards: Sequence[str]) -> Optional[Tuple[ConversationEnvironment, CompositeReward]]:
-    """(environment, reward) of the flags, checked with a dry call of the reward; None without any."""
-    if task and (scenarios or rewards):
-        raise ValueError("--task gives the environment and the reward: use it without --scenarios and --reward")
+def task_from_flags(task: Optional[str], scenarios: Optional[str], rewards: Sequence[str], judge: Optional[str] = None,
+                    builtin: Optional["TrialSpec"] = None) -> Optional[Tuple[ConversationEnvironment, CompositeReward]]:
+    """(environment, reward) of the flags, checked with a dry call of the reward; None without any.
+    ``builtin``: the study's task when no --task / --scenarios gives one (what --judge adds to)."""
+    if task and (scenarios or rewards or judge):
+        raise ValueError("--task gives the environment and the reward: use it without --scenarios, --reward and "
+                         "--judge (add a grpo.judge.JudgeReward to your task's reward)")
     if rewards and not scenarios:
         raise ValueError("--reward needs --scenarios (or use --task to give both)")
     if task:
@@ -82,9 +95,19 @@ def task_from_flags(task: Optional[str], scenarios: Optional[str],
             raise ValueError(f"--scenarios {scenarios}: no such file")
         environment = ConversationEnvironment(scenarios)
         reward = reward_from_flags(rewards) if rewards else default_reward()
+    elif judge and builtin is not None:
+        environment, reward = builtin.environment, builtin.reward
     else:
         return None
     dry_call(environment, reward)
+    if judge:
+        model, weight = name_and_weight(judge, "--judge")
+        judge_reward = JudgeReward(model)
+        try:
+            judge_reward.check()  # the judge itself is not called here: its weights load on the trials' workers
+        except ValueError as exc:
+            raise ValueError(f"--judge {judge}: {exc}") from None
+        reward = CompositeReward([*reward.components, (judge_reward, weight)])
     return environment, reward
 
 

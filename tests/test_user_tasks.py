@@ -3,6 +3,7 @@ played by the scripted simulator, with one clear error naming the scenario and f
 wrong; and a task with words no built-in scenario has trains on the tiny model built from it."""
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import TINY
@@ -11,6 +12,7 @@ from stateset_hpo.grpo import AgentConfig, ConversationEnvironment, MultiTurnAge
 from stateset_hpo.grpo.rewards import CompositeReward, CorrectnessReward, ReplyContext, TaskCompletionReward
 from stateset_hpo.grpo.tiny_model import TINY_MODEL, task_agent_config
 from stateset_hpo.grpo.user_scenarios import load_scenarios
+from stateset_hpo.launch import main
 from stateset_hpo.trial import TrialSpec, run_trial
 
 
@@ -245,3 +247,44 @@ def test_a_local_llm_judges_replies_next_to_the_built_in_rewards():
     assert composite(contexts[1]) == pytest.approx(0.5 * scores[1])  # (the reply is unsafe: safety 0)
     with pytest.raises(ValueError, match="no token for the answer 'definitely'"):
         JudgeReward(TINY_MODEL, yes="definitely")(contexts[0])
+
+
+SCENARIOS_FILE = str(Path(__file__).parent.parent / "examples" / "data" / "order_status.jsonl")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--scenarios", "/no/such/tours.jsonl"], "--scenarios /no/such/tours.jsonl: no such file"),
+    (["--reward", "safety"], "--reward needs --scenarios"),
+    (["--scenarios", SCENARIOS_FILE, "--reward", "judge=0.3"], "'judge' is no built-in reward"),
+    (["--scenarios", SCENARIOS_FILE, "--reward", "safety=heavy"], "--reward safety=heavy: the weight 'heavy' is not"),
+    (["--scenarios", SCENARIOS_FILE, "--reward", "no_such_module_xyz:score"], "cannot import 'no_such_module_xyz'"),
+    (["--task", "no_such_module_xyz:make"], "--task no_such_module_xyz:make: cannot import"),
+    (["--task", "tasks:make", "--judge", TINY_MODEL], "use it without --scenarios, --reward and --judge"),
+    (["--judge", "/no/such/judge"], "--judge /no/such/judge: model path '/no/such/judge' does not exist"),
+    (["--judge", f"{TINY_MODEL}=much"], "the weight 'much' is not a number"),
+    (["--judge", f"{TINY_MODEL}=-1"], "reward 'judge': weight must be a finite number >= 0"),
+])
+def test_bad_task_flags_exit_2_with_one_line_before_any_trial(capsys, flags, message):
+    assert main(["--backend", "optuna", *flags, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_the_judge_flag_adds_a_local_llm_judge_to_your_scenarios_or_the_built_in_task(capsys):
+    assert main(["--backend", "optuna", "--scenarios", SCENARIOS_FILE, "--reward", "safety=0.5",
+                 "--judge", f"{TINY_MODEL}=0.3", "--dry-run"]) == 0
+    assert "safety 0.5, judge 0.3 (stateset-tiny)" in capsys.readouterr().out
+    assert main(["--backend", "optuna", "--space", "customer_service", "--judge", TINY_MODEL, "--dry-run"]) == 0
+    assert "helpfulness 0.35, safety 0.25, engagement 0.2, conciseness 0.2, judge 1 (stateset-tiny)" in \
+        capsys.readouterr().out
+
+
+def test_a_judge_scores_a_real_trials_replies_in_training_and_evaluation():
+    from stateset_hpo.grpo import JudgeReward, domain_reward
+
+    reward = CompositeReward([*domain_reward("customer_service").components, (JudgeReward(TINY_MODEL), 0.3)])
+    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=reward,
+                     base_config=TrainingConfig(**TINY))
+    rows = []
+    run_trial(spec, {"learning_rate": 1e-3}, lambda metrics, trainer: rows.append(metrics))
+    assert 0 < rows[-1]["judge_score"] < 1 and 0 < rows[-1]["eval_judge_score"] < 1

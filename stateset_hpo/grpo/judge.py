@@ -43,7 +43,7 @@ class JudgeReward(Reward):
         import torch
 
         agent = self._judge()
-        answers = [self._answer_token(agent, word) for word in (self.yes, self.no)]
+        answers = [self._answer_token(agent.tokenizer, word) for word in (self.yes, self.no)]
         pad = agent.tokenizer.pad_token_id
         scores: List[float] = []
         for start in range(0, len(contexts), self.batch_size):
@@ -70,10 +70,30 @@ class JudgeReward(Reward):
             _LOADED[self.model] = MultiTurnAgent(AgentConfig(model_name=self.model)).initialize()
         return _LOADED[self.model]
 
+    def check(self) -> None:
+        """Fail early without the judge's weights (a study's driver may have no room for them):
+        the model exists (a folder with config.json, or a name the Hub knows) and its tokenizer
+        has a token for each answer (not checked where the Hub cannot be reached). ValueError
+        saying what is wrong."""
+        from transformers import AutoTokenizer
+
+        from .agent import MultiTurnAgent, hub_model_status
+        from .config import AgentConfig
+
+        path = MultiTurnAgent(AgentConfig(model_name=self.model)).model_path()  # a missing folder, an unknown name
+        if path == self.model and hub_model_status(self.model).startswith("not verified"):
+            return  # the Hub cannot be reached from here: the trials' own download will tell (as for --model)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except OSError as exc:
+            raise ValueError(f"cannot load the judge's tokenizer {self.model!r}: {exc}") from None
+        for word in (self.yes, self.no):
+            self._answer_token(tokenizer, word)
+
     @staticmethod
-    def _answer_token(agent, word: str) -> int:
-        ids = agent.tokenizer(word, add_special_tokens=False)["input_ids"]
-        if not ids or ids[0] == agent.tokenizer.unk_token_id:
+    def _answer_token(tokenizer, word: str) -> int:
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not ids or ids[0] == tokenizer.unk_token_id:
             raise ValueError(f"the judge model's tokenizer has no token for the answer {word!r}")
         return ids[0]
 
