@@ -158,7 +158,7 @@ class MultiTurnGRPOTrainer:
         self.generated_tokens = 0  # every completion token this run generated: training and evaluation rollouts
         self.history: List[Dict[str, float]] = []
         # the agent's replies (token ids) in each held-out conversation of the first selection
-        # evaluation: later ones report the share that changed since (the policy_unchanged rule)
+        # evaluation: later ones report the share that changed since (the replies_unchanged rule)
         self.first_replies: Optional[List[List[List[int]]]] = None
         if self.rank:
             torch.manual_seed(config.seed + self.rank)  # each worker samples its own rollouts

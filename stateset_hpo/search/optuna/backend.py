@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ...callbacks import fire
 from ...config import HPOConfig
 from ...constraints import constraint_names, violations
+from ...library_logs import logger_level
 from ...results import HPOResult, TrialStatus, json_safe, trial_result
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
@@ -29,7 +30,6 @@ from ..trial_runner import in_process_resources, run_one, run_points, study_dead
 from .pruners import build_pruner
 from .samplers import build_sampler
 from .storage import open_storage, shown
-from ...library_logs import logger_level
 
 
 def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:

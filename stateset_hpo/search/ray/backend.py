@@ -21,13 +21,13 @@ from ray import tune
 from ...callbacks import fire
 from ...config import HPOConfig
 from ...interrupts import restore_sigterm, sigterm_as_ctrl_c
+from ...library_logs import logger_level
 from ...results import HPOResult, StudyInterrupted, trial_result
 from ...shared_storage import multi_node_warning, read_text, storage_location, write_text
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import TrialRunsToWandb
-from ...library_logs import logger_level
 from . import EXECUTIONS
 from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment
