@@ -53,13 +53,16 @@ class HealthRules:
     kl_floor: Optional[float] = 1e-5
     # replies unchanged: not one token of the agent's greedy replies in the held-out conversations
     # has changed since the first evaluation (``eval_replies_changed`` 0 at every evaluation)
-    # once this fraction of the run's learning-rate budget (summed lr factors) is spent. Direct
+    # once this fraction of the run's learning-rate budget (summed lr factors) is spent, and in
+    # at least ``unchanged_evaluations`` evaluations after the first (in a short run 40% is one or
+    # two updates: too little evidence; a run of 5 iterations or fewer is never stopped so). Direct
     # evidence where the KL is a noisy estimate (at low temperatures); replies, not the held-out
     # score, so a coarse reward (0/1 accuracy) that stays put while the replies change does not
     # trigger it. bench/health_pruning.py: runs that went on to gain 0.03 or more had changed
     # their held-out score (so their replies) by a third of the budget; runs unchanged at 40%
     # ended within 0.015 of the base model's score
     unchanged_fraction: Optional[float] = 0.4
+    unchanged_evaluations: int = 4
     # mean token entropy (nats, of the sampling distribution, so a low temperature lowers it)
     # below this floor: collapsed. A healthy run at temperature 0.08 sat at 0.01-0.03 in the bench
     entropy_min: Optional[float] = 0.005
@@ -89,7 +92,8 @@ class HealthRules:
                  "kl_runaway": self.kl_max is not None and f"KL > {self.kl_max:g}",
                  "policy_frozen": self.kl_floor is not None and f"KL projected to the last step < {self.kl_floor:g}",
                  "replies_unchanged": self.unchanged_fraction is not None and
-                 f"no held-out reply changed after {self.unchanged_fraction:.0%} of the learning-rate budget",
+                 f"no held-out reply changed in {self.unchanged_evaluations} evaluations and "
+                 f"{self.unchanged_fraction:.0%} of the learning-rate budget",
                  "entropy_floor": self.entropy_min is not None and f"entropy < {self.entropy_min:g}",
                  "entropy_ceiling": self.entropy_max is not None and f"entropy > {self.entropy_max:g}",
                  "entropy_blowup": self.entropy_rise is not None and
@@ -117,6 +121,7 @@ _CHECKS = {
     "kl_max": number(0.0, strict=True, optional=True),
     "kl_floor": number(0.0, strict=True, optional=True),
     "unchanged_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
+    "unchanged_evaluations": integer(1),
     "entropy_min": number(0.0, strict=False, optional=True),
     "entropy_max": number(0.0, strict=True, optional=True),
     "entropy_rise": number(1.0, strict=True, optional=True),
@@ -205,13 +210,14 @@ class HealthMonitor:
         changed = metrics.get("eval_replies_changed")
         if r.unchanged_fraction is not None and changed is not None and not self.replies_changed:
             self.replies_changed = changed > 0
+            unchanged = self._streak("unchanged", not self.replies_changed)  # evaluations after the first
             spent, planned = self._lr_sums_to(iteration * config.num_iterations, config)  # this iteration's included
-            if not self.replies_changed and planned > 0 and spent >= r.unchanged_fraction * planned:
+            if unchanged >= r.unchanged_evaluations and planned > 0 and spent >= r.unchanged_fraction * planned:
                 found.append(("replies_unchanged",
                               f"replies unchanged: not one token of the agent's greedy replies in the held-out "
                               f"conversations changed from the first evaluation to iteration {iteration} of "
-                              f"{config.total_iterations} ({spent / planned:.0%} of the learning-rate budget spent; "
-                              f"the updates do not change what the policy says)"))
+                              f"{config.total_iterations} ({unchanged} evaluations since, {spent / planned:.0%} of the "
+                              "learning-rate budget spent; the updates do not change what the policy says)"))
         if r.entropy_min is not None and entropy is not None and entropy < r.entropy_min:
             found.append(("entropy_floor",
                           f"entropy collapsed: {entropy:.4g} nats per token, below the floor {r.entropy_min:g}"))

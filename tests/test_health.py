@@ -93,7 +93,12 @@ def test_replies_that_never_change_stop_a_run_once_its_share_of_the_learning_rat
     # evaluations from the second on report the share of held-out replies changed since the first
     unchanged = [{}] + [{"eval_replies_changed": 0.0}] * 10
     stop = first_stop(unchanged)  # 12 iterations: 40% of the budget is spent after 5 (4.8)
-    assert stop[:2] == (5, "replies_unchanged") and "to iteration 5 of 12 (42% of the learning-rate budget" in stop[2]
+    assert stop[:2] == (5, "replies_unchanged")
+    assert "to iteration 5 of 12 (4 evaluations since, 42% of the learning-rate budget" in stop[2]
+    # a short run needs 4 evaluations after the first as well: one update unchanged is too little
+    assert first_stop(unchanged, iterations=6)[0] == 5 and first_stop(unchanged, iterations=20)[0] == 8
+    assert first_stop(unchanged[:4], iterations=5) is None  # (the rules are not asked at a run's last iteration)
+    assert first_stop(unchanged, HealthRules(unchanged_evaluations=2), iterations=6)[0] == 3
     # one changed reply, even if a later evaluation is back to the first replies, and it never stops
     assert first_stop([{}, {"eval_replies_changed": 0.0}, {"eval_replies_changed": 0.1}] + unchanged[3:]) is None
     # a warm-up over the first 3 iterations spends little of the budget: it waits longer (sum of lr
