@@ -219,7 +219,9 @@ def test_a_callback_need_not_be_picklable(tmp_path, backend, ray_if_needed):
 
 # -- every registered algorithm --------------------------------------------------------------------
 @pytest.mark.usefixtures("ray_local")
-@pytest.mark.parametrize("search_alg", sorted(SEARCHERS))
+# (the model-based searchers, 4-6 s each, are slow-marked: the inner loop stays under 5 minutes)
+@pytest.mark.parametrize("search_alg", [pytest.param(s, marks=pytest.mark.slow) if s in ("ax", "bayesopt", "hyperopt")
+                                        else s for s in sorted(SEARCHERS)])
 def test_each_ray_search_algorithm(tmp_path, search_alg):
     grid = search_alg == "grid"
     space = SPACE.subset(["learning_rate", "optimizer_type"]) if grid else SPACE  # a grid of 4

@@ -87,8 +87,9 @@ def test_asha_prunes_the_hopeless_half_and_keeps_a_good_trial(tmp_path, trials_p
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # pruning saved iterations
 
 
-# (the PBT case is slow-marked, as is the next test: Ray studies of ~7 s that keep the inner loop under 5 minutes)
-@pytest.mark.parametrize("scheduler", ["asha", pytest.param("pbt", marks=pytest.mark.slow)])
+# (slow-marked, as is the next test: Ray studies of ~7 s each; the inner loop stays under 5 minutes)
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["asha", "pbt"])
 def test_trials_that_evaluate_every_few_iterations_run_under_a_scheduler(tmp_path, scheduler):
     """The objective (eval_reward) is measured every eval_every iterations; Tune, the scheduler
     and the searcher act on the iterations that carry it, and the others stay in the history."""
@@ -196,6 +197,7 @@ def test_other_schedulers_run(tmp_path, scheduler):
     assert summary.n_trials == 2 and summary.n_failed == 0
 
 
+@pytest.mark.slow  # (~7 s: the inner loop stays under 5 minutes; the contract tests cover the in-process backends)
 def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", C, choices=[1e-3, 3e-3])])
     seen = []
@@ -212,6 +214,7 @@ def test_a_failing_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
     assert sorted(seen) == sorted(r.status for r in summary.all_results)
 
 
+@pytest.mark.slow  # (~7 s, as above)
 def test_callbacks_fire_on_the_driver_in_order(tmp_path):
     events = []
 
