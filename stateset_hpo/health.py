@@ -171,8 +171,8 @@ class HealthMonitor:
     def check(self, metrics: Mapping[str, float], config: "TrainingConfig",
               earlier: Sequence[Mapping[str, float]] = ()) -> Optional[Tuple[str, str]]:
         """(rule, reason) when the trial should stop after these metrics (one iteration's, of a
-        run of ``config``), else None. ``earlier``: the run's history before them; the entries
-        this monitor has not seen are taken in first (a trial restored from a checkpoint, whose
+        run of ``config``), else None. ``earlier``: the run's history; its entries before these
+        metrics' iteration that this monitor has not seen are taken in first (a trial restored from a checkpoint, whose
         monitor is new: its streaks, first entropy, best score and what it learnt of the policy
         continue, where they would otherwise start over at the restored iteration)."""
         iteration = int(metrics.get("iteration", 0))

@@ -250,7 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .trial import TrialSpec
         from .user_task import task_from_flags
 
-        task = task_from_flags(args.task, args.scenarios, args.reward, args.judge, builtin=default_spec(config))
+        task = task_from_flags(args.task, args.scenarios, args.reward, args.judge,
+                               builtin=default_spec(config) if args.judge else None)
         given = TrialSpec(environment=task[0], reward=task[1]) if task else None
         # bad --set / --model values and everything else run_study checks fail here, before Ray starts
         spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run)

@@ -20,6 +20,7 @@ from .callbacks import fire
 from .config import HPOConfig
 from .dashboard import DashboardMirror, dashboard_storage, needs_mirror
 from .grpo import TrainingConfig
+from .grpo.judge import JudgeReward
 from .health import HealthRules
 from .progress import StudyProgress
 from .results import HPOSummary
@@ -111,7 +112,7 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
     if spec.objective is None:
         lines.append("reward (its declared weights score every evaluation; a space's *_weight parameters "
                      "reweigh training only): " + ", ".join(
-            f"{r.name} {w:g}" + (f" ({r.model})" if r.name == "judge" and hasattr(r, "model") else "")
+            f"{r.name} {w:g}" + (f" ({r.model})" if isinstance(r, JudgeReward) else "")
             for r, w in spec.reward.components))
     if spec.objective is None and spec.health is not None:
         lines.append(spec.health.describe())

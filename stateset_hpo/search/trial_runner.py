@@ -81,7 +81,7 @@ class TrialRecorder:
             if trainer is not None and self.checkpoint_folder is not None:  # (a custom objective has none)
                 self.checkpoint_path = str(trainer.save_checkpoint(self.checkpoint_folder))
             return False
-        unhealthy = self.health.check(metrics, trainer.config, trainer.history[:-1]) \
+        unhealthy = self.health.check(metrics, trainer.config, trainer.history) \
             if self.health is not None and trainer is not None else None
         if unhealthy is not None:
             self.stopped_by, self.stop_reason = unhealthy

@@ -53,7 +53,7 @@ def run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpoi
 
     def report(metrics, trainer):
         if health is not None and trainer is not None and int(metrics["iteration"]) < trainer.config.total_iterations:
-            unhealthy = health.check(metrics, trainer.config, trainer.history[:-1])  # (a restored trial's past too)
+            unhealthy = health.check(metrics, trainer.config, trainer.history)  # (a restored trial's past too)
             if unhealthy is not None:
                 send({**metrics, "stopped_by": unhealthy[0], "stop_reason": unhealthy[1], "done": True}, None)
                 return True
