@@ -14,7 +14,7 @@ from stateset_hpo.grpo.trainer import Episode, Turn
 from stateset_hpo.search_spaces import create_grpo_search_space
 from stateset_hpo.space import SearchDimension, SearchSpace, SearchSpaceType
 from stateset_hpo.trial import TrialSpec
-from test_grpo_trainer import make_trainer
+from test_grpo_trainer import make_trainer, trainable
 
 
 def test_the_evaluation_yardstick_does_not_move_with_training_hyperparameters(tiny_model_path):
@@ -118,3 +118,72 @@ def test_restored_workers_and_pbt_recipients_sample_their_own_rollouts(tiny_mode
     assert len({str(own), str(worker), str(recipient)}) == 3
     assert not torch.equal(own_torch, worker_torch) and not torch.equal(worker_torch, recipient_torch)
     assert after_restore(rank=1)[0] == worker  # still deterministic
+
+
+def _prepared(trainer, episodes=None):
+    """One rollout of ``trainer`` (or the given episodes) with reference log-probs, values and
+    advantages, as `train_step` prepares it before the update."""
+    c = trainer.config
+    if episodes is None:
+        scenarios = trainer.environment.sample(c.prompts_per_iteration, trainer.rng)
+        episodes = trainer.rollout(scenarios, c.group_size, trainer._sampling(do_sample=True), trainer.reward,
+                                   c.detail_level)
+    batches = trainer._micro_batches(episodes)
+    trainer._reference_and_values(batches)
+    trainer._assign_advantages(episodes)
+    return episodes, batches
+
+
+def test_an_untrained_critic_gives_no_turn_position_an_advantage(tiny_model_path):
+    """With the value head on, each turn position's mean advantage is 0 at initialisation,
+    whatever the critic's bias by position (centred over all turns it was +-0.25 std)."""
+    trainer = make_trainer(num_episodes=64, per_device_train_batch_size=4, group_size=8)
+    episodes, _ = _prepared(trainer)
+    positions = {}
+    for e in episodes:
+        for k, t in enumerate(e.turns):
+            positions.setdefault(k, []).append(t.advantage)
+    assert len(positions) >= 2 and any(abs(a) > 0.1 for a in positions[0])
+    for k, advantages in positions.items():
+        assert abs(sum(advantages) / len(advantages)) < 1e-6, (k, sum(advantages) / len(advantages))
+
+
+def test_the_value_head_does_not_change_the_policy_update(tiny_model_path):
+    """The same rollout and advantages give the same policy step with the value head on and off:
+    the value loss's gradient must not eat into the policy's clipping budget."""
+    import copy
+
+    on = make_trainer(include_value_function=True, lora_dropout=0.0, max_grad_norm=0.5)
+    off = make_trainer(include_value_function=False, lora_dropout=0.0, max_grad_norm=0.5)
+    episodes, on_batches = _prepared(on)
+    same = copy.deepcopy(episodes)
+    _, off_batches = _prepared(off, same)
+    for a, b in zip([t for e in episodes for t in e.turns], [t for e in same for t in e.turns]):
+        b.advantage = a.advantage  # the comparison is about the update, not about GAE
+    before = trainable(on)
+    assert all(torch.equal(v, trainable(off)[n]) for n, v in before.items())
+    stats_on, stats_off = on._optimize(on_batches), off._optimize(off_batches)
+    assert stats_on["grad_norm"] == pytest.approx(stats_off["grad_norm"], rel=1e-5)
+    moved_on, moved_off = trainable(on), trainable(off)
+    for name, start in before.items():
+        torch.testing.assert_close(moved_on[name] - start, moved_off[name] - start, rtol=1e-4, atol=1e-7)
+    assert any(not torch.equal(moved_on[n], before[n]) for n in before)  # it did take a step
+
+
+@pytest.mark.parametrize("loss_type,expected", [
+    ("dapo", (2 * 3 + 1 * 7) / 10),  # TRL's dapo: the tokens of the whole accumulated batch
+    ("bnpo", (2 * 3 / 3 + 1 * 7 / 7) / 2),  # TRL's bnpo: each micro-batch's tokens
+    ("grpo", (2 + 1) / 2),  # each sequence's mean, then the sequences
+    ("dr_grpo", (2 * 3 + 1 * 7) / (2 * 32)),  # a constant: sequences x max_new_tokens per micro-batch
+])
+def test_loss_types_normalise_as_trl_defines_them(tiny_model_path, loss_type, expected):
+    trainer = make_trainer(loss_type=loss_type, gradient_accumulation_steps=2, per_device_train_batch_size=1,
+                           kl_penalty_coef=0.0)
+    masks = [torch.tensor([[1.0, 1.0, 1.0, 0, 0, 0, 0]]), torch.tensor([[1.0] * 7])]
+    total = 0.0
+    for mask, advantage in zip(masks, (-2.0, -1.0)):  # per-token loss = -advantage at ratio 1
+        logp = torch.zeros_like(mask)
+        loss, _ = trainer._policy_loss(logp, logp, logp, torch.zeros_like(mask), torch.tensor([[advantage]]),
+                                       mask, batch_tokens=10.0)
+        total += loss.item()
+    assert total == pytest.approx(expected)

@@ -27,7 +27,7 @@ from .tiny_model import TINY_MODEL
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "adafactor")
 ADVANTAGE_STD = ("group", "batch", "none")
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")  # TRL's definitions (trainer._policy_loss)
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 VALUE_FUNCTION_FIELDS = ("value_lr_multiplier", "gamma", "gae_lambda", "value_head_hidden_size", "value_head_dropout")
 REWARD_WEIGHT_FIELDS = tuple(f"{name}_weight" for name in REWARDS)

@@ -7,10 +7,12 @@ One iteration (`train_step`), top to bottom:
 2. reference and value pass (no grad): log-probs of the reference policy (the base model with
    the LoRA adapter disabled, no second copy), and with the value function, turn values;
 3. advantages: group-relative episode rewards, or GAE over the turns with the value
-   function as baseline; either way centred on the group's mean and divided by the std of
-   the group, of the batch, or not at all; a group whose rewards are all equal gets zero;
+   function as baseline, centred per turn position; either way centred within the group and
+   divided by the std of the group, of the batch, or not at all; a group whose rewards are
+   all equal gets zero;
 4. ``num_iterations`` optimizer steps, each accumulating ``gradient_accumulation_steps``
-   micro-batches: token-level clipped surrogate + k3 KL penalty - entropy bonus (+ value loss);
+   micro-batches: token-level clipped surrogate + k3 KL penalty - entropy bonus, normalised
+   as TRL's ``loss_type`` of the same name (+ value loss, its gradient clipped apart);
 5. evaluation on the selection scenarios (``eval_*``), and with ``test_at_end`` on the test
    scenarios after the last iteration (``test_*``), then the metrics are reported.
 
@@ -40,7 +42,7 @@ import torch
 from .agent import MultiTurnAgent, SamplingSettings, without_lora_layers
 from .config import TrainingConfig
 from .environment import ConversationEnvironment
-from .logprobs import token_logp_and_entropy
+from .logprobs import SampledDistribution, prompt_token_mask, token_logp_and_entropy
 from .optim import build_optimizer, build_scheduler
 from .rewards import CompositeReward, ReplyContext
 from .scenarios import Scenario
@@ -386,12 +388,20 @@ class MultiTurnGRPOTrainer:
     def _forward(self, model, batch: MicroBatch, want_hidden: bool = False):
         """Per-token log-probs and entropies of the completion tokens (and the hidden state at
         the end of each prompt). Only the completion columns' logits are materialised."""
+        c = self.config
         width_c = batch.completion_mask.shape[1]
         out = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
                     logits_to_keep=width_c + 1, output_hidden_states=want_hidden, use_cache=False)
+        logits = out.logits[:, :-1]
+        # the distribution the rollout sampled from (logprobs.py): ratio and KL of the real sampler
+        dist = SampledDistribution(c.temperature, c.top_k, c.top_p, c.repetition_penalty)
+        prompt = None
+        if dist.repetition_penalty != 1.0:
+            width_p = batch.prompt_width
+            prompt = prompt_token_mask(batch.ids[:, :width_p], batch.attention[:, :width_p], logits.shape[-1])
         # the entropy is a metric, and a loss term only with a bonus
-        logp, entropy = token_logp_and_entropy(out.logits[:, :-1], batch.ids[:, batch.prompt_width:],
-                                               self.config.temperature, entropy_grad=self.config.entropy_coef > 0)
+        logp, entropy = token_logp_and_entropy(logits, batch.ids[:, batch.prompt_width:], dist,
+                                               entropy_grad=c.entropy_coef > 0, prompt_tokens=prompt)
         hidden = out.hidden_states[-1][:, batch.prompt_width - 1] if want_hidden else None
         return logp, entropy, hidden
 
@@ -414,37 +424,48 @@ class MultiTurnGRPOTrainer:
 
     # -- 3. advantages ---------------------------------------------------------------------------
     def _assign_advantages(self, episodes: List[Episode]) -> None:
-        """Each turn's advantage: its episode's reward, or with the value function its GAE;
-        then centred on the group's mean and divided by the std of the group, of the batch,
-        or not at all. A group whose episode rewards are all equal teaches nothing and gets
-        zero advantages in both modes (a tiny std must not blow up into large same-sign ones)."""
+        """Each turn's advantage, centred within its prompt group, then divided by the std of
+        the group, of the batch, or not at all.
+
+        Without the value function every turn of an episode gets the episode's reward minus the
+        mean over the group's episodes (each counted once: a longer conversation is no heavier).
+        With it, a turn's GAE is centred on the mean GAE of the same turn position among the
+        group's episodes (a position only one episode reached gets 0: nothing to compare it
+        with). Centring all turns together instead let the critic's bias by position through:
+        an untrained value head gave turn 1 a mean advantage of +0.25 std and turn 2 -0.25,
+        whatever the replies. A group whose episode rewards are all equal teaches nothing and
+        gets zero advantages in both modes (a tiny std must not blow up into large same-sign ones)."""
         c = self.config
+        groups: Dict[int, List[Episode]] = {}
         for e in episodes:
-            if self.value_head is not None:
-                advantages, returns = gae([t.reward for t in e.turns], [t.target for t in e.turns],
-                                          c.gamma, c.gae_lambda)
-                for t, a, r in zip(e.turns, advantages, returns):
-                    t.advantage, t.target = a, r
-            else:
-                for t in e.turns:
-                    t.advantage = e.reward
-        turns_of: Dict[int, List[Turn]] = {}
-        rewards_of: Dict[int, List[float]] = {}
-        for e in episodes:
-            turns_of.setdefault(e.group, []).extend(e.turns)
-            rewards_of.setdefault(e.group, []).append(e.reward)
+            groups.setdefault(e.group, []).append(e)
         centred: List[Turn] = []
-        for group, turns in turns_of.items():
-            if np.std(rewards_of[group]) < 1e-8:
+        for members in groups.values():
+            turns = [t for e in members for t in e.turns]
+            if self.value_head is not None:
+                for e in members:  # the value targets (returns) are set for every group
+                    advantages, returns = gae([t.reward for t in e.turns], [t.target for t in e.turns],
+                                              c.gamma, c.gae_lambda)
+                    for t, a, r in zip(e.turns, advantages, returns):
+                        t.advantage, t.target = a, r
+                for k in range(max(len(e.turns) for e in members)):
+                    at_k = [e.turns[k] for e in members if len(e.turns) > k]
+                    mean = float(np.mean([t.advantage for t in at_k]))
+                    for t in at_k:
+                        t.advantage -= mean
+            else:
+                mean = float(np.mean([e.reward for e in members]))
+                for e in members:
+                    for t in e.turns:
+                        t.advantage = e.reward - mean
+            if np.std([e.reward for e in members]) < 1e-8:
                 for t in turns:
                     t.advantage = 0.0
-                continue
-            mean = float(np.mean([t.advantage for t in turns]))
-            for t in turns:
-                t.advantage -= mean
-            centred.extend(turns)
+            else:
+                centred.extend(turns)
         batch_std = float(np.std([t.advantage for t in centred])) if centred else 0.0
-        for turns in turns_of.values():
+        for members in groups.values():
+            turns = [t for e in members for t in e.turns]
             if c.advantage_std == "group":
                 std = float(np.std([t.advantage for t in turns]))
             else:
@@ -461,44 +482,72 @@ class MultiTurnGRPOTrainer:
         self.policy.train(c.num_iterations == 1)
         if self.value_head is not None:
             self.value_head.train()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        totals = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_ratio": 0.0, "value_loss": 0.0, "tokens": 0.0}
-        grad_norms = []
+        groups = [list(group["params"]) for group in self.optimizer.param_groups]  # [policy, value head]
+        # dapo normalises by the tokens of the whole accumulated batch: every micro-batch, every worker
+        batch_tokens = self._batch_tokens(batches) if c.loss_type == "dapo" else None
+        totals = {"kl": 0.0, "entropy": 0.0, "clip_ratio": 0.0, "value_loss": 0.0, "tokens": 0.0}
+        losses, grad_norms = [], []
         for _ in range(c.num_iterations):
+            step_loss = 0.0
             for batch in batches:
                 logp, entropy, hidden = self._forward(self.policy, batch, want_hidden=self.value_head is not None)
                 old = batch.old_logp if batch.old_logp is not None else logp.detach()
                 advantages = torch.tensor([t.advantage for t in batch.turns], device=logp.device)[:, None]
-                loss, stats = self._policy_loss(logp, old, batch.ref_logp, entropy, advantages, batch.completion_mask)
-                if self.value_head is not None:
+                loss, stats = self._policy_loss(logp, old, batch.ref_logp, entropy, advantages,
+                                                batch.completion_mask, batch_tokens)
+                total = loss
+                if self.value_head is not None:  # on detached hidden states: it moves only the head
                     targets = torch.tensor([t.target for t in batch.turns], device=logp.device)
                     value_loss = 0.5 * ((self.value_head(hidden.detach()) - targets) ** 2).mean()
-                    loss = loss + value_loss
+                    total = total + value_loss / c.gradient_accumulation_steps
                     totals["value_loss"] += value_loss.item()
-                if not torch.isfinite(loss):
-                    raise DivergenceError(f"iteration {self.step + 1}: loss is {loss.item()}")
-                (loss / c.gradient_accumulation_steps).backward()
-                totals["loss"] += loss.item()
+                if not torch.isfinite(total):
+                    raise DivergenceError(f"iteration {self.step + 1}: loss is {total.item()}")
+                total.backward()
+                step_loss += loss.item()
                 for key, value in stats.items():
                     totals[key] += value
             if self.world_size > 1:
-                self._average_gradients(params)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm).item()
+                self._average_gradients([p for group in groups for p in group])
+            # The policy's gradient is clipped on its own: clipped together, the value head's
+            # (10.3 against the policy's 0.27 at the first step, measured) scaled the policy's
+            # update down 10x, so switching the value function on silently cut the learning rate.
+            grad_norm = torch.nn.utils.clip_grad_norm_(groups[0], c.max_grad_norm).item()
+            for value_params in groups[1:]:
+                torch.nn.utils.clip_grad_norm_(value_params, c.max_grad_norm)
             if not math.isfinite(grad_norm):
                 raise DivergenceError(f"iteration {self.step + 1}: gradient norm is {grad_norm}")
             grad_norms.append(grad_norm)
+            losses.append(step_loss)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-        passes = c.num_iterations * len(batches)
         tokens = max(totals.pop("tokens"), 1.0)
-        out = {"loss": totals["loss"] / passes, "kl": totals["kl"] / tokens, "entropy": totals["entropy"] / tokens,
+        out = {"loss": float(np.mean(losses)), "kl": totals["kl"] / tokens, "entropy": totals["entropy"] / tokens,
                "clip_ratio": totals["clip_ratio"] / tokens, "grad_norm": float(np.mean(grad_norms))}
         if self.value_head is not None:
-            out["value_loss"] = totals["value_loss"] / passes
+            out["value_loss"] = totals["value_loss"] / (c.num_iterations * len(batches))
         return out
 
-    def _policy_loss(self, logp, old_logp, ref_logp, entropy, advantages, mask):
+    def _batch_tokens(self, batches: List[MicroBatch]) -> float:
+        """Completion tokens of the accumulated batch; with several workers, the mean per worker,
+        so that the averaged gradient is that of the mean over every worker's tokens."""
+        tokens = float(sum(b.completion_mask.sum().item() for b in batches))
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            total = torch.tensor([tokens], dtype=torch.float64, device=self.agent.device)
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            tokens = total.item() / self.world_size
+        return max(tokens, 1.0)
+
+    def _policy_loss(self, logp, old_logp, ref_logp, entropy, advantages, mask, batch_tokens=None):
+        """One micro-batch's share of the step's loss (already divided for accumulation).
+
+        ``loss_type`` follows TRL's definitions: grpo averages each sequence over its tokens,
+        then the sequences; bnpo averages over the micro-batch's tokens; dapo over the tokens of
+        the whole accumulated batch (``batch_tokens``); dr_grpo divides by a constant (sequences
+        x ``max_new_tokens``), so no length bias."""
         c = self.config
         ratio = torch.exp(logp - old_logp)
         high = c.clip_range_high if c.clip_range_high is not None else c.clip_range
@@ -506,14 +555,15 @@ class MultiTurnGRPOTrainer:
         per_token = -torch.min(ratio * advantages, clipped * advantages)
         delta = ref_logp - logp
         kl = torch.exp(delta) - delta - 1  # k3 estimator of KL(policy || reference)
-        per_token = per_token + c.kl_penalty_coef * kl - c.entropy_coef * entropy
-        lengths = mask.sum(-1).clamp(min=1)
-        if c.loss_type == "grpo":  # mean over each sequence, then over sequences
-            loss = ((per_token * mask).sum(-1) / lengths).mean()
-        elif c.loss_type == "dapo":  # mean over all tokens of the micro-batch
-            loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
-        else:  # dr_grpo: constant normaliser, no length bias
-            loss = (per_token * mask).sum() / (mask.shape[0] * c.max_new_tokens)
+        per_token = (per_token + c.kl_penalty_coef * kl - c.entropy_coef * entropy) * mask
+        if c.loss_type == "dapo":  # normalised by the whole step's tokens: already its share
+            loss = per_token.sum() / batch_tokens
+        elif c.loss_type == "grpo":
+            loss = (per_token.sum(-1) / mask.sum(-1).clamp(min=1)).mean() / c.gradient_accumulation_steps
+        elif c.loss_type == "bnpo":
+            loss = per_token.sum() / mask.sum().clamp(min=1) / c.gradient_accumulation_steps
+        else:
+            loss = per_token.sum() / (mask.shape[0] * c.max_new_tokens) / c.gradient_accumulation_steps
         with torch.no_grad():
             was_clipped = ((ratio * advantages) > (clipped * advantages)).float()
             stats = {"kl": (kl * mask).sum().item(), "entropy": (entropy * mask).sum().item(),
