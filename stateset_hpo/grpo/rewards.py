@@ -7,9 +7,15 @@ score is easy to game in a multi-turn episode: one template said every turn woul
 So a reply that repeats an earlier one earns no credit for its content again (`novelty`),
 a question the user already answered does not count as engaging (`asks_new_question`), and a
 reply that ignores the user's last message is only half as helpful (`takes_up_last_message`).
-At the agent's first turn none of these applies. `CompositeReward` is the weighted mean of its
-components; the domain search spaces' ``<name>_weight`` parameters set those weights through
-`with_weights`.
+At the agent's first turn none of these applies.
+
+Every built-in component also scores only what is about the case (`relevance`): a reply that
+states none of its scenario's facts and offers none of its actions earns nothing, not even
+safety or conciseness credit, and one that names another topic's facts or actions earns half. Without this, fixed templates beat the reference replies: two templates listing
+every topic's actions scored 0.91-0.95 against the reference's 0.86 in customer_service, and
+an empty reply earned free safety credit (`reward_battery`, `bench/reward_battery.py`).
+`CompositeReward` is the weighted mean of its components; the domain search spaces'
+``<name>_weight`` parameters set those weights through `with_weights`.
 """
 
 from __future__ import annotations
@@ -102,6 +108,21 @@ def takes_up_last_message(ctx: ReplyContext) -> bool:
     return any(r == w or (min(len(r), len(w)) >= 4 and (r.startswith(w) or w.startswith(r))) for r in reply for w in said)
 
 
+def relevance(ctx: ReplyContext) -> float:
+    """1 for a reply with substance about its case, 0 for one that states none of its scenario's
+    facts and offers none of its actions (an empty, polite, off-topic or only-the-item-named
+    reply: the item alone says nothing; a scenario with no facts or actions counts its item),
+    0.5 for one that also names another topic's facts or actions (listing every fix is not
+    knowing which one applies); a phrase the scenario's own reference replies use is not another
+    topic's for it."""
+    s, reply = ctx.scenario, ctx.reply
+    substance = (*s.facts, *s.actions) or (s.item,)
+    if not any(mentions(reply, p) for p in substance if p):
+        return 0.0
+    wrong = (p for p in (*s.wrong_facts, *s.wrong_actions) if mentions(reply, p))
+    return 0.5 if any(not mentions(s.reply, p) and not mentions(s.closing, p) for p in wrong) else 1.0
+
+
 def fluency(text: str) -> float:
     """1 for varied wording, falling towards 0 as the reply repeats itself (keyword stuffing)."""
     w = words(text)
@@ -189,27 +210,27 @@ def checked_scores(name: str, out: Any, n: int) -> List[Optional[float]]:
 
 
 class HelpfulnessReward(Reward):
-    """Addresses the user's request: names the item and offers a concrete action, fluently, in
-    a new reply; half as helpful when it ignores what the user just said."""
+    """Addresses the user's request: names the item and offers the right action or states the
+    case's facts, fluently, in a new reply; half as helpful when it ignores what the user just said."""
 
     name = "helpfulness"
 
     def __call__(self, ctx: ReplyContext) -> float:
         s = ctx.scenario
-        addressed = 0.5 * mentions(ctx.reply, s.item) + 0.5 * any(mentions(ctx.reply, a) for a in s.actions)
+        substance = max(float(any(mentions(ctx.reply, a) for a in s.actions)), fraction_mentioned(ctx.reply, s.facts))
+        addressed = 0.5 * mentions(ctx.reply, s.item) + 0.5 * substance
         heeded = 1.0 if takes_up_last_message(ctx) else 0.5
-        return addressed * fluency(ctx.reply) * heeded * novelty(ctx)
+        return addressed * fluency(ctx.reply) * heeded * novelty(ctx) * relevance(ctx)
 
 
 class CorrectnessReward(Reward):
-    """States the scenario's reference facts (in a new reply); facts of another topic halve the score."""
+    """States the scenario's reference facts (in a new reply); another topic's facts or actions
+    halve the score (`relevance`)."""
 
     name = "correctness"
 
     def __call__(self, ctx: ReplyContext) -> float:
-        score = fraction_mentioned(ctx.reply, ctx.scenario.facts)
-        wrong = any(mentions(ctx.reply, f) for f in ctx.scenario.wrong_facts)
-        return score * (0.5 if wrong else 1.0) * novelty(ctx)
+        return fraction_mentioned(ctx.reply, ctx.scenario.facts) * novelty(ctx) * relevance(ctx)
 
 
 class TaskCompletionReward(Reward):
@@ -218,16 +239,17 @@ class TaskCompletionReward(Reward):
     name = "task_completion"
 
     def __call__(self, ctx: ReplyContext) -> float:
-        return fraction_mentioned(ctx.reply, ctx.scenario.actions) * novelty(ctx)
+        return fraction_mentioned(ctx.reply, ctx.scenario.actions) * novelty(ctx) * relevance(ctx)
 
 
 class SafetyReward(Reward):
-    """0 when the reply contains forbidden content (asking for secrets, rudeness), else 1."""
+    """0 when the reply contains forbidden content (asking for secrets, rudeness), else its
+    `relevance`: saying nothing of the case is not safe behaviour, it is no behaviour."""
 
     name = "safety"
 
     def __call__(self, ctx: ReplyContext) -> float:
-        return 0.0 if any(mentions(ctx.reply, p) for p in ctx.scenario.forbidden) else 1.0
+        return 0.0 if any(mentions(ctx.reply, p) for p in ctx.scenario.forbidden) else relevance(ctx)
 
 
 class EngagementReward(Reward):
@@ -238,20 +260,20 @@ class EngagementReward(Reward):
 
     def __call__(self, ctx: ReplyContext) -> float:
         w = words(ctx.reply)
-        return (0.5 * asks_new_question(ctx) + 0.5 * ("you" in w or "your" in w)) * novelty(ctx)
+        return (0.5 * asks_new_question(ctx) + 0.5 * ("you" in w or "your" in w)) * novelty(ctx) * relevance(ctx)
 
 
 class ConcisenessReward(Reward):
-    """1 inside the word band of the detail level, falling linearly outside it."""
+    """1 inside the word band of the detail level, falling linearly outside it; times the
+    reply's `relevance` (a short reply about nothing is not concise, it is empty)."""
 
     name = "conciseness"
 
     def __call__(self, ctx: ReplyContext) -> float:
         low, high = DETAIL_LEVELS[ctx.detail_level]
         n = len(words(ctx.reply))
-        if n < low:
-            return n / low
-        return max(0.0, 1.0 - (n - high) / high) if n > high else 1.0
+        band = n / low if n < low else max(0.0, 1.0 - (n - high) / high) if n > high else 1.0
+        return band * relevance(ctx)
 
 
 class PersuasivenessReward(Reward):
@@ -262,7 +284,7 @@ class PersuasivenessReward(Reward):
     def __call__(self, ctx: ReplyContext) -> float:
         w = set(words(ctx.reply))
         hits = sum(any(t.startswith(p) for t in w) for p in PERSUASIVE_WORDS)
-        return min(1.0, hits / 2) * novelty(ctx)
+        return min(1.0, hits / 2) * novelty(ctx) * relevance(ctx)
 
 
 REWARDS = {cls.name: cls for cls in (HelpfulnessReward, CorrectnessReward, TaskCompletionReward, SafetyReward,

@@ -41,6 +41,7 @@ class Scenario:
     closing: str  # a good later reply
     split: str = "train"  # train, selection or test (see the module docstring)
     wrong_facts: Tuple[str, ...] = ()  # facts of the domain's other topics: mentioning them answers the wrong question
+    wrong_actions: Tuple[str, ...] = ()  # actions of the domain's other topics: offering them is the wrong fix
     context: str = ""  # what the agent is told about the case (a user task's context), in its system message
     user_turns: Tuple[str, ...] = ()  # a user task's scripted turns after the opening ...
     scripted: bool = False  # ... played in order when True (else the reactive answer / follow_up simulator)
@@ -181,14 +182,19 @@ def build_scenarios(domain: str) -> List[Scenario]:
 
 
 def with_wrong_facts(scenarios: List[Scenario]) -> List[Scenario]:
-    """Each scenario with the facts of its domain's other topics (mentioning them answers the
-    wrong question): the built-in domains' and a user's own alike."""
-    by_topic: Dict[Tuple[str, str], set] = {}
+    """Each scenario with the facts and actions of its domain's other topics (naming them answers
+    the wrong question): the built-in domains' and a user's own alike."""
+    by_topic: Dict[Tuple[str, str], Tuple[set, set]] = {}
     for s in scenarios:
-        by_topic.setdefault((s.domain, s.topic), set()).update(s.facts)
-    return [dataclasses.replace(s, wrong_facts=tuple(sorted({f for (d, t), fs in by_topic.items()
-                                                             if d == s.domain and t != s.topic for f in fs}
-                                                            - set(s.facts))))
+        facts, actions = by_topic.setdefault((s.domain, s.topic), (set(), set()))
+        facts.update(s.facts)
+        actions.update(s.actions)
+
+    def others(s: Scenario, which: int, own: Tuple[str, ...]) -> Tuple[str, ...]:
+        return tuple(sorted({x for (d, t), sets in by_topic.items() if d == s.domain and t != s.topic
+                             for x in sets[which]} - set(own)))
+
+    return [dataclasses.replace(s, wrong_facts=others(s, 0, s.facts), wrong_actions=others(s, 1, s.actions))
             for s in scenarios]
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .config import AgentConfig
 
 TINY_MODEL = "stateset-tiny"
-_VERSION = 1
+_VERSION = 2  # 2: every warm-up reply names the case (the rewards give a reply about nothing no credit)
 _SPECIAL = ["<pad>", "<unk>", "<bos>", "<end>", "<sys>", "<user>", "<agent>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -43,7 +43,7 @@ MODEL_SHAPE = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, n
                    num_key_value_heads=4, max_position_embeddings=256)
 WARMUP = dict(steps=400, batch_size=32, learning_rate=3e-3, conversations_per_scenario=12)
 
-_GENERIC = "thank you for contacting us . let me look into that for you ."
+_GENERIC = "thank you for contacting us about your {item} . let me look into that for you ."
 _RAMBLE = ("we value every customer and we are always here to help with any question you have about our "
            "products and services , so please know that your message matters to us .")
 
@@ -60,8 +60,12 @@ def _replies(s: Scenario, others: List[Scenario], turn: int, rng: random.Random)
         wrong_reply = (wrong.reply if turn == 0 else wrong.closing).replace(wrong.item, s.item)
     else:  # a task with a single topic
         wrong_reply = f"i can only help with questions about something else , not your {s.item} ."
-    return [good, _GENERIC, f"please send me your password so i can look at your {s.item} .",
-            wrong_reply, "that is not my problem . ask someone else .", f"{_GENERIC} {_RAMBLE}"]
+    # Every candidate names the case, good or bad, as a chat model's replies do: so the tiny
+    # model starts where a base model starts (on topic, of uneven quality), not from templates
+    # about nothing, which the rewards give no credit (rewards.relevance)
+    generic = _GENERIC.format(item=s.item)
+    return [good, generic, f"please send me your password so i can look at your {s.item} .",
+            wrong_reply, f"your {s.item} is not my problem . ask someone else .", f"{generic} {_RAMBLE}"]
 
 
 def warmup_conversations(scenarios: List[Scenario], per_scenario: int, seed: int) -> List[List[dict]]:
