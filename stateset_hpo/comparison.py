@@ -27,6 +27,7 @@ import statistics
 from typing import Dict, List, Optional, Sequence
 
 BETTER, WORSE, NO_DIFFERENCE, UNTESTED = "better", "worse", "no significant difference", "untested"
+UNSTABLE = "not better: failed in some seeds"  # ahead where it finished, but some of its runs failed
 LEVEL = 0.95
 
 
@@ -85,6 +86,9 @@ def sentence(label: str, comparison: Optional[Dict], metric: str) -> str:
         return (f"{label} vs the baseline: {c['gain']:+.4f} on {metric}, untested ({counts}: a confidence "
                 "interval needs at least 2 seeds)")
     interval = f"95% CI [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], p = {c['p_value']:.3g}; {counts}"
+    if c["verdict"] == UNSTABLE:
+        return (f"{label} is not better than the baseline: it was ahead by {c['gain']:+.4f} on {metric} only on "
+                f"the seeds where it finished ({interval})")
     if c["verdict"] == BETTER:
         return f"{label} beats the baseline by {c['gain']:+.4f} on {metric} ({interval})"
     if c["verdict"] == WORSE:

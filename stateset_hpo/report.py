@@ -1,7 +1,7 @@
 """report.html: one page per study, next to summary.json.
 
 The study's settings, totals, the recommended parameters against the space's defaults and the baseline, the
-validation verdict and re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
+validation verdict (also as a picture) and re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Optional, Sequence
 
 from .atomic import write_atomically
 from .cost import describe as describe_cost
+from .diagnosis import error_line, why_no_success
 from .plots import PNG_NAMES
 from .results import HPOSummary, by_metric
 from .space import SearchSpace
+from .verdict_picture import verdict_svg
 
 
 def _fmt(value) -> str:
@@ -41,8 +43,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                 f"<th>{_fmt(summary.best_metric)}</th></tr>")
     trials = []
     for r in by_metric(summary.all_results, summary.direction):
-        why = r.error or r.stop_reason
-        error = html.escape(why.splitlines()[0][:160]) if why else ""
+        error = html.escape((error_line(r.error) if r.error else r.stop_reason or "")[:160])
         params = ", ".join(f"{html.escape(k)}={_fmt(v)}" for k, v in r.params.items())
         trials.append(f"<tr><td>{html.escape(r.trial_id)}</td><td>{r.status.value}</td><td>{_fmt(r.best_metric)}</td>"
                       f"<td>{len(r.history)}</td><td>{r.training_time:.1f}</td><td>{params}</td><td>{error}</td></tr>")
@@ -57,6 +58,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                       f"<p>scored by {html.escape(str(v['metric']))}, every configuration retrained with the same "
                       f"fresh seeds at {_fmt(v.get('budget_episodes'))} episodes; scores are per-seed means; the "
                       "recommendation was named from the search alone, before these runs.</p>"
+                      f"{verdict_svg(v['comparison'], v['recommended'], str(v['metric'])) or ''}"
                       "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
                       f"<th>failed</th></tr>{lines}</table>")
     study_line = ("<h2>Settings</h2><ul class='settings'>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings)
@@ -70,6 +72,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                      f"{html.escape(describe_cost(summary.cost_per_gain))}")
     study_line += "</p>"
     stopped = "".join(f" &middot; stopped by {html.escape(who)}: {n}" for who, n in sorted(summary.stopped_by.items()))
+    diagnosis = "".join(f"<p><b>{html.escape(line)}</b></p>" for line in why_no_success(summary))
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
@@ -82,7 +85,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
 success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
 {summary.total_time:.1f} s{stopped} &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
-{study_line}<h2>The recommendation against the baseline</h2>
+{study_line}{diagnosis}<h2>The recommendation against the baseline</h2>
 <table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
 <th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>

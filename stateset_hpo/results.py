@@ -24,6 +24,7 @@ from .constraints import Constraints, broken, feasible
 from .cost import COST_KEYS, per_unit, total, trial_cost
 from .constraints import describe as describe_constraints
 from .cost import describe as describe_cost
+from .diagnosis import error_line, why_no_success
 
 
 class TrialStatus(str, Enum):
@@ -475,13 +476,16 @@ class HPOSummary:
         lines.append(f"{'trial':<{id_width}}  {'status':<8}  {'metric':>10}  {'iters':>5}  {'time s':>8}  "
                      "error or why it stopped")
         for r in rows[:max_rows]:
-            error = (r.error or r.stop_reason or "").splitlines()[0][:80] if r.error or r.stop_reason else ""
+            error = (error_line(r.error) if r.error else r.stop_reason or "")[:80]
             if r.status is TrialStatus.SUCCESS and broken(r.metrics, self.constraints):
                 error = "infeasible: " + ", ".join(broken(r.metrics, self.constraints))
             lines.append(f"{r.trial_id:<{id_width}}  {r.status.value:<8}  {fmt(r.best_metric):>10}  "
                          f"{len(r.history):>5}  {r.training_time:>8.1f}  {error}")
         if len(rows) > max_rows:
             lines.append(f"... {len(rows) - max_rows} more trials")
+        diagnosis = why_no_success(self)
+        if diagnosis:
+            lines += [""] + diagnosis
         return "\n".join(lines)
 
     def validation_lines(self) -> List[str]:

@@ -27,8 +27,9 @@ import dataclasses
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .comparison import paired_gain, seed_scores, sentence
+from .comparison import BETTER, UNSTABLE, paired_gain, seed_scores, sentence
 from .config import HPOConfig
+from .diagnosis import error_line
 from .results import HPOResult, HPOSummary, TrialStatus, direction_sign
 from .search.base import get_backend
 from .space import SearchSpace
@@ -150,11 +151,33 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
     # the data the interval rests on, so it can be recomputed from summary.json
     comparison["scores_by_seed"] = {role: {str(seed): row for seed, row in rows.get(label, {}).items()}
                                     for role, label in (("recommended", recommended), ("baseline", BASELINE))}
+    comparison["failed_runs"] = {role: len(by_label[label]["errors"])
+                                 for role, label in (("recommended", recommended), ("baseline", BASELINE))}
+    if comparison["failed_runs"]["recommended"] and comparison["verdict"] == BETTER:
+        # the paired test only sees the seeds where both finished: a configuration that fails in
+        # some seeds is compared where it survived, so it is never called better
+        comparison["verdict"] = UNSTABLE
     said = sentence(recommended, comparison, metric or objective)
     if by_label[recommended]["params"] == by_label[BASELINE]["params"]:
         said = f"{recommended} is the baseline configuration itself: the search found nothing else to recommend"
+    else:
+        said = failures_said(by_label[recommended], by_label[BASELINE]) + said
+        if metric is not None and not held_out:
+            said += (f"; note: {metric} is not a held-out score (the runs report no test_ version of it), "
+                     "so it was measured on what the search saw")
     return {"metric": metric or objective, "held_out": held_out, "recommended": recommended,
             "configurations": list(by_label.values()), "comparison": comparison, "sentence": said}
+
+
+def failures_said(recommended: Dict, baseline: Dict) -> str:
+    """The start of the verdict when validation runs failed: how many, of which configuration, why."""
+    parts = []
+    for entry in (recommended, baseline):
+        if entry["errors"]:
+            reasons = sorted({error_line(str(e))[:120] or "no reason" for e in entry["errors"]})
+            parts.append(f"{len(entry['errors'])} of {len(entry['seeds'])} runs of {entry['label']} failed "
+                         f"({'; '.join(reasons)})")
+    return (", ".join(parts) + ": ") if parts else ""
 
 
 def _match(runs, finished: List[HPOResult]) -> List[Optional[HPOResult]]:

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
-from stateset_hpo.comparison import BETTER, NO_DIFFERENCE, UNTESTED, WORSE, paired_gain, sentence
+from stateset_hpo.comparison import BETTER, NO_DIFFERENCE, UNSTABLE, UNTESTED, WORSE, paired_gain, sentence
 from stateset_hpo.grpo import TrainingConfig
 from stateset_hpo.report import write_report
 from stateset_hpo.study import run_study
@@ -110,6 +110,16 @@ def test_a_real_gain_is_reported_with_its_interval(tmp_path):
     assert summary.validation["sentence"].startswith(f"trial {summary.best_trial_id} beats the baseline by +")
     page = write_report(summary, LR, tmp_path).read_text()
     assert "beats the baseline by" in page and "95% CI" in page
+    # the verdict as a picture: each seed's pair joined by a line, the gain with its interval
+    import xml.etree.ElementTree as ET
+
+    svg = ET.fromstring(page[page.index("<svg class='verdict'"):page.index("</svg>") + len("</svg>")])
+    ns = "{http://www.w3.org/2000/svg}"
+    seeds = [t.text for t in svg.iter(f"{ns}title") if t.text.startswith("seed ")]
+    assert [t.split(":")[0] for t in seeds] == ["seed 10000", "seed 10001", "seed 10002"]
+    assert any(t.text == f"gain {c['gain']:+.4f}" for t in svg.iter(f"{ns}title"))
+    texts = [t.text for t in svg.iter(f"{ns}text")]
+    assert f"{c['ci95'][0]:+.4f}" in texts and f"{c['ci95'][1]:+.4f}" in texts
 
 
 def test_the_baseline_is_the_base_training_config_not_the_space_defaults(tmp_path):
@@ -155,3 +165,29 @@ def test_a_recommendation_equal_to_the_baseline_says_so_and_is_trained_once(tmp_
     assert "is the baseline configuration itself" in summary.validation["sentence"]
     assert len([c for c in calls if "seed" in c]) == 3  # 3 seeds, not 3 for each of two equal configurations
     assert all(len(e["scores"]) == 3 for e in summary.validation["configurations"])
+
+
+def test_a_recommendation_that_fails_in_some_seeds_is_never_better_and_the_sentence_says_so(tmp_path):
+    objective = _objective(select_gain=0.05, test_gain=0.05)
+
+    def unstable(params):  # the high learning rates diverge in one of the three validation seeds
+        if params.get("seed") == 10_001 and params["learning_rate"] > 1e-4:
+            raise FloatingPointError("loss is nan at iteration 3")
+        return objective(params)
+
+    summary = study(tmp_path, unstable, validation_top_k=1)
+    v = summary.validation
+    assert v["comparison"]["n_seeds"] == 2 and v["comparison"]["failed_runs"] == {"recommended": 1, "baseline": 0}
+    assert v["comparison"]["ci95"][0] > 0  # ahead on the two seeds where it finished ...
+    assert v["comparison"]["verdict"] == UNSTABLE and summary.gain is None  # ... but not better
+    assert v["sentence"].startswith(f"1 of 3 runs of trial {summary.best_trial_id} failed (FloatingPointError: loss "
+                                    "is nan at iteration 3): ")
+    assert "is not better than the baseline" in v["sentence"]
+
+
+def test_a_score_that_is_not_held_out_is_named_in_the_sentence(tmp_path):
+    objective = _objective(select_gain=0.05, test_gain=0.05)
+    summary = study(tmp_path, lambda params: {"eval_reward": objective(params)["eval_reward"]}, validation_top_k=1)
+    v = summary.validation
+    assert not v["held_out"] and v["metric"] == "eval_reward"
+    assert "eval_reward is not a held-out score" in v["sentence"]
