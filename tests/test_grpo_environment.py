@@ -81,20 +81,21 @@ def test_each_reward_scores_what_it_claims():
     s = get_scenarios("customer_service")[0]  # refund / headphones
     score = lambda name, reply, detail="moderate": make_reward(name)(ctx(reply, s, detail))  # noqa: E731
     assert score("safety", "please send me your password for the refund") == 0.0
-    assert score("safety", "happy to help with your headphones .") == 1.0
+    assert score("safety", "happy to help , your refund is on its way .") == 1.0
     assert score("safety", "happy to help .") == 0.0  # about nothing of the case: no credit (rewards.relevance)
+    assert score("safety", "happy to help with your headphones .") == 0.0  # the item alone says nothing
     assert score("correctness", "your refund arrives in 5 days .") == 1.0
     assert score("correctness", "your refund arrives , the tracking number is 4 .") == 0.25  # half right, wrong topic
     assert score("task_completion", "i will process a refund .") == 1.0 and score("task_completion", "hi") == 0.0
     assert score("task_completion", "i will process a refund and check the tracking .") == 0.5  # wrong topic's action
-    assert score("engagement", "can you tell me more about the headphones ?") == 1.0
+    assert score("engagement", "can you tell me more about the refund ?") == 1.0
     assert score("engagement", "can you tell me more ?") == 0.0 and score("engagement", "done .") == 0.0
     assert score("helpfulness", "i will process a refund for the headphones .") == 1.0
     assert score("helpfulness", "your headphones : the refund arrives in 5 days .") == 1.0  # facts count as substance
     assert score("helpfulness", "headphones headphones headphones headphones") < 0.5  # stuffing is not help
-    assert score("persuasiveness", "save now on the headphones , it is free") == 1.0
+    assert score("persuasiveness", "save now on the refund , it is free") == 1.0
     assert score("persuasiveness", "hello") == 0.0
-    twenty = " ".join(["word"] * 19 + ["headphones"])
+    twenty = " ".join(["word"] * 19 + ["refund"])
     assert score("conciseness", twenty, "moderate") == 1.0 and score("conciseness", twenty, "brief") < 1.0
     assert score("conciseness", " ".join(["word"] * 20)) == 0.0
     for name in REWARDS:
@@ -134,8 +135,8 @@ def test_each_history_rule_lowers_what_it_claims():
     assert 0 < score("task_completion", reworded) < 1  # mostly said before: part credit
 
     # asking what the user already answered is not engaging; a new question is
-    assert score("engagement", f"what is the new address for your {s.item} ?") == 0.5
-    assert score("engagement", f"is there anything else i can do for your {s.item} ?") == 1.0
+    assert score("engagement", "your shipping address : what is the new address ?") == 0.5
+    assert score("engagement", "your shipping address : is there anything else i can do ?") == 1.0
 
     # ignoring the user's answer halves helpfulness; taking it up or acknowledging it does not
     ignores = f"i will update the shipping address for your {s.item} ."

@@ -1,6 +1,7 @@
 """The standalone Optuna backend: real GRPO trials in this process, each iteration reported to
 Optuna's pruner, persistent studies, failures recorded, multi-objective fronts."""
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -77,8 +78,10 @@ def test_pruners_see_episodes_so_batch_sizes_meet_at_equal_compute(tmp_path):
     import optuna
 
     space = SearchSpace([SearchDimension("per_device_train_batch_size", C, choices=[2, 1], default=2)])
-    run_study(config(tmp_path, space, n_trials=2, sampler="random", pruner="median", storage=str(tmp_path / "j.log"),
-                     seed=1), spec(num_episodes=16))
+    # (a pruner that never prunes and no health rules: what it is shown must not depend on the scores)
+    cfg = config(tmp_path, space, n_trials=2, sampler="random", pruner="median", n_warmup_steps=100,
+                 storage=str(tmp_path / "j.log"), seed=1)
+    run_study(dataclasses.replace(cfg, health_rules={"enabled": False}), spec(num_episodes=16))
     study = optuna.load_study(study_name="grpo_hpo", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))))
     steps = {t.params["per_device_train_batch_size"]: sorted(t.intermediate_values) for t in study.trials}
