@@ -44,7 +44,11 @@ class HPOConfig:
       are retrained with ``validation_seeds`` fresh seeds at one equal budget
       (``validation_episodes``, default: the largest budget among them) and scored on the test
       scenarios; the gain over the baseline comes with a 95% confidence interval (see
-      validation.py). ``validation_top_k=0`` turns it off.
+      validation.py). ``validation_top_k=0`` turns it off. ``validation_max_seeds`` (default:
+      ``validation_seeds``, a fixed design) makes it sequential: one more seed per
+      configuration at a time, until the interval excludes 0, or rules out every gain of
+      ``min_effect`` or more, or the seeds run out; each look's interval is widened so that
+      the looks together keep the nominal error rate (Bonferroni over the planned looks).
     - ``objective_metrics`` (with ``directions``, one per metric, default ``direction`` for
       each) makes a multi-objective study (backend "optuna"); the summary then holds the
       Pareto front. ``objective_metric``/``direction`` become the first of them, which is
@@ -95,6 +99,8 @@ class HPOConfig:
     validation_top_k: int = 3
     validation_seeds: int = 3
     validation_episodes: Optional[int] = None
+    validation_max_seeds: Optional[int] = None
+    min_effect: Optional[float] = None
 
     n_parallel_trials: int = 1
     gpu_per_trial: Optional[float] = None
@@ -119,6 +125,8 @@ class HPOConfig:
             "validation_top_k": integer(0),
             "validation_seeds": integer(1),
             "validation_episodes": integer(1, optional=True),
+            "validation_max_seeds": integer(2, optional=True),
+            "min_effect": number(0.0, strict=True, optional=True),
             "n_parallel_trials": integer(1),
             "gpu_per_trial": number(0.0, strict=False, optional=True),
             "cpu_per_trial": number(0.0, strict=True, optional=True),
@@ -139,6 +147,9 @@ class HPOConfig:
                              "(a fraction below 1 packs several trials on one GPU)")
         if not isinstance(self.objective_metric, str) or not self.objective_metric.strip():
             raise ValueError(f"HPOConfig.objective_metric must be a non-empty string, got {self.objective_metric!r}")
+        if self.validation_max_seeds is not None and self.validation_max_seeds < self.validation_seeds:
+            raise ValueError(f"HPOConfig.validation_max_seeds ({self.validation_max_seeds}) must be at least "
+                             f"validation_seeds ({self.validation_seeds})")
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
             raise ValueError(f"HPOConfig.output_dir must be a path, got {self.output_dir!r}")
         if isinstance(self.search_space, Mapping):

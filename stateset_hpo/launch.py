@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the search, retrain the recommendation (the search's best), the next K-1 and the "
                         "baseline with fresh seeds and test them (default 3; 0: off)")
     p.add_argument("--validation-seeds", type=int, help="seeds per validated configuration (default 3)")
+    p.add_argument("--validation-max-seeds", type=int,
+                   help="validate sequentially: add seeds one at a time up to this many, until the verdict is clear "
+                        "(default: exactly --validation-seeds)")
+    p.add_argument("--min-effect", type=float,
+                   help="the smallest gain worth having: sequential validation also stops once its interval rules "
+                        "out every gain this large")
     p.add_argument("--validation-episodes", type=int,
                    help="episodes every validated configuration trains on (default: the largest budget among them)")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
@@ -124,7 +130,8 @@ _PLAIN_FLAGS = {
     "n_parallel_trials": "n_parallel_trials", "gpu_per_trial": "gpu_per_trial",
     "cpu_per_trial": "cpu_per_trial", "output_dir": "output_dir", "study_name": "study_name",
     "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
-    "validation_episodes": "validation_episodes",
+    "validation_episodes": "validation_episodes", "validation_max_seeds": "validation_max_seeds",
+    "min_effect": "min_effect",
 }
 
 

@@ -107,7 +107,11 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
              get_backend(config.backend).describe(config),
              "objective: " + ", ".join(f"{m} ({d})" for m, d in config.objectives)
              + (f"; validation: top {config.validation_top_k} and the baseline retrained with "
-                f"{config.validation_seeds} seeds, scored on the test scenarios" if config.validation_top_k
+                f"{config.validation_seeds} seeds"
+                + (f" (sequentially up to {config.validation_max_seeds}"
+                   + (f", or until a gain of {config.min_effect:g} is ruled out" if config.min_effect else "") + ")"
+                   if config.validation_max_seeds and config.validation_max_seeds > config.validation_seeds else "")
+                + ", scored on the test scenarios" if config.validation_top_k
                 else "; no validation")]
     if spec.objective is None:
         lines.append("reward (its declared weights score every evaluation; a space's *_weight parameters "

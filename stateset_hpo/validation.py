@@ -27,7 +27,7 @@ import dataclasses
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .comparison import BETTER, UNSTABLE, paired_gain, seed_scores, sentence
+from .comparison import BETTER, NO_DIFFERENCE, UNSTABLE, UNTESTED, interval, paired_gain, seed_scores, sentence
 from .config import HPOConfig
 from .diagnosis import error_line
 from .results import HPOResult, HPOSummary, TrialStatus, direction_sign
@@ -71,13 +71,24 @@ def validation_budget(config: HPOConfig, spec: TrialSpec, points: Sequence[Dict[
     return max(int(p.get("num_episodes", spec.base_config.num_episodes)) for p in points)
 
 
-def seeded_points(spec: TrialSpec, config: HPOConfig, points, budget: Optional[int]):
-    """[(label, params with the equal budget and a fresh seed)], ``validation_seeds`` per point,
+def seeded_points(spec: TrialSpec, points, budget: Optional[int], seeds: range):
+    """[(label, params with the equal budget and a fresh seed)], one per point and seed index,
     the same seeds for every point (the comparison is paired by seed)."""
     base = spec.base_config.seed
     fixed = {} if budget is None else {"num_episodes": budget}
-    return [(label, {**params, **fixed, "seed": base + SEED_OFFSET + i})
-            for label, _, params in points for i in range(config.validation_seeds)]
+    return [(label, {**params, **fixed, "seed": base + SEED_OFFSET + i}) for label, _, params in points for i in seeds]
+
+
+def decided(comparison: Dict, min_effect: Optional[float]) -> bool:
+    """Whether a sequential validation can stop: the verdict is clear, or the interval rules
+    out every gain of ``min_effect`` or more (no gain worth having is left to find)."""
+    if comparison.get("gain") is None:  # no seed finished for both: more seeds will not help
+        return True
+    if comparison["verdict"] == UNTESTED:  # one seed so far
+        return False
+    if comparison["verdict"] != NO_DIFFERENCE:  # better, worse, or failing in some seeds
+        return True
+    return min_effect is not None and interval(comparison)[1] < min_effect
 
 
 def test_metric(objective: str, metrics: Dict[str, Any]) -> Tuple[str, bool]:
@@ -94,21 +105,34 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
     baseline, space_defaults_differ = baseline_point(spec, space)
     points = candidates(summary, baseline, config.validation_top_k)
     budget = None if spec.objective is not None else validation_budget(config, spec, [p for _, _, p in points])
-    runs = seeded_points(spec, config, points, budget)
-    unique = []  # a recommendation equal to the baseline is trained once per seed, not twice
-    for _, params in runs:
-        if params not in unique:
-            unique.append(params)
+    max_seeds = config.validation_max_seeds or config.validation_seeds
+    looks = max_seeds - config.validation_seeds + 1  # planned: one more seed per look
     test_spec = dataclasses.replace(spec, test_at_end=True, health=None)  # each run trains to its end
-    if config.verbose:  # (these runs fire no study callbacks: the progress view is the search's)
-        print(f"validating: {', '.join(label for label, _, _ in points)} retrained with {config.validation_seeds} "
-              f"fresh seeds each" + (f" at {budget} episodes" if budget else "")
-              + f" ({len(unique)} runs), scored on the test scenarios", flush=True)
-    # through the study's backend: on Ray they are Tune trials with the study's resources
-    finished = get_backend(config.backend).run(config, test_spec, space, points=unique)
-    block = summarise(config.objective_metric, config.direction, points, runs, finished)
+    # the test conversations' topics: conversations of one topic are not independent evidence
+    topics = None if spec.objective is not None else [s.topic for s in spec.environment.test_scenarios]
+    finished: List[HPOResult] = []
+    done, seeds = 0, config.validation_seeds
+    while True:
+        unique = []  # a recommendation equal to the baseline is trained once per seed, not twice
+        for _, params in seeded_points(spec, points, budget, range(done, seeds)):
+            if params not in unique:
+                unique.append(params)
+        if config.verbose:  # (these runs fire no study callbacks: the progress view is the search's)
+            print(f"validating: {', '.join(label for label, _, _ in points)} retrained with "
+                  + (f"{seeds - done} fresh seed(s) each" if done else f"{seeds} fresh seeds each")
+                  + (f" at {budget} episodes" if budget else "")
+                  + f" ({len(unique)} runs), scored on the test scenarios", flush=True)
+        # through the study's backend: on Ray they are Tune trials with the study's resources
+        finished += get_backend(config.backend).run(config, test_spec, space, points=unique)
+        runs = seeded_points(spec, points, budget, range(seeds))
+        block = summarise(config.objective_metric, config.direction, points, runs, finished, topics, looks)
+        if seeds >= max_seeds or decided(block["comparison"], config.min_effect):
+            break
+        done, seeds = seeds, seeds + 1
     block["budget_episodes"] = budget
     block["space_defaults_differ"] = space_defaults_differ
+    if looks > 1:
+        block["sequential"] = {"max_seeds": max_seeds, "seeds_used": seeds, "min_effect": config.min_effect}
     return block
 
 
@@ -119,9 +143,10 @@ def _per_conversation(metric: str, metrics: Dict[str, Any]) -> List[float]:
     return [v for _, v in items] if items else [metrics[metric]]
 
 
-def summarise(objective: str, direction: str, points, runs, finished: List[HPOResult]) -> Dict:
+def summarise(objective: str, direction: str, points, runs, finished: List[HPOResult],
+              topics: Optional[Sequence[str]] = None, looks: int = 1) -> Dict:
     """Group the finished runs by configuration, then compare the recommendation with the
-    baseline (paired by seed and conversation)."""
+    baseline (paired by seed and conversation; with ``topics``, by seed and topic)."""
     roles = {label: role for label, role, _ in points}
     by_label: Dict[str, Dict] = {}
     rows: Dict[str, Dict[int, List[float]]] = {}
@@ -147,7 +172,8 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
         entry["mean"] = statistics.fmean(entry["scores"]) if entry["scores"] else None
         entry["std"] = statistics.stdev(entry["scores"]) if len(entry["scores"]) > 1 else (0.0 if entry["scores"] else None)
     recommended = next(label for label, role, _ in points if role == "recommended")
-    comparison = paired_gain(rows.get(recommended, {}), rows.get(BASELINE, {}), direction_sign(direction))
+    comparison = paired_gain(rows.get(recommended, {}), rows.get(BASELINE, {}), direction_sign(direction),
+                             groups=topics if held_out else None, looks=looks)
     # the data the interval rests on, so it can be recomputed from summary.json
     comparison["scores_by_seed"] = {role: {str(seed): row for seed, row in rows.get(label, {}).items()}
                                     for role, label in (("recommended", recommended), ("baseline", BASELINE))}

@@ -2,7 +2,7 @@
 
 Left, each validation seed's mean test score of the baseline and of the recommendation, joined
 by a line (the comparison is paired by seed: a line rising for every seed is what a real gain
-looks like); right, the gain with its 95% interval against 0. Inline SVG, so the report stays
+looks like); right, the gain with the interval its verdict rests on, against 0. Inline SVG, so the report stays
 one plain HTML file with no scripts and needs no plotting library.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import statistics
 from typing import Dict, List, Optional
+
+from .comparison import interval
 
 WIDTH, HEIGHT, TOP, BOTTOM = 620, 230, 30, 190
 
@@ -44,13 +46,14 @@ def verdict_svg(comparison: Dict, recommended: str, metric: str) -> Optional[str
         parts.append(f"<line x1='{x_base}' y1='{y(b):.1f}' x2='{x_rec}' y2='{y(r):.1f}' stroke='{colour}' "
                      f"stroke-width='1.5'><title>seed {html.escape(str(seed))}: {b:.4f} -> {r:.4f}</title></line>")
         parts += [f"<circle cx='{x}' cy='{y(v):.1f}' r='3.5' fill='{colour}'/>" for x, v in ((x_base, b), (x_rec, r))]
-    gain, ci = comparison.get("gain"), comparison.get("ci95")
+    gain, ci = comparison.get("gain"), interval(comparison)
     if gain is not None:
         ends = [gain, 0.0] + (list(ci) if ci else [])
         pad = (max(ends) - min(ends)) * 0.15 or 0.01
         x = _scale(min(ends) - pad, max(ends) + pad, 340, WIDTH - 30)
         mid = (TOP + BOTTOM) / 2
-        parts += [f"<text x='340' y='16'>gain, 95% interval ({html.escape(str(comparison.get('verdict')))})</text>",
+        level = comparison.get("level_adjusted", 0.95)
+        parts += [f"<text x='340' y='16'>gain, {level:.1%} interval ({html.escape(str(comparison.get('verdict')))})</text>",
                   f"<line x1='{x(0):.1f}' y1='{TOP}' x2='{x(0):.1f}' y2='{BOTTOM}' stroke='#999' stroke-dasharray='4'/>",
                   f"<text x='{x(0):.1f}' y='{BOTTOM + 22}' text-anchor='middle' font-size='11'>0</text>"]
         if ci:

@@ -191,3 +191,79 @@ def test_a_score_that_is_not_held_out_is_named_in_the_sentence(tmp_path):
     v = summary.validation
     assert not v["held_out"] and v["metric"] == "eval_reward"
     assert "eval_reward is not a held-out score" in v["sentence"]
+
+
+def _null_with_topic_effects(studies, grouped, seeds=5, topics=5, per_topic=14, rng_seed=0):
+    """Share of null comparisons called significant when a configuration x topic effect exists
+    (each study draws its topics' effects around 0: over all topics, no gain)."""
+    rng = random.Random(rng_seed)
+    groups = [f"topic{t}" for t in range(topics) for _ in range(per_topic)]
+    called = 0
+    for _ in range(studies):
+        effect = [rng.gauss(0, 0.03) for _ in range(topics)]
+        candidate, baseline = {}, {}
+        for s in range(seeds):
+            shift = rng.gauss(0, 0.01)
+            baseline[s] = [0.5 + rng.gauss(0, 0.1) for _ in groups]
+            candidate[s] = [0.5 + shift + effect[t] + rng.gauss(0, 0.1) for t in range(topics) for _ in range(per_topic)]
+        called += paired_gain(candidate, baseline, groups=groups if grouped else None)["verdict"] != NO_DIFFERENCE
+    return called / studies
+
+
+def test_topic_clustered_effects_do_not_make_the_test_liberal():
+    """70 test conversations are 5 topics x 14 wordings: treated as independent, 11% of null
+    comparisons were called significant at 5 seeds; with topic as a level of the design, at
+    most the nominal 5% (two-sided)."""
+    assert _null_with_topic_effects(400, grouped=False) > 0.07  # the check can fail: the old test is liberal
+    assert _null_with_topic_effects(400, grouped=True) <= 0.05
+    c = paired_gain({0: [0.6, 0.7, 0.5], 1: [0.6, 0.8, 0.5]}, {0: [0.5] * 3, 1: [0.5] * 3}, groups=["a", "a", "b"])
+    assert c["n_groups"] == 2 and c["df"] == 1 and c["gain"] == pytest.approx((0.175 + 0.0) / 2)  # topics weigh equally
+
+
+def test_sequential_validation_adds_seeds_until_the_verdict_is_clear_and_keeps_its_error_rate(tmp_path):
+    calls = []
+    objective = _objective(select_gain=0.05, test_gain=0.003)  # a gain too small to see at 3 seeds
+
+    def counted(params):
+        calls.append(params.get("seed"))
+        return objective(params)
+
+    summary = study(tmp_path, counted, validation_top_k=1, validation_max_seeds=6)
+    v, c = summary.validation, summary.validation["comparison"]
+    assert v["sequential"]["seeds_used"] == len(v["configurations"][0]["seeds"]) >= 4  # it looked again
+    assert sorted({s for s in calls if s is not None}) == list(range(10_000, 10_000 + v["sequential"]["seeds_used"]))
+    assert c["looks"] == 4 and c["level_adjusted"] == pytest.approx(1 - 0.05 / 4)
+    low, high = c["ci_adjusted"]
+    assert low < c["ci95"][0] and high > c["ci95"][1]  # wider: four looks share the 5%
+    assert "adjusted for 4 planned looks" in v["sentence"] and "smallest gain it could detect" in v["sentence"]
+    # a clear gain stops at the first look; min_effect stops once no gain that large is left
+    clear = study(tmp_path / "clear", _objective(select_gain=0.05, test_gain=0.05), validation_top_k=1,
+                  validation_max_seeds=6)
+    assert clear.validation["sequential"]["seeds_used"] == 3 and clear.validation["comparison"]["verdict"] == BETTER
+    null = study(tmp_path / "null", _objective(select_gain=0.05, test_gain=0.0), validation_top_k=1,
+                 validation_max_seeds=8, min_effect=0.5)
+    assert null.validation["sequential"]["seeds_used"] == 3  # nothing near +0.5 was left at the first look
+    with pytest.raises(ValueError, match="validation_max_seeds .2. must be at least validation_seeds .3."):
+        HPOConfig(validation_max_seeds=2)
+
+
+def test_sequential_looks_keep_the_false_positive_rate():
+    """Adding seeds until the interval excludes 0 would find a 'gain' in a null far more often than
+    5% without the adjustment; with it, at most the nominal rate."""
+    rng = random.Random(1)
+
+    def null_study(looks_adjusted):
+        cand, base = {}, {}
+        for s in range(8):
+            shift = rng.gauss(0, 0.03)
+            base[s] = [0.5 + rng.gauss(0, 0.05) for _ in range(20)]
+            cand[s] = [0.5 + shift + rng.gauss(0, 0.05) for _ in range(20)]
+            if s >= 2:
+                c = paired_gain({k: cand[k] for k in cand}, {k: base[k] for k in base}, looks=6 if looks_adjusted else 1)
+                if c["verdict"] != NO_DIFFERENCE:
+                    return True
+        return False
+
+    naive = sum(null_study(False) for _ in range(300)) / 300
+    adjusted = sum(null_study(True) for _ in range(300)) / 300
+    assert naive > 0.08 and adjusted <= 0.05, (naive, adjusted)
