@@ -1,14 +1,19 @@
 """Does a study's answer deserve trust? Two checks of the whole pipeline (search, recommendation,
 validation, paired interval), with their figures printed.
 
-A/A: a study whose parameter cannot change the outcome (a custom objective returning paired
-noise: a difficulty per test conversation, a shift per training run, noise per cell; runs in
-milliseconds), repeated many times. The share of studies that report a significant gain must
-be at most 5% (the interval is two-sided at 95%, so about 2.5% is expected).
+A/A: a study whose parameter cannot change the expected outcome (a custom objective; runs in
+milliseconds), repeated many times. Its scores have the structure real validation data has: a
+difficulty per test conversation; a shift per training seed, shared by every configuration
+trained with that seed (the comparison is paired by seed) plus each run's own; and, per
+configuration, an effect per topic and per conversation (5 topics x 12 conversations), drawn
+around 0: a configuration may suit this study's topics better by chance, but not topics in
+general, so a "significant gain" is a false claim. Target: claims of a gain at most the
+nominal 2.5% (one side of a 95% interval); the bench fails when the one-sided 95% lower
+binomial bound of the observed rate is above it.
 
 A/B: the tiny model, a learning-rate space whose baseline (the base config's lr 1e-5) learns
-far too slowly. The study should report a significant gain, and the recommended configuration's
-test score should beat the baseline's.
+far too slowly. The study should report a significant gain (the bench fails otherwise), and
+the recommended configuration's test score should beat the baseline's.
 
     python bench/validity.py                 # both (A/B: a few minutes on 2 CPU cores)
     python bench/validity.py --ab-only       # or --aa-only, --aa-studies 200
@@ -34,26 +39,33 @@ from stateset_hpo.study import run_study  # noqa: E402
 from stateset_hpo.trial import TrialSpec  # noqa: E402
 
 LR = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=3e-3, default=1e-5)])
-CONVERSATIONS = 60
+TOPICS, PER_TOPIC = 5, 12
+CONVERSATIONS = TOPICS * PER_TOPIC
+TOPIC_OF = [f"topic{c // PER_TOPIC}" for c in range(CONVERSATIONS)]
 
 
 def null_objective(study: int):
-    """Scores that no parameter moves: per (study, conversation) difficulty, per-run shift, cell noise."""
+    """Scores whose expectation no parameter moves (see the module docstring)."""
     difficulty = [random.Random(f"{study}/{c}").uniform(0.2, 0.8) for c in range(CONVERSATIONS)]
     runs = iter(range(10 ** 9))
 
     def objective(params):
-        rng = random.Random(f"{study}/{next(runs)}")  # every run draws fresh noise, whatever its params
-        shift = rng.gauss(0, 0.03)
+        rng = random.Random(f"{study}/run/{next(runs)}")  # every run's own noise, whatever its params
+        seed_shift = random.Random(f"{study}/seed/{params.get('seed')}").gauss(0, 0.03)  # shared by a seed's runs
+        config = random.Random(f"{study}/config/{params['learning_rate']!r}")  # this configuration's luck
+        topic = [config.gauss(0, 0.02) for _ in range(TOPICS)]
+        conversation = [config.gauss(0, 0.02) for _ in range(CONVERSATIONS)]
+        shift = seed_shift + rng.gauss(0, 0.02)
         metrics = {"eval_reward": 0.5 + shift + rng.gauss(0, 0.02)}
         for c in range(CONVERSATIONS):
-            metrics[f"test_reward[{c}]"] = difficulty[c] + shift + rng.gauss(0, 0.1)
+            metrics[f"test_reward[{c}]"] = (difficulty[c] + topic[c // PER_TOPIC] + conversation[c] + shift
+                                            + rng.gauss(0, 0.1))
         metrics["test_reward"] = statistics.fmean(metrics[f"test_reward[{c}]"] for c in range(CONVERSATIONS))
         return metrics
     return objective
 
 
-def aa(studies: int, trials: int, seeds: int) -> None:
+def aa(studies: int, trials: int, seeds: int, topics: bool = True) -> bool:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     verdicts = []
     start = time.perf_counter()
@@ -62,17 +74,26 @@ def aa(studies: int, trials: int, seeds: int) -> None:
             config = HPOConfig(backend="optuna", search_space=LR, n_trials=trials, output_dir=folder, verbose=False,
                                save_plots=False, validation_top_k=1, validation_seeds=seeds,
                                optuna_config={"seed": study, "pruner": "none"})
-            summary = run_study(config, TrialSpec(objective=null_objective(study)))
+            summary = run_study(config, TrialSpec(objective=null_objective(study),
+                                                        test_topics=TOPIC_OF if topics else None))
             verdicts.append(summary.validation["comparison"]["verdict"])
     n = len(verdicts)
     better, worse = verdicts.count("better"), verdicts.count("worse")
     print(f"A/A: {n} studies ({trials} trials, {seeds} validation seeds x {CONVERSATIONS} test conversations each) "
-          f"in {time.perf_counter() - start:.1f} s")
-    print(f"A/A: significant gain reported in {better}/{n} = {better / n:.1%} (target <= 5%); "
-          f"significant loss in {worse}/{n} = {worse / n:.1%}; no difference in {n - better - worse}/{n}")
+          f"in {time.perf_counter() - start:.1f} s" + ("" if topics else ", topics ignored (conversations independent)"))
+    from scipy.stats import beta
+
+    low = beta.ppf(0.05, better, n - better + 1) if better else 0.0  # one-sided 95% lower bound (Clopper-Pearson)
+    high = beta.ppf(0.95, better + 1, n - better)
+    print(f"A/A: significant gain reported in {better}/{n} = {better / n:.1%} (one-sided 90% interval "
+          f"[{low:.1%}, {high:.1%}]; target: the nominal 2.5%); significant loss in {worse}/{n} = {worse / n:.1%}; "
+          f"no difference in {n - better - worse}/{n}")
+    ok = low <= 0.025
+    print("A/A: " + ("OK" if ok else "FAIL: false gains above the nominal rate"))
+    return ok
 
 
-def ab(trials: int, episodes: int, seeds: int) -> None:
+def ab(trials: int, episodes: int, seeds: int) -> bool:
     base = TrainingConfig(learning_rate=1e-5, num_episodes=episodes, per_device_train_batch_size=4, group_size=8,
                           max_new_tokens=48, eval_max_new_tokens=48, include_value_function=False, warmup_ratio=0.0)
     spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
@@ -91,24 +112,31 @@ def ab(trials: int, episodes: int, seeds: int) -> None:
         print(f"A/B:   {e['label']:<10} lr={lr:.2e}  {v['metric']} = {e['mean']:.4f} +- {e['std']:.4f}  "
               f"per seed {[round(x, 4) for x in e['scores']]}")
     print(f"A/B: {v['sentence']}")
+    ok = v["comparison"]["verdict"] == "better"
+    print("A/B: " + ("OK" if ok else "FAIL: the study did not find the gain"))
+    return ok
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aa-studies", type=int, default=200)
     parser.add_argument("--aa-trials", type=int, default=8)
     parser.add_argument("--ab-trials", type=int, default=6)
     parser.add_argument("--ab-episodes", type=int, default=192)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--ignore-topics", action="store_true",
+                        help="A/A with the test conversations taken as independent (the design before topics)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--aa-only", action="store_true")
     which.add_argument("--ab-only", action="store_true")
     args = parser.parse_args()
+    ok = True
     if not args.ab_only:
-        aa(args.aa_studies, args.aa_trials, args.seeds)
+        ok &= aa(args.aa_studies, args.aa_trials, args.seeds, topics=not args.ignore_topics)
     if not args.aa_only:
-        ab(args.ab_trials, args.ab_episodes, args.seeds)
+        ok &= ab(args.ab_trials, args.ab_episodes, args.seeds)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

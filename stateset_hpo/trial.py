@@ -44,7 +44,10 @@ class TrialSpec:
     once, as iteration 1, so nothing can be pruned or checkpointed mid-way.
 
     ``test_at_end`` adds the test split's scores (``test_*``) to the last iteration's metrics:
-    validation sets it; search trials never see the test split.
+    validation sets it; search trials never see the test split. ``test_topics`` (custom
+    objectives that score test conversations, ``test_<metric>[i]``): each conversation's topic,
+    so the validation's interval treats a topic's conversations as one cluster, as it does for
+    the engine's own test scenarios.
 
     ``health`` are the rules that stop a trial that cannot learn or has collapsed (see
     health.py; HPOConfig.health_rules sets them for a study); None turns them off, as the
@@ -59,6 +62,7 @@ class TrialSpec:
     objective: Optional[Callable[[Dict[str, Any]], Mapping[str, float]]] = None
     test_at_end: bool = False
     health: Optional[HealthRules] = field(default_factory=HealthRules)
+    test_topics: Optional[Sequence[str]] = None
 
     @classmethod
     def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
