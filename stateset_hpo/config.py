@@ -125,7 +125,7 @@ class HPOConfig:
             "validation_top_k": integer(0),
             "validation_seeds": integer(1),
             "validation_episodes": integer(1, optional=True),
-            "validation_max_seeds": integer(2, optional=True),
+            "validation_max_seeds": integer(1, optional=True),
             "min_effect": number(0.0, strict=True, optional=True),
             "n_parallel_trials": integer(1),
             "gpu_per_trial": number(0.0, strict=False, optional=True),
