@@ -49,6 +49,10 @@ class HPOConfig:
       configuration at a time, until the interval excludes 0, or rules out every gain of
       ``min_effect`` or more, or the seeds run out; each look's interval is widened so that
       the looks together keep the nominal error rate (Bonferroni over the planned looks).
+    - ``race_seeds`` (default 0, off) / ``race_top_k`` (default 3): before the recommendation is
+      named, the search's top ``race_top_k`` configurations are trained again with
+      ``race_seeds`` fresh seeds each on the selection split and ranked by their mean
+      (racing.py); their cost counts in the study's.
     - ``objective_metrics`` (with ``directions``, one per metric, default ``direction`` for
       each) makes a multi-objective study (backend "optuna"); the summary then holds the
       Pareto front. ``objective_metric``/``direction`` become the first of them, which is
@@ -101,6 +105,8 @@ class HPOConfig:
     validation_episodes: Optional[int] = None
     validation_max_seeds: Optional[int] = None
     min_effect: Optional[float] = None
+    race_seeds: int = 0
+    race_top_k: int = 3
 
     n_parallel_trials: int = 1
     gpu_per_trial: Optional[float] = None
@@ -127,6 +133,8 @@ class HPOConfig:
             "validation_episodes": integer(1, optional=True),
             "validation_max_seeds": integer(1, optional=True),
             "min_effect": number(0.0, strict=True, optional=True),
+            "race_seeds": integer(0),
+            "race_top_k": integer(2),
             "n_parallel_trials": integer(1),
             "gpu_per_trial": number(0.0, strict=False, optional=True),
             "cpu_per_trial": number(0.0, strict=True, optional=True),

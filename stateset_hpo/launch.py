@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-effect", type=float,
                    help="the smallest gain worth having: sequential validation also stops once its interval rules "
                         "out every gain this large")
+    p.add_argument("--race-seeds", type=int,
+                   help="before naming the recommendation, train the search's top --race-top-k configurations "
+                        "again with this many fresh seeds each and rank them by their mean (default 0: off)")
+    p.add_argument("--race-top-k", type=int, help="how many top configurations race (default 3)")
     p.add_argument("--validation-episodes", type=int,
                    help="episodes every validated configuration trains on (default: the largest budget among them)")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
@@ -131,7 +135,7 @@ _PLAIN_FLAGS = {
     "cpu_per_trial": "cpu_per_trial", "output_dir": "output_dir", "study_name": "study_name",
     "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
     "validation_episodes": "validation_episodes", "validation_max_seeds": "validation_max_seeds",
-    "min_effect": "min_effect",
+    "min_effect": "min_effect", "race_seeds": "race_seeds", "race_top_k": "race_top_k",
 }
 
 

@@ -73,6 +73,12 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
     study_line += "</p>"
     stopped = "".join(f" &middot; stopped by {html.escape(who)}: {n}" for who, n in sorted(summary.stopped_by.items()))
     diagnosis = "".join(f"<p><b>{html.escape(line)}</b></p>" for line in why_no_success(summary))
+    if summary.racing:
+        diagnosis += ("<p>raced before naming the recommendation (mean of the objective over the search's run and "
+                      f"{summary.racing['seeds']} more seed(s)): "
+                      + ", ".join(f"trial {html.escape(t)} {_fmt(e['mean'])}" + (f" ({e['failed']} failed)"
+                                                                              if e["failed"] else "")
+                                  for t, e in summary.racing["trials"].items()) + "</p>")
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"

@@ -233,6 +233,7 @@ class HPOSummary:
     validation: Optional[Dict[str, Any]] = None  # see stateset_hpo.validation
     constraints: Optional[Constraints] = None
     ended_by: Optional[str] = None  # why the search ended before n_trials (the budget, patience), or None
+    racing: Optional[Dict[str, Any]] = None  # the top candidates run again on more seeds (see racing.py)
     # the replaced system's counts, accepted when building a summary and checked against
     # all_results (they are computed from it: n_trials, n_successful; read back as properties)
     total_trials: InitVar[Optional[int]] = None
@@ -257,8 +258,17 @@ class HPOSummary:
 
     def ranked(self) -> List[HPOResult]:
         """The successful trials with an objective value, best first: the only trials the
-        study compares (a pruned trial's value comes from a run cut short)."""
-        return ranked(self.all_results, self.direction, self.constraints)
+        study compares (a pruned trial's value comes from a run cut short). Trials that were
+        raced (racing.py) come first, by their mean over every run, any with a failed run last
+        among them."""
+        scored = ranked(self.all_results, self.direction, self.constraints)
+        raced = (self.racing or {}).get("trials", {})
+        if not raced:
+            return scored
+        sign = direction_sign(self.direction)
+        first = sorted((r for r in scored if r.trial_id in raced),
+                       key=lambda r: (raced[r.trial_id]["failed"] > 0, -sign * raced[r.trial_id]["mean"]))
+        return first + [r for r in scored if r.trial_id not in raced]
 
     @property
     def best_params(self) -> Dict[str, Any]:
@@ -324,8 +334,8 @@ class HPOSummary:
 
     @property
     def cost(self) -> Dict[str, float]:
-        """What every trial of the search consumed, added up (see cost.py)."""
-        return total([r.cost for r in self.all_results])
+        """What every trial of the search consumed, added up (see cost.py), with the racing runs."""
+        return total([r.cost for r in self.all_results] + [(self.racing or {}).get("cost", {})])
 
     @property
     def cost_to_recommendation(self) -> Optional[Dict[str, float]]:
@@ -335,7 +345,7 @@ class HPOSummary:
         if best is None:
             return None
         upto = self.all_results[:self.all_results.index(best) + 1]
-        return total([r.cost for r in upto])
+        return total([r.cost for r in upto] + [(self.racing or {}).get("cost", {})])  # (racing named it)
 
     @property
     def gain(self) -> Optional[Tuple[float, str]]:
@@ -374,6 +384,7 @@ class HPOSummary:
             "validation": json_safe(self.validation),
             "constraints": self.constraints,
             "ended_by": self.ended_by,
+            "racing": json_safe(self.racing),
             "total_time": self.total_time,
             "n_trials": self.n_trials,
             "n_successful": self.n_successful,
@@ -459,6 +470,12 @@ class HPOSummary:
                 lines.append(f"the space's defaults (trial {self.baseline_trial_id}, the search's first): "
                              f"{fmt(self.baseline_metric)}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
+            if self.racing:
+                lines.append(f"raced on {self.racing['seeds']} more seed(s) each before naming it (mean {self.objective_metric}"
+                             " over every run): " + ", ".join(
+                                 f"trial {t} {e['mean']:.4f}" + (f" ({e['failed']} failed)" if e["failed"] else "")
+                                 for t, e in sorted(self.racing["trials"].items(),
+                                                    key=lambda te: [r.trial_id for r in self.ranked()].index(te[0]))))
         lines += self.validation_lines()
         if best is not None:
             lines.append(f"cost of the search up to the recommendation: {describe_cost(self.cost_to_recommendation)}")

@@ -23,6 +23,7 @@ from .grpo import TrainingConfig
 from .grpo.judge import JudgeReward
 from .health import HealthRules
 from .progress import StudyProgress
+from .racing import race
 from .results import HPOSummary
 from .search.base import get_backend
 from .study_monitor import StudyMonitor
@@ -112,7 +113,9 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
                    + (f", or until a gain of {config.min_effect:g} is ruled out" if config.min_effect else "") + ")"
                    if config.validation_max_seeds and config.validation_max_seeds > config.validation_seeds else "")
                 + ", scored on the test scenarios" if config.validation_top_k
-                else "; no validation")]
+                else "; no validation")
+             + (f"; racing: the top {config.race_top_k} trained again with {config.race_seeds} fresh seed(s) each "
+                "before the recommendation is named" if config.race_seeds else "")]
     if spec.objective is None:
         lines.append("reward (its declared weights score every evaluation; a space's *_weight parameters "
                      "reweigh training only): " + ", ".join(
@@ -160,8 +163,9 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
                              baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
                              directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by)
         summary.write(config.output_dir)  # the search's results are safe before validation
+        summary.racing = race(config, spec, space, summary)  # (may change which trial is recommended)
         summary.validation = run_validation(config, spec, space, summary)
-    if summary.validation is not None:
+    if summary.validation is not None or summary.racing is not None:
         summary.write(config.output_dir)
     if config.save_plots:
         from .plots import save_plots

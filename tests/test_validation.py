@@ -267,3 +267,26 @@ def test_sequential_looks_keep_the_false_positive_rate():
     naive = sum(null_study(False) for _ in range(300)) / 300
     adjusted = sum(null_study(True) for _ in range(300)) / 300
     assert naive > 0.08 and adjusted <= 0.05, (naive, adjusted)
+
+
+def test_racing_reruns_the_top_candidates_and_names_the_best_on_average(tmp_path):
+    """One lucky run flatters low learning rates on the selection score; run again with fresh
+    seeds, the higher ones are better on average, and the raced recommendation says so."""
+    import math
+
+    def objective(params):
+        decades = math.log10(params["learning_rate"] / 1e-5)
+        luck = 0.3 * (3 - decades) / 3 if params.get("seed") is None else 0.0  # the search's one run only
+        return {"eval_reward": 0.5 + 0.05 * decades + luck}
+
+    summary = study(tmp_path, objective, validation_top_k=0, race_seeds=2)
+    search_best = max((r for r in summary.all_results), key=lambda r: r.best_metric)
+    raced = summary.racing["trials"]
+    assert len(raced) == 3 and all(len(e["scores"]) == 3 and e["failed"] == 0 for e in raced.values())
+    contenders = [r for r in summary.all_results if r.trial_id in raced]
+    assert search_best.trial_id in raced and summary.best_trial_id != search_best.trial_id
+    assert summary.best_trial_id == max(contenders, key=lambda r: r.params["learning_rate"]).trial_id
+    assert summary.cost["wall_seconds"] > sum(r.cost["wall_seconds"] for r in summary.all_results)  # counted
+    text = summary.format_summary()
+    assert "raced on 2 more seed(s) each before naming it" in text
+    assert HPOSummary.load(tmp_path / "summary.json").best_trial_id == summary.best_trial_id
