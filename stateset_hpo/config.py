@@ -49,6 +49,10 @@ class HPOConfig:
       configuration at a time, until the interval excludes 0, or rules out every gain of
       ``min_effect`` or more, or the seeds run out; each look's interval is widened so that
       the looks together keep the nominal error rate (Bonferroni over the planned looks).
+    - ``validation_topics``: "random" (default) treats the test conversations' topics as a
+      sample of the topics the agent will meet, so the verdict holds for new topics and a gain
+      in only some of them is not called significant; "fixed" claims only new conversations of
+      these same topics (conversations as independent, more power). See comparison.py.
     - ``race_seeds`` (default 0, off) / ``race_top_k`` (default 3): before the recommendation is
       named, the search's top ``race_top_k`` configurations are trained again with
       ``race_seeds`` fresh seeds each on the selection split and ranked by their mean
@@ -107,6 +111,7 @@ class HPOConfig:
     min_effect: Optional[float] = None
     race_seeds: int = 0
     race_top_k: int = 3
+    validation_topics: str = "random"
 
     n_parallel_trials: int = 1
     gpu_per_trial: Optional[float] = None
@@ -135,6 +140,7 @@ class HPOConfig:
             "min_effect": number(0.0, strict=True, optional=True),
             "race_seeds": integer(0),
             "race_top_k": integer(2),
+            "validation_topics": one_of(("random", "fixed")),
             "n_parallel_trials": integer(1),
             "gpu_per_trial": number(0.0, strict=False, optional=True),
             "cpu_per_trial": number(0.0, strict=True, optional=True),

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before naming the recommendation, train the search's top --race-top-k configurations "
                         "again with this many fresh seeds each and rank them by their mean (default 0: off)")
     p.add_argument("--race-top-k", type=int, help="how many top configurations race (default 3)")
+    p.add_argument("--validation-topics", choices=["random", "fixed"],
+                   help="what the verdict generalises to: new topics (random, default) or new conversations of "
+                        "the test split's topics (fixed: more power)")
     p.add_argument("--validation-episodes", type=int,
                    help="episodes every validated configuration trains on (default: the largest budget among them)")
     p.add_argument("--gpu-per-trial", type=float, help="GPUs per trial worker (fractions allowed; default: auto)")
@@ -136,6 +139,7 @@ _PLAIN_FLAGS = {
     "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
     "validation_episodes": "validation_episodes", "validation_max_seeds": "validation_max_seeds",
     "min_effect": "min_effect", "race_seeds": "race_seeds", "race_top_k": "race_top_k",
+    "validation_topics": "validation_topics",
 }
 
 

@@ -290,3 +290,32 @@ def test_racing_reruns_the_top_candidates_and_names_the_best_on_average(tmp_path
     text = summary.format_summary()
     assert "raced on 2 more seed(s) each before naming it" in text
     assert HPOSummary.load(tmp_path / "summary.json").best_trial_id == summary.best_trial_id
+
+
+def test_a_gain_in_one_topic_is_no_gain_for_new_topics_but_is_for_these_ones(tmp_path):
+    import dataclasses
+    import math
+
+    topics = [f"topic{i // 8}" for i in range(N_TEST)]  # 5 topics x 8 conversations
+
+    def objective(params):
+        decades = math.log10(params["learning_rate"] / 1e-5)
+        rng = random.Random(f"{params}")
+        metrics = {"eval_reward": 0.5 + 0.01 * decades}
+        for i in range(N_TEST):  # a high learning rate helps the first topic only
+            metrics[f"test_reward[{i}]"] = 0.5 + (0.4 * decades / 3 if i < 8 else 0.0) + rng.gauss(0, 0.02)
+        metrics["test_reward"] = sum(metrics[f"test_reward[{i}]"] for i in range(N_TEST)) / N_TEST
+        return metrics
+
+    def verdict(folder, **fields):
+        spec = TrialSpec(objective=objective, base_config=TrainingConfig(learning_rate=1e-5), test_topics=topics)
+        config = HPOConfig(backend="optuna", search_space=LR, n_trials=6, output_dir=str(tmp_path / folder),
+                           verbose=False, save_plots=False, optuna_config={"seed": 0, "pruner": "none"},
+                           validation_top_k=1, validation_seeds=5, **fields)
+        return run_study(config, spec).validation
+
+    new_topics, these_topics = verdict("random"), verdict("fixed", validation_topics="fixed")
+    assert new_topics["comparison"]["n_groups"] == 5 and new_topics["comparison"]["verdict"] == NO_DIFFERENCE
+    assert "n_groups" not in these_topics["comparison"] and these_topics["comparison"]["verdict"] == BETTER
+    with pytest.raises(ValueError, match="validation_topics"):
+        HPOConfig(validation_topics="sometimes")
