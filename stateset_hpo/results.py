@@ -464,18 +464,20 @@ class HPOSummary:
                          + (f" within the constraints {describe_constraints(self.constraints)})" if self.constraints
                             else ")"))
         else:
+            named = "the best after racing" if self.racing else "the search's best"
             lines.append(f"recommended: trial {best.trial_id}  {self.objective_metric} = {fmt(best.best_metric)} "
-                         "(the search's best, chosen before validation)")
+                         f"({named}, chosen before validation)")
             if self.baseline_metric is not None and self.baseline_trial_id != best.trial_id:
                 lines.append(f"the space's defaults (trial {self.baseline_trial_id}, the search's first): "
                              f"{fmt(self.baseline_metric)}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
             if self.racing:
-                lines.append(f"raced on {self.racing['seeds']} more seed(s) each before naming it (mean {self.objective_metric}"
-                             " over every run): " + ", ".join(
-                                 f"trial {t} {e['mean']:.4f}" + (f" ({e['failed']} failed)" if e["failed"] else "")
-                                 for t, e in sorted(self.racing["trials"].items(),
-                                                    key=lambda te: [r.trial_id for r in self.ranked()].index(te[0]))))
+                raced = self.racing["trials"]
+                order = [r.trial_id for r in self.ranked() if r.trial_id in raced]
+                lines.append(f"raced on {self.racing['seeds']} more seed(s) each before naming it (mean "
+                             f"{self.objective_metric} over every run): " + ", ".join(
+                                 f"trial {t} {raced[t]['mean']:.4f}"
+                                 + (f" ({raced[t]['failed']} failed)" if raced[t]["failed"] else "") for t in order))
         lines += self.validation_lines()
         if best is not None:
             lines.append(f"cost of the search up to the recommendation: {describe_cost(self.cost_to_recommendation)}")
