@@ -52,7 +52,9 @@ def why_no_success(summary: "HPOSummary") -> List[str]:
         return []
     n = len(results)
     stopped = Counter(r.stopped_by for r in results if r.stopped_by)
-    failed = [r for r in results if r.status.value == "failed"]
+    from .results import TrialStatus  # (results imports this module)
+
+    failed = [r for r in results if r.status is TrialStatus.FAILED]
     lines = []
     if stopped:
         rule, count = stopped.most_common(1)[0]

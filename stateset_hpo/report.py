@@ -73,12 +73,13 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
     study_line += "</p>"
     stopped = "".join(f" &middot; stopped by {html.escape(who)}: {n}" for who, n in sorted(summary.stopped_by.items()))
     diagnosis = "".join(f"<p><b>{html.escape(line)}</b></p>" for line in why_no_success(summary))
+    racing = ""
     if summary.racing:
-        diagnosis += ("<p>raced before naming the recommendation (mean of the objective over the search's run and "
-                      f"{summary.racing['seeds']} more seed(s)): "
-                      + ", ".join(f"trial {html.escape(t)} {_fmt(e['mean'])}" + (f" ({e['failed']} failed)"
-                                                                              if e["failed"] else "")
-                                  for t, e in summary.racing["trials"].items()) + "</p>")
+        racing = ("<p>raced before naming the recommendation (mean of the objective over the search's run and "
+                  f"{summary.racing['seeds']} more seed(s)): "
+                  + ", ".join(f"trial {html.escape(t)} {_fmt(e['mean'])}" + (f" ({e['failed']} failed)"
+                                                                          if e["failed"] else "")
+                              for t, e in summary.racing["trials"].items()) + "</p>")
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
@@ -91,7 +92,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
 success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
 {summary.total_time:.1f} s{stopped} &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
-{study_line}{diagnosis}<h2>The recommendation against the baseline</h2>
+{study_line}{diagnosis}{racing}<h2>The recommendation against the baseline</h2>
 <table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
 <th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>

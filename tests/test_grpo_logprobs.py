@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from stateset_hpo.grpo import logprobs
-from stateset_hpo.grpo.logprobs import SampledDistribution, prompt_token_mask, token_logp_and_entropy
+from stateset_hpo.grpo.agent import SamplingSettings
+from stateset_hpo.grpo.logprobs import prompt_token_mask, token_logp_and_entropy
 
 
 def plain(logits, targets, temperature):
@@ -25,7 +26,7 @@ def test_values_and_gradients_match_the_plain_formulas(monkeypatch, chunk_bytes,
     grads = []
     for fn in (plain, lambda *a: token_logp_and_entropy(*a, entropy_grad=entropy_grad)):
         logits = base.clone().requires_grad_(True)
-        logp, entropy = fn(logits, targets, SampledDistribution(0.7)) if fn is not plain else fn(logits, targets, 0.7)
+        logp, entropy = fn(logits, targets, SamplingSettings(temperature=0.7)) if fn is not plain else fn(logits, targets, 0.7)
         expected = plain(base, targets, 0.7)
         torch.testing.assert_close(logp.detach(), expected[0].detach())
         torch.testing.assert_close(entropy.detach(), expected[1].detach())
@@ -49,7 +50,7 @@ def test_keeps_no_vocabulary_sized_float_tensor_for_backward(monkeypatch):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        logp, entropy = token_logp_and_entropy(logits, targets, SampledDistribution(), entropy_grad=False)
+        logp, entropy = token_logp_and_entropy(logits, targets, SamplingSettings(), entropy_grad=False)
     assert sum(saved) < float_copy / 4, f"{sum(saved)} bytes saved for backward (a float32 copy is {float_copy})"
     saved.clear()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -59,9 +60,9 @@ def test_keeps_no_vocabulary_sized_float_tensor_for_backward(monkeypatch):
     assert logits.grad is not None and torch.isfinite(logits.grad.float()).all()
 
 
-@pytest.mark.parametrize("dist", [SampledDistribution(0.7, top_k=5, top_p=0.8, repetition_penalty=1.3),
-                                  SampledDistribution(1.3, top_k=0, top_p=0.9),
-                                  SampledDistribution(1.0, top_k=3, repetition_penalty=1.2)])
+@pytest.mark.parametrize("dist", [SamplingSettings(temperature=0.7, top_k=5, top_p=0.8, repetition_penalty=1.3),
+                                  SamplingSettings(temperature=1.3, top_k=0, top_p=0.9),
+                                  SamplingSettings(temperature=1.0, top_k=3, repetition_penalty=1.2)])
 def test_log_probs_are_those_of_the_distribution_generate_sampled_from(tiny_model_path, dist):
     """generate's processed scores (repetition penalty, temperature, top-k, top-p) at each
     sampled token are the log-probs the loss must use; the temperature-only formula is not."""
@@ -101,7 +102,7 @@ def test_log_probs_are_those_of_the_distribution_generate_sampled_from(tiny_mode
 def test_a_token_outside_the_new_top_k_set_keeps_a_finite_log_prob():
     logits = torch.tensor([[[5.0, 4.0, 0.0, -1.0]]], requires_grad=True)
     targets = torch.tensor([[3]])  # sampled before an update moved it out of the top 2
-    logp, entropy = token_logp_and_entropy(logits, targets, SampledDistribution(top_k=2), entropy_grad=True)
+    logp, entropy = token_logp_and_entropy(logits, targets, SamplingSettings(top_k=2), entropy_grad=True)
     assert torch.isfinite(logp).all() and torch.isfinite(entropy).all()
     (logp.sum() + entropy.sum()).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad[0, 0, 2] == 0  # the token left out has no say

@@ -6,8 +6,8 @@ distribution it samples from with, in this order, the repetition penalty (on the
 for every token of the prompt and of the reply so far, left padding ignored), the temperature,
 top-k and top-p. The policy-gradient ratio and the KL penalty must use the log-probs of that
 same distribution, or every update with top-k / top-p / a repetition penalty (the guide's
-`generation` space samples all three) is off-policy by an amount nobody sees. So
-`SampledDistribution` applies the same steps to the training logits. One change: the token
+`generation` space samples all three) is off-policy by an amount nobody sees. So the rollout's
+own `SamplingSettings` are applied to the training logits, step by step. One change: the token
 that was sampled is always kept in the top-k / top-p set. When the policy equals the one that
 sampled (the first update of every rollout) it was in the set anyway, so nothing changes;
 after updates, or with dropout, a token just outside the new set keeps a finite, differentiable
@@ -26,35 +26,26 @@ sums here are float32 whatever the model's dtype: importance ratios of bf16 log-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .agent import SamplingSettings
+
 CHUNK_BYTES = 256 * 2**20  # float32 work per chunk, and the most kept for backward without recomputing
 
 
-@dataclass(frozen=True)
-class SampledDistribution:
-    """The settings `generate` samples with (``top_k=0`` and ``top_p=1`` turn those steps off)."""
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-
-    @property
-    def truncates(self) -> bool:
-        return self.top_k > 0 or self.top_p < 1.0
-
-    @property
-    def bytes_per_entry(self) -> int:
-        """float32 work per vocabulary entry (top-p sorts: values, int64 indices, cumulative sums)."""
-        return 4 + (20 if self.top_p < 1.0 else 0) + (2 if self.repetition_penalty != 1.0 else 0)
+def _truncates(dist: SamplingSettings) -> bool:
+    return dist.top_k > 0 or dist.top_p < 1.0
 
 
-def _scores(logits: torch.Tensor, targets: torch.Tensor, dist: SampledDistribution,
+def _bytes_per_entry(dist: SamplingSettings) -> int:
+    """float32 work per vocabulary entry (top-p sorts: values, int64 indices, cumulative sums)."""
+    return 4 + (20 if dist.top_p < 1.0 else 0) + (2 if dist.repetition_penalty != 1.0 else 0)
+
+
+def _scores(logits: torch.Tensor, targets: torch.Tensor, dist: SamplingSettings,
             prompt_tokens: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """(the sampling distribution's logits, the mask of the tokens it keeps or None for all)."""
     scores = logits.float()
@@ -69,7 +60,7 @@ def _scores(logits: torch.Tensor, targets: torch.Tensor, dist: SampledDistributi
         penalised = torch.where(scores < 0, scores * dist.repetition_penalty, scores / dist.repetition_penalty)
         scores = torch.where(seen, penalised, scores)
     scores = scores / dist.temperature
-    if not dist.truncates:
+    if not _truncates(dist):
         return scores, None
     with torch.no_grad():
         keep = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
@@ -84,7 +75,7 @@ def _scores(logits: torch.Tensor, targets: torch.Tensor, dist: SampledDistributi
     return scores.masked_fill(~keep, float("-inf")), keep
 
 
-def _chunk(logits: torch.Tensor, targets: torch.Tensor, dist: SampledDistribution,
+def _chunk(logits: torch.Tensor, targets: torch.Tensor, dist: SamplingSettings,
            prompt_tokens: Optional[torch.Tensor], entropy_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     scores, keep = _scores(logits, targets, dist, prompt_tokens)
     lse = torch.logsumexp(scores, dim=-1)
@@ -102,11 +93,11 @@ def prompt_token_mask(ids: torch.Tensor, attention: torch.Tensor, vocab_size: in
     return counts.scatter_add_(1, ids, attention.long()) > 0
 
 
-def token_logp_and_entropy(logits: torch.Tensor, targets: torch.Tensor, dist: SampledDistribution,
+def token_logp_and_entropy(logits: torch.Tensor, targets: torch.Tensor, dist: SamplingSettings,
                            entropy_grad: bool, prompt_tokens: Optional[torch.Tensor] = None
                            ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(log-prob of each target token, entropy of each position) under the sampling
-    distribution `dist`, both float32 (rows x tokens).
+    """(log-prob of each target token, entropy of each position) under the distribution the
+    rollout's sampling settings `dist` sample from, both float32 (rows x tokens).
 
     `logits` is (rows x tokens x vocabulary) in any dtype, `targets` the completion tokens,
     `prompt_tokens` the rows' `prompt_token_mask` (needed with a repetition penalty). The
@@ -115,7 +106,7 @@ def token_logp_and_entropy(logits: torch.Tensor, targets: torch.Tensor, dist: Sa
     if dist.repetition_penalty != 1.0 and prompt_tokens is None:
         raise ValueError("a repetition penalty acts on the prompt's tokens too: pass prompt_tokens")
     rows, tokens, vocab = logits.shape
-    step = max(1, CHUNK_BYTES // max(1, tokens * vocab * dist.bytes_per_entry))
+    step = max(1, CHUNK_BYTES // max(1, tokens * vocab * _bytes_per_entry(dist)))
     # recompute in the backward pass only what is too large to keep (not a tiny model's logits)
     recompute = torch.is_grad_enabled() and logits.requires_grad and logits.numel() * 4 > CHUNK_BYTES
     logps, entropies = [], []

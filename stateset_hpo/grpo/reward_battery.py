@@ -25,7 +25,7 @@ Policy = Callable[[Scenario, List[Dict[str, str]], int, Dict[str, List[str]]], s
 POLITE = "thank you for reaching out . i am happy to help you with that today ."
 
 
-def _all_actions(s: Scenario, d: Dict[str, List[str]]) -> str:
+def _all_actions(d: Dict[str, List[str]]) -> str:
     return " , ".join(d["actions"])
 
 
@@ -36,13 +36,13 @@ POLICIES: Dict[str, Policy] = {
     "polite template naming the item": lambda s, conv, k, d: f"thank you for contacting us about your {s.item} .",
     "max-length ramble": lambda s, conv, k, d: " ".join([POLITE] * 5),
     "two action-listing templates with the item": lambda s, conv, k, d: (
-        f"sorry about your {s.item} . i can {_all_actions(s, d)} . which one do you need ?" if k == 0 else
-        f"thanks . for your {s.item} i will {_all_actions(s, d)} now , you are all set ."),
+        f"sorry about your {s.item} . i can {_all_actions(d)} . which one do you need ?" if k == 0 else
+        f"thanks . for your {s.item} i will {_all_actions(d)} now , you are all set ."),
     "two action-listing templates without the item": lambda s, conv, k, d: (
-        f"sorry about that . i can {_all_actions(s, d)} . which one do you need ?" if k == 0 else
-        f"thanks . i will {_all_actions(s, d)} now , you are all set ."),
+        f"sorry about that . i can {_all_actions(d)} . which one do you need ?" if k == 0 else
+        f"thanks . i will {_all_actions(d)} now , you are all set ."),
     "one action-listing template every turn": lambda s, conv, k, d: (
-        f"sorry about your {s.item} . i can {_all_actions(s, d)} . which one do you need ?"),
+        f"sorry about your {s.item} . i can {_all_actions(d)} . which one do you need ?"),
     "keyword soup": lambda s, conv, k, d: " ".join(d["actions"] + d["facts"] + list(PERSUASIVE_WORDS) + [s.item]),
     "the first reply repeated": lambda s, conv, k, d: s.reply,
     # our own: what a run could also drift to
@@ -53,7 +53,7 @@ POLICIES: Dict[str, Policy] = {
     "echo the user": lambda s, conv, k, d: next(m["content"] for m in reversed(conv) if m["role"] == "user"),
     "the right actions only": lambda s, conv, k, d: " , ".join(s.actions),
     "the reference padded with every topic's actions": lambda s, conv, k, d: (
-        (s.reply if k == 0 else s.closing) + f" i can also {_all_actions(s, d)} ."),
+        (s.reply if k == 0 else s.closing) + f" i can also {_all_actions(d)} ."),
 }
 REFERENCE = "reference replies"
 

@@ -42,7 +42,7 @@ import torch
 from .agent import MultiTurnAgent, SamplingSettings, without_lora_layers
 from .config import TrainingConfig
 from .environment import ConversationEnvironment
-from .logprobs import SampledDistribution, prompt_token_mask, token_logp_and_entropy
+from .logprobs import prompt_token_mask, token_logp_and_entropy
 from .optim import build_optimizer, build_scheduler
 from .rewards import CompositeReward, ReplyContext
 from .scenarios import Scenario
@@ -394,7 +394,7 @@ class MultiTurnGRPOTrainer:
                     logits_to_keep=width_c + 1, output_hidden_states=want_hidden, use_cache=False)
         logits = out.logits[:, :-1]
         # the distribution the rollout sampled from (logprobs.py): ratio and KL of the real sampler
-        dist = SampledDistribution(c.temperature, c.top_k, c.top_p, c.repetition_penalty)
+        dist = self._sampling(do_sample=True)
         prompt = None
         if dist.repetition_penalty != 1.0:
             width_p = batch.prompt_width
@@ -439,9 +439,9 @@ class MultiTurnGRPOTrainer:
         groups: Dict[int, List[Episode]] = {}
         for e in episodes:
             groups.setdefault(e.group, []).append(e)
+        turns_of = {g: [t for e in members for t in e.turns] for g, members in groups.items()}
         centred: List[Turn] = []
-        for members in groups.values():
-            turns = [t for e in members for t in e.turns]
+        for g, members in groups.items():
             if self.value_head is not None:
                 for e in members:  # the value targets (returns) are set for every group
                     advantages, returns = gae([t.reward for t in e.turns], [t.target for t in e.turns],
@@ -459,13 +459,12 @@ class MultiTurnGRPOTrainer:
                     for t in e.turns:
                         t.advantage = e.reward - mean
             if np.std([e.reward for e in members]) < 1e-8:
-                for t in turns:
+                for t in turns_of[g]:
                     t.advantage = 0.0
             else:
-                centred.extend(turns)
+                centred.extend(turns_of[g])
         batch_std = float(np.std([t.advantage for t in centred])) if centred else 0.0
-        for members in groups.values():
-            turns = [t for e in members for t in e.turns]
+        for turns in turns_of.values():
             if c.advantage_std == "group":
                 std = float(np.std([t.advantage for t in turns]))
             else:
