@@ -26,7 +26,7 @@ from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiT
 from .grpo.tiny_model import task_agent_config
 from .results import HPOSummary
 from .study import run_study
-from .trial import TrialSpec
+from .trial import SCHEDULE_KEY, TrialSpec, train
 
 
 class _UserObjective:
@@ -85,21 +85,29 @@ class GRPOHPOTrainer:
         the base config's) and save it under ``output_dir`` (default ``<hpo output>/best_model``):
         the LoRA adapter and tokenizer (loadable with ``load_trained_agent``, or as
         ``AgentConfig(model_name=<that folder>)``), the training and agent configs, and the best
-        parameters. Returns the trained agent."""
+        parameters. A recommendation whose settings changed as it trained (PBT) is replayed
+        along its schedule (``HPOResult.schedule``), saved with the parameters. Returns the
+        trained agent."""
         if self.summary is None:
             raise RuntimeError("no study yet: await optimize() first")
         if self.summary.best_result is None:
             raise RuntimeError("the study has no successful trial to take parameters from")
-        params = self.summary.best_params
-        config = self._create_training_config(params)
-        if full_episodes is not None:
-            config = config.with_params({"num_episodes": full_episodes})
+        params, best = self.summary.best_params, self.summary.best_result
         folder = Path(output_dir) if output_dir else Path(self.hpo_config.output_dir) / "best_model"
-        agent = MultiTurnAgent(task_agent_config(self.agent.config, self.environment))
-        trainer = MultiTurnGRPOTrainer(agent, self.environment, self.reward_function, config)
-        await trainer.train()
+        if best.schedule:  # a PBT recommendation is its schedule: replayed on the trial's own path
+            spec = dataclasses.replace(self.trial_spec(), objective=None, health=None)
+            params = {**params, SCHEDULE_KEY: best.schedule}
+            point = {**params, **({"num_episodes": full_episodes} if full_episodes is not None else {})}
+            trainer = await asyncio.to_thread(train, spec, point, lambda metrics, trainer: False)
+        else:
+            config = self._create_training_config(params)
+            if full_episodes is not None:
+                config = config.with_params({"num_episodes": full_episodes})
+            agent = MultiTurnAgent(task_agent_config(self.agent.config, self.environment))
+            trainer = MultiTurnGRPOTrainer(agent, self.environment, self.reward_function, config)
+            await trainer.train()
         await asyncio.to_thread(save_trained_agent, trainer, folder, params)
-        return agent
+        return trainer.agent
 
     def plot_results(self, output_dir: Optional[str] = None) -> List[Path]:
         """The study's plots (PNG files and plots.html) in ``<output_dir>/plots``; their paths.

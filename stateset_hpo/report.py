@@ -1,7 +1,7 @@
 """report.html: one page per study, next to summary.json.
 
 The study's settings, totals, the recommended parameters against the space's defaults and the baseline, the
-validation verdict (also as a picture) and re-runs, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
+validation verdict (also as a picture), re-runs and what the agent says in a few test conversations, the plots (if saved) and every trial in a table. Plain HTML, no scripts, so it opens anywhere.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from .atomic import write_atomically
 from .cost import describe as describe_cost
 from .diagnosis import error_line, why_no_success
 from .plots import PNG_NAMES
-from .results import HPOSummary, by_metric
+from .results import HPOSummary, by_metric, describe_schedule
 from .space import SearchSpace
+from .transcripts import degenerate_replies
 from .verdict_picture import verdict_svg
 
 
@@ -23,6 +24,36 @@ def _fmt(value) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _conversation(transcript: Optional[dict]) -> str:
+    if not transcript:
+        return "-"
+    said = "".join(f"<div><i>{'agent' if m['role'] == 'assistant' else html.escape(m['role'])}:</i> "
+                   f"{html.escape(m['content']) or '<i>(empty)</i>'}</div>" for m in transcript["conversation"])
+    return f"{said}<div><small>reward {_fmt(transcript.get('reward'))}</small></div>"
+
+
+def replies_html(validation: dict) -> str:
+    """The recommendation's greedy test conversations beside the baseline's (the same
+    conversations), with a caution when they look degenerate: what the agent says is the
+    first thing a person checks."""
+    by_role = {e["role"]: e for e in validation["configurations"]}
+    recommended, baseline = by_role["recommended"], by_role.get("baseline", {})
+    if not recommended.get("transcripts"):
+        return ""
+    theirs = {t["index"]: t for t in baseline.get("transcripts", [])}
+    rows = "".join(f"<tr><td>{html.escape(str(t['topic']))} (#{t['index']})</td><td>{_conversation(t)}</td>"
+                   f"<td>{_conversation(theirs.get(t['index']))}</td></tr>" for t in recommended["transcripts"])
+    degenerate = degenerate_replies(recommended["transcripts"])
+    caution = (f"<p><b>caution: these replies look degenerate ({html.escape(degenerate)}): a weak policy, or one "
+               "that games the reward if the reward scores them well.</b></p>") if degenerate else ""
+    seeds = f"seed {_fmt(recommended.get('transcripts_seed'))}" + (
+        f" and {_fmt(baseline.get('transcripts_seed'))}" if baseline.get("transcripts_seed") not in
+        (None, recommended.get("transcripts_seed")) else "")
+    return (f"<h3>What the agent says: greedy replies in test conversations, one per topic ({seeds})</h3>{caution}"
+            f"<table><tr><th>conversation</th><th>{html.escape(recommended['label'])} (recommended)</th>"
+            f"<th>{html.escape(baseline.get('label', 'baseline'))}</th></tr>{rows}</table>")
 
 
 def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, title: Optional[str] = None,
@@ -60,7 +91,7 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                       "recommendation was named from the search alone, before these runs.</p>"
                       f"{verdict_svg(v['comparison'], v['recommended'], str(v['metric'])) or ''}"
                       "<table><tr><th>configuration</th><th>role</th><th>mean</th><th>std</th><th>scores</th>"
-                      f"<th>failed</th></tr>{lines}</table>")
+                      f"<th>failed</th></tr>{lines}</table>{replies_html(v)}")
     study_line = ("<h2>Settings</h2><ul class='settings'>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings)
                   + f"</ul><pre class='space'>{html.escape(space.describe())}</pre>") if settings else ""
     study_line += f"<p>{html.escape(summary.ended_by)}</p>" if summary.ended_by else ""
@@ -80,6 +111,11 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                   + ", ".join(f"trial {html.escape(t)} {_fmt(e['mean'])}" + (f" ({e['failed']} failed)"
                                                                           if e["failed"] else "")
                               for t, e in summary.racing["trials"].items()) + "</p>")
+    schedule = ""
+    if best is not None and best.schedule:
+        schedule = ("<p>The recommendation is a schedule, not one configuration: its settings changed as it trained "
+                    "(the column above holds its last ones); validation and train_with_best_params replay it:</p><ul>"
+                    + "".join(f"<li>{html.escape(line)}</li>" for line in describe_schedule(best.schedule)) + "</ul>")
     plots = ""
     if (output_dir / "plots" / PNG_NAMES[0]).is_file():
         images = "".join(f"<img src='plots/{name}' alt='{name}' style='max-width:48%;margin:4px'>"
@@ -96,7 +132,7 @@ success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; faile
 <table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
 <th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>
-{validation}
+{schedule}{validation}
 {plots}
 <h2>Trials</h2>
 <table><tr><th>trial</th><th>status</th><th>{metric}</th><th>iterations</th><th>time s</th><th>parameters</th><th>error or why it stopped</th></tr>

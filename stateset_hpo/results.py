@@ -21,10 +21,11 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 from .atomic import write_atomically
 from .comparison import BETTER
 from .constraints import Constraints, broken, feasible
-from .cost import COST_KEYS, per_unit, total, trial_cost
+from .cost import COST_KEYS, per_unit, total
 from .constraints import describe as describe_constraints
 from .cost import describe as describe_cost
 from .diagnosis import error_line, why_no_success
+from .transcripts import degenerate_replies
 
 
 class TrialStatus(str, Enum):
@@ -103,6 +104,11 @@ class HPOResult:
     stopped_by: Optional[str] = None
     stop_reason: Optional[str] = None
     cost: Dict[str, float] = field(default_factory=dict)  # what the trial consumed (see cost.py)
+    # a run scored on the test split (validation): a few of its greedy conversations (transcripts.py)
+    transcripts: List[Dict[str, Any]] = field(default_factory=list)
+    # a run whose settings changed as it trained (a PBT trial): [{iteration, params}], each stretch from
+    # that iteration on, its donors' stretches included; params then holds the last stretch's settings
+    schedule: List[Dict[str, Any]] = field(default_factory=list)
     # seconds from the study's start until the driver saw the trial end (None: a trial of an
     # earlier run of a resumed study); the optimisation history against wall time reads it.
     # A reading of the driver's clock, not part of what the trial was: equality ignores it.
@@ -117,6 +123,8 @@ class HPOResult:
         self.best_metric = json_safe(self.best_metric)
         self.training_time = float(self.training_time)
         self.cost = json_safe(dict(self.cost))
+        self.transcripts = json_safe(list(self.transcripts))
+        self.schedule = json_safe(list(self.schedule))
         if self.checkpoint_path is not None:
             self.checkpoint_path = str(self.checkpoint_path)
 
@@ -149,66 +157,24 @@ def read_json(path: Union[str, Path], what: str) -> Any:
         raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from None
 
 
+def describe_schedule(schedule: List[Dict[str, Any]]) -> List[str]:
+    """One line per stretch of a schedule: "iterations 1-4: learning_rate=0.001", "from iteration 5: ..."."""
+    lines = []
+    for entry, after in zip(schedule, schedule[1:] + [None]):
+        settings = ", ".join(f"{k}={v!r}" for k, v in entry["params"].items())
+        first = entry["iteration"] + 1
+        span = f"from iteration {first}" if after is None else (
+            f"iteration {first}" if after["iteration"] == first else f"iterations {first}-{after['iteration']}")
+        lines.append(f"{span}: {settings}")
+    return lines
+
+
 def _inert(cell: Any) -> Any:
     """A text cell that a spreadsheet would run as a formula (=, +, -, @ first: an error
     message or a categorical value can start so) is prefixed with a quote; numbers stay."""
     if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + cell
     return cell
-
-
-def trial_result(trial_id: str, params: Dict[str, Any], history: List[Dict[str, Any]], objective_metric: str,
-                 planned_iterations: int, error: Optional[str] = None, checkpoint_path: Optional[str] = None,
-                 training_time: float = 0.0, stopped_by: Optional[str] = None,
-                 stop_reason: Optional[str] = None, resources: Tuple[float, float] = (0.0, 0.0)) -> HPOResult:
-    """An HPOResult from what a backend observed. The status is derived, never assumed:
-    failed if the trial raised or its final objective is missing or not finite (NaN is no
-    measurement), pruned if the run that counts (see `by_iteration`) ended before the iteration
-    it was planned to reach (a scheduler, pruner or health rule stopped it: ``stopped_by`` and
-    ``stop_reason`` say which and why, and are kept for pruned trials only), success otherwise.
-    ``resources`` (CPUs, GPUs held for the trial) turn its wall time into worker-seconds."""
-    history = by_iteration(history)
-    reached = int(history[-1]["iteration"]) if history and "iteration" in history[-1] else len(history)
-    if not error and reached >= planned_iterations:
-        error = unusable_objective(history, [objective_metric])
-    if error:
-        status = TrialStatus.FAILED
-    elif reached < planned_iterations:
-        status = TrialStatus.PRUNED
-    else:
-        status = TrialStatus.SUCCESS
-    last = dict(history[-1]) if history else {}
-    pruned = status is TrialStatus.PRUNED
-    return HPOResult(trial_id=trial_id, params=params, metrics=last, history=history,
-                     best_metric=last.get(objective_metric), training_time=training_time, status=status,
-                     error=error, checkpoint_path=checkpoint_path, stopped_by=stopped_by if pruned else None,
-                     stop_reason=(stop_reason or f"stopped early at iteration {reached}") if pruned else None,
-                     cost=trial_cost(history, training_time, *resources))
-
-
-def unusable_objective(history: List[Dict[str, Any]], metrics: List[str]) -> Optional[str]:
-    """Why a finished trial's final objective values cannot be scored, or None."""
-    last = history[-1] if history else {}
-    for metric in metrics:
-        value = last.get(metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"the trial's final {metric!r} is {value!r}, not a finite number"
-    return None
-
-
-def by_iteration(history: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The history of the run that counts, one entry per iteration: a trial retried or resumed
-    reports again from where it restarted (the iteration after its checkpoint, or 1 without
-    one), and everything the abandoned run reported from that point on is dropped, so rows of
-    two runs never mix and a run that died early is not taken for one that finished."""
-    if not all("iteration" in step for step in history):
-        return list(history)
-    kept: List[Dict[str, Any]] = []
-    for step in history:
-        while kept and int(kept[-1]["iteration"]) >= int(step["iteration"]):
-            kept.pop()
-        kept.append(step)
-    return kept
 
 
 @dataclass
@@ -471,6 +437,10 @@ class HPOSummary:
                 lines.append(f"the space's defaults (trial {self.baseline_trial_id}, the search's first): "
                              f"{fmt(self.baseline_metric)}")
             lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
+            if best.schedule:
+                lines.append("  a schedule, not one configuration (its settings changed as it trained; validation "
+                             "and train_with_best_params replay it):")
+                lines += [f"    {line}" for line in describe_schedule(best.schedule)]
             if self.racing:
                 raced = self.racing["trials"]
                 order = [r.trial_id for r in self.ranked() if r.trial_id in raced]
@@ -530,6 +500,11 @@ class HPOSummary:
             lines.append("  baseline = the base training configuration; the space's defaults differ in "
                          + ", ".join(f"{k} (space default {d!r})" for k, d in v["space_defaults_differ"].items()))
         lines.append(v["sentence"])
+        recommended = next(e for e in v["configurations"] if e["role"] == "recommended")
+        degenerate = degenerate_replies(recommended.get("transcripts", []))
+        if degenerate:
+            lines.append(f"caution: the recommendation's greedy test replies look degenerate ({degenerate}); read "
+                         "them in report.html before acting on this verdict")
         return lines
 
     def print_summary(self, file: Optional[TextIO] = None) -> None:

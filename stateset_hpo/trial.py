@@ -10,10 +10,12 @@ checkpoint comes from.
 from __future__ import annotations
 
 import dataclasses
+import json
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
@@ -77,8 +79,10 @@ class TrialSpec:
                    base_config=base.with_params(overrides), **parts)
 
     def training_config(self, params: Mapping[str, Any]) -> TrainingConfig:
-        """The trial's config: the base config with ``params`` applied. The evaluation protocol
-        is the study's yardstick, so a parameter of it is an error here."""
+        """The trial's config: the base config with ``params`` applied (a point with a schedule:
+        its own, last, settings). The evaluation protocol is the study's yardstick, so a
+        parameter of it is an error here."""
+        params, _ = split_schedule(params)
         fixed = sorted(k for k in params if k in EVAL_PROTOCOL_FIELDS)
         if fixed:
             raise ValueError(f"parameters {fixed} belong to the evaluation protocol, the yardstick every trial is "
@@ -176,31 +180,80 @@ def max_episodes(spec: TrialSpec, space) -> int:
     return max(planned_episodes(spec, point), spec.training_config(point).num_episodes)
 
 
+# A point's key for a schedule to replay ([{iteration, params}], as `lifecycle.schedule_of` gives
+# it, or its JSON): a PBT recommendation's validation re-runs and train_with_best_params follow it.
+SCHEDULE_KEY = "schedule"
+# what a replay keeps from its point whatever the schedule says: the run's own seed and budget
+REPLAY_FIXED = ("seed", "num_episodes")
+
+
+def split_schedule(params: Mapping[str, Any]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """(the point's training parameters, its schedule: [] when it has none)."""
+    params = dict(params)
+    schedule = params.pop(SCHEDULE_KEY, None) or []
+    return params, json.loads(schedule) if isinstance(schedule, str) else list(schedule)
+
+
+def stretch_params(params: Dict[str, Any], schedule: List[Dict[str, Any]], iteration: int) -> Dict[str, Any]:
+    """The parameters to train iteration ``iteration + 1`` with: the schedule's stretch that
+    holds it, over ``params`` (whose seed and budget stay)."""
+    current = [entry for entry in schedule if entry["iteration"] <= iteration]
+    if not current:
+        return params
+    changes = {k: v for k, v in current[-1]["params"].items() if k not in REPLAY_FIXED}
+    return {**params, **changes}
+
+
+def build_trainer(spec: TrialSpec, params: Mapping[str, Any]) -> MultiTurnGRPOTrainer:
+    config = spec.training_config(params)
+    # a LoRA trial trains on this process's loaded base model (see grpo/model_pool.py)
+    agent = agent_for_trial(task_agent_config(spec.agent_config, spec.environment), warm=config.use_lora)
+    with _SETUP_LOCK:
+        return MultiTurnGRPOTrainer(agent, spec.environment, spec.reward, config, test_at_end=spec.test_at_end)
+
+
+def hand_over(trainer: MultiTurnGRPOTrainer, spec: TrialSpec, params: Mapping[str, Any]) -> MultiTurnGRPOTrainer:
+    """The run continued under ``params``: a new trainer restored from this one's state, as a
+    PBT exploit restores its donor's (so a replayed schedule trains as the original did)."""
+    with tempfile.TemporaryDirectory() as folder:
+        trainer.save_checkpoint(folder)
+        follower = build_trainer(spec, params)
+        follower.load_checkpoint(folder, same_config=False)
+    return follower
+
+
+def train(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
+          restore_from: Optional[Union[str, Path]] = None) -> MultiTurnGRPOTrainer:
+    """Train with ``params`` (following its schedule, if it has one), calling ``report`` after
+    every iteration until it says stop; the trainer, as it ended."""
+    params, schedule = split_schedule(params)
+    trainer = build_trainer(spec, stretch_params(params, schedule, 0))
+    if restore_from is not None:
+        trainer.load_checkpoint(restore_from, same_config=False)
+    while trainer.step < trainer.config.total_iterations:
+        wanted = stretch_params(params, schedule, trainer.step)
+        if schedule and spec.training_config(wanted) != trainer.config:
+            trainer = hand_over(trainer, spec, wanted)
+        if report(with_derived_metrics(spec, trainer.train_step()), trainer):
+            break
+    return trainer
+
+
 def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
               restore_from: Optional[Union[str, Path]] = None) -> Dict[str, float]:
     """Train with ``params``, calling ``report`` after every iteration; the last metrics.
 
     ``restore_from`` continues from a `MultiTurnGRPOTrainer.save_checkpoint` folder: the
     trial's own (a resumed or retried trial) or another trial's (a PBT exploit, whose
-    params differ from the checkpoint's).
+    params differ from the checkpoint's). A point with a schedule (``SCHEDULE_KEY``) changes
+    its settings where the schedule says.
     """
     if spec.objective is not None:
         metrics = with_derived_metrics(spec, {**spec.objective(dict(params)), "iteration": 1})
         report(metrics, None)
         return metrics
-    config = spec.training_config(params)
-    # a LoRA trial trains on this process's loaded base model (see grpo/model_pool.py)
-    agent = agent_for_trial(task_agent_config(spec.agent_config, spec.environment), warm=config.use_lora)
-    with _SETUP_LOCK:
-        trainer = MultiTurnGRPOTrainer(agent, spec.environment, spec.reward, config, test_at_end=spec.test_at_end)
-    if restore_from is not None:
-        trainer.load_checkpoint(restore_from, same_config=False)
-    last: Dict[str, float] = {}
-    for metrics in trainer.iterate():
-        last = with_derived_metrics(spec, metrics)
-        if report(last, trainer):
-            break
-    return last
+    trainer = train(spec, params, report, restore_from)
+    return with_derived_metrics(spec, trainer.history[-1]) if trainer.history else {}
 
 
 def with_derived_metrics(spec: TrialSpec, metrics: Dict[str, float]) -> Dict[str, float]:

@@ -12,7 +12,8 @@ score flatters. After the search:
 3. each is retrained with the same ``validation_seeds`` fresh seeds (never used by the search)
    at one equal budget (``validation_episodes``, default the largest budget among them) and
    scored on the test scenarios, which nothing else touches (``test_*``, one score per
-   conversation);
+   conversation); a recommendation whose settings changed as it trained (PBT) is retrained
+   following its schedule, as it was found;
 4. the gain is the paired difference recommended - baseline, with a 95% confidence interval
    (`stateset_hpo.comparison`); it may be negative or "no significant difference".
 
@@ -24,6 +25,7 @@ them here.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -33,7 +35,7 @@ from .diagnosis import error_line
 from .results import HPOResult, HPOSummary, TrialStatus, direction_sign
 from .search.base import get_backend
 from .space import SearchSpace
-from .trial import TrialSpec
+from .trial import SCHEDULE_KEY, TrialSpec, split_schedule
 
 BASELINE = "baseline"
 SEED_OFFSET = 10_000  # validation seeds: base seed + 10000 + i, far from any searched seed
@@ -53,14 +55,21 @@ def baseline_point(spec: TrialSpec, space: SearchSpace) -> Tuple[Dict[str, Any],
 
 def candidates(summary: HPOSummary, baseline: Dict[str, Any], top_k: int) -> List[Tuple[str, str, Dict[str, Any]]]:
     """[(label, role, params)]: the recommendation (the search's best), the next distinct
-    successful configurations up to ``top_k``, then the baseline point."""
+    successful configurations up to ``top_k``, then the baseline point. A trial whose settings
+    changed as it trained (PBT) is its schedule (``SCHEDULE_KEY``), which its re-runs replay;
+    then every point carries the key (a fixed configuration's is empty), as Tune needs one set
+    of keys for all points."""
     out: List[Tuple[str, str, Dict[str, Any]]] = []
     for r in summary.ranked():  # the first is summary.best_result
         if len(out) == top_k:
             break
-        if all(r.params != params for _, _, params in out):
-            out.append((f"trial {r.trial_id}", "recommended" if not out else "other", dict(r.params)))
-    return out + [(BASELINE, "baseline", baseline)]
+        point = {**r.params, SCHEDULE_KEY: json.dumps(r.schedule)} if r.schedule else dict(r.params)
+        if all(point != params for _, _, params in out):
+            out.append((f"trial {r.trial_id}", "recommended" if not out else "other", point))
+    out.append((BASELINE, "baseline", baseline))
+    if any(SCHEDULE_KEY in params for _, _, params in out):
+        out = [(label, role, {SCHEDULE_KEY: "", **params}) for label, role, params in out]
+    return out
 
 
 def validation_budget(config: HPOConfig, spec: TrialSpec, points: Sequence[Dict[str, Any]]) -> int:
@@ -154,9 +163,10 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
     rows: Dict[str, Dict[int, List[float]]] = {}
     metric, held_out = None, False
     for (label, params), result in zip(runs, _match(runs, finished)):
+        fixed, schedule = split_schedule({k: v for k, v in params.items() if k != "seed"})
         entry = by_label.setdefault(label, {"label": label, "role": roles[label], "seeds": [], "scores": [],
-                                            "errors": [],
-                                            "params": {k: v for k, v in params.items() if k != "seed"}})
+                                            "errors": [], "transcripts": [], "transcripts_seed": None,
+                                            "params": fixed, "schedule": schedule})
         entry["seeds"].append(params["seed"])
         if result is None or result.status is not TrialStatus.SUCCESS or not result.metrics:
             # a run stopped before its end has no test score: its last metrics are not one
@@ -169,6 +179,8 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
             entry["errors"].append(f"the run reported no {metric!r}")
             continue
         rows.setdefault(label, {})[params["seed"]] = _per_conversation(metric, result.metrics)
+        if entry["transcripts_seed"] is None and result.transcripts:  # what it says, at its first seed that finished
+            entry["transcripts"], entry["transcripts_seed"] = list(result.transcripts), params["seed"]
     for label, entry in by_label.items():
         entry["scores"] = seed_scores(rows.get(label, {}))
         entry["mean"] = statistics.fmean(entry["scores"]) if entry["scores"] else None
@@ -186,7 +198,8 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
         # some seeds is compared where it survived, so it is never called better
         comparison["verdict"] = UNSTABLE
     said = sentence(recommended, comparison, metric or objective)
-    if by_label[recommended]["params"] == by_label[BASELINE]["params"]:
+    same = ("params", "schedule")
+    if [by_label[recommended][k] for k in same] == [by_label[BASELINE][k] for k in same]:
         said = f"{recommended} is the baseline configuration itself: the search found nothing else to recommend"
     else:
         said = failures_said(by_label[recommended], by_label[BASELINE]) + said

@@ -87,6 +87,10 @@ def test_pbt_restore_takes_over_the_donor(tiny_model_path, tmp_path):
     assert all(torch.equal(donor_state[k]["exp_avg"], mine[k]["exp_avg"]) for k in donor_state)
     assert exploiter.optimizer.param_groups[0]["lr"] == 2e-3  # its own learning rate applies from here
     assert exploiter.train_step()["iteration"] == 3
+    # the weights' schedule: the donor's config for iterations 1-2, the exploiter's from 3 on
+    assert [(e["iteration"], e["config"]["learning_rate"], e["config"]["kl_penalty_coef"])
+            for e in exploiter.config_schedule] == [(0, donor.config.learning_rate, donor.config.kl_penalty_coef),
+                                                    (2, 2e-3, 0.05)]
     other = make_trainer(num_episodes=32, lora_r=8)
     with pytest.raises(ValueError, match="does not match this model's trainable weights"):
         other.load_checkpoint(tmp_path / "donor", same_config=False)

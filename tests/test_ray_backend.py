@@ -131,11 +131,13 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path, tria
     """Trials report checkpoints to Tune, so PBT really copies weights: Tune's own exploit log
     lists them. (That an exploiting trial continues from the donor's weights, optimizer
     state and step is tested on the engine: test_pbt_restore_takes_over_the_donor.)"""
+    # (the default inside the range: an exploit of its trial changes the learning rate whichever way it moves)
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
-                                         default=3e-3)])
+                                         default=1e-3)])
     cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8, n_trials=4,
                  trials_per_worker=trials_per_worker)
-    cfg = cfg.replace(health_rules=NO_FROZEN_RULES)  # trials at lr ~1e-9 stay for PBT to replace
+    # trials at lr ~1e-9 stay for PBT to replace; the recommendation is validated (as its schedule)
+    cfg = cfg.replace(health_rules=NO_FROZEN_RULES, validation_top_k=1, validation_seeds=1)
     summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations of 8 episodes
     assert summary.n_failed == 0
     for r in summary.all_results:
@@ -145,6 +147,14 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path, tria
     assert exploits, "PBT never exploited a checkpoint"
     for target, donor, target_step, donor_step, old, new in exploits:
         space.validate_point(new)
+    # a trial that took another's weights is a schedule: its donor's settings, then its own perturbed ones
+    scheduled = [r for r in summary.all_results if r.schedule]
+    assert scheduled, "no trial recorded the schedule PBT gave it"
+    for r in scheduled:
+        assert r.schedule[-1]["params"]["learning_rate"] == r.params["learning_rate"]
+        assert len({json.dumps(e["params"]) for e in r.schedule}) > 1
+    recommended = next(c for c in summary.validation["configurations"] if c["role"] == "recommended")
+    assert recommended["schedule"] == summary.best_result.schedule and not recommended["errors"]
 
 
 @pytest.mark.slow
@@ -459,6 +469,8 @@ def test_the_guide_workflow_on_ray_with_retention_and_periodic_saving(tmp_path):
     assert all(c["seeds"] == [10_000] and len(c["scores"]) == 1 and not c["errors"] for c in configs)
     assert summary.validation["metric"] == "test_reward" and summary.validation["comparison"]["n_conversations"] == 70
     assert "untested" in summary.validation["sentence"]  # one seed: no interval
+    # what the agent says reaches the driver from the Tune trials: one test conversation per topic
+    assert all(len({t["topic"] for t in c["transcripts"]}) == len(c["transcripts"]) == 5 for c in configs)
     assert (tmp_path / "ray_results" / "grpo_hpo_validation").is_dir()
     asyncio.run(trainer.train_with_best_params(full_episodes=8))
     assert load_trained_agent(str(tmp_path / "best_model")).respond([{"role": "user", "content": "hello ."}])

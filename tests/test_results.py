@@ -83,18 +83,3 @@ def test_bad_input():
         HPOSummary("reward", "up")
 
 
-def test_a_restarted_trial_keeps_only_the_run_that_counts():
-    from stateset_hpo.results import trial_result
-
-    def rows(*iterations, tag):
-        return [{"iteration": i, "eval_reward": 0.1 * i, "run": tag} for i in iterations]
-
-    # retried without a checkpoint: starts again at 1 and dies at 2; the abandoned run had reached 3
-    retried = trial_result("t", {}, rows(1, 2, 3, tag="first") + rows(1, 2, tag="retry"), "eval_reward", 3)
-    assert [(r["iteration"], r["run"]) for r in retried.history] == [(1, "retry"), (2, "retry")]
-    assert retried.status is TrialStatus.PRUNED  # not "success": the run that counts never reached 3
-    # resumed from its checkpoint at 2: iterations 1-2 stay, 3 is replayed, 4 is new
-    resumed = trial_result("t", {}, rows(1, 2, 3, tag="first") + rows(3, 4, tag="resumed"), "eval_reward", 4)
-    assert [(r["iteration"], r["run"]) for r in resumed.history] == [(1, "first"), (2, "first"), (3, "resumed"),
-                                                                     (4, "resumed")]
-    assert resumed.status is TrialStatus.SUCCESS

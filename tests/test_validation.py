@@ -293,7 +293,6 @@ def test_racing_reruns_the_top_candidates_and_names_the_best_on_average(tmp_path
 
 
 def test_a_gain_in_one_topic_is_no_gain_for_new_topics_but_is_for_these_ones(tmp_path):
-    import dataclasses
     import math
 
     topics = [f"topic{i // 8}" for i in range(N_TEST)]  # 5 topics x 8 conversations

@@ -34,7 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from .logprobs import prompt_token_mask, token_logp_and_entropy
 from .optim import build_optimizer, build_scheduler
 from .rewards import CompositeReward, ReplyContext
 from .scenarios import Scenario
+from ..transcripts import transcripts
 from .value import ValueHead, gae
 
 MetricsCallback = Callable[[Dict[str, float]], Optional[bool]]
@@ -70,6 +71,7 @@ class Episode:
     scenario: Scenario
     group: int  # index of the prompt group within the iteration
     turns: List[Turn] = field(default_factory=list)
+    conversation: List[Dict[str, str]] = field(default_factory=list)  # the messages, as played
 
     @property
     def reward(self) -> float:
@@ -162,6 +164,10 @@ class MultiTurnGRPOTrainer:
         # the agent's replies (token ids) in each held-out conversation of the first selection
         # evaluation: later ones report the share that changed since (the replies_unchanged rule)
         self.first_replies: Optional[List[List[List[int]]]] = None
+        self.test_transcripts: List[Dict[str, Any]] = []  # a few greedy test conversations (transcripts.py)
+        # [{iteration, config}]: the config each stretch of this run's updates was trained with, from
+        # that iteration on; a PBT recipient inherits its donor's with the weights (load_checkpoint)
+        self.config_schedule: List[Dict[str, Any]] = [{"iteration": 0, "config": config.to_dict()}]
         if self.rank:
             torch.manual_seed(config.seed + self.rank)  # each worker samples its own rollouts
 
@@ -241,7 +247,8 @@ class MultiTurnGRPOTrainer:
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, directory: Union[str, Path]) -> Path:
         """Everything needed to continue exactly: trainable weights (the adapter, or the whole
-        model without LoRA), value head, optimizer, scheduler, RNG states, step and history."""
+        model without LoRA), value head, optimizer, scheduler, RNG states, step, history and the
+        schedule of configs that trained the weights."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {
@@ -255,6 +262,7 @@ class MultiTurnGRPOTrainer:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "history": self.history,
             "first_replies": self.first_replies,
+            "config_schedule": self.config_schedule,
         }
         path = directory / "trainer_state.pt"
         torch.save(state, path.with_suffix(".tmp"))
@@ -310,6 +318,12 @@ class MultiTurnGRPOTrainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.history = list(state["history"])
         self.first_replies = state.get("first_replies")
+        self.config_schedule = list(state.get("config_schedule") or [{"iteration": 0, "config": state["config"]}])
+        if changed:  # these weights train on under this config from here
+            if self.config_schedule[-1]["iteration"] == self.step:  # (a stretch that trained nothing)
+                self.config_schedule.pop()
+            if not self.config_schedule or self.config_schedule[-1]["config"] != mine:
+                self.config_schedule.append({"iteration": self.step, "config": mine})
         # the run continues the checkpoint's count, as it continues its step (a PBT exploit: its donor's)
         self.generated_tokens = int(self.history[-1].get("generated_tokens", 0)) if self.history else 0
         # Only rank 0 writes checkpoints, and a PBT recipient restores its donor's: without a new
@@ -356,6 +370,8 @@ class MultiTurnGRPOTrainer:
                     conversations[i].append(user)
                     still_active.append(i)
             active = still_active
+        for episode, conversation in zip(episodes, conversations):
+            episode.conversation = conversation
         return episodes
 
     # -- 2. reference log-probs and values ---------------------------------------------------------
@@ -603,7 +619,8 @@ class MultiTurnGRPOTrainer:
         the agent differs from the first evaluation's (0: the updates since have not changed a
         single token the policy says greedily, whatever the reward's resolution); "test" gives the
         ``test_`` versions and each conversation's reward as ``test_reward[i]`` (i: its index
-        in ``environment.test_scenarios``), which validation pairs across configurations.
+        in ``environment.test_scenarios``), which validation pairs across configurations, and
+        keeps a few of the conversations in ``test_transcripts`` for people to read.
         """
         prefix = "eval" if split == "selection" else "test"
         episodes = self.rollout(self.environment.held_out(split), 1, self.evaluation_settings(), self.yardstick,
@@ -612,6 +629,7 @@ class MultiTurnGRPOTrainer:
         out.update(component_means(self.yardstick.names, [t for e in episodes for t in e.turns], f"{prefix}_"))
         if split == "test":
             out.update({f"test_reward[{i}]": e.reward for i, e in enumerate(episodes)})
+            self.test_transcripts = transcripts(episodes)
         else:
             replies = [[list(t.completion) for t in e.turns] for e in episodes]
             if self.first_replies is None:

@@ -1,22 +1,23 @@
 """One trial in this process, the same for every in-process backend (Optuna, W&B).
 
 `run_one` is the whole life of a trial: on_trial_start, the training run with every iteration
-recorded (`TrialRecorder`: metric history, the trial's W&B run, on_trial_result, the final
-checkpoint under ``output_dir/checkpoints/<trial>``, and an early stop when a health rule, the
-backend's rule or the study's deadline says so), errors captured, on_trial_end. A backend keeps only its own
-ask / early-stop rule / tell around it.
+through the study's `lifecycle.TrialReporter` (health rules, the final checkpoint under
+``output_dir/checkpoints/<trial>``) and then `InProcessSend` (the trial's W&B run,
+on_trial_result, an early stop when the backend's rule or the study's deadline says so),
+errors captured, on_trial_end. A backend keeps only its own ask / early-stop rule / tell
+around it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import HPOConfig
-from ..health import HealthMonitor
-from ..results import HPOResult, trial_result, unusable_objective
+from ..lifecycle import Report, TrialOutcome, TrialReporter, unusable_objective
+from ..results import HPOResult
 from ..trial import TrialSpec, planned_iterations, run_trial
 from ..wandb_runs import TrialRun
 
@@ -49,47 +50,28 @@ def _silent(hook: str, *args: Any) -> None:
 
 
 @dataclass
-class TrialRecorder:
-    """The trial's ``report`` function (see `stateset_hpo.trial.Reporter`)."""
+class InProcessSend:
+    """The trial's `lifecycle.Send` here: each iteration goes to the trial's W&B run and the
+    study's callbacks, then the study's deadline and the backend's own rule (a pruner) may
+    stop the trial."""
 
-    checkpoint_folder: Optional[Path]  # where the final state goes (None: not kept)
-    planned: int  # iterations the trial trains unless stopped
     trial_id: str
     notify: Notify
     early_stop: EarlyStop
     deadline: Optional[float] = None
     run: Optional[TrialRun] = None
-    health: Optional[HealthMonitor] = None
-    history: List[Dict[str, float]] = field(default_factory=list)
-    stopped_by: Optional[str] = None
-    stop_reason: Optional[str] = None
-    checkpoint_path: Optional[str] = None
-    started: float = field(default_factory=time.perf_counter)
 
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the trial started."""
-        return time.perf_counter() - self.started
-
-    def __call__(self, metrics: Dict[str, float], trainer: Any) -> bool:
-        self.history.append(metrics)
+    def __call__(self, report: Report) -> Optional[Tuple[str, str]]:
         if self.run is not None:
-            self.run.log(metrics)
-        self.notify("on_trial_result", self.trial_id, metrics)
-        step = int(metrics["iteration"])
-        if step >= self.planned:  # the trial is done: keep its final state, nothing left to stop
-            if trainer is not None and self.checkpoint_folder is not None:  # (a custom objective has none)
-                self.checkpoint_path = str(trainer.save_checkpoint(self.checkpoint_folder))
-            return False
-        unhealthy = self.health.check(metrics, trainer.config, trainer.history) \
-            if self.health is not None and trainer is not None else None
-        if unhealthy is not None:
-            self.stopped_by, self.stop_reason = unhealthy
-        elif self.deadline is not None and time.monotonic() > self.deadline:
-            self.stopped_by, self.stop_reason = "timeout", f"stopped at the study's timeout, iteration {step}"
-        else:
-            self.stopped_by, self.stop_reason = "pruner", self.early_stop(metrics, step)
-        return self.stop_reason is not None
+            self.run.log(report.metrics)
+        self.notify("on_trial_result", self.trial_id, report.metrics)
+        if report.final or report.stopped_by is not None:
+            return None
+        step = int(report.metrics["iteration"])
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return "timeout", f"stopped at the study's timeout, iteration {step}"
+        why = self.early_stop(report.metrics, step)
+        return ("pruner", why) if why is not None else None
 
 
 def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str, Any], notify: Notify = _silent,
@@ -106,9 +88,9 @@ def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str,
         run = TrialRun(config.wandb_config, config.resolved_study_name, f"trial-{trial_id}", params,
                        Path(config.output_dir) / "trials" / trial_id, run=wandb_run)
     folder = Path(config.output_dir).resolve() / "checkpoints" / trial_id if keep_checkpoint else None
-    planned = planned_iterations(spec, params)
-    record = TrialRecorder(folder, planned, trial_id, notify, early_stop, deadline, run,
-                           HealthMonitor(spec.health) if spec.health is not None else None)
+    record = TrialReporter(InProcessSend(trial_id, notify, early_stop, deadline, run), spec.health,
+                           checkpoint_folder=folder, checkpoints=keep_checkpoint)
+    started = time.perf_counter()
     error = None
     try:
         run_trial(spec, params, record)
@@ -116,10 +98,11 @@ def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str,
         error = f"{type(exc).__name__}: {exc}"
     if error is None and record.stop_reason is None:  # (a multi-objective study needs every objective)
         error = unusable_objective(record.history, [metric for metric, _ in config.objectives])
-    result = trial_result(trial_id, params, record.history, config.objective_metric, planned, error=error,
-                          checkpoint_path=record.checkpoint_path, training_time=record.elapsed,
+    result = TrialOutcome(trial_id, params, record.history, planned_iterations(spec, params), error=error,
+                          checkpoint_path=record.checkpoint_path, training_time=time.perf_counter() - started,
                           stopped_by=record.stopped_by, stop_reason=record.stop_reason,
-                          resources=in_process_resources(config))
+                          resources=in_process_resources(config),
+                          transcripts=record.transcripts, schedule=record.schedule).result(config.objective_metric)
     if run is not None:
         run.finish(result.status.value, error)
     notify("on_trial_end", result)

@@ -22,7 +22,8 @@ from ...callbacks import fire
 from ...config import HPOConfig
 from ...constraints import constraint_names, violations
 from ...library_logs import logger_level
-from ...results import HPOResult, TrialStatus, json_safe, trial_result
+from ...lifecycle import TrialOutcome
+from ...results import HPOResult, TrialStatus, json_safe
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
@@ -212,9 +213,9 @@ def result_of(frozen: FrozenTrial, spec: TrialSpec, metric: str) -> HPOResult:
     error = None
     if frozen.state == TrialState.FAIL:
         error = frozen.user_attrs.get("error") or "trial failed (no error recorded)"
-    return trial_result(str(frozen.number), dict(frozen.params), list(frozen.user_attrs.get("history", [])), metric,
+    return TrialOutcome(str(frozen.number), dict(frozen.params), list(frozen.user_attrs.get("history", [])),
                         planned_iterations(spec, frozen.params), error=error,
                         checkpoint_path=frozen.user_attrs.get("checkpoint_path"),
                         training_time=float(frozen.user_attrs.get("training_time", 0.0)),
                         stopped_by=frozen.user_attrs.get("stopped_by"), stop_reason=frozen.user_attrs.get("stop_reason"),
-                        resources=tuple(frozen.user_attrs.get("resources", (0.0, 0.0))))
+                        resources=tuple(frozen.user_attrs.get("resources", (0.0, 0.0)))).result(metric)

@@ -22,7 +22,8 @@ from ...callbacks import fire
 from ...config import HPOConfig
 from ...interrupts import restore_sigterm, sigterm_as_ctrl_c
 from ...library_logs import logger_level
-from ...results import HPOResult, StudyInterrupted, trial_result
+from ...lifecycle import TrialOutcome, annotations_of
+from ...results import HPOResult, StudyInterrupted
 from ...shared_storage import multi_node_warning, read_text, storage_location, write_text
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
@@ -100,15 +101,16 @@ class StopWhenRequested(tune.Stopper):
         return stop_requested(_LIVE.get(self.key, ()))
 
 
-def stop_of(last_result: Optional[Dict[str, Any]], stoppers: str) -> Dict[str, Optional[str]]:
-    """What stopped a trial (trial_result keeps it only for a pruned trial): the health rule
-    and reason its last result carries, else Tune, in the words of ``stoppers`` (e.g. "the
-    asha scheduler or the study's timeout"; Tune does not say which one it was)."""
+def annotations(last_result: Optional[Dict[str, Any]], stoppers: str) -> Dict[str, Any]:
+    """What the trial's last result carries besides metrics (`lifecycle.annotations_of`), and
+    what stopped it (kept only for a pruned trial): the health rule and reason it carries,
+    else Tune, in the words of ``stoppers`` (e.g. "the asha scheduler or the study's timeout";
+    Tune does not say which one it was)."""
     last = last_result or {}
-    if last.get("stop_reason"):
-        return {"stopped_by": last.get("stopped_by"), "stop_reason": last["stop_reason"]}
-    return {"stopped_by": "scheduler", "stop_reason": f"stopped by {stoppers} at iteration "
-                                                      f"{last.get('iteration', '?')}"}
+    out = annotations_of(last)
+    if "stop_reason" not in out:
+        out.update(stopped_by="scheduler", stop_reason=f"stopped by {stoppers} at iteration {last.get('iteration', '?')}")
+    return out
 
 
 class CallbackBridge(tune.Callback):
@@ -139,10 +141,11 @@ class CallbackBridge(tune.Callback):
     def _result(self, trial, error: Optional[str]) -> HPOResult:
         params = dict(trial.config)
         checkpoint = trial.checkpoint.path if trial.checkpoint else None
-        return trial_result(trial.trial_id, params, self.histories.get(trial.trial_id, []), self.metric,
+        return TrialOutcome(trial.trial_id, params, self.histories.get(trial.trial_id, []),
                             planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
                             training_time=float((trial.last_result or {}).get("time_total_s", 0.0)),
-                            resources=self.resources, **stop_of(trial.last_result, self.stoppers))
+                            resources=self.resources,
+                            **annotations(trial.last_result, self.stoppers)).result(self.metric)
 
 
 def _error_text(trial) -> str:
@@ -375,8 +378,8 @@ def _from_result(result, spec: TrialSpec, metric: str, stoppers: str,
     parts = Path(result.path).name.split("_")
     index = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
     trial_id = str(metrics.get("trial_id") or parts[1])
-    return index, trial_result(trial_id, params, history, metric, planned_iterations(spec, params),
+    return index, TrialOutcome(trial_id, params, history, planned_iterations(spec, params),
                                error=str(result.error) if result.error else None,
                                checkpoint_path=result.checkpoint.path if result.checkpoint else None,
                                training_time=float(metrics.get("time_total_s", 0.0)), resources=resources,
-                               **stop_of(metrics, stoppers))
+                               **annotations(metrics, stoppers)).result(metric)

@@ -19,10 +19,9 @@ holds a trial checkpoint it could pause, resume or exploit.
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from ...health import HealthMonitor
+from ...lifecycle import Report, TrialReporter
 from ...trial import TrialSpec, run_trial
 
 
@@ -32,43 +31,35 @@ def torch_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def checkpoint_due(metrics: Dict[str, float], total: int, every: Optional[int]) -> bool:
-    iteration = int(metrics["iteration"])
-    return iteration == total or (every is not None and iteration % every == 0)
-
-
 def run_reporting(spec: TrialSpec, params: Dict[str, Any], cpus: float, checkpoint_every: Optional[int],
-                  send: Callable[[Dict[str, float], Optional[str]], Optional[bool]], restore,
+                  send: Callable[[Dict[str, Any], Optional[str]], Optional[bool]], restore,
                   may_checkpoint: bool = True) -> None:
-    """Run the trial, passing each iteration's metrics to ``send(metrics, folder)``, with a
-    checkpoint folder when one is due (and this worker writes checkpoints), else None; a true
-    return value of ``send`` stops the trial. ``restore`` is a Ray Checkpoint to continue
-    from, or None.
+    """Run the trial through the study's `TrialReporter`, passing each iteration to
+    ``send(row, folder)``: the report as one flat result row (`Report.flat`) and its checkpoint
+    folder, or None; a true return value of ``send`` stops the trial. ``restore`` is a Ray
+    Checkpoint to continue from, or None.
 
-    A trial that a health rule stops sends its last metrics with the rule and reason and
+    A trial that a health rule stops sends its last row with the rule, the reason and
     ``done=True``, and no checkpoint: Tune then ends it without asking the scheduler, so PBT
-    never exploits it (every worker of a group sees the same metrics and stops alike)."""
+    never exploits it (every worker of a group sees the same metrics and stops alike). Its
+    last planned iteration is ``done`` too, for the same reason."""
     torch_threads(cpus)
-    health = HealthMonitor(spec.health) if spec.health is not None else None
 
-    def report(metrics, trainer):
-        if health is not None and trainer is not None and int(metrics["iteration"]) < trainer.config.total_iterations:
-            unhealthy = health.check(metrics, trainer.config, trainer.history)  # (a restored trial's past too)
-            if unhealthy is not None:
-                send({**metrics, "stopped_by": unhealthy[0], "stop_reason": unhealthy[1], "done": True}, None)
-                return True
-        if trainer is not None and may_checkpoint and \
-                checkpoint_due(metrics, trainer.config.total_iterations, checkpoint_every):
-            with tempfile.TemporaryDirectory() as folder:
-                trainer.save_checkpoint(folder)
-                return send(metrics, folder)
-        return send(metrics, None)
+    def to_tune(report: Report) -> Optional[Tuple[str, str]]:
+        row = report.flat()
+        if report.stopped_by is not None or report.final:
+            # Tune ends a done trial without asking the scheduler: PBT would otherwise exploit a trial at
+            # its last report, restore it from the donor's final checkpoint with nothing left to train, and
+            # the trial would end as a copy of its donor's result under its own new settings
+            row["done"] = True
+        return ("scheduler", "stopped by Tune") if send(row, report.checkpoint) else None
 
+    reporter = TrialReporter(to_tune, spec.health, checkpoint_every, checkpoints=may_checkpoint)
     if restore is None:
-        run_trial(spec, params, report)
+        run_trial(spec, params, reporter)
     else:
         with restore.as_directory() as folder:
-            run_trial(spec, params, report, restore_from=folder)
+            run_trial(spec, params, reporter, restore_from=folder)
 
 
 def direct_trial(params: Dict[str, Any], spec: TrialSpec, cpus: float, checkpoint_every: Optional[int]) -> None:
