@@ -11,12 +11,21 @@ general, so a "significant gain" is a false claim. Target: claims of a gain at m
 nominal 2.5% (one side of a 95% interval); the bench fails when the one-sided 95% lower
 binomial bound of the observed rate is above it.
 
+Engine A/A (``--engine-aa``): the same through the real engine. Paired runs of one configuration
+with the same seed are identical, so such an A/A could never fail; here each study trains one
+sensible configuration (the tiny model, lr 1e-3) twice per validation seed index, with two
+different seeds (so the runs differ in every random stream while nothing else does), scores
+every run on the test split as validation does (`run_points`, the validation re-runs' path),
+and compares the two with the study's own paired interval (topics as a level). A "significant
+gain" is a false claim; the target is the A/A's.
+
 A/B: the tiny model, a learning-rate space whose baseline (the base config's lr 1e-5) learns
 far too slowly. The study should report a significant gain (the bench fails otherwise), and
 the recommended configuration's test score should beat the baseline's.
 
     python bench/validity.py                 # both (A/B: a few minutes on 2 CPU cores)
     python bench/validity.py --ab-only       # or --aa-only, --aa-studies 200
+    python bench/validity.py --engine-aa 50  # the A/A through the real engine only (about 15 s a study)
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -77,20 +87,67 @@ def aa(studies: int, trials: int, seeds: int, topics: bool = True) -> bool:
             summary = run_study(config, TrialSpec(objective=null_objective(study),
                                                         test_topics=TOPIC_OF if topics else None))
             verdicts.append(summary.validation["comparison"]["verdict"])
-    n = len(verdicts)
-    better, worse = verdicts.count("better"), verdicts.count("worse")
-    print(f"A/A: {n} studies ({trials} trials, {seeds} validation seeds x {CONVERSATIONS} test conversations each) "
-          f"in {time.perf_counter() - start:.1f} s" + ("" if topics else ", topics ignored (conversations independent)"))
+    print(f"A/A: {len(verdicts)} studies ({trials} trials, {seeds} validation seeds x {CONVERSATIONS} test "
+          f"conversations each) in {time.perf_counter() - start:.1f} s"
+          + ("" if topics else ", topics ignored (conversations independent)"))
+    return false_claims("A/A", verdicts)
+
+
+def false_claims(name: str, verdicts) -> bool:
+    """Print the rate of "better" verdicts among null comparisons; False when it is above the
+    nominal 2.5% (its one-sided 95% lower bound is)."""
     from scipy.stats import beta
 
+    n = len(verdicts)
+    better, worse = verdicts.count("better"), verdicts.count("worse")
     low = beta.ppf(0.05, better, n - better + 1) if better else 0.0  # one-sided 95% lower bound (Clopper-Pearson)
     high = beta.ppf(0.95, better + 1, n - better)
-    print(f"A/A: significant gain reported in {better}/{n} = {better / n:.1%} (one-sided 90% interval "
+    print(f"{name}: significant gain reported in {better}/{n} = {better / n:.1%} (one-sided 90% interval "
           f"[{low:.1%}, {high:.1%}]; target: the nominal 2.5%); significant loss in {worse}/{n} = {worse / n:.1%}; "
           f"no difference in {n - better - worse}/{n}")
     ok = low <= 0.025
-    print("A/A: " + ("OK" if ok else "FAIL: false gains above the nominal rate"))
+    print(f"{name}: " + ("OK" if ok else "FAIL: false gains above the nominal rate"))
     return ok
+
+
+def engine_study(study: int, seeds: int, episodes: int) -> Tuple[str, float]:
+    """One engine A/A study: (verdict, gain)."""
+    import torch
+
+    from stateset_hpo.comparison import paired_gain
+    from stateset_hpo.search.trial_runner import run_points
+    from stateset_hpo.validation import SEED_OFFSET, _per_conversation
+
+    torch.set_num_threads(1)
+    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
+                     base_config=TrainingConfig(num_episodes=episodes, per_device_train_batch_size=4, group_size=8,
+                                                max_new_tokens=48, eval_max_new_tokens=48,
+                                                include_value_function=False, warmup_ratio=0.0),
+                     test_at_end=True, health=None)
+    with tempfile.TemporaryDirectory() as folder:
+        config = HPOConfig(backend="optuna", search_space=LR, output_dir=folder, verbose=False, save_plots=False)
+        first = SEED_OFFSET + 1000 * study
+        points = [{"learning_rate": 1e-3, "seed": first + copy * 100 + i} for copy in (0, 1) for i in range(seeds)]
+        runs = run_points(config, spec, points)
+    if any(r.status.value != "success" for r in runs):
+        raise RuntimeError(f"engine A/A study {study}: a run failed: {[r.error for r in runs]}")
+    rows = [{i: _per_conversation("test_reward", r.metrics) for i, r in enumerate(runs[copy * seeds:][:seeds])}
+            for copy in (0, 1)]
+    comparison = paired_gain(rows[1], rows[0], +1.0, groups=[s.topic for s in spec.environment.test_scenarios])
+    return comparison["verdict"], comparison["gain"]
+
+
+def engine_aa(studies: int, seeds: int, episodes: int, workers: int) -> bool:
+    from concurrent.futures import ProcessPoolExecutor
+
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        found = list(pool.map(engine_study, range(studies), [seeds] * studies, [episodes] * studies))
+    gains = [gain for _, gain in found]
+    print(f"engine A/A: {studies} studies through the real engine (tiny model, customer_service, lr 1e-3, {episodes} "
+          f"episodes, {seeds} seeds x 2 copies x 70 test conversations) in {time.perf_counter() - start:.0f} s; "
+          f"gains: median {statistics.median(gains):+.4f}, spread (sd) {statistics.pstdev(gains):.4f}")
+    return false_claims("engine A/A", [verdict for verdict, _ in found])
 
 
 def ab(trials: int, episodes: int, seeds: int) -> bool:
@@ -126,10 +183,15 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ignore-topics", action="store_true",
                         help="A/A with the test conversations taken as independent (the design before topics)")
+    parser.add_argument("--engine-episodes", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="processes for the engine A/A")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--aa-only", action="store_true")
     which.add_argument("--ab-only", action="store_true")
+    which.add_argument("--engine-aa", type=int, metavar="STUDIES", help="only the A/A through the real engine")
     args = parser.parse_args()
+    if args.engine_aa is not None:
+        return 0 if engine_aa(args.engine_aa, args.seeds, args.engine_episodes, args.workers) else 1
     ok = True
     if not args.ab_only:
         ok &= aa(args.aa_studies, args.aa_trials, args.seeds, topics=not args.ignore_topics)

@@ -41,10 +41,13 @@ def paired_gain(candidate: Dict[int, Sequence[float]], baseline: Dict[int, Seque
     topic: conversations of one topic share its effect, so they are not independent evidence
     (70 test conversations are 5 topics x 14 wordings). The conversation factor is then the
     group: the differences are averaged per (seed, group) cell and the crossed formula runs on
-    seeds x groups, with ``min(S, G) - 1`` degrees of freedom (as conservative on the group side
-    as on the seed side). Measured (tests/test_validation.py): with topic-clustered effects and
+    seeds x groups, with Satterthwaite's degrees of freedom for its three mean squares (at
+    least ``min(S, G) - 1``, at most ``S + G - 2``; the one component's own where it alone is
+    the estimate). Measured (tests/test_validation.py): with topic-clustered effects and
     5 seeds, treating conversations as independent called 6-15% of null comparisons
-    significant. ``looks``: how many looks at the data a sequential validation planned; the
+    significant; with topics, one-sided false gains stay at or below the nominal 2.5%, and at
+    3 seeds x 5 topics a true +0.05 is found about twice as often as with ``min(S, G) - 1``
+    degrees of freedom (0.45 against 0.18), which left 2 whatever the data. ``looks``: how many looks at the data a sequential validation planned; the
     verdict then rests on the interval at level ``1 - 0.05 / looks`` (``ci_adjusted``: Bonferroni
     over the looks keeps the chance of any false verdict at 5%), ``ci95`` stays the plain one.
     Returns gain (candidate - baseline, positive = better), the intervals, p-value, verdict,
@@ -75,7 +78,7 @@ def paired_gain(candidate: Dict[int, Sequence[float]], baseline: Dict[int, Seque
         df = min(df, len(names) - 1)
         gain = statistics.fmean(x for row in d for x in row)  # each group weighs the same (equal sizes: no change)
         out.update(gain=gain, n_groups=len(names), method="paired t over seeds and conversation groups (topics) "
-                                              "(crossed random effects, conservative df)")
+                                              "(crossed random effects, Satterthwaite df)")
     by_seed = [statistics.fmean(row) for row in d]
     n_s, n_c = len(seeds), len(d[0])
     variance = statistics.variance(by_seed) / n_s
@@ -84,7 +87,16 @@ def paired_gain(candidate: Dict[int, Sequence[float]], baseline: Dict[int, Seque
         v_c = statistics.variance(by_conversation) / n_c
         mse = sum((d[i][j] - by_seed[i] - by_conversation[j] + gain) ** 2
                   for i in range(n_s) for j in range(n_c)) / ((n_s - 1) * (n_c - 1))
-        variance = max(variance + v_c - mse / (n_s * n_c), variance, v_c)
+        v_e = mse / (n_s * n_c)
+        combined = variance + v_c - v_e
+        if len(names) > 1 and combined >= max(variance, v_c):  # Satterthwaite, for the combination
+            parts = variance ** 2 / (n_s - 1) + v_c ** 2 / (n_c - 1) + v_e ** 2 / ((n_s - 1) * (n_c - 1))
+            df = max(df, min(combined ** 2 / parts, n_s - 1 + n_c - 1)) if parts > 0 else df
+        elif len(names) > 1 and v_c > variance:
+            df = n_c - 1
+        elif len(names) > 1:
+            df = n_s - 1
+        variance = max(combined, variance, v_c)
     if variance <= 0.0:  # every difference identical: exact, no noise to test against
         out.update(ci95=[gain, gain], p_value=1.0 if gain == 0 else 0.0,
                    verdict=NO_DIFFERENCE if gain == 0 else (BETTER if gain > 0 else WORSE))

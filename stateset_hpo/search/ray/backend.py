@@ -32,6 +32,7 @@ from ...wandb_runs import TrialRunsToWandb
 from . import EXECUTIONS
 from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment
+from .live import callbacks_of, forget, register
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search, searcher_limit
@@ -80,14 +81,6 @@ def packed_trainable(hosts, checkpoint_every: Optional[int]):
     return tune.with_resources(trainable, TRIAL_PROCESS)
 
 
-# The study's callbacks, by experiment path. Tune pickles its stopper and callbacks with the
-# experiment state, and a user's callback need not be picklable (a lock, an open file, a
-# logger): the Tune-side objects hold only the key, and the live callbacks stay here on the
-# driver. A resumed study registers its new callbacks under the same key, so the restored
-# bridge reaches them, not unpickled copies of the old ones.
-_LIVE: Dict[str, List[Any]] = {}
-
-
 class StopWhenRequested(tune.Stopper):
     """Ends the whole Tune run once a study callback asks to stop (early_stopping_patience)."""
 
@@ -98,7 +91,7 @@ class StopWhenRequested(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return stop_requested(_LIVE.get(self.key, ()))
+        return stop_requested(callbacks_of(self.key))
 
 
 def annotations(last_result: Optional[Dict[str, Any]], stoppers: str) -> Dict[str, Any]:
@@ -122,7 +115,7 @@ class CallbackBridge(tune.Callback):
 
     @property
     def callbacks(self) -> List[Any]:
-        return _LIVE.get(self.key, [])
+        return callbacks_of(self.key)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         fire(self.callbacks, "on_trial_start", trial.trial_id, dict(trial.config))
@@ -292,7 +285,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                                        experiment)
         if config.log_to_wandb and points is None:
             wandb_runs = TrialRunsToWandb(config.wandb_config, name, Path(config.output_dir).resolve() / "trials")
-        _LIVE[experiment] = list(callbacks) + ([wandb_runs] if wandb_runs else [])
+        register(experiment, list(callbacks) + ([wandb_runs] if wandb_runs else []))
         stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if budget else []) +
                                (["early_stopping_patience"] if config.early_stopping_patience else []))
         resources = trial_resources(rc, cpu, gpu, execution)
@@ -354,7 +347,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                 if result.history or result.error]
     finally:
         stop_hosts(hosts)
-        _LIVE.pop(experiment, None)
+        forget(experiment)
         if wandb_runs:
             wandb_runs.close()
         restore_sigterm(sigterm)

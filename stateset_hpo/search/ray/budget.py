@@ -13,9 +13,13 @@ from typing import Any, Dict, Optional
 from ray.tune.search import SearchAlgorithm, Searcher
 from ray.tune.search.search_generator import SearchGenerator
 
+from ...study_monitor import budget_spent
+from .live import callbacks_of
+
 
 class UntilBudgetSpent(SearchAlgorithm):
-    """The wrapped search algorithm, finished once the study in ``_LIVE[key]`` spent its budget.
+    """The wrapped search algorithm, finished once the study registered under ``key`` (live.py)
+    spent its budget.
 
     Holds only the experiment key (the study's callbacks are looked up on the driver), so
     Tune can save and restore it with the experiment."""
@@ -25,10 +29,7 @@ class UntilBudgetSpent(SearchAlgorithm):
         self.key = key
 
     def _spent(self) -> bool:
-        from ...study_monitor import budget_spent
-        from .backend import _LIVE
-
-        return budget_spent(_LIVE.get(self.key, ()))
+        return budget_spent(callbacks_of(self.key))
 
     @property
     def metric(self):
