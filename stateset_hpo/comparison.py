@@ -117,6 +117,19 @@ def paired_gain(candidate: Dict[int, Sequence[float]], baseline: Dict[int, Seque
     return out
 
 
+def power_at(comparison: Dict, gain: float) -> Optional[float]:
+    """The chance this comparison's design (its standard error and degrees of freedom) calls a
+    true gain of ``gain`` better; None when it has no interval (fewer than 2 seeds, no noise)."""
+    if comparison.get("df") is None or not comparison.get("ci95") or comparison["ci95"][0] == comparison["ci95"][1]:
+        return None
+    from scipy import stats
+
+    df = comparison["df"]
+    se = (comparison["ci95"][1] - comparison["ci95"][0]) / (2 * stats.t.ppf(0.5 + LEVEL / 2, df))
+    level = comparison.get("level_adjusted", LEVEL)
+    return float(stats.t.sf(stats.t.ppf(0.5 + level / 2, df) - gain / se, df))
+
+
 def interval(comparison: Dict) -> Optional[List[float]]:
     """The interval the verdict rests on (adjusted for sequential looks where there were any)."""
     return comparison.get("ci_adjusted") or comparison.get("ci95")

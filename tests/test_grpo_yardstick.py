@@ -168,22 +168,3 @@ def test_the_value_head_does_not_change_the_policy_update(tiny_model_path):
     for name, start in before.items():
         torch.testing.assert_close(moved_on[name] - start, moved_off[name] - start, rtol=1e-4, atol=1e-7)
     assert any(not torch.equal(moved_on[n], before[n]) for n in before)  # it did take a step
-
-
-@pytest.mark.parametrize("loss_type,expected", [
-    ("dapo", (2 * 3 + 1 * 7) / 10),  # TRL's dapo: the tokens of the whole accumulated batch
-    ("bnpo", (2 * 3 / 3 + 1 * 7 / 7) / 2),  # TRL's bnpo: each micro-batch's tokens
-    ("grpo", (2 + 1) / 2),  # each sequence's mean, then the sequences
-    ("dr_grpo", (2 * 3 + 1 * 7) / (2 * 32)),  # a constant: sequences x max_new_tokens per micro-batch
-])
-def test_loss_types_normalise_as_trl_defines_them(tiny_model_path, loss_type, expected):
-    trainer = make_trainer(loss_type=loss_type, gradient_accumulation_steps=2, per_device_train_batch_size=1,
-                           kl_penalty_coef=0.0)
-    masks = [torch.tensor([[1.0, 1.0, 1.0, 0, 0, 0, 0]]), torch.tensor([[1.0] * 7])]
-    total = 0.0
-    for mask, advantage in zip(masks, (-2.0, -1.0)):  # per-token loss = -advantage at ratio 1
-        logp = torch.zeros_like(mask)
-        loss, _ = trainer._policy_loss(logp, logp, logp, torch.zeros_like(mask), torch.tensor([[advantage]]),
-                                       mask, batch_tokens=10.0)
-        total += loss.item()
-    assert total == pytest.approx(expected)

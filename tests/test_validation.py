@@ -323,3 +323,13 @@ def test_a_gain_in_one_topic_is_no_gain_for_new_topics_but_is_for_these_ones(tmp
     assert "n_groups" not in these_topics["comparison"] and these_topics["comparison"]["verdict"] == BETTER
     with pytest.raises(ValueError, match="validation_topics"):
         HPOConfig(validation_topics="sometimes")
+
+
+def test_the_power_at_a_gain_agrees_with_the_smallest_detectable_gain():
+    from stateset_hpo.comparison import power_at
+
+    c = paired_gain(scores(0.55, seeds=4, seed_noise=0.02), scores(0.5, seeds=4, seed_noise=0.02, rng=random.Random(1)))
+    assert power_at(c, c["detectable_gain"]) == pytest.approx(0.8)
+    assert power_at(c, 0.0) == pytest.approx(0.025)  # a null is called better at the one-sided nominal rate
+    assert power_at(c, 2 * c["detectable_gain"]) > 0.95
+    assert power_at(paired_gain({0: [0.6]}, {0: [0.5]}), 0.1) is None  # one seed: no interval, no power

@@ -6,28 +6,27 @@ One iteration (`train_step`), top to bottom:
    reply scored by the reward;
 2. reference and value pass (no grad): log-probs of the reference policy (the base model with
    the LoRA adapter disabled, no second copy), and with the value function, turn values;
-3. advantages: group-relative episode rewards, or GAE over the turns with the value
-   function as baseline, centred per turn position; either way centred within the group and
-   divided by the std of the group, of the batch, or not at all; a group whose rewards are
-   all equal gets zero;
+3. advantages (advantages.py): group-relative episode rewards, or GAE over the turns with the
+   value function as baseline, centred per turn position; either way centred within the group
+   and divided by the std of the group, of the batch, or not at all; a group whose rewards
+   are all equal gets zero;
 4. ``num_iterations`` optimizer steps, each accumulating ``gradient_accumulation_steps``
    micro-batches: token-level clipped surrogate + k3 KL penalty - entropy bonus, normalised
-   as TRL's ``loss_type`` of the same name (+ value loss, its gradient clipped apart);
+   as TRL's ``loss_type`` of the same name (loss.py) (+ value loss, its gradient clipped apart);
 5. evaluation on the selection scenarios (``eval_*``), and with ``test_at_end`` on the test
    scenarios after the last iteration (``test_*``), then the metrics are reported.
 
 Training and evaluation use different rewards on purpose: rollouts are scored with the
 trial's ``*_weight`` values (hyperparameters that shape training), evaluation always with the
 reward's own declared weights, greedy decoding and the config's fixed evaluation protocol, so
-no hyperparameter can move the yardstick that trials are compared on.
+no hyperparameter can move the yardstick that trials are compared on. Checkpoints
+(checkpoint.py) and keeping several workers in step (distributed.py) live beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import json
 import math
 import random
 import time
@@ -47,7 +46,11 @@ from .optim import build_optimizer, build_scheduler
 from .rewards import CompositeReward, ReplyContext
 from .scenarios import Scenario
 from ..transcripts import transcripts
-from .value import ValueHead, gae
+from . import checkpoint
+from .advantages import group_advantages, scaled
+from .distributed import average_gradients, mean_over_workers, rank_and_size
+from .loss import policy_loss
+from .value import ValueHead
 
 MetricsCallback = Callable[[Dict[str, float]], Optional[bool]]
 
@@ -63,7 +66,8 @@ class Turn:
     reward: float
     scores: Dict[str, Optional[float]]  # None: the component abstained
     advantage: float = 0.0
-    target: float = 0.0  # value target (return) when the value function is on
+    value: float = 0.0  # the value head's estimate, when the value function is on ...
+    target: float = 0.0  # ... and the return it is trained towards
 
 
 @dataclass
@@ -106,16 +110,6 @@ def reported_metrics(reward_names: Sequence[str], value_function: bool, test: bo
     return names
 
 
-def _distributed_rank_and_size():
-    """(rank, world size) when running in an initialised torch.distributed group (a Ray Train
-    worker group of several workers), else (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def component_means(names: Sequence[str], turns: Sequence[Turn], prefix: str = "") -> Dict[str, float]:
     """``<prefix><name>_score``: each component's mean over the turns it scored (a component
     that abstained on every turn reports nothing)."""
@@ -146,7 +140,7 @@ class MultiTurnGRPOTrainer:
         if self.agent.model.__class__.__name__.startswith("Peft"):
             raise ValueError("this agent was already trained; give each trainer a fresh MultiTurnAgent")
         torch.manual_seed(config.seed)  # the same adapter and value head init on every worker
-        self.rank, self.world_size = _distributed_rank_and_size()
+        self.rank, self.world_size = rank_and_size()
         self.rng = random.Random(config.seed + self.rank)
         self.policy = self._prepare_policy()
         self.reference = None if config.use_lora else copy.deepcopy(self.policy).requires_grad_(False)
@@ -232,7 +226,7 @@ class MultiTurnGRPOTrainer:
             metrics.update(self.evaluate("test"))
         metrics["generated_tokens"] = float(self.generated_tokens)
         if self.world_size > 1:
-            metrics = self._mean_over_workers(metrics)
+            metrics = mean_over_workers(metrics, self.world_size, self.agent.device)
             metrics["generated_tokens"] *= self.world_size  # the whole group's
         step_time = time.perf_counter() - start
         metrics.update(iteration=self.step, episodes=self.step * c.episodes_per_iteration, step_time=step_time,
@@ -246,99 +240,12 @@ class MultiTurnGRPOTrainer:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, directory: Union[str, Path]) -> Path:
-        """Everything needed to continue exactly: trainable weights (the adapter, or the whole
-        model without LoRA), value head, optimizer, scheduler, RNG states, step, history and the
-        schedule of configs that trained the weights."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {
-            "step": self.step,
-            "config": self.config.to_dict(),
-            "trainable": {n: p.detach().cpu() for n, p in self.policy.named_parameters() if p.requires_grad},
-            "value_head": self.value_head.state_dict() if self.value_head is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": {"python": self.rng.getstate(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-            "history": self.history,
-            "first_replies": self.first_replies,
-            "config_schedule": self.config_schedule,
-        }
-        path = directory / "trainer_state.pt"
-        torch.save(state, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)  # never leave a half-written checkpoint
-        return directory
+        """Everything needed to continue exactly (checkpoint.py)."""
+        return checkpoint.save_checkpoint(self, directory)
 
     def load_checkpoint(self, directory: Union[str, Path], same_config: bool = True) -> None:
-        """Restore a `save_checkpoint` folder into this trainer.
-
-        With ``same_config`` (resuming a paused or failed trial) the checkpoint must come from
-        this very config, and training continues exactly. Without it (a PBT exploit: the
-        donor's weights under perturbed hyperparameters) the weights, optimizer state, RNG and
-        step are taken over and this config's optimizer settings and schedule apply from
-        here; an optimizer of another family starts fresh. Shapes must match either way.
-        """
-        path = Path(directory) / "trainer_state.pt"
-        if not path.is_file():
-            raise ValueError(f"no checkpoint at {str(path)!r}")
-        # weights_only: tensors and plain containers, never code (whoever can write the storage must not
-        # be able to run code on the nodes that restore a checkpoint)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        mine = self.config.to_dict()
-        changed = sorted(k for k, v in state["config"].items() if mine.get(k) != v)
-        if same_config and changed:
-            raise ValueError(f"checkpoint {str(directory)!r} was written with a different TrainingConfig "
-                             f"(differs in {changed})")
-        shapes = {n: tuple(p.shape) for n, p in self.policy.named_parameters() if p.requires_grad}
-        if {n: tuple(t.shape) for n, t in state["trainable"].items()} != shapes:
-            raise ValueError(f"checkpoint {str(directory)!r} does not match this model's trainable weights "
-                             "(a different adapter or model)")
-        self.policy.load_state_dict(state["trainable"], strict=False)  # frozen weights are not in it
-        if self.value_head is not None:
-            if state["value_head"] is None:
-                raise ValueError(f"checkpoint {str(directory)!r} has no value head")
-            self.value_head.load_state_dict(state["value_head"])
-        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
-        if state["config"]["optimizer_type"] == self.config.optimizer_type:
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group, wanted in zip(self.optimizer.param_groups, settings):
-                group.update(wanted if changed else {})
-        self.step = state["step"]
-        if changed:
-            self.scheduler = build_scheduler(self.config, self.optimizer)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # stepping the schedule without optimizer steps
-                for _ in range(self.step * self.config.num_iterations):
-                    self.scheduler.step()
-        else:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.history = list(state["history"])
-        self.first_replies = state.get("first_replies")
-        self.config_schedule = list(state.get("config_schedule") or [{"iteration": 0, "config": state["config"]}])
-        if changed:  # these weights train on under this config from here
-            if self.config_schedule[-1]["iteration"] == self.step:  # (a stretch that trained nothing)
-                self.config_schedule.pop()
-            if not self.config_schedule or self.config_schedule[-1]["config"] != mine:
-                self.config_schedule.append({"iteration": self.step, "config": mine})
-        # the run continues the checkpoint's count, as it continues its step (a PBT exploit: its donor's)
-        self.generated_tokens = int(self.history[-1].get("generated_tokens", 0)) if self.history else 0
-        # Only rank 0 writes checkpoints, and a PBT recipient restores its donor's: without a new
-        # offset, every worker of a restored trial (and a recipient next to its donor) would
-        # sample the very same rollouts. Rank 0 resuming its own trial continues exactly.
-        if self.rank or changed:
-            self._reseed(f"rank {self.rank} config {json.dumps(mine, sort_keys=True, default=str)}")
-
-    def _reseed(self, salt: str) -> None:
-        """Move the Python and torch RNG streams to a new point derived from their current
-        state and ``salt`` (deterministic, so a restored run is still reproducible)."""
-        digest = hashlib.sha256(f"{self.rng.getrandbits(64)}:{salt}".encode()).digest()
-        seed = int.from_bytes(digest[:8], "little") >> 1
-        self.rng.seed(seed)
-        torch.manual_seed(seed)
+        """Restore a `save_checkpoint` folder: the same config, or another run's weights under this one (checkpoint.py)."""
+        checkpoint.load_checkpoint(self, directory, same_config)
 
     # -- 1. rollout ------------------------------------------------------------------------------
     def _sampling(self, do_sample: bool) -> SamplingSettings:
@@ -436,57 +343,24 @@ class MultiTurnGRPOTrainer:
                 if self.value_head is not None:
                     self.value_head.eval()
                     for turn, value in zip(batch.turns, self.value_head(hidden).tolist()):
-                        turn.target = value  # the turn's value estimate, replaced by its return below
+                        turn.value = value
 
     # -- 3. advantages ---------------------------------------------------------------------------
     def _assign_advantages(self, episodes: List[Episode]) -> None:
-        """Each turn's advantage, centred within its prompt group, then divided by the std of
-        the group, of the batch, or not at all.
-
-        Without the value function every turn of an episode gets the episode's reward minus the
-        mean over the group's episodes (each counted once: a longer conversation is no heavier).
-        With it, a turn's GAE is centred on the mean GAE of the same turn position among the
-        group's episodes (a position only one episode reached gets 0: nothing to compare it
-        with). Centring all turns together instead let the critic's bias by position through:
-        an untrained value head gave turn 1 a mean advantage of +0.25 std and turn 2 -0.25,
-        whatever the replies. A group whose episode rewards are all equal teaches nothing and
-        gets zero advantages in both modes (a tiny std must not blow up into large same-sign ones)."""
-        c = self.config
+        """Each turn's advantage (and with the value function its return), group by group (advantages.py)."""
         groups: Dict[int, List[Episode]] = {}
         for e in episodes:
             groups.setdefault(e.group, []).append(e)
-        turns_of = {g: [t for e in members for t in e.turns] for g, members in groups.items()}
-        centred: List[Turn] = []
-        for g, members in groups.items():
-            if self.value_head is not None:
-                for e in members:  # the value targets (returns) are set for every group
-                    advantages, returns = gae([t.reward for t in e.turns], [t.target for t in e.turns],
-                                              c.gamma, c.gae_lambda)
-                    for t, a, r in zip(e.turns, advantages, returns):
-                        t.advantage, t.target = a, r
-                for k in range(max(len(e.turns) for e in members)):
-                    at_k = [e.turns[k] for e in members if len(e.turns) > k]
-                    mean = float(np.mean([t.advantage for t in at_k]))
-                    for t in at_k:
-                        t.advantage -= mean
-            else:
-                mean = float(np.mean([e.reward for e in members]))
-                for e in members:
-                    for t in e.turns:
-                        t.advantage = e.reward - mean
-            if np.std([e.reward for e in members]) < 1e-8:
-                for t in turns_of[g]:
-                    t.advantage = 0.0
-            else:
-                centred.extend(turns_of[g])
-        batch_std = float(np.std([t.advantage for t in centred])) if centred else 0.0
-        for turns in turns_of.values():
-            if c.advantage_std == "group":
-                std = float(np.std([t.advantage for t in turns]))
-            else:
-                std = batch_std if c.advantage_std == "batch" else 1.0
-            for t in turns:
-                t.advantage = float(t.advantage / (std + 1e-4))
+        c = self.config
+        found = [group_advantages([[t.reward for t in e.turns] for e in members],
+                                  [[t.value for t in e.turns] for e in members] if self.value_head is not None else None,
+                                  c.gamma, c.gae_lambda) for members in groups.values()]
+        for members, group, advantages in zip(groups.values(), found, scaled(found, c.advantage_std)):
+            for i, e in enumerate(members):
+                for k, t in enumerate(e.turns):
+                    t.advantage = advantages[i][k]
+                    if group.returns is not None:
+                        t.target = group.returns[i][k]
 
     # -- 4. policy update ----------------------------------------------------------------------
     def _optimize(self, batches: List[MicroBatch]) -> Dict[str, float]:
@@ -508,8 +382,8 @@ class MultiTurnGRPOTrainer:
                 logp, entropy, hidden = self._forward(self.policy, batch, want_hidden=self.value_head is not None)
                 old = batch.old_logp if batch.old_logp is not None else logp.detach()
                 advantages = torch.tensor([t.advantage for t in batch.turns], device=logp.device)[:, None]
-                loss, stats = self._policy_loss(logp, old, batch.ref_logp, entropy, advantages,
-                                                batch.completion_mask, batch_tokens)
+                loss, stats = policy_loss(c, logp, old, batch.ref_logp, entropy, advantages, batch.completion_mask,
+                                          batch_tokens)
                 total = loss
                 if self.value_head is not None:  # on detached hidden states: it moves only the head
                     targets = torch.tensor([t.target for t in batch.turns], device=logp.device)
@@ -523,7 +397,7 @@ class MultiTurnGRPOTrainer:
                 for key, value in stats.items():
                     totals[key] += value
             if self.world_size > 1:
-                self._average_gradients([p for group in groups for p in group])
+                average_gradients([p for group in groups for p in group], self.world_size)
             # The policy's gradient is clipped on its own: clipped together, the value head's
             # (10.3 against the policy's 0.27 at the first step, measured) scaled the policy's
             # update down 10x, so switching the value function on silently cut the learning rate.
@@ -549,61 +423,8 @@ class MultiTurnGRPOTrainer:
         so that the averaged gradient is that of the mean over every worker's tokens."""
         tokens = float(sum(b.completion_mask.sum().item() for b in batches))
         if self.world_size > 1:
-            import torch.distributed as dist
-
-            total = torch.tensor([tokens], dtype=torch.float64, device=self.agent.device)
-            dist.all_reduce(total, op=dist.ReduceOp.SUM)
-            tokens = total.item() / self.world_size
+            tokens = mean_over_workers({"tokens": tokens}, self.world_size, self.agent.device)["tokens"]
         return max(tokens, 1.0)
-
-    def _policy_loss(self, logp, old_logp, ref_logp, entropy, advantages, mask, batch_tokens=None):
-        """One micro-batch's share of the step's loss (already divided for accumulation).
-
-        ``loss_type`` follows TRL's definitions: grpo averages each sequence over its tokens,
-        then the sequences; bnpo averages over the micro-batch's tokens; dapo over the tokens of
-        the whole accumulated batch (``batch_tokens``); dr_grpo divides by a constant (sequences
-        x ``max_new_tokens``), so no length bias."""
-        c = self.config
-        ratio = torch.exp(logp - old_logp)
-        high = c.clip_range_high if c.clip_range_high is not None else c.clip_range
-        clipped = ratio.clamp(1 - c.clip_range, 1 + high)
-        per_token = -torch.min(ratio * advantages, clipped * advantages)
-        delta = ref_logp - logp
-        kl = torch.exp(delta) - delta - 1  # k3 estimator of KL(policy || reference)
-        per_token = (per_token + c.kl_penalty_coef * kl - c.entropy_coef * entropy) * mask
-        if c.loss_type == "dapo":  # normalised by the whole step's tokens: already its share
-            loss = per_token.sum() / batch_tokens
-        elif c.loss_type == "grpo":
-            loss = (per_token.sum(-1) / mask.sum(-1).clamp(min=1)).mean() / c.gradient_accumulation_steps
-        elif c.loss_type == "bnpo":
-            loss = per_token.sum() / mask.sum().clamp(min=1) / c.gradient_accumulation_steps
-        else:
-            loss = per_token.sum() / (mask.shape[0] * c.max_new_tokens) / c.gradient_accumulation_steps
-        with torch.no_grad():
-            was_clipped = ((ratio * advantages) > (clipped * advantages)).float()
-            stats = {"kl": (kl * mask).sum().item(), "entropy": (entropy * mask).sum().item(),
-                     "clip_ratio": (was_clipped * mask).sum().item(), "tokens": mask.sum().item()}
-        return loss, stats
-
-    # -- data parallelism (workers_per_trial > 1) ----------------------------------------------------
-    def _average_gradients(self, params) -> None:
-        """Each worker rolled out its own scenarios; the update uses the mean gradient, so all
-        workers take the same step and their weights stay identical (what DDP does)."""
-        import torch.distributed as dist
-
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= self.world_size
-
-    def _mean_over_workers(self, metrics: Dict[str, float]) -> Dict[str, float]:
-        import torch.distributed as dist
-
-        keys = sorted(metrics)
-        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self.agent.device)
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        return {k: v / self.world_size for k, v in zip(keys, values.tolist())}
 
     # -- 5. evaluation and metrics ---------------------------------------------------------------
     def evaluation_settings(self) -> SamplingSettings:
