@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, List
 
+from .trial_status import TrialStatus
+
 if TYPE_CHECKING:
     from .results import HPOSummary
 
@@ -52,8 +54,6 @@ def why_no_success(summary: "HPOSummary") -> List[str]:
         return []
     n = len(results)
     stopped = Counter(r.stopped_by for r in results if r.stopped_by)
-    from .results import TrialStatus  # (results imports this module)
-
     failed = [r for r in results if r.status is TrialStatus.FAILED]
     lines = []
     if stopped:

@@ -14,7 +14,6 @@ import math
 import numbers
 import sys
 from dataclasses import InitVar, asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
@@ -26,12 +25,7 @@ from .constraints import describe as describe_constraints
 from .cost import describe as describe_cost
 from .diagnosis import error_line, why_no_success
 from .transcripts import degenerate_replies
-
-
-class TrialStatus(str, Enum):
-    SUCCESS = "success"
-    FAILED = "failed"
-    PRUNED = "pruned"  # stopped early by a pruner or scheduler
+from .trial_status import TrialStatus
 
 
 class StudyInterrupted(RuntimeError):

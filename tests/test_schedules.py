@@ -8,9 +8,10 @@ import json
 from helpers import tiny_spec
 
 from stateset_hpo import HPOConfig, HPOResult, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType
-from stateset_hpo.hpo_trainer import GRPOHPOTrainer
 from stateset_hpo.grpo import MultiTurnAgent
+from stateset_hpo.hpo_trainer import GRPOHPOTrainer
 from stateset_hpo.lifecycle import TrialReporter
+from stateset_hpo.report import write_report
 from stateset_hpo.search.trial_runner import run_points
 from stateset_hpo.trial import SCHEDULE_KEY, build_trainer, run_trial
 from stateset_hpo.validation import run_validation
@@ -58,6 +59,8 @@ def test_validation_and_train_with_best_params_replay_a_pbt_recommendation(tmp_p
     summary = HPOSummary("eval_reward", "maximize", all_results=[found])
     assert "a schedule, not one configuration" in summary.format_summary()
     assert "iteration 1: learning_rate=0.001" in summary.format_summary()
+    page = write_report(summary, SPACE, tmp_path).read_text()
+    assert "The recommendation is a schedule" in page and "from iteration 2: learning_rate=0.003" in page
     block = run_validation(config, spec, SPACE, summary)
     recommended, baseline = block["configurations"]
     assert recommended["schedule"] == schedule and baseline["schedule"] == []

@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from ..checks import boolean, integer, number
 from .rewards import DETAIL_LEVELS, REWARDS
-from .tiny_model import TINY_MODEL
+
+TINY_MODEL = "stateset-tiny"  # the model this project builds locally (tiny_model.py): AgentConfig's default
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "adafactor")
 ADVANTAGE_STD = ("group", "batch", "none")

@@ -21,15 +21,12 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from .config import TINY_MODEL, AgentConfig
 from .environment import ConversationEnvironment
 from .scenarios import DOMAINS, Scenario, get_scenarios
 
-if TYPE_CHECKING:
-    from .config import AgentConfig
-
-TINY_MODEL = "stateset-tiny"
 _VERSION = 2  # 2: every warm-up reply names the case (the rewards give a reply about nothing no credit)
 _SPECIAL = ["<pad>", "<unk>", "<bos>", "<end>", "<sys>", "<user>", "<agent>"]
 CHAT_TEMPLATE = (
@@ -129,7 +126,7 @@ def _builtin() -> frozenset:
     return frozenset(get_scenarios(DOMAINS))
 
 
-def task_agent_config(config: "AgentConfig", environment: ConversationEnvironment) -> "AgentConfig":
+def task_agent_config(config: AgentConfig, environment: ConversationEnvironment) -> AgentConfig:
     """The agent a trial of this task loads: with the tiny model and scenarios of the user's
     own, the tiny model built from the task's texts (cached per task, on each machine that
     trains it: the trial carries the environment); otherwise ``config`` itself."""
