@@ -47,7 +47,7 @@ def race(config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace", summary: 
         print(f"racing: trials {', '.join(r.trial_id for r in contenders)} again with {config.race_seeds} fresh "
               f"seed(s) each ({len(points)} runs) on the selection scenarios", flush=True)
     race_spec = dataclasses.replace(spec, test_at_end=False, health=None)  # each run trains to its end
-    finished = get_backend(config.backend).run(config, race_spec, space, points=points)
+    finished = get_backend(config.backend).retrain(config, race_spec, points)
     trials = {}
     for r in contenders:
         runs = [f for f in finished if {k: v for k, v in f.params.items() if k != "seed"} == r.params]

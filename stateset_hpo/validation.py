@@ -17,7 +17,7 @@ score flatters. After the search:
 4. the gain is the paired difference recommended - baseline, with a 95% confidence interval
    (`stateset_hpo.comparison`); it may be negative or "no significant difference".
 
-The runs go through the study's backend (``Backend.run(..., points=...)``): on Ray Tune they
+The runs go through the study's backend (``Backend.retrain``): on Ray Tune they
 are Tune trials with the study's resources (GPUs on a cluster); the in-process backends run
 them here.
 """
@@ -134,7 +134,7 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
                   + (f" at {budget} episodes" if budget else "")
                   + f" ({len(unique)} runs), scored on the test scenarios", flush=True)
         # through the study's backend: on Ray they are Tune trials with the study's resources
-        finished += get_backend(config.backend).run(config, test_spec, space, points=unique)
+        finished += get_backend(config.backend).retrain(config, test_spec, unique)
         runs = seeded_points(spec, points, budget, range(seeds))
         block = summarise(config.objective_metric, config.direction, points, runs, finished, topics, looks)
         if seeds >= max_seeds or decided(block["comparison"], config.min_effect):

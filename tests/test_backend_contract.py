@@ -172,14 +172,13 @@ def test_the_dashboard_storage_can_be_chosen_or_turned_off_and_a_bad_one_fails_b
 
 
 @pytest.mark.parametrize("backend", backend_names())
-def test_validation_points_run_exactly_as_asked_and_fire_no_callbacks(tmp_path, backend, ray_if_needed):
+def test_validation_points_run_exactly_as_asked(tmp_path, backend, ray_if_needed):
     config = make_config(tmp_path, backend)  # one trial at a time (n_parallel_trials=1)
     points = [dict(BASELINE, seed=10_000), dict(BASELINE, learning_rate=1e-3, seed=10_001)]
     (tmp_path / "runs").mkdir()
     objective = functools.partial(timed, str(tmp_path / "runs"), lambda p: {"score": score(p)["score"],
                                                                            "seen_seed": p["seed"]})
-    finished = get_backend(backend).run(config, TrialSpec(objective=objective), SPACE, callbacks=[Recorder()],
-                                        points=points)
+    finished = get_backend(backend).retrain(config, TrialSpec(objective=objective), points)
     assert sorted((r.params["seed"], r.status) for r in finished) == [(10_000, TrialStatus.SUCCESS),
                                                                       (10_001, TrialStatus.SUCCESS)]
     for r in finished:

@@ -67,15 +67,17 @@ def _nowhere(config: "HPOConfig") -> Optional[str]:
 class Backend:
     """One search backend, as the driver, HPOConfig and the CLI see it.
 
-    ``run(config, spec, space, callbacks, resume, points)`` runs the study's trials, or with
-    ``points`` exactly those configurations, each trained to its end with nothing pruned (the
-    validation re-runs), and returns their HPOResults.
+    ``run(config, spec, space, callbacks, resume)`` runs the study's trials and returns their
+    HPOResults; ``retrain(config, spec, points)`` trains exactly those configurations, each to
+    its end with nothing pruned and no study callbacks (the validation and racing re-runs), where
+    the search ran them (Ray Tune: as Tune trials with the study's resources; the in-process
+    backends: here, one after another).
     """
 
     name: str
     section: str  # the HPOConfig field that holds its settings
     settings: Settings
-    runner: str  # "module:function" that runs it, imported on first use
+    runner: str  # "module:function" that runs the search, imported on first use
     describe: Callable[["HPOConfig"], str]  # the start-up line: the settings that matter
     compiled: Callable[["HPOConfig", "SearchSpace"], str]  # a dry run: compile the space, say what it became
     flags: Tuple[Flag, ...] = ()
@@ -88,12 +90,20 @@ class Backend:
     defers_retention: Callable[["HPOConfig"], bool] = _never
     # where a copy of the results goes besides output_dir (a cluster's shared storage), or None
     shared_results: Callable[["HPOConfig"], Optional[str]] = _nowhere
+    # "module:function" that runs the re-runs (config, spec, points); in this process by default
+    retrainer: str = "stateset_hpo.search.trial_runner:run_points"
 
     def run(self, config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace", callbacks: Sequence[Any] = (),
-            resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List["HPOResult"]:
-        module, _, function = self.runner.partition(":")
-        return getattr(importlib.import_module(module), function)(config, spec, space, callbacks, resume=resume,
-                                                                  points=points)
+            resume: bool = False) -> List["HPOResult"]:
+        return _imported(self.runner)(config, spec, space, callbacks, resume=resume)
+
+    def retrain(self, config: "HPOConfig", spec: "TrialSpec", points: List[Dict[str, Any]]) -> List["HPOResult"]:
+        return _imported(self.retrainer)(config, spec, points)
+
+
+def _imported(target: str) -> Callable[..., Any]:
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 _PACKAGES = {

@@ -27,7 +27,7 @@ from ...results import HPOResult, TrialStatus, json_safe
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
-from ..trial_runner import in_process_resources, run_one, run_points, study_deadline
+from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
 from .samplers import build_sampler
 from .storage import open_storage, shown
@@ -80,9 +80,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
 
 
 def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-               resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
-    if points is not None:
-        return run_points(config, spec, points)
+               resume: bool = False) -> List[HPOResult]:
     with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING):
         study = open_study(config, spec, space, resume)
     distributions = space.to_optuna()

@@ -13,6 +13,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ray
@@ -223,24 +224,95 @@ def check_measured_every_iteration(config: HPOConfig, spec: TrialSpec, space: Se
                          f"{most} iterations (eval_every); set eval_every=1 or use asha, median or pbt")
 
 
-def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-                 resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
-    """The study's trials, or with ``points`` exactly those configurations, each trained to
-    its end (FIFO, no timeout, no callbacks: the validation re-runs, as a separate experiment
-    ``<study>_validation`` with the study's resources)."""
+@dataclass
+class TunePlan:
+    """What one Tune experiment runs: the study's search (`search_plan`), or exactly some
+    points, each trained to its end (`points_plan`: the validation and racing re-runs)."""
+
+    name: str  # the experiment's name under the study's storage
+    spec: TrialSpec
+    scheduler: Any
+    search_alg: Any
+    param_space: Dict[str, Any]
+    num_samples: int
+    expected: int  # trials the experiment has when it is complete
+    limit: Optional[int] = None  # concurrent trials
+    checkpoint_every: Optional[int] = None
+    time_budget: Optional[float] = None
+    callbacks: Sequence[Any] = ()
+    settings: Optional[Dict[str, Any]] = None  # saved beside the experiment, checked on a resume
+    log_to_wandb: bool = False
+    stoppers: str = "the scheduler"  # what may stop a trial, in words
+
+
+def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None:
+    """What this search cannot do, refused before any cluster work."""
     rc = config.ray_config
-    execution = rc["execution"]
-    if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits and points is None:
+    if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits:
         raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
-    if rc["scheduler"] == "hyperband" and points is None and spec.objective is None:
+    if rc["scheduler"] == "hyperband" and spec.objective is None:
         check_measured_every_iteration(config, spec, space)
+
+
+def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experiment: str,
+                callbacks: Sequence[Any]) -> TunePlan:
+    rc = config.ray_config
+    max_t = rc["max_t"] or max_episodes(spec, space)
+    unit = iteration_episodes(spec, space)
+    scheduler = build_scheduler(rc, space, max_t, unit)
+    clock = SCHEDULERS[rc["scheduler"]].clock
+    if clock is not None:
+        spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **clock(unit)})
+    metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
+    search_alg, param_space, num_samples = build_search(config, space, metric, mode)
+    limit = searcher_limit(config)
+    if config.budget:  # (the wrapped search algorithm holds the concurrency limit, if any)
+        search_alg, limit = UntilBudgetSpent(search_alg, experiment), None
+    expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" else num_samples
+    stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if config.timeout else []) +
+                           (["early_stopping_patience"] if config.early_stopping_patience else []))
+    return TunePlan(config.resolved_study_name, spec, scheduler, search_alg, param_space, num_samples, expected,
+                    limit, checkpoint_interval(rc), config.timeout, callbacks, study_settings(config, space),
+                    config.log_to_wandb, stoppers)
+
+
+def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> TunePlan:
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    # Tune resolves each point against param_space, so every key needs a domain there;
+    # with num_samples == len(points) only the points themselves run.
+    param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
+    return TunePlan(config.resolved_study_name + "_validation", spec, FIFOScheduler(),
+                    BasicVariantGenerator(points_to_evaluate=list(points), max_concurrent=config.max_concurrent_trials),
+                    param_space, len(points), len(points), limit=config.max_concurrent_trials)
+
+
+def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
+                 resume: bool = False) -> List[HPOResult]:
+    """The study's trials."""
+    check_search(config, spec, space)
+    experiment = os.path.join(storage_location(config.ray_config["storage_path"], str(config.output_dir)),
+                              config.resolved_study_name)
+    plan = search_plan(config, spec, space, experiment, callbacks)
+    if resume:  # before any cluster work
+        check_resumable(experiment, plan.settings)
+    return run_plan(config, plan, resume)
+
+
+def retrain_ray_tune(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> List[HPOResult]:
+    """Exactly these configurations, each trained to its end (FIFO, no timeout, no callbacks), as
+    a separate experiment ``<study>_validation`` with the study's resources."""
+    return run_plan(config, points_plan(config, spec, points))
+
+
+def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HPOResult]:
+    """Run one Tune experiment on the cluster (connecting to it, or starting a local one)."""
+    rc = config.ray_config
+    execution = rc["execution"]
     storage = storage_location(rc["storage_path"], str(config.output_dir))
-    name = config.resolved_study_name + ("_validation" if points is not None else "")
-    experiment = os.path.join(storage, name)
-    settings = study_settings(config, space) if points is None else None
-    if resume and settings is not None:  # before any cluster work
-        check_resumable(experiment, settings)
+    experiment = os.path.join(storage, plan.name)
     started, wandb_runs, hosts = False, None, None
     if not ray.is_initialized():
         connect(rc["address"] or os.environ.get("RAY_ADDRESS"), raylet_messages=config.library_logs)
@@ -251,70 +323,45 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             check_state_api()
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
-        if caution and points is None:  # once per study, not again for its validation runs
+        if caution and plan.settings is not None:  # once per study, not again for its re-runs
             warnings.warn(caution)
-        max_t = rc["max_t"] or max_episodes(spec, space)
-        metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
-        if points is None:
-            unit = iteration_episodes(spec, space)
-            scheduler = build_scheduler(rc, space, max_t, unit)
-            clock = SCHEDULERS[rc["scheduler"]].clock
-            if clock is not None:
-                spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **clock(unit)})
-            search_alg, param_space, num_samples = build_search(config, space, metric, mode)
-            limit = searcher_limit(config)
-            if config.budget:  # (the wrapped search algorithm holds the concurrency limit, if any)
-                search_alg, limit = UntilBudgetSpent(search_alg, experiment), None
-            every, budget = checkpoint_interval(rc), config.timeout
-        else:
-            from ray.tune.search import BasicVariantGenerator
-            from ray.tune.schedulers import FIFOScheduler
-
-            scheduler = FIFOScheduler()
-            search_alg = BasicVariantGenerator(points_to_evaluate=list(points), max_concurrent=config.max_concurrent_trials)
-            limit = config.max_concurrent_trials
-            # Tune resolves each point against param_space, so every key needs a domain there;
-            # with num_samples == len(points) only the points themselves run.
-            param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
-            num_samples, every, budget, callbacks = len(points), None, None, ()
+        spec = plan.spec
         if rc["trials_per_worker"] > 1:
             hosts = start_hosts(spec, config.max_concurrent_trials, rc["trials_per_worker"], cpu, gpu)
-            trainable = packed_trainable(hosts, every)
+            trainable = packed_trainable(hosts, plan.checkpoint_every)
         else:
-            trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, every, rc["max_failures"],
-                                       experiment)
-        if config.log_to_wandb and points is None:
-            wandb_runs = TrialRunsToWandb(config.wandb_config, name, Path(config.output_dir).resolve() / "trials")
-        register(experiment, list(callbacks) + ([wandb_runs] if wandb_runs else []))
-        stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if budget else []) +
-                               (["early_stopping_patience"] if config.early_stopping_patience else []))
+            trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, plan.checkpoint_every,
+                                       rc["max_failures"], experiment)
+        if plan.log_to_wandb:
+            wandb_runs = TrialRunsToWandb(config.wandb_config, plan.name, Path(config.output_dir).resolve() / "trials")
+        register(experiment, list(plan.callbacks) + ([wandb_runs] if wandb_runs else []))
+        metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         resources = trial_resources(rc, cpu, gpu, execution)
-        tune_callbacks = [CallbackBridge(experiment, spec, metric, stoppers, resources)]
+        tune_callbacks = [CallbackBridge(experiment, spec, metric, plan.stoppers, resources)]
         if resume:
             if not tune.Tuner.can_restore(experiment):
                 raise ValueError(f"nothing to resume at {experiment!r}")
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                       param_space=param_space)
+                                       param_space=plan.param_space)
         else:
-            if settings is not None:
-                write_text(f"{experiment}/{SETTINGS_FILE}", json.dumps(settings, indent=1))
+            if plan.settings is not None:
+                write_text(f"{experiment}/{SETTINGS_FILE}", json.dumps(plan.settings, indent=1))
             # Under "train", Ray Train retries a trial's failed workers (max_failures times, from the
             # last checkpoint) but cannot help when the trial's driver is lost with its node (a
             # reclaimed spot node): Tune restarts a failed trial once for that. A trial that keeps
             # failing then runs at most 2 x (max_failures + 1) times, not (max_failures + 1)^2.
             retries = rc["max_failures"] if execution == "direct" else min(1, rc["max_failures"])
-            failure = tune.FailureConfig(max_failures=retries)
             tuner = tune.Tuner(
-                trainable, param_space=param_space,
-                tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
-                                            num_samples=num_samples, max_concurrent_trials=limit,
-                                            time_budget_s=budget,
+                trainable, param_space=plan.param_space,
+                tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=plan.search_alg,
+                                            scheduler=plan.scheduler, num_samples=plan.num_samples,
+                                            max_concurrent_trials=plan.limit, time_budget_s=plan.time_budget,
                                             # a direct trial's process (Tune's trial actor) stays for the
                                             # next trial, with its loaded base model (grpo/model_pool.py)
                                             reuse_actors=execution == "direct"),
-                run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=tune_callbacks,
+                run_config=tune.RunConfig(name=plan.name, storage_path=storage, callbacks=tune_callbacks,
                                           stop=StopWhenRequested(experiment),
-                                          failure_config=failure, verbose=0,
+                                          failure_config=tune.FailureConfig(max_failures=retries), verbose=0,
                                           # the experiment's state reaches the storage every minute
                                           # (Tune's default is 5), so a lost head loses at most that
                                           sync_config=tune.SyncConfig(sync_period=STATE_SYNC_S),
@@ -334,16 +381,15 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
             grid = tuner.fit()
         # Ctrl+C makes Tune save its state and return early: trials unfinished or never started
         # (a study that ran into its timeout is complete as far as it goes).
-        expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" and points is None else num_samples
         unfinished = len(grid) - grid.num_terminated - grid.num_errors
-        timed_out = budget is not None and time.monotonic() - start >= budget
-        ended_early = stop_requested(callbacks) or budget_spent(callbacks)
-        if not timed_out and not ended_early and (unfinished or len(grid) < expected):
-            raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {expected} trials; "
-                                   f"its state is saved in {experiment!r}: run it again with --resume "
+        timed_out = plan.time_budget is not None and time.monotonic() - start >= plan.time_budget
+        ended_early = stop_requested(plan.callbacks) or budget_spent(plan.callbacks)
+        if not timed_out and not ended_early and (unfinished or len(grid) < plan.expected):
+            raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {plan.expected} "
+                                   f"trials; its state is saved in {experiment!r}: run it again with --resume "
                                    "(run_study(..., resume=True)) to continue")
         # Trials that never reported nor failed never ran (e.g. queued when patience ended the study)
-        return [result for _, result in sorted(_from_result(r, spec, metric, stoppers, resources) for r in grid)
+        return [result for _, result in sorted(_from_result(r, spec, metric, plan.stoppers, resources) for r in grid)
                 if result.history or result.error]
     finally:
         stop_hosts(hosts)
@@ -353,7 +399,6 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
         restore_sigterm(sigterm)
         if started:
             ray.shutdown()
-
 
 
 def _from_result(result, spec: TrialSpec, metric: str, stoppers: str,

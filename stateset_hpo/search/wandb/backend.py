@@ -26,7 +26,7 @@ from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec
 from ...wandb_runs import wandb_mode
-from ..trial_runner import run_one, run_points, study_deadline
+from ..trial_runner import run_one, study_deadline
 
 
 def _sweeps():
@@ -66,9 +66,7 @@ def _plain(value: Any) -> Any:
 
 
 def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-              resume: bool = False, points: Optional[List[Dict[str, Any]]] = None) -> List[HPOResult]:
-    if points is not None:
-        return run_points(config, spec, points)
+              resume: bool = False) -> List[HPOResult]:
     if resume:
         raise ValueError("the wandb backend cannot resume a study; start a new one (or use backend 'optuna' with a "
                          "storage, or 'ray_tune')")
