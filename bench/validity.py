@@ -145,8 +145,9 @@ def engine_aa(studies: int, seeds: int, episodes: int, workers: int) -> bool:
     with ProcessPoolExecutor(workers) as pool:
         found = list(pool.map(engine_study, range(studies), [seeds] * studies, [episodes] * studies))
     gains = [gain for _, gain in found]
+    conversations = len(ConversationEnvironment("customer_service").test_scenarios)
     print(f"engine A/A: {studies} studies through the real engine (tiny model, customer_service, lr 1e-3, {episodes} "
-          f"episodes, {seeds} seeds x 2 copies x 70 test conversations) in {time.perf_counter() - start:.0f} s; "
+          f"episodes, {seeds} seeds x 2 copies x {conversations} test conversations) in {time.perf_counter() - start:.0f} s; "
           f"gains: median {statistics.median(gains):+.4f}, spread (sd) {statistics.pstdev(gains):.4f}")
     return false_claims("engine A/A", [verdict for verdict, _ in found])
 

@@ -39,7 +39,7 @@ def paired_gain(candidate: Dict[int, Sequence[float]], baseline: Dict[int, Seque
     when only the mean is known); seeds missing on either side are left out. ``sign`` is
     -1 when lower is better. ``groups`` (optional) names each conversation's cluster, e.g. its
     topic: conversations of one topic share its effect, so they are not independent evidence
-    (70 test conversations are 5 topics x 14 wordings). The conversation factor is then the
+    (the built-in test split's 60 conversations are 5 topics x 12 wordings). The conversation factor is then the
     group: the differences are averaged per (seed, group) cell and the crossed formula runs on
     seeds x groups, with Satterthwaite's degrees of freedom for its three mean squares (at
     least ``min(S, G) - 1``, at most ``S + G - 2``; the one component's own where it alone is

@@ -1,8 +1,9 @@
 """Racing: the search's top candidates run again on more seeds before one is named.
 
 A search trains each configuration once, with one seed, and ranks them on a selection score
-whose noise per trial is as large as the gaps it ranks (10 selection conversations: a standard
-error of about 0.037 per run, and one run cannot show the seed-to-seed spread). So before the
+whose noise per trial is as large as the gaps it ranks (with 10 selection conversations a
+standard error of about 0.037 per run; 20 now, and still one run cannot show the seed-to-seed
+spread). So before the
 recommendation is named, the top ``race_top_k`` distinct configurations are trained again with
 ``race_seeds`` fresh seeds each, on the same selection split, and ranked by their mean over all
 their runs (as SMAC's intensification re-evaluates its incumbent before trusting it). The test

@@ -195,7 +195,8 @@ def test_a_trial_over_its_kl_ceiling_is_pruned_with_the_reason_on_every_backend(
 
 
 class GoodThenBad(Reward):
-    """Scores replies well for its first 40 calls, then poorly (a reward that collapses
+    """Scores replies well for its first 60 calls (the first iteration: at most 16 training and
+    40 selection replies), then poorly (a reward that collapses
     mid-run, as after reward hacking turns against the task); replies still differ, so the
     groups keep a learning signal and only the collapse rule can see it."""
 
@@ -207,7 +208,7 @@ class GoodThenBad(Reward):
 
     def __call__(self, ctx):
         self.calls += 1
-        return (0.8 if self.calls <= 40 else 0.1) + 0.1 * (len(ctx.reply) % 3) / 3
+        return (0.8 if self.calls <= 60 else 0.1) + 0.1 * (len(ctx.reply) % 3) / 3
 
 
 @pytest.mark.parametrize("backend", backends_ray_slow())

@@ -48,7 +48,7 @@ def test_quick_hpo_from_a_plain_script(tmp_path):
     assert baseline["params"] == {**{k: getattr(base, k) for k in summary.best_params}, "num_episodes": 8}
     assert all(c["seeds"] == [10_000, 10_001] and len(c["scores"]) == 2 for c in v["configurations"])
     assert v["metric"] == "test_reward" and v["held_out"] and v["budget_episodes"] == 8
-    assert v["comparison"]["n_seeds"] == 2 and v["comparison"]["n_conversations"] == 70
+    assert v["comparison"]["n_seeds"] == 2 and v["comparison"]["n_conversations"] == 60
     assert v["comparison"]["verdict"] in ("better", "worse", "no significant difference")
     assert v["sentence"] in summary.format_summary()
     assert HPOSummary.load(tmp_path / "summary.json").validation == summary.validation

@@ -212,7 +212,7 @@ def _null_with_topic_effects(studies, grouped, seeds=5, topics=5, per_topic=14, 
 
 
 def test_topic_clustered_effects_do_not_make_the_test_liberal():
-    """70 test conversations are 5 topics x 14 wordings: treated as independent, 11% of null
+    """Test conversations come in topics (70 simulated here: 5 topics x 14 wordings): treated as independent, 11% of null
     comparisons were called significant at 5 seeds; with topic as a level of the design, at
     most the nominal 5% (two-sided)."""
     assert _null_with_topic_effects(400, grouped=False) > 0.07  # the check can fail: the old test is liberal
