@@ -44,7 +44,7 @@ from typing import Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType  # noqa: E402
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus  # noqa: E402
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
 from stateset_hpo.trial import TrialSpec  # noqa: E402
@@ -111,28 +111,32 @@ def false_claims(name: str, verdicts) -> bool:
     return ok
 
 
+def tiny_task(episodes: int, **parts) -> TrialSpec:
+    """The A/A's and A/B's task: the tiny model on customer_service, ``episodes`` per run."""
+    return TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
+                     base_config=TrainingConfig(num_episodes=episodes, per_device_train_batch_size=4, group_size=8,
+                                                max_new_tokens=48, eval_max_new_tokens=48,
+                                                include_value_function=False, warmup_ratio=0.0), **parts)
+
+
 def engine_study(study: int, seeds: int, episodes: int) -> Tuple[str, float]:
     """One engine A/A study: (verdict, gain)."""
     import torch
 
     from stateset_hpo.comparison import paired_gain
     from stateset_hpo.search.trial_runner import run_points
-    from stateset_hpo.validation import SEED_OFFSET, _per_conversation
+    from stateset_hpo.validation import SEED_OFFSET, per_conversation
 
     torch.set_num_threads(1)
-    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
-                     base_config=TrainingConfig(num_episodes=episodes, per_device_train_batch_size=4, group_size=8,
-                                                max_new_tokens=48, eval_max_new_tokens=48,
-                                                include_value_function=False, warmup_ratio=0.0),
-                     test_at_end=True, health=None)
+    spec = tiny_task(episodes, test_at_end=True, health=None)
     with tempfile.TemporaryDirectory() as folder:
         config = HPOConfig(backend="optuna", search_space=LR, output_dir=folder, verbose=False, save_plots=False)
         first = SEED_OFFSET + 1000 * study
         points = [{"learning_rate": 1e-3, "seed": first + copy * 100 + i} for copy in (0, 1) for i in range(seeds)]
         runs = run_points(config, spec, points)
-    if any(r.status.value != "success" for r in runs):
+    if any(r.status is not TrialStatus.SUCCESS for r in runs):
         raise RuntimeError(f"engine A/A study {study}: a run failed: {[r.error for r in runs]}")
-    rows = [{i: _per_conversation("test_reward", r.metrics) for i, r in enumerate(runs[copy * seeds:][:seeds])}
+    rows = [{i: per_conversation("test_reward", r.metrics) for i, r in enumerate(runs[copy * seeds:][:seeds])}
             for copy in (0, 1)]
     comparison = paired_gain(rows[1], rows[0], +1.0, groups=[s.topic for s in spec.environment.test_scenarios])
     return comparison["verdict"], comparison["gain"]
@@ -156,10 +160,8 @@ def ab(studies: int, trials: int, episodes: int, seeds: int) -> bool:
     """A/B studies (one per search seed) against a sensible baseline; True when most find a gain."""
     from stateset_hpo.comparison import power_at
 
-    base = TrainingConfig(num_episodes=episodes, per_device_train_batch_size=4, group_size=8, max_new_tokens=48,
-                          eval_max_new_tokens=48, include_value_function=False, warmup_ratio=0.0)
-    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
-                     base_config=base)
+    spec = tiny_task(episodes)
+    base = spec.base_config
     verdicts = []
     for study in range(studies):
         start = time.perf_counter()

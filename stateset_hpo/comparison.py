@@ -89,13 +89,12 @@ def paired_gain(candidate: Dict[int, Sequence[float]], baseline: Dict[int, Seque
                   for i in range(n_s) for j in range(n_c)) / ((n_s - 1) * (n_c - 1))
         v_e = mse / (n_s * n_c)
         combined = variance + v_c - v_e
-        if len(names) > 1 and combined >= max(variance, v_c):  # Satterthwaite, for the combination
-            parts = variance ** 2 / (n_s - 1) + v_c ** 2 / (n_c - 1) + v_e ** 2 / ((n_s - 1) * (n_c - 1))
-            df = max(df, min(combined ** 2 / parts, n_s - 1 + n_c - 1)) if parts > 0 else df
-        elif len(names) > 1 and v_c > variance:
-            df = n_c - 1
-        elif len(names) > 1:
-            df = n_s - 1
+        if len(names) > 1:  # the degrees of freedom of the variance estimate used below
+            if combined >= max(variance, v_c):  # Satterthwaite, for the combination
+                parts = variance ** 2 / (n_s - 1) + v_c ** 2 / (n_c - 1) + v_e ** 2 / ((n_s - 1) * (n_c - 1))
+                df = max(df, min(combined ** 2 / parts, n_s - 1 + n_c - 1)) if parts > 0 else df
+            else:  # one component alone: its own
+                df = n_c - 1 if v_c > variance else n_s - 1
         variance = max(combined, variance, v_c)
     if variance <= 0.0:  # every difference identical: exact, no noise to test against
         out.update(ci95=[gain, gain], p_value=1.0 if gain == 0 else 0.0,

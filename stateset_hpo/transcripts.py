@@ -8,6 +8,7 @@ nothing, so the summary can warn before anyone acts on the verdict.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 PER_TOPIC = 1  # conversations kept per topic: enough to see the pattern, small in summary.json
@@ -45,12 +46,11 @@ def degenerate_replies(transcripts_: Sequence[Dict[str, Any]]) -> Optional[str]:
     empty = sum(not r for r in replies)
     if empty * 2 > len(replies):
         return f"{empty} of {len(replies)} replies are empty"
-    firsts = [agent_replies(t)[0].strip() for t in transcripts_ if agent_replies(t)]
+    firsts = [said[0].strip() for said in map(agent_replies, transcripts_) if said]
     if len({t["topic"] for t in transcripts_}) > 1 and len(firsts) > 2:
-        common = max(set(firsts), key=firsts.count)
-        if common and firsts.count(common) * 2 > len(firsts):
-            return (f"the same first reply in {firsts.count(common)} of {len(firsts)} conversations of different "
-                    f"topics: {common[:80]!r}")
+        common, count = Counter(firsts).most_common(1)[0]
+        if common and count * 2 > len(firsts):
+            return f"the same first reply in {count} of {len(firsts)} conversations of different topics: {common[:80]!r}"
     echoed = 0
     for t in transcripts_:
         messages = t["conversation"]

@@ -252,8 +252,15 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
         metrics = with_derived_metrics(spec, {**spec.objective(dict(params)), "iteration": 1})
         report(metrics, None)
         return metrics
-    trainer = train(spec, params, report, restore_from)
-    return with_derived_metrics(spec, trainer.history[-1]) if trainer.history else {}
+    last: Dict[str, float] = {}
+
+    def remember(metrics: Dict[str, float], trainer: MultiTurnGRPOTrainer) -> Optional[bool]:
+        nonlocal last
+        last = metrics
+        return report(metrics, trainer)
+
+    train(spec, params, remember, restore_from)
+    return last
 
 
 def with_derived_metrics(spec: TrialSpec, metrics: Dict[str, float]) -> Dict[str, float]:

@@ -147,7 +147,7 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
     return block
 
 
-def _per_conversation(metric: str, metrics: Dict[str, Any]) -> List[float]:
+def per_conversation(metric: str, metrics: Dict[str, Any]) -> List[float]:
     """The run's score per test conversation (``metric[i]``), or its one mean score."""
     items = sorted((int(k[len(metric) + 1:-1]), v) for k, v in metrics.items()
                    if k.startswith(metric + "[") and k.endswith("]"))
@@ -178,7 +178,7 @@ def summarise(objective: str, direction: str, points, runs, finished: List[HPORe
         if result.metrics.get(metric) is None:
             entry["errors"].append(f"the run reported no {metric!r}")
             continue
-        rows.setdefault(label, {})[params["seed"]] = _per_conversation(metric, result.metrics)
+        rows.setdefault(label, {})[params["seed"]] = per_conversation(metric, result.metrics)
         if entry["transcripts_seed"] is None and result.transcripts:  # what it says, at its first seed that finished
             entry["transcripts"], entry["transcripts_seed"] = list(result.transcripts), params["seed"]
     for label, entry in by_label.items():

@@ -245,6 +245,11 @@ class TunePlan:
     stoppers: str = "the scheduler"  # what may stop a trial, in words
 
 
+def study_storage(config: HPOConfig) -> str:
+    """Where the study's Tune experiments live (``storage_path``, else under ``output_dir``)."""
+    return storage_location(config.ray_config["storage_path"], str(config.output_dir))
+
+
 def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None:
     """What this search cannot do, refused before any cluster work."""
     rc = config.ray_config
@@ -293,8 +298,7 @@ def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbac
                  resume: bool = False) -> List[HPOResult]:
     """The study's trials."""
     check_search(config, spec, space)
-    experiment = os.path.join(storage_location(config.ray_config["storage_path"], str(config.output_dir)),
-                              config.resolved_study_name)
+    experiment = os.path.join(study_storage(config), config.resolved_study_name)
     plan = search_plan(config, spec, space, experiment, callbacks)
     if resume:  # before any cluster work
         check_resumable(experiment, plan.settings)
@@ -311,7 +315,7 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
     """Run one Tune experiment on the cluster (connecting to it, or starting a local one)."""
     rc = config.ray_config
     execution = rc["execution"]
-    storage = storage_location(rc["storage_path"], str(config.output_dir))
+    storage = study_storage(config)
     experiment = os.path.join(storage, plan.name)
     started, wandb_runs, hosts = False, None, None
     if not ray.is_initialized():
