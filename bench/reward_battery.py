@@ -11,31 +11,27 @@ replies are not ahead of every other policy by at least MARGIN (0.15) on the tes
 
 import sys
 
+from harness import Record
 from stateset_hpo.grpo import ConversationEnvironment, domain_reward
 from stateset_hpo.grpo.reward_battery import MARGIN, REFERENCE, battery
 from stateset_hpo.grpo.scenarios import DOMAINS
 
 
 def main() -> int:
-    tables = {split: {d: battery(ConversationEnvironment(d), domain_reward(d), split) for d in DOMAINS}
-              for split in ("test", "selection")}
-    failed = []
-    for split, table in tables.items():
-        print(f"\n{split} split (mean turn reward per conversation, each domain's own reward)\n")
-        print("| policy | " + " | ".join(DOMAINS) + " |")
-        print("|---|" + "---|" * len(DOMAINS))
-        for name in table[DOMAINS[0]]:
-            print(f"| {name} | " + " | ".join(f"{table[d][name]:.3f}" for d in DOMAINS) + " |")
+    record = Record("reward_battery", "fixed reply policies a GRPO run could converge to, played turn by turn "
+                    "through every conversation of each domain (two agent turns) and scored by the domain's own "
+                    "reward, against the reference replies", {"margin": MARGIN})
+    for split in ("test", "selection"):
+        table = {d: battery(ConversationEnvironment(d), domain_reward(d), split) for d in DOMAINS}
         margins = {d: table[d][REFERENCE] - max(v for k, v in table[d].items() if k != REFERENCE) for d in DOMAINS}
-        print("| **margin of the reference over the best other** | "
-              + " | ".join(f"{m:+.3f}" for m in margins.values()) + " |")
+        rows = [[name] + [f"{table[d][name]:.3f}" for d in DOMAINS] for name in table[DOMAINS[0]]]
+        rows.append(["**margin of the reference over the best other**"] + [f"{m:+.3f}" for m in margins.values()])
+        record.table(f"{split} split, mean turn reward per conversation", ["policy", *DOMAINS], rows)
         if split == "test":
-            failed = [d for d, m in margins.items() if m < MARGIN]
-    if failed:
-        print(f"\nFAIL: the reference replies lead by less than {MARGIN} in {', '.join(failed)}")
-        return 1
-    print(f"\nOK: the reference replies lead every degenerate policy by at least {MARGIN} in every domain")
-    return 0
+            for domain, margin in margins.items():
+                record.goal(f"margin of the reference replies over the best other policy, {domain}", margin, MARGIN,
+                            digits=3)
+    return record.finish()
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ gain" is a false claim; the target is the A/A's.
 
 A/B: the tiny model, a learning-rate space against a sensible baseline (TrainingConfig's
 default lr 5e-4, not a rate that cannot learn), one study per search seed. Each prints its
-verdict and the power its design had at the gain it measured; the bench fails unless most
-studies report a significant gain.
+verdict and the power its design had at the gain it measured. Goals: false gains at the nominal
+rate in both A/As; a significant gain in most A/B studies.
 
-    python bench/validity.py                 # both (A/B: 3 studies, a few minutes on 2 CPU cores)
-    python bench/validity.py --ab-only       # or --aa-only, --aa-studies 200
-    python bench/validity.py --engine-aa 50  # the A/A through the real engine only (about 15 s a study)
+    python bench/validity.py   # all three (engine A/A about 7 s a study, A/B a few minutes a study, 2 cores)
+    python bench/validity.py --engine-aa-studies 0 --ab-studies 0   # the synthetic A/A alone
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from typing import Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import Record  # noqa: E402
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus  # noqa: E402
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
@@ -76,7 +76,8 @@ def null_objective(study: int):
     return objective
 
 
-def aa(studies: int, trials: int, seeds: int, topics: bool = True) -> bool:
+def aa(studies: int, trials: int, seeds: int, topics: bool = True) -> list:
+    """The synthetic A/A's verdicts, one per study."""
     logging.getLogger("optuna").setLevel(logging.WARNING)
     verdicts = []
     start = time.perf_counter()
@@ -91,24 +92,21 @@ def aa(studies: int, trials: int, seeds: int, topics: bool = True) -> bool:
     print(f"A/A: {len(verdicts)} studies ({trials} trials, {seeds} validation seeds x {CONVERSATIONS} test "
           f"conversations each) in {time.perf_counter() - start:.1f} s"
           + ("" if topics else ", topics ignored (conversations independent)"))
-    return false_claims("A/A", verdicts)
+    return verdicts
 
 
-def false_claims(name: str, verdicts) -> bool:
-    """Print the rate of "better" verdicts among null comparisons; False when it is above the
-    nominal 2.5% (its one-sided 95% lower bound is)."""
+def false_claims(name: str, verdicts, record: Record) -> list:
+    """The row of a null comparison's verdicts (false gains with their 90% interval, losses);
+    the goal: its one-sided 95% lower bound at most the nominal 2.5%."""
     from scipy.stats import beta
 
     n = len(verdicts)
     better, worse = verdicts.count("better"), verdicts.count("worse")
     low = beta.ppf(0.05, better, n - better + 1) if better else 0.0  # one-sided 95% lower bound (Clopper-Pearson)
     high = beta.ppf(0.95, better + 1, n - better)
-    print(f"{name}: significant gain reported in {better}/{n} = {better / n:.1%} (one-sided 90% interval "
-          f"[{low:.1%}, {high:.1%}]; target: the nominal 2.5%); significant loss in {worse}/{n} = {worse / n:.1%}; "
-          f"no difference in {n - better - worse}/{n}")
-    ok = low <= 0.025
-    print(f"{name}: " + ("OK" if ok else "FAIL: false gains above the nominal rate"))
-    return ok
+    record.goal(f"{name}: one-sided 95% lower bound of the false-gain rate", low, 0.025, at_least=False, digits=3)
+    return [name, n, f"{better} ({better / n:.1%})", f"[{low:.1%}, {high:.1%}]", f"{worse} ({worse / n:.1%})",
+            n - better - worse]
 
 
 def tiny_task(episodes: int, **parts) -> TrialSpec:
@@ -142,7 +140,8 @@ def engine_study(study: int, seeds: int, episodes: int) -> Tuple[str, float]:
     return comparison["verdict"], comparison["gain"]
 
 
-def engine_aa(studies: int, seeds: int, episodes: int, workers: int) -> bool:
+def engine_aa(studies: int, seeds: int, episodes: int, workers: int) -> list:
+    """The engine A/A's verdicts, one per study."""
     from concurrent.futures import ProcessPoolExecutor
 
     start = time.perf_counter()
@@ -153,16 +152,16 @@ def engine_aa(studies: int, seeds: int, episodes: int, workers: int) -> bool:
     print(f"engine A/A: {studies} studies through the real engine (tiny model, customer_service, lr 1e-3, {episodes} "
           f"episodes, {seeds} seeds x 2 copies x {conversations} test conversations) in {time.perf_counter() - start:.0f} s; "
           f"gains: median {statistics.median(gains):+.4f}, spread (sd) {statistics.pstdev(gains):.4f}")
-    return false_claims("engine A/A", [verdict for verdict, _ in found])
+    return [verdict for verdict, _ in found]
 
 
-def ab(studies: int, trials: int, episodes: int, seeds: int) -> bool:
-    """A/B studies (one per search seed) against a sensible baseline; True when most find a gain."""
+def ab(studies: int, trials: int, episodes: int, seeds: int) -> list:
+    """A/B studies (one per search seed) against a sensible baseline: a row per study."""
     from stateset_hpo.comparison import power_at
 
     spec = tiny_task(episodes)
     base = spec.base_config
-    verdicts = []
+    rows = []
     for study in range(studies):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
@@ -181,19 +180,19 @@ def ab(studies: int, trials: int, episodes: int, seeds: int) -> bool:
         power = power_at(comparison, comparison["gain"]) if comparison.get("gain") is not None else None
         print(f"A/B: {v['sentence']}")
         print("A/B: power of this design at the gain it measured: " + ("-" if power is None else f"{power:.2f}"))
-        verdicts.append(comparison["verdict"])
-    found = verdicts.count("better")
-    ok = found * 2 > studies
-    print(f"A/B: a significant gain in {found} of {studies} studies; " + ("OK" if ok else
-          "FAIL: most studies did not find a gain (see each one's power at its measured gain)"))
-    return ok
+        best = next(e for e in v["configurations"] if e["role"] == "recommended")
+        rows.append([study, f"{best['params']['learning_rate']:.2e}", f"{comparison['gain']:+.4f}",
+                     f"[{comparison['ci95'][0]:+.4f}, {comparison['ci95'][1]:+.4f}]", comparison["verdict"],
+                     "-" if power is None else f"{power:.2f}"])
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--aa-studies", type=int, default=200)
+    parser.add_argument("--aa-studies", type=int, default=200, help="synthetic A/A studies (0: none)")
     parser.add_argument("--aa-trials", type=int, default=8)
-    parser.add_argument("--ab-studies", type=int, default=3)
+    parser.add_argument("--engine-aa-studies", type=int, default=100, help="A/A studies through the engine (0: none)")
+    parser.add_argument("--ab-studies", type=int, default=3, help="A/B studies (0: none)")
     parser.add_argument("--ab-trials", type=int, default=6)
     parser.add_argument("--ab-episodes", type=int, default=192)
     parser.add_argument("--seeds", type=int, default=3)
@@ -201,19 +200,31 @@ def main() -> int:
                         help="A/A with the test conversations taken as independent (the design before topics)")
     parser.add_argument("--engine-episodes", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="processes for the engine A/A")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--aa-only", action="store_true")
-    which.add_argument("--ab-only", action="store_true")
-    which.add_argument("--engine-aa", type=int, metavar="STUDIES", help="only the A/A through the real engine")
     args = parser.parse_args()
-    if args.engine_aa is not None:
-        return 0 if engine_aa(args.engine_aa, args.seeds, args.engine_episodes, args.workers) else 1
-    ok = True
-    if not args.ab_only:
-        ok &= aa(args.aa_studies, args.aa_trials, args.seeds, topics=not args.ignore_topics)
-    if not args.aa_only:
-        ok &= ab(args.ab_studies, args.ab_trials, args.ab_episodes, args.seeds)
-    return 0 if ok else 1
+    if min(args.aa_studies, args.engine_aa_studies, args.ab_studies) < 0 or min(args.seeds, args.workers) < 1:
+        parser.error("study counts must be >= 0, --seeds and --workers >= 1")
+    record = Record("validity", "the study's verdict on null comparisons (A/A: synthetic, and through the real "
+                    "engine) and against a sensible baseline (A/B on the tiny model)", vars(args))
+    claims = []
+    if args.aa_studies:
+        claims.append(false_claims("synthetic A/A", aa(args.aa_studies, args.aa_trials, args.seeds,
+                                                       topics=not args.ignore_topics), record))
+    if args.engine_aa_studies:
+        claims.append(false_claims("engine A/A", engine_aa(args.engine_aa_studies, args.seeds, args.engine_episodes,
+                                                           args.workers), record))
+    if claims:
+        record.table("Null comparisons: verdicts of a significant gain (false claims) and loss",
+                     ["comparison", "studies", "gains", "90% interval of the gain rate", "losses", "no difference"],
+                     claims)
+    if args.ab_studies:
+        rows = ab(args.ab_studies, args.ab_trials, args.ab_episodes, args.seeds)
+        record.table(f"A/B against lr 5e-4 (TrainingConfig's default), one study per search seed, {args.ab_trials} "
+                     f"trials of {args.ab_episodes} episodes, {args.seeds} validation seeds",
+                     ["study", "recommended lr", "gain", "95% CI", "verdict", "power at the gain"], rows)
+        found = sum(row[4] == "better" for row in rows)
+        record.goal("A/B: studies that found a significant gain over the sensible baseline", found,
+                    args.ab_studies // 2 + 1, digits=0)
+    return record.finish()
 
 
 if __name__ == "__main__":
