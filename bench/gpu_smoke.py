@@ -2,19 +2,28 @@
 
 For a machine with an NVIDIA GPU and no network: the model is built from a config with random
 weights (the Qwen2.5-0.5B shape) and the tiny local tokenizer, saved, and loaded back through
-`from_pretrained` like any hub model. Prints generated tokens/s, seconds per step and peak GPU
-memory for both trainers (ours with and without gradient checkpointing, which TRL does by
-default); then runs 10 one-iteration warm trials in a row on that model
+`from_pretrained` like any hub model. Four sides, `--repeats` times interleaved, each repeat a
+fresh trainer with one untimed step before `--steps` timed ones: ours and TRL's GRPOTrainer,
+gradient checkpointing off and on for both. Both load the model in bf16 (TRL with `bf16=True`),
+the same LoRA adapter without dropout (TRL with `disable_dropout=True`), the same sampling
+(temperature 1, top-k 50, top-p 0.95), group, batch and completion length: TRL as its docs
+would set it up for this work, apart from the defaults where ours differs (checkpointing: both
+ways measured). Prints generated tokens/s, seconds per step and peak GPU memory, medians with
+their range; then runs `--warm-trials` one-iteration warm trials in a row on that model
 (grpo/model_pool.py: one loaded base model lent to each LoRA trial) and prints the GPU memory
-allocated after each, which must come back to the base model's own each time (nothing a trial
-held is left behind). ``--tiny`` shrinks the model so the script can be checked on a CPU.
+allocated after each, which must come back to the base model's own each time.
+Goals: ours >= 1.5x TRL's generated tokens/s, checkpointing off and on; no warm trial leaves
+more than 0.01 GiB above the base model. The record goes to bench/results/gpu_smoke.json on a
+GPU; ``--tiny`` shrinks the model to check the script on a CPU (its record is not kept).
 
-    bash bench/gpu_smoke.sh [--steps 4] [--tiny] [--warm-trials 10]
+    bash bench/gpu_smoke.sh [--repeats 5] [--steps 3] [--warm-trials 20] [--tiny]
 """
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 import warnings
 
 warnings.filterwarnings("ignore")
@@ -23,13 +32,15 @@ import torch  # noqa: E402
 
 from stateset_hpo.grpo import (AgentConfig, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,  # noqa: E402
                                TrainingConfig, build_tiny_model, domain_reward)
+from harness import RESULTS, Record, interleaved, shown, spread  # noqa: E402
 from trl_common import step_clock, trl_prompts_and_reward  # noqa: E402
 
 QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True)
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=4096, max_position_embeddings=1024, tie_word_embeddings=True)
-GROUP, MAX_TOKENS, DOMAIN = 8, 64, "customer_service"
+GROUP, BATCH, MAX_TOKENS, DOMAIN, GOAL, LEFT_BEHIND = 8, 4, 64, "customer_service", 1.5, 0.01
+SAMPLING = dict(temperature=1.0, top_k=50, top_p=0.95)
 
 
 def build_model(folder: str, shape: dict, dtype: torch.dtype) -> int:
@@ -49,47 +60,61 @@ def peak_memory_gb() -> float:
 
 
 def run_ours(folder: str, steps: int, checkpointing: bool):
-    config = TrainingConfig(num_episodes=GROUP * 4 * (steps + 2), per_device_train_batch_size=4, group_size=GROUP,
-                            max_new_tokens=MAX_TOKENS, include_value_function=False, eval_every=10**6,
-                            learning_rate=1e-5, warmup_ratio=0.0, gradient_checkpointing=checkpointing)
+    """(seconds per step, generated tokens/s, peak GPU GiB) over the timed steps."""
+    config = TrainingConfig(num_episodes=GROUP * BATCH * (steps + 2), per_device_train_batch_size=BATCH,
+                            group_size=GROUP, max_new_tokens=MAX_TOKENS, include_value_function=False,
+                            eval_every=10**6, learning_rate=1e-5, warmup_ratio=0.0, lora_dropout=0.0,
+                            gradient_checkpointing=checkpointing, **SAMPLING)
     agent = MultiTurnAgent(AgentConfig(model_name=folder))
     trainer = MultiTurnGRPOTrainer(agent, ConversationEnvironment(DOMAIN, max_turns=1), domain_reward(DOMAIN), config)
     trainer.train_step()  # warm-up (kernels, allocator)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    start, tokens = time.perf_counter(), 0.0
+    reset_peak_memory()
+    start, tokens = time.perf_counter(), trainer.generated_tokens
     for _ in range(steps):
-        tokens += trainer.train_step()["completion_length"] * GROUP * 4
+        trainer.train_step()
     elapsed = time.perf_counter() - start
-    return elapsed / steps, tokens / elapsed, peak_memory_gb()
+    result = elapsed / steps, (trainer.generated_tokens - tokens) / elapsed, peak_memory_gb()
+    del trainer, agent
+    return result
 
 
-def run_trl(folder: str, steps: int, use_cpu: bool):
+def run_trl(folder: str, steps: int, checkpointing: bool, cuda: bool):
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     prompts, reward_func = trl_prompts_and_reward(DOMAIN)
     clock = step_clock()
-
-    args = GRPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=use_cpu, bf16=not use_cpu,
-                      per_device_train_batch_size=GROUP * 4, num_generations=GROUP,
+    args = GRPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=not cuda, bf16=cuda, gradient_checkpointing=checkpointing,
+                      disable_dropout=True, per_device_train_batch_size=GROUP * BATCH, num_generations=GROUP,
                       max_completion_length=MAX_TOKENS, beta=0.01, learning_rate=1e-5, max_steps=steps + 1,
-                      logging_steps=1, report_to="none", save_strategy="no", top_k=50, top_p=0.95)
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(folder), reward_funcs=reward_func, args=args,
+                      logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, **SAMPLING)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if cuda else torch.float32)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_func, args=args,
                           processing_class=AutoTokenizer.from_pretrained(folder),
                           train_dataset=Dataset.from_list(prompts * 50),
-                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
                                                  task_type="CAUSAL_LM"), callbacks=[clock])
-    if torch.cuda.is_available():  # peak memory of TRL's run alone
-        torch.cuda.reset_peak_memory_stats()
+    trainer.remove_callback(PrinterCallback)
+    reset_peak_memory()  # (TRL's whole run: its first step is not timed but its memory counts)
     trainer.train()
     stamps = clock.stamps
     elapsed = stamps[-1] - stamps[0]
     lengths = [log["completions/mean_length"] for log in trainer.state.log_history
                if "completions/mean_length" in log][1:]
-    return elapsed / steps, sum(lengths) * GROUP * 4 / elapsed, peak_memory_gb()
+    result = elapsed / steps, sum(lengths) * GROUP * BATCH / elapsed, peak_memory_gb()
+    del trainer, model
+    return result
+
+
+def reset_peak_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def warm_trials(folder: str, n: int):
@@ -108,7 +133,8 @@ def warm_trials(folder: str, n: int):
 
     spec = TrialSpec(environment=ConversationEnvironment(DOMAIN, max_turns=1), reward=domain_reward(DOMAIN),
                      agent_config=AgentConfig(model_name=folder),
-                     base_config=TrainingConfig(num_episodes=GROUP * 4, per_device_train_batch_size=4, group_size=GROUP,
+                     base_config=TrainingConfig(num_episodes=GROUP * BATCH, per_device_train_batch_size=BATCH,
+                                                group_size=GROUP,
                                                 max_new_tokens=MAX_TOKENS, include_value_function=False,
                                                 eval_every=10**6, warmup_ratio=0.0))
     model_pool.release_all()
@@ -123,34 +149,43 @@ def warm_trials(folder: str, n: int):
     return alone, after
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a small model, to check the script on a CPU")
-    parser.add_argument("--skip-trl", action="store_true")
-    parser.add_argument("--warm-trials", type=int, default=10)
+    parser.add_argument("--warm-trials", type=int, default=20)
     args = parser.parse_args()
+    if min(args.repeats, args.steps) < 1 or args.warm_trials < 0:
+        parser.error("--repeats and --steps must be at least 1, --warm-trials at least 0")
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
-    print(f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu'}; dtype {dtype}; torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as folder:
         n = build_model(folder, TINY if args.tiny else QWEN2_05B, dtype)
-        print(f"model: Qwen2-style, {n / 1e6:.1f}M parameters, random init; LoRA r=16 all-linear; "
-              f"{GROUP * 4} completions of up to {MAX_TOKENS} tokens per step")
-        rows = [("ours", run_ours(folder, args.steps, False)), ("ours+gc", run_ours(folder, args.steps, True))]
-        if not args.skip_trl:
-            rows.append(("TRL", run_trl(folder, args.steps, use_cpu=not cuda)))
+        record = Record("gpu_smoke", f"GRPO steps of a {n / 1e6:.0f}M-parameter Qwen2-shaped model in {dtype} with "
+                        f"LoRA r=16 on all linear layers, {GROUP * BATCH} completions of up to {MAX_TOKENS} tokens per "
+                        "step: ours against TRL's GRPOTrainer, gradient checkpointing off and on; then warm trials",
+                        dict(vars(args), device=torch.cuda.get_device_name(0) if cuda else "cpu"))
+        sides = {f"{who}{gc}": (lambda who=who, on=bool(gc): run_ours(folder, args.steps, on) if who == "ours"
+                                else run_trl(folder, args.steps, on, cuda))
+                 for gc in ("", ", checkpointing") for who in ("ours", "TRL")}
+        runs = interleaved(sides, args.repeats)
         alone, after = warm_trials(folder, args.warm_trials) if args.warm_trials else (None, [])
-    print(f"{'':8s} {'s/step':>8s} {'gen tok/s':>10s} {'peak GPU GiB':>13s}")
-    for name, (sec, tps, mem) in rows:
-        print(f"{name:8s} {sec:8.3f} {tps:10.1f} {mem:13.2f}")
-    if len(rows) == 3:  # TRL checkpoints activations by default: compare like with like
-        print(f"ratio ours+gc/TRL steps/s: {rows[2][1][0] / rows[1][1][0]:.2f}x")
+    figures = {name: [spread([r[i] for r in results]) for i in range(3)] for name, results in runs.items()}
+    record.table(f"Median of {args.repeats} interleaved repeats (range), {args.steps} timed steps each",
+                 ["side", "s/step", "generated tokens/s", "peak GPU GiB"],
+                 [[name, shown(f[0], 3), shown(f[1], 0), shown(f[2])] for name, f in figures.items()])
+    for gc in ("", ", checkpointing"):
+        ratio = figures[f"ours{gc}"][1]["median"] / figures[f"TRL{gc}"][1]["median"]
+        record.goal(f"ours / TRL generated tokens/s, {dtype}{gc or ', no checkpointing'}", ratio, GOAL)
     if after:
-        print(f"warm trials: GPU GiB allocated with the base model alone {alone:.3f}; after each trial: "
-              + " ".join(f"{a:.3f}" for a in after)
-              + (f"; most left above the base model: {max(after) - alone:.3f}" if cuda else " (no GPU: n/a)"))
+        record.note(f"Warm trials: GPU GiB allocated with the base model alone {alone:.3f}; after each of "
+                    f"{len(after)} trials: " + " ".join(f"{a:.3f}" for a in after))
+        if cuda:
+            record.goal("most GPU GiB a warm trial left above the base model", max(after) - alone, LEFT_BEHIND,
+                        at_least=False, digits=3)
+    return record.finish(Path(tempfile.mkdtemp()) if args.tiny or not cuda else RESULTS)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

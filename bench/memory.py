@@ -1,29 +1,41 @@
 """Memory of long studies and of trials that share one loaded base model, measured in one run.
 
   warm worker     RSS of one process running N one-iteration GRPO trials in turn (Optuna
-                  backend, warm trials): after the first 10% of the trials against the end.
-  Tune driver     the driver's RSS over M objective trials under Ray Tune (a function of the
-                  parameters, no model): after the first 10% against the end.
+                  backend, warm trials), after each trial: from the first trial to the end, and
+                  the growth per trial over the second half (a leak grows steadily; the first
+                  trials' growth is the allocator's and the caches' warm-up).
+  Tune driver     the same for the driver's RSS over M objective trials under Ray Tune (a
+                  function of the parameters, no model; the driver keeps every trial's result,
+                  so some growth per trial is expected).
   k at once       peak RSS above the process's start while k LoRA trials train at once in
                   threads on a larger random model (Optuna n_jobs=k): sharing the loaded base
                   weights (warm) against each trial loading its own copy (cold, as before).
   checkpoint      the size of a LoRA trial's checkpoint of that model (adapter, optimizer
                   state, RNG, history: no base weights) against its base weights.
 
+CPU memory (RSS) only: GPU memory over warm trials is measured by bench/gpu_smoke.py. Goals,
+stated before the first recorded run: over the second half, at most 0.05 MiB per trial in the
+warm worker and 0.1 MiB per trial in the driver; sharing the base model saves at least half of
+the k-1 extra copies of its weights.
+
     python bench/memory.py [--trials 200] [--tune-trials 1000] [--at-once 4]
 """
 
 import argparse
+import sys
 import tempfile
 import threading
-import time
 import warnings
 from pathlib import Path
 
 import psutil
 
 warnings.filterwarnings("ignore")
+
+from harness import Record  # noqa: E402
+
 RSS = psutil.Process().memory_info
+MIB = 2 ** 20
 
 
 class RssAfterEachTrial:
@@ -37,9 +49,13 @@ class RssAfterEachTrial:
 
 
 def growth(rss):
-    """(RSS after the first 10% of the trials, at the end, relative growth)."""
-    start, end = rss[max(0, len(rss) // 10 - 1)], rss[-1]
-    return start, end, end / start - 1
+    """RSS (MiB) after the first trial, after the last, and the growth per trial (MiB) over the
+    second half of the trials (least-squares slope)."""
+    import numpy as np
+
+    half = [r / MIB for r in rss[len(rss) // 2:]]
+    slope = float(np.polyfit(np.arange(len(half)), half, 1)[0]) if len(half) > 1 else 0.0
+    return rss[0] / MIB, rss[-1] / MIB, slope
 
 
 def one_iteration_spec(model_name=None):
@@ -150,40 +166,51 @@ def checkpoint_size(model_name, folder):
     return sizes[0]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--tune-trials", type=int, default=1000)
     parser.add_argument("--at-once", type=int, default=4)
     args = parser.parse_args()
-    mb = 2 ** 20
+    if min(args.trials, args.tune_trials) < 4 or args.at_once < 2:
+        parser.error("--trials and --tune-trials must be at least 4, --at-once at least 2")
+    record = Record("memory", "CPU memory (RSS) of long studies, and of trials that share one loaded base model",
+                    vars(args))
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        began = time.perf_counter()
-        start, end, grew = warm_worker(args.trials, f"{folder}/warm")
-        print(f"warm worker, {args.trials} trials: RSS {start / mb:.0f} -> {end / mb:.0f} MiB ({grew:+.1%}); "
-              f"{time.perf_counter() - began:.0f} s")
+        first, last, slope = warm_worker(args.trials, f"{folder}/warm")
+        rows.append([f"warm worker, {args.trials} GRPO trials", f"{first:.0f}", f"{last:.0f}", f"{slope:.4f}"])
+        record.goal("warm worker: MiB of RSS per trial over the second half", slope, 0.05, at_least=False, digits=4)
 
         model, size = larger_model(f"{folder}/model")
         cold = at_once(args.at_once, f"{folder}/cold", model, warm=False)
         warm = at_once(args.at_once, f"{folder}/shared", model, warm=True)
-        print(f"{args.at_once} trials at once, base weights {size / mb:.0f} MiB: peak RSS +{cold / mb:.0f} MiB "
-              f"each loading its own, +{warm / mb:.0f} MiB sharing one: {(cold - warm) / mb:.0f} MiB saved "
-              f"({args.at_once - 1} copies of the weights: {(args.at_once - 1) * size / mb:.0f} MiB)")
         saved = checkpoint_size(model, f"{folder}/checkpoint")
-        print(f"LoRA trial checkpoint: {saved / mb:.1f} MiB ({saved / size:.1%} of the base weights' {size / mb:.0f} MiB)")
 
         from stateset_hpo.search.ray.connect import connect
         import ray
 
-        began = time.perf_counter()
         connect(None, num_cpus=2)
         try:
-            start, end, grew = tune_driver(args.tune_trials, f"{folder}/tune")
+            first, last, driver_slope = tune_driver(args.tune_trials, f"{folder}/tune")
         finally:
             ray.shutdown()
-        print(f"Tune driver, {args.tune_trials} objective trials: RSS {start / mb:.0f} -> {end / mb:.0f} MiB "
-              f"({grew:+.1%}); {time.perf_counter() - began:.0f} s")
+        rows.append([f"Tune driver, {args.tune_trials} objective trials", f"{first:.0f}", f"{last:.0f}",
+                     f"{driver_slope:.4f}"])
+    record.table("RSS after the first trial and after the last, MiB, and the growth per trial over the second half",
+                 ["process", "after the first", "after the last", "MiB per trial"], rows)
+    copies = (args.at_once - 1) * size
+    record.table(f"{args.at_once} LoRA trials at once on a {size / MIB:.0f} MiB model (peak RSS above the start)",
+                 ["way", "MiB"], [["each trial loads its own copy", f"{cold / MIB:.0f}"],
+                                  ["one shared base model", f"{warm / MIB:.0f}"],
+                                  ["saved", f"{(cold - warm) / MIB:.0f}"],
+                                  [f"{args.at_once - 1} copies of the weights", f"{copies / MIB:.0f}"],
+                                  ["a LoRA trial's checkpoint (adapter, optimizer state; no base weights)",
+                                   f"{saved / MIB:.1f}"]])
+    record.goal("Tune driver: MiB of RSS per trial over the second half", driver_slope, 0.1, at_least=False, digits=4)
+    record.goal("shared base model: share of the extra copies' memory saved", (cold - warm) / copies, 0.5)
+    return record.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,7 +21,7 @@ cost (the spacing of consecutive trials, one at a time, less their training: the
 further trial adds) and its start-up (the rest). Figures are medians with their range. Goals: a warm trial's overhead <= 0.5 s; a `direct` trial's <= 1.2x that of raw Tune with
 `reuse_actors=True` running the same trial.
 
-    python bench/overhead.py [--trials 3] [--repeats 5]
+    python bench/overhead.py [--trials 8] [--train-trials 2] [--repeats 5]
 """
 
 import argparse
@@ -149,11 +149,14 @@ def main() -> int:
     from stateset_hpo.search.ray.connect import connect
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--train-trials", type=int, default=2,
+                        help="trials per study of the two Train-worker sides (about 15 s each)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    if args.trials < 2 or args.repeats < 1:
-        parser.error("--trials must be at least 2 (the spacing of trials is measured) and --repeats at least 1")
+    if min(args.trials, args.train_trials) < 2 or args.repeats < 1:
+        parser.error("--trials and --train-trials must be at least 2 (the spacing of trials is measured), "
+                     "--repeats at least 1")
     record = Record("overhead", "seconds of orchestration per trial: ours against raw Ray Tune (reuse_actors=True) "
                     "and raw Tune + Train", vars(args))
     connect(None, num_cpus=2)
@@ -166,10 +169,10 @@ def main() -> int:
 
             ours(2, folder(), "cold")  # imports torch, peft, transformers: not timed below
             sides = {"raw tune": lambda: raw_tune(args.trials, folder()),
-                     "raw tune+train": lambda: raw_tune_train(args.trials, folder()),
+                     "raw tune+train": lambda: raw_tune_train(args.train_trials, folder()),
                      "raw tune + our trial": lambda: raw_tune_engine(args.trials, folder()),
                      "ours direct": lambda: ours(args.trials, folder(), "direct"),
-                     "ours train": lambda: ours(args.trials, folder(), "train"),
+                     "ours train": lambda: ours(args.train_trials, folder(), "train"),
                      "ours cold": lambda: ours(args.trials, folder(), "cold"),
                      "ours warm": lambda: ours(args.trials, folder(), "warm")}
             runs = interleaved(sides, args.repeats)
@@ -179,7 +182,8 @@ def main() -> int:
     startup = {name: spread([r["startup"] for r in values]) for name, values in runs.items()}
     base = per_trial["raw tune"]["median"]
     record.table(f"Seconds of overhead per trial after the first, and of the study's start-up, median of "
-                 f"{args.repeats} interleaved studies of {args.trials} trials (range)",
+                 f"{args.repeats} interleaved studies of {args.trials} trials ({args.train_trials} with Train workers) "
+                 "(range)",
                  ["way", "s/trial", "x raw tune", "start-up s"],
                  [[name, shown(figure), f"{figure['median'] / base:.1f}", shown(startup[name], 1)]
                   for name, figure in per_trial.items()])

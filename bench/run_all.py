@@ -4,6 +4,10 @@ takes under an hour on 2 CPU cores; each bench's own defaults may run longer. Ex
 bench missed a goal or failed (the others still run, and the tables show every record).
 
     pip install -e '.[bench]'; python bench/run_all.py [--only trl_throughput overhead]
+
+Not run here (each has its own record or figures to move onto the harness): gpu_smoke.sh (a GPU),
+study_throughput.py, faults.py (also tests/test_robustness.py), multinode_sim.py
+(tests/test_cluster.py).
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ BENCH = Path(__file__).resolve().parent
 BENCHES = [
     ("reward_battery", []),
     ("trl_throughput", ["--repeats", "5", "--steps", "10"]),
-    ("overhead", ["--trials", "3", "--repeats", "5"]),
+    ("overhead", ["--trials", "8", "--train-trials", "2", "--repeats", "5"]),
+    ("time_to_target", ["--seeds", "5"]),
+    ("memory", ["--trials", "100", "--tune-trials", "400"]),
     ("learning", ["--seconds", "90", "--seeds", "2"]),
     ("validity", ["--engine-aa-studies", "40"]),
-    ("asha_savings", ["--seeds", "5"]),
+    ("asha_savings", ["--seeds", "5", "--trials", "10", "--episodes", "256"]),
+    ("health_pruning", ["--seeds", "5"]),
 ]
 
 

@@ -130,7 +130,7 @@ def test_a_restored_trials_new_monitor_takes_in_the_run_before_the_checkpoint():
 
 @pytest.mark.slow  # real runs of 12 iterations (CI runs it; the inner loop stays under 5 minutes)
 def test_a_real_run_at_a_near_zero_learning_rate_is_frozen_and_a_real_slow_starter_is_not(tmp_path):
-    # the setting of bench/health_pruning.py: 12 iterations of 4 groups of 4, replies of 24 tokens
+    # the setting the rules' thresholds were chosen on: 12 iterations of 4 groups of 4, replies of 24 tokens
     spec = tiny_spec(num_episodes=16 * 12, per_device_train_batch_size=4)
     config = HPOConfig(output_dir=str(tmp_path), n_trials=1, verbose=False)
     frozen = run_one(config, spec, "0", {"learning_rate": 1e-7, "temperature": 0.5})
