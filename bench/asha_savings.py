@@ -4,7 +4,8 @@ several searcher seeds.
 Each seed runs the same study twice on the tiny model (Optuna's TPE through Ray Tune, learning
 rate 1e-5..1e-2 and the `aggressive` KL range, fixed budget, one trial at a time so that
 "iterations until" is counted in the order the iterations ran), once with FIFO and once with
-ASHA (grace one iteration, reduction factor 2). Per seed: iterations each spent in total, and
+ASHA (grace one iteration, reduction factor 2), with the health rules off in both so that the
+scheduler alone is measured (bench/health_pruning.py measures the rules on top of ASHA). Per seed: iterations each spent in total, and
 until some trial first reached the lower of the two studies' best eval_reward; the ratios
 ASHA/FIFO, and ASHA's best minus FIFO's. Figures are the medians over seeds with their range.
 (The held-out reward is greedy, so configs too timid to change the policy tie exactly; Tune's
@@ -39,7 +40,7 @@ def study(scheduler: str, seed: int, trials: int, episodes: int, folder: str):
                                          default=1e-4), get_search_space("aggressive")["kl_penalty_coef"]])
     config = HPOConfig(backend="ray_tune", search_space=space, n_trials=trials, objective_metric="eval_reward",
                        output_dir=f"{folder}/{scheduler}{seed}", cpu_per_trial=1, n_parallel_trials=1, verbose=False,
-                       save_plots=False, validation_top_k=0,
+                       save_plots=False, validation_top_k=0, health_rules={"enabled": False},  # the scheduler alone
                        # grace period: the default, one iteration (in episodes, the schedulers' clock)
                        ray_config={"execution": "direct", "scheduler": scheduler, "search_alg": "optuna", "seed": seed,
                                    "reduction_factor": 2})

@@ -5,8 +5,10 @@ Ways to run N trials one after another on a local Ray cluster:
                   `reuse_actors=True` (what a Tune user sets for many short trials; ours reuses
                   the trial process too, so this is the like-for-like baseline);
   raw tune + our trial  the same with the trainable running our engine's trial (`run_trial`:
-                  the warm base model, one iteration, the held-out evaluation): the same work as
-                  ours direct, so the two differ by the Ray backend's orchestration alone;
+                  the warm base model, one iteration, the held-out evaluation) and reporting its
+                  final checkpoint to Tune (as ours keeps every trial's, for the recommendation
+                  and `train_with_best_params`): the same work as ours direct, so the two differ
+                  by the Ray backend's orchestration alone;
   raw tune+train  a Tune function that runs a one-worker Train V2 TorchTrainer that reports once
                   (no reuse: Tune cannot reuse a trial that starts its own worker group, nor
                   can ours);
@@ -80,16 +82,22 @@ def raw_tune_train(n: int, storage: str) -> dict:
 
 
 def raw_tune_engine(n: int, storage: str) -> dict:
-    """Raw Tune with `reuse_actors=True` whose trainable runs our engine's trial (the same
-    work as ours direct: the warm base model, one iteration, the held-out evaluation), so the
-    difference from ours direct is the Ray backend's orchestration alone."""
+    """Raw Tune with `reuse_actors=True` whose trainable runs our engine's trial and reports its
+    final checkpoint (the same work as ours direct: the warm base model, one iteration, the
+    held-out evaluation, the checkpoint), so the difference from ours direct is the Ray
+    backend's orchestration alone."""
     from ray import tune
 
     def trainable(config):
         from stateset_hpo.trial import run_trial
 
-        run_trial(trial_spec(), {"learning_rate": config["learning_rate"]},
-                  lambda metrics, trainer: tune.report({"ended": time.time(), "work": metrics["step_time"]}))
+        def report(metrics, trainer):  # the last report with the trial's checkpoint, as ours keeps it
+            with tempfile.TemporaryDirectory() as folder:
+                trainer.save_checkpoint(folder)
+                tune.report({"ended": time.time(), "work": metrics["step_time"]},
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+
+        run_trial(trial_spec(), {"learning_rate": config["learning_rate"]}, report)
 
     start = time.perf_counter()
     grid = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}),

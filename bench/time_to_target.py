@@ -99,7 +99,7 @@ class Stamps:
                 self.trials.append(trial)
 
     def best(self):
-        return max(score for _, score, _ in self.points)
+        return max((score for _, score, _ in self.points), default=float("-inf"))
 
     def reached(self, target):
         """(seconds, which trial in the order they first reported, from 1) of the first report >= target."""
@@ -219,6 +219,11 @@ def main() -> int:
                     stamps = sides[name]()
                     found[name] = stamps, time.perf_counter() - start
                 target = min(stamps.best() for stamps, _ in found.values())
+                if target == float("-inf"):  # a study whose every trial stopped before its first score
+                    rows.append([seed, "-", *(f"{found[n][0].best():.4f}" for n in ("hand", "ours")), "-", "-",
+                                 *(f"{found[n][1]:.0f}" for n in ("hand", "ours")), "no score"])
+                    print(rows[-1], flush=True)
+                    continue
                 (hand_t, hand_trial), (our_t, our_trial) = (found[n][0].reached(target) for n in ("hand", "ours"))
                 ratios.append(hand_t / our_t)
                 rows.append([seed, f"{target:.4f}", f"{found['hand'][0].best():.4f}", f"{found['ours'][0].best():.4f}",
@@ -231,9 +236,10 @@ def main() -> int:
                  f"untrained model scores {untrained:.4f}",
                  ["seed", "target", "best by hand", "best ours", "s to target by hand", "s to target ours",
                   "study s by hand", "study s ours", "by hand / ours"], rows)
-    record.note(f"Time to target, by hand / ours, over {args.seeds} seeds: {shown(spread(ratios))} "
-                "(median (min-max)).")
-    record.goal("time to target, by hand / ours, median over seeds", spread(ratios)["median"], GOAL)
+    measured = spread(ratios) if ratios else {"median": 0.0, "min": 0.0, "max": 0.0, "n": 0}
+    record.note(f"Time to target, by hand / ours, over the {len(ratios)} of {args.seeds} seeds where both studies "
+                f"reported a score: {shown(measured)} (median (min-max)).")
+    record.goal("time to target, by hand / ours, median over seeds", measured["median"], GOAL)
     return record.finish()
 
 

@@ -38,6 +38,11 @@ class HealthRules:
     # no learning signal: at least this fraction of groups had equal rewards ...
     zero_std_fraction: Optional[float] = 0.95
     zero_std_iterations: int = 3  # ... for this many iterations in a row
+    # ... covering at least this many groups. With one prompt per step three iterations are three
+    # groups, and under a reward the base model rarely earns, a healthy group of 8 is all-equal
+    # about two times in three (0.95^8): bench/time_to_target.py (one prompt per step) saw every
+    # trial stopped at iteration 3 so. 12 is 3 iterations of the 4 groups the rule was set with.
+    zero_std_groups: int = 12
     # KL to the reference (nats per token) above this: the policy ran away from it. Healthy GRPO
     # runs stay near 0.01-0.1; this is a runaway bound, not the study's KL budget (constraints).
     # bench/health_pruning.py: at 1.0 it cut a top-3 trial that drifted to 2 while its score held
@@ -89,7 +94,7 @@ class HealthRules:
             return "health rules: off"
         rules = {"no_learning_signal": self.zero_std_fraction is not None and
                  f">= {self.zero_std_fraction:.0%} of groups with equal rewards for {self.zero_std_iterations} "
-                 "iterations",
+                 f"iterations and {self.zero_std_groups} groups",
                  "kl_runaway": self.kl_max is not None and f"KL > {self.kl_max:g}",
                  "policy_frozen": self.kl_floor is not None and f"KL projected to the last step < {self.kl_floor:g}",
                  "replies_unchanged": self.unchanged_fraction is not None and
@@ -119,6 +124,7 @@ _CHECKS = {
     "enabled": boolean,
     "zero_std_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
     "zero_std_iterations": integer(1),
+    "zero_std_groups": integer(1),
     "kl_max": number(0.0, strict=True, optional=True),
     "kl_floor": number(0.0, strict=True, optional=True),
     "unchanged_fraction": number(0.0, strict=True, optional=True, maximum=1.0),
@@ -197,11 +203,13 @@ class HealthMonitor:
         reward, zero_std = metrics.get("eval_reward"), metrics.get("frac_reward_zero_std")
         kl, entropy, length = metrics.get("kl"), metrics.get("entropy"), metrics.get("completion_length")
         found = []
-        if r.zero_std_fraction is not None and zero_std is not None and \
-                self._streak("zero_std", zero_std >= r.zero_std_fraction) >= r.zero_std_iterations:
-            found.append(("no_learning_signal",
-                          f"no learning signal: at least {r.zero_std_fraction:.0%} of groups had equal rewards for "
-                          f"{r.zero_std_iterations} iterations ({zero_std:.0%} in the last)"))
+        if r.zero_std_fraction is not None and zero_std is not None:
+            streak = self._streak("zero_std", zero_std >= r.zero_std_fraction)
+            if streak >= r.zero_std_iterations and streak * config.prompts_per_iteration >= r.zero_std_groups:
+                found.append(("no_learning_signal",
+                              f"no learning signal: at least {r.zero_std_fraction:.0%} of groups had equal rewards for "
+                              f"{streak} iterations ({streak * config.prompts_per_iteration} groups; {zero_std:.0%} in "
+                              "the last)"))
         if r.kl_max is not None and kl is not None and kl > r.kl_max:
             found.append(("kl_runaway", f"KL to the reference {kl:.4g} nats per token, above the ceiling {r.kl_max:g}"))
         projected = self._projected_kl(kl, iteration, config) if r.kl_floor is not None and kl is not None else None

@@ -49,6 +49,19 @@ def test_equal_rewards_in_every_group_for_three_iterations_is_no_learning_signal
                        {"frac_reward_zero_std": 1.0}, {"frac_reward_zero_std": 1.0}]) is None
 
 
+def test_with_one_prompt_per_step_no_learning_signal_waits_for_twelve_groups():
+    # one group per iteration: three all-equal groups happen by chance under a sparse reward
+    # (two in three groups of 8 when 5% of replies score), so the rule waits for 12 groups
+    def stop(rows):
+        monitor = HealthMonitor(HealthRules())
+        config = TrainingConfig(per_device_train_batch_size=1, group_size=8, num_episodes=8 * 40)
+        return next((i for i, row in enumerate(rows, start=1)
+                     if monitor.check({**HEALTHY, **row, "iteration": i}, config)), None)
+
+    assert stop([{"frac_reward_zero_std": 1.0}] * 11 + [{}]) is None
+    assert stop([{"frac_reward_zero_std": 1.0}] * 20) == 12
+
+
 @pytest.mark.parametrize("rows, rules, rule, words", [
     ([{}, {"kl": 0.7}], HealthRules(kl_max=0.5), "kl_runaway", "KL to the reference 0.7 nats per token, above the "
                                                                "ceiling 0.5"),
