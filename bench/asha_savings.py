@@ -5,7 +5,8 @@ Each seed runs the same study twice on the tiny model (Optuna's TPE through Ray 
 rate 1e-5..1e-2 and the `aggressive` KL range, fixed budget, one trial at a time so that
 "iterations until" is counted in the order the iterations ran), once with FIFO and once with
 ASHA (grace one iteration, reduction factor 2), with the health rules off in both so that the
-scheduler alone is measured (bench/health_pruning.py measures the rules on top of ASHA). Per seed: iterations each spent in total, and
+scheduler alone is measured (bench/health_pruning.py measures the rules on top of ASHA).
+Per seed: iterations each spent in total, and
 until some trial first reached the lower of the two studies' best eval_reward; the ratios
 ASHA/FIFO, and ASHA's best minus FIFO's. Figures are the medians over seeds with their range.
 (The held-out reward is greedy, so configs too timid to change the policy tie exactly; Tune's

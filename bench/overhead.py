@@ -20,7 +20,8 @@ Ways to run N trials one after another on a local Ray cluster:
 Each side runs a study of `--trials` trials, `--repeats` times interleaved (after one untimed
 run of ours in this process, which pays the imports); a study's time splits into a per-trial
 cost (the spacing of consecutive trials, one at a time, less their training: the work every
-further trial adds) and its start-up (the rest). Figures are medians with their range. Goals: a warm trial's overhead <= 0.5 s; a `direct` trial's <= 1.2x that of raw Tune with
+further trial adds) and its start-up (the rest). Figures are medians with their range.
+Goals: a warm trial's overhead <= 0.5 s; a `direct` trial's <= 1.2x that of raw Tune with
 `reuse_actors=True` running the same trial.
 
     python bench/overhead.py [--trials 8] [--train-trials 2] [--repeats 5]
