@@ -16,7 +16,9 @@ Goals: ours >= 1.5x TRL's generated tokens/s, checkpointing off and on; no warm 
 more than 0.01 GiB above the base model. The record goes to bench/results/gpu_smoke.json on a
 GPU; ``--tiny`` shrinks the model to check the script on a CPU (its record is not kept).
 
-    bash bench/gpu_smoke.sh [--repeats 5] [--steps 3] [--warm-trials 20] [--tiny]
+    bash bench/gpu_smoke.sh [--repeats 5] [--steps 3] [--warm-trials 20] [--tiny] [--record-dir DIR]
+    (on the device machine: bash bench/gpu_smoke.sh --record-dir $OUT, then copy the record into
+    bench/results/ and run python bench/tables.py)
 """
 
 import argparse
@@ -155,6 +157,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a small model, to check the script on a CPU")
     parser.add_argument("--warm-trials", type=int, default=20)
+    parser.add_argument("--record-dir", type=Path, default=RESULTS,
+                        help="where the record goes on a GPU (e.g. the device machine's $OUT, to bring it back)")
     args = parser.parse_args()
     if min(args.repeats, args.steps) < 1 or args.warm_trials < 0:
         parser.error("--repeats and --steps must be at least 1, --warm-trials at least 0")
@@ -165,7 +169,8 @@ def main() -> int:
         record = Record("gpu_smoke", f"GRPO steps of a {n / 1e6:.0f}M-parameter Qwen2-shaped model in {dtype} with "
                         f"LoRA r=16 on all linear layers, {GROUP * BATCH} completions of up to {MAX_TOKENS} tokens per "
                         "step: ours against TRL's GRPOTrainer, gradient checkpointing off and on; then warm trials",
-                        dict(vars(args), device=torch.cuda.get_device_name(0) if cuda else "cpu"))
+                        dict({k: v for k, v in vars(args).items() if k != "record_dir"},
+                             device=torch.cuda.get_device_name(0) if cuda else "cpu"))
         sides = {f"{who}{gc}": (lambda who=who, on=bool(gc): run_ours(folder, args.steps, on) if who == "ours"
                                 else run_trl(folder, args.steps, on, cuda))
                  for gc in ("", ", checkpointing") for who in ("ours", "TRL")}
@@ -184,7 +189,7 @@ def main() -> int:
         if cuda:
             record.goal("most GPU GiB a warm trial left above the base model", max(after) - alone, LEFT_BEHIND,
                         at_least=False, digits=3)
-    return record.finish(Path(tempfile.mkdtemp()) if args.tiny or not cuda else RESULTS)
+    return record.finish(Path(tempfile.mkdtemp()) if args.tiny or not cuda else args.record_dir)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,11 @@ def main() -> int:
     if args.seeds < 2 or min(args.trials, args.iterations, args.grace, args.prompts) < 1 or args.margin <= 0:
         parser.error("--seeds must be at least 2 (the equivalence test is over seeds), the sizes at least 1, "
                      "--margin positive")
-    get_search_space(args.space)  # an unknown name fails here, before any study
-    print(HealthRules.from_settings(rules(args)).describe())
+    try:  # an unknown space or health setting fails here, before any study
+        get_search_space(args.space)
+        print(HealthRules.from_settings(rules(args)).describe())
+    except ValueError as exc:
+        parser.error(str(exc))
     record = Record("health_pruning", "compute the health rules save on top of ASHA, out of sample (thresholds "
                     "frozen, a space, domain and setting not used to choose them), over seeds",
                     dict(vars(args), group_size=GROUP, max_new_tokens=TOKENS))
