@@ -5,9 +5,9 @@ bench missed a goal or failed (the others still run, and the tables show every r
 
     pip install -e '.[bench]'; python bench/run_all.py [--only trl_throughput overhead]
 
-Not run here (each has its own record or figures to move onto the harness): gpu_smoke.sh (a GPU),
-study_throughput.py, faults.py (also tests/test_robustness.py), multinode_sim.py
-(tests/test_cluster.py).
+Not run here: gpu_smoke.sh (it needs a GPU), study_throughput.py (it writes a record too, but
+takes about 20 minutes alone: `python bench/study_throughput.py --trials 8 --repeats 5`), and
+faults.py and multinode_sim.py (not yet on records; the tests run both at a small size).
 """
 
 from __future__ import annotations
