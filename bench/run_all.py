@@ -6,7 +6,7 @@ bench missed a goal or failed (the others still run, and the tables show every r
     pip install -e '.[bench]'; python bench/run_all.py [--only trl_throughput overhead]
 
 Not run here: gpu_smoke.sh (it needs a GPU), study_throughput.py (it writes a record too, but
-takes about 20 minutes alone: `python bench/study_throughput.py --trials 8 --repeats 5`), and
+takes about 40 minutes alone: `python bench/study_throughput.py --trials 8 --repeats 5`), and
 faults.py and multinode_sim.py (not yet on records; the tests run both at a small size).
 """
 
