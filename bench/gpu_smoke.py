@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from stateset_hpo.grpo import (AgentConfig, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,  # noqa: E402
                                TrainingConfig, build_tiny_model, domain_reward)
 from harness import RESULTS, Record, interleaved, shown, spread  # noqa: E402
-from trl_common import step_clock, trl_prompts_and_reward  # noqa: E402
+from trl_common import timed_trl_run, trl_prompts_and_reward  # noqa: E402
 
 QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True)
@@ -81,33 +81,18 @@ def run_ours(folder: str, steps: int, checkpointing: bool):
 
 
 def run_trl(folder: str, steps: int, checkpointing: bool, cuda: bool):
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    """(seconds per step, generated tokens/s, peak GPU GiB of TRL's whole run, its untimed first step included)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     prompts, reward_func = trl_prompts_and_reward(DOMAIN)
-    clock = step_clock()
-    args = GRPOConfig(output_dir=tempfile.mkdtemp(), use_cpu=not cuda, bf16=cuda, gradient_checkpointing=checkpointing,
-                      disable_dropout=True, per_device_train_batch_size=GROUP * BATCH, num_generations=GROUP,
-                      max_completion_length=MAX_TOKENS, beta=0.01, learning_rate=1e-5, max_steps=steps + 1,
-                      logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, **SAMPLING)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16 if cuda else torch.float32)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_func, args=args,
-                          processing_class=AutoTokenizer.from_pretrained(folder),
-                          train_dataset=Dataset.from_list(prompts * 50),
-                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"), callbacks=[clock])
-    trainer.remove_callback(PrinterCallback)
-    reset_peak_memory()  # (TRL's whole run: its first step is not timed but its memory counts)
-    trainer.train()
-    stamps = clock.stamps
-    elapsed = stamps[-1] - stamps[0]
-    lengths = [log["completions/mean_length"] for log in trainer.state.log_history
-               if "completions/mean_length" in log][1:]
-    result = elapsed / steps, sum(lengths) * GROUP * BATCH / elapsed, peak_memory_gb()
-    del trainer, model
-    return result
+    timed = timed_trl_run(model, AutoTokenizer.from_pretrained(folder), prompts * 50, reward_func, steps, 1,
+                          before_train=reset_peak_memory, use_cpu=not cuda, bf16=cuda,
+                          gradient_checkpointing=checkpointing, per_device_train_batch_size=GROUP * BATCH,
+                          num_generations=GROUP, max_completion_length=MAX_TOKENS, beta=0.01, learning_rate=1e-5,
+                          **SAMPLING)
+    del model
+    return (*timed, peak_memory_gb())
 
 
 def reset_peak_memory() -> None:

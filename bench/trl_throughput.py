@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from harness import Record, interleaved, shown, spread  # noqa: E402
 from stateset_hpo.grpo import (ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer, TrainingConfig,  # noqa: E402
                                build_tiny_model, domain_reward)
-from trl_common import step_clock, trl_prompts_and_reward  # noqa: E402
+from trl_common import timed_trl_run, trl_prompts_and_reward  # noqa: E402
 
 GROUP, MAX_TOKENS, BETA, LR, GOAL = 8, 32, 0.04, 1e-3, 1.5
 DOMAIN = "customer_service"
@@ -59,32 +59,15 @@ def run_ours(steps: int, warmup: int, checkpointing: bool, turns: int = 1):
 
 
 def run_trl(steps: int, warmup: int, checkpointing: bool):
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = str(build_tiny_model())
     prompts, reward_func = trl_prompts_and_reward(DOMAIN)
-    clock = step_clock()
-    args = GRPOConfig(output_dir="/tmp/trl_bench", use_cpu=True, bf16=False, gradient_checkpointing=checkpointing,
-                      disable_dropout=True, per_device_train_batch_size=GROUP, num_generations=GROUP,
-                      max_completion_length=MAX_TOKENS, beta=BETA, learning_rate=LR, max_steps=steps + warmup,
-                      logging_steps=1, report_to="none", save_strategy="no", temperature=1.0, top_p=1.0, top_k=0,
-                      seed=0, lr_scheduler_type="constant", disable_tqdm=True)
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), reward_funcs=reward_func, args=args,
-                          processing_class=AutoTokenizer.from_pretrained(path),
-                          train_dataset=Dataset.from_list(prompts * (steps + warmup + 2)),
-                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"),
-                          callbacks=[clock])
-    trainer.remove_callback(PrinterCallback)  # (it prints every step's logs)
-    trainer.train()
-    stamps = clock.stamps
-    elapsed = stamps[-1] - stamps[warmup - 1]  # from the end of the last warm-up step
-    lengths = [log["completions/mean_length"] for log in trainer.state.log_history
-               if "completions/mean_length" in log][warmup:]
-    return elapsed / steps, sum(lengths) * GROUP / elapsed
+    return timed_trl_run(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path),
+                         prompts * (steps + warmup + 2), reward_func, steps, warmup, use_cpu=True, bf16=False,
+                         gradient_checkpointing=checkpointing, per_device_train_batch_size=GROUP,
+                         num_generations=GROUP, max_completion_length=MAX_TOKENS, beta=BETA, learning_rate=LR,
+                         temperature=1.0, top_p=1.0, top_k=0, seed=0, lr_scheduler_type="constant")
 
 
 def main() -> int:
