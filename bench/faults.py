@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
+from harness import RESULTS, Record  # noqa: E402
 from stateset_hpo import HPOConfig, HPOSummary, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus  # noqa: E402
 from stateset_hpo.grpo import CompositeReward, ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
@@ -231,10 +232,13 @@ def killed_process(n: int, folder: Path) -> Row:
     return "killed process", "optuna sqlite x2", len(orphans), lost, twice, wrong
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per in-process study (default 6)")
     parser.add_argument("--only", choices=["in-process", "ray", "cli", "processes"], default=None)
+    parser.add_argument("--record-dir", type=Path, default=None,
+                        help="where the record goes (default bench/results; a run with --only keeps its record "
+                             "in a temporary folder unless this is given)")
     args = parser.parse_args()
     rows: List[Row] = []
     start = time.monotonic()
@@ -249,14 +253,20 @@ def main() -> None:
             rows += [driver_stopped(backend, 3, tmp / f"stopped-{backend}") for backend in ("ray_tune", "optuna")]
         if args.only in (None, "processes"):
             rows.append(killed_process(10, tmp / "processes"))
-    print(f"\n{'fault':<16} {'where':<18} {'injected':>8} {'lost':>5} {'twice':>6} {'wrong':>6}")
-    for kind, where, injected, lost, twice, wrong in rows:
-        print(f"{kind:<16} {where:<18} {injected:>8} {lost:>5} {twice:>6} {wrong:>6}")
-    bad = sum(r[3] + r[4] + r[5] for r in rows)
-    print(f"\n{len(rows)} fault kinds x backends, {sum(r[2] for r in rows)} faults injected, lost + twice + wrong = "
-          f"{bad} ({time.monotonic() - start:.0f} s)")
-    sys.exit(1 if bad or not all(r[2] for r in rows) else 0)
+    record = Record("faults", "Faults injected into real studies on the tiny model, and what each study's own record "
+                    "says afterwards: trials lost, counted twice, or given a wrong status.",
+                    {"trials": args.trials, "only": args.only})
+    record.table("Faults injected and what the study's record kept", ["fault", "where", "injected", "lost",
+                                                                      "counted twice", "wrong status"], rows)
+    record.goal("trials lost + counted twice + wrongly labelled, over every fault", sum(r[3] + r[4] + r[5] for r in rows),
+                0, at_least=False, digits=0)
+    record.goal("fault kinds x backends where the fault was really injected (of {})".format(len(rows)),
+                sum(r[2] > 0 for r in rows), len(rows), digits=0)
+    record.note(f"{sum(r[2] for r in rows)} faults injected over {len(rows)} fault kinds x backends in "
+                f"{time.monotonic() - start:.0f} s.")
+    folder = args.record_dir or (RESULTS if args.only is None else Path(tempfile.mkdtemp()))
+    return record.finish(folder)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,9 +5,10 @@ bench missed a goal or failed (the others still run, and the tables show every r
 
     pip install -e '.[bench]'; python bench/run_all.py [--only trl_throughput overhead]
 
-Not run here: gpu_smoke.sh (it needs a GPU), study_throughput.py (it writes a record too, but
-takes about 40 minutes alone: `python bench/study_throughput.py --trials 8 --repeats 5`), and
-faults.py and multinode_sim.py (not yet on records; the tests run both at a small size).
+Not run here, each writing its own record when run alone: gpu_smoke.sh (it needs a GPU),
+study_throughput.py (about 40 minutes: `python bench/study_throughput.py --trials 8 --repeats 5`),
+faults.py (about 3 minutes) and multinode_sim.py (about 4 minutes), which would take the whole
+run past the hour; the tests run the last two at a small size.
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
     try:
         proc = subprocess.run([sys.executable, str(ROOT / "bench" / "multinode_sim.py"), "--trials", "7",
                                "--episodes", "32", "--json", str(out), "--temp-dir", temp_dir,
-                               "--work-dir", str(tmp_path)],
+                               "--work-dir", str(tmp_path), "--record-dir", str(tmp_path)],
                               capture_output=True, text=True, timeout=540)
     finally:
         stop_processes_under(temp_dir)
@@ -246,6 +246,8 @@ def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
     assert figures["trials_in_shared_storage"] == 7
     assert {"summary.json", "trials.csv", "report.html"} <= set(figures["results_in_shared_storage"])
     assert 0 < figures["utilisation"] <= 1
+    record = json.loads((tmp_path / "multinode_sim.json").read_text())
+    assert len(record["goals"]) == 5 and all(goal["met"] for goal in record["goals"])
 
 
 def test_results_are_copied_to_the_shared_storage(tmp_path):

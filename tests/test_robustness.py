@@ -415,15 +415,17 @@ def test_processes_starting_together_on_a_new_sqlite_study_all_open_it(tmp_path)
 
 
 @pytest.mark.slow
-def test_the_fault_bench_finds_no_trial_lost_counted_twice_or_mislabelled():
+def test_the_fault_bench_finds_no_trial_lost_counted_twice_or_mislabelled(tmp_path):
     """bench/faults.py's in-process part (trial exceptions, NaN rewards, a full disk on every
     periodic save; Optuna and W&B): every fault injected, none lost, twice or mislabelled."""
+    import json
     import subprocess
     import sys
 
     bench = Path(__file__).resolve().parents[1] / "bench" / "faults.py"
-    done = subprocess.run([sys.executable, str(bench), "--only", "in-process", "--trials", "4"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(bench), "--only", "in-process", "--trials", "4",
+                           "--record-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("trial exception", "NaN", "full"))]
-    assert len(rows) == 5 and all(row[-3:] == ["0", "0", "0"] and int(row[-4]) > 0 for row in rows)
+    rows = json.loads((tmp_path / "faults.json").read_text())["tables"][0]["rows"]
+    assert [row[0] for row in rows] == ["trial exception", "NaN reward", "full disk", "trial exception", "NaN reward"]
+    assert all(row[-3:] == ["0", "0", "0"] and int(row[2]) > 0 for row in rows)
