@@ -239,7 +239,7 @@ def test_a_study_spreads_over_a_simulated_three_node_gpu_cluster(tmp_path):
         stop_processes_under(temp_dir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert figures["successful_trials"] == 7
+    assert figures["successful_trials"] + figures["pruned_trials"] == 7 and figures["failed_trials"] == 0
     per_node = figures["train_workers_per_node"]
     assert "head" not in per_node and sorted(per_node.values()) == [2, 2, 3]
     assert figures["max_trials_training_at_once"] == 6
