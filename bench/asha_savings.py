@@ -43,8 +43,8 @@ def study(scheduler: str, seed: int, trials: int, episodes: int, folder: str):
                        output_dir=f"{folder}/{scheduler}{seed}", cpu_per_trial=1, n_parallel_trials=1, verbose=False,
                        save_plots=False, validation_top_k=0, health_rules={"enabled": False},  # the scheduler alone
                        # grace period: the default, one iteration (in episodes, the schedulers' clock)
-                       ray_config={"execution": "direct", "scheduler": scheduler, "search_alg": "optuna", "seed": seed,
-                                   "reduction_factor": 2})
+                       seed=seed, ray_config={"execution": "direct", "scheduler": scheduler, "search_alg": "optuna",
+                                              "reduction_factor": 2})
     return run_study(config, spec)
 
 

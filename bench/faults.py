@@ -105,7 +105,7 @@ def in_process_faults(backend: str, n: int, folder: Path) -> List[Row]:
 
     config = HPOConfig(backend=backend, search_space=LR, n_trials=n, output_dir=str(folder), checkpoint_freq=1,
                        validation_top_k=0, save_plots=False, verbose=False,
-                       optuna_config={"sampler": "random", "pruner": "none", "seed": 0},
+                       seed=0, optuna_config={"sampler": "random", "pruner": "none"},
                        wandb_config={"method": "random"})
     HPOSummary.write = write if backend == "optuna" else real_write
     try:
@@ -157,8 +157,8 @@ def killed_workers(n: int, folder: Path) -> Row:
                      base_config=TrainingConfig(**{**TINY, "num_episodes": 32}))
     config = HPOConfig(backend="ray_tune", search_space=LR, n_trials=n, output_dir=str(folder), cpu_per_trial=1,
                        n_parallel_trials=1, validation_top_k=0, save_plots=False, verbose=False,
-                       ray_config={"execution": "train", "scheduler": "fifo", "search_alg": "random", "seed": 0,
-                                   "max_failures": 1})
+                       seed=0, ray_config={"execution": "train", "scheduler": "fifo", "search_alg": "random",
+                                           "max_failures": 1})
     connect(None, num_cpus=2)
     try:
         run_study(config, spec, callbacks=[KillAtIteration2()])
@@ -254,7 +254,7 @@ def main() -> int:
         if args.only in (None, "processes"):
             rows.append(killed_process(10, tmp / "processes"))
     record = Record("faults", "Faults injected into real studies on the tiny model, and what each study's own record "
-                    "says afterwards: trials lost, counted twice, or given a wrong status.",
+                    "says afterwards: trials lost, counted twice, or given a wrong status",
                     {"trials": args.trials, "only": args.only})
     record.table("Faults injected and what the study's record kept", ["fault", "where", "injected", "lost",
                                                                       "counted twice", "wrong status"], rows)

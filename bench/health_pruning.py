@@ -54,8 +54,8 @@ def study(seed: int, args, health: bool, folder: str):
                        objective_metric="eval_reward", output_dir=f"{folder}/{seed}-{health}", cpu_per_trial=1,
                        n_parallel_trials=1, verbose=False, validation_top_k=0, save_plots=False,
                        health_rules=rules(args) if health else {"enabled": False},
-                       ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random", "seed": seed,
-                                   "reduction_factor": 2, "grace_period": args.grace * GROUP * args.prompts})
+                       seed=seed, ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random", "reduction_factor": 2,
+                                              "grace_period": args.grace * GROUP * args.prompts})
     return run_study(config, spec)
 
 

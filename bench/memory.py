@@ -80,7 +80,7 @@ def optuna_config(folder, n, parallel=1):
 
     return HPOConfig(backend="optuna", search_space=lr_space(), n_trials=n, output_dir=folder, verbose=False,
                      save_plots=False, validation_top_k=0, n_parallel_trials=parallel,
-                     optuna_config={"sampler": "random", "pruner": "none", "seed": 0})
+                     seed=0, optuna_config={"sampler": "random", "pruner": "none"})
 
 
 def warm_worker(n, folder):

@@ -123,8 +123,8 @@ def run(nodes: int, gpus: int, trials: int, episodes: int, temp_dir: str, work: 
                            gpu_per_trial=1, cpu_per_trial=1, objective_metric="eval_reward", verbose=False,
                            save_plots=False, validation_top_k=0, output_dir=str(work / "head_output"),
                            study_name="multinode",
-                           ray_config={"scheduler": "fifo", "search_alg": "random", "seed": 0,
-                                       "storage_path": str(shared), "execution": "train"})
+                           seed=0, ray_config={"scheduler": "fifo", "search_alg": "random", "storage_path": str(shared),
+                                               "execution": "train"})
         start = time.monotonic()
         summary = run_study(config, spec)
         wall = time.monotonic() - start
@@ -171,7 +171,7 @@ def main() -> int:
         args.json.write_text(json.dumps(figures, indent=2))
     record = Record("multinode_sim", "A study on a simulated cluster (a head with no trial resources and worker nodes "
                     "declaring GPUs, all processes on this machine): where its one-GPU Train-worker trials ran, how "
-                    "many trained at once, the utilisation, and what reached the shared storage.",
+                    "many trained at once, the utilisation, and what reached the shared storage",
                     {k: v for k, v in vars(args).items() if k in ("nodes", "gpus", "trials", "episodes")})
     record.table("The study on the simulated cluster", ["figure", "value"],
                  [(key, value) for key, value in figures.items() if key != "work_dir"])

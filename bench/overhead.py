@@ -140,7 +140,7 @@ def ours(n: int, storage: str, execution: str) -> dict:
     if execution in ("warm", "cold"):
         config = HPOConfig(backend="optuna", search_space=space, n_trials=n, output_dir=f"{storage}/{execution}",
                            verbose=False, save_plots=False, validation_top_k=0,
-                           optuna_config={"sampler": "random", "pruner": "none", "seed": 0})
+                           seed=0, optuna_config={"sampler": "random", "pruner": "none"})
     else:
         config = HPOConfig(backend="ray_tune", search_space=space, n_trials=n, output_dir=f"{storage}/{execution}",
                            cpu_per_trial=1, verbose=False, save_plots=False, validation_top_k=0,

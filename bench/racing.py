@@ -57,7 +57,7 @@ def config_for(seed: int, trials: int, race_seeds: int, folder: str) -> HPOConfi
     return HPOConfig(backend="optuna", search_space=space, n_trials=trials, objective_metric="eval_reward",
                      output_dir=f"{folder}/s{seed}-{trials}-{race_seeds}", verbose=False, save_plots=False,
                      validation_top_k=0, health_rules={"enabled": False}, race_seeds=race_seeds,
-                     race_top_k=RACE_TOP_K, optuna_config={"sampler": "tpe", "pruner": "none", "seed": seed})
+                     race_top_k=RACE_TOP_K, seed=seed, optuna_config={"sampler": "tpe", "pruner": "none"})
 
 
 def test_score(config: HPOConfig, spec: TrialSpec, params, test_seeds: int) -> float:

@@ -7,8 +7,9 @@ bench missed a goal or failed (the others still run, and the tables show every r
 
 Not run here, each writing its own record when run alone: gpu_smoke.sh (it needs a GPU),
 study_throughput.py (about 40 minutes: `python bench/study_throughput.py --trials 8 --repeats 5`),
-faults.py (about 3 minutes) and multinode_sim.py (about 4 minutes), which would take the whole
-run past the hour; the tests run the last two at a small size.
+racing.py (about 15 minutes), faults.py (about 3 minutes) and multinode_sim.py (about 4
+minutes), which would take the whole run past the hour; the tests run the last two at a small
+size.
 """
 
 from __future__ import annotations

@@ -150,6 +150,8 @@ def by_hand(n, steps, every, storage, seed):
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
 
+    from stateset_hpo.search.ray.space import to_tune
+
     stamps = Stamps("score")
 
     class Stamp(tune.Callback):
@@ -157,7 +159,7 @@ def by_hand(n, steps, every, storage, seed):
             stamps.add(result, trial.trial_id)
 
     trainable = tune.with_resources(tune.with_parameters(trl_trial, steps=steps, every=every), {"cpu": 1})
-    tune.Tuner(trainable, param_space=space().to_tune(),
+    tune.Tuner(trainable, param_space=to_tune(space()),
                tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=n, max_concurrent_trials=2,
                                            reuse_actors=True,
                                            search_alg=BasicVariantGenerator(points_to_evaluate=[space().baseline()],
@@ -183,8 +185,8 @@ def ours(n, steps, every, folder, seed):
     environment, reward = single_turn()
     config = HPOConfig(backend="ray_tune", search_space=space(), n_trials=n, output_dir=folder, verbose=False,
                        save_plots=False, validation_top_k=0, cpu_per_trial=1, n_parallel_trials=2,
-                       ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random", "seed": seed,
-                                   "grace_period": GROUP * every, "reduction_factor": 3})
+                       seed=seed, ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "random",
+                                              "grace_period": GROUP * every, "reduction_factor": 3})
     run_study(config, TrialSpec(environment=environment, reward=reward, base_config=engine_config(steps, every)),
               callbacks=[Stamp()])
     return stamps

@@ -85,7 +85,7 @@ def aa(studies: int, trials: int, seeds: int, topics: bool = True) -> list:
         for study in range(studies):
             config = HPOConfig(backend="optuna", search_space=LR, n_trials=trials, output_dir=folder, verbose=False,
                                save_plots=False, validation_top_k=1, validation_seeds=seeds,
-                               optuna_config={"seed": study, "pruner": "none"})
+                               seed=study, optuna_config={"pruner": "none"})
             summary = run_study(config, TrialSpec(objective=null_objective(study),
                                                         test_topics=TOPIC_OF if topics else None))
             verdicts.append(summary.validation["comparison"]["verdict"])
@@ -167,7 +167,7 @@ def ab(studies: int, trials: int, episodes: int, seeds: int) -> list:
         with tempfile.TemporaryDirectory() as folder:
             config = HPOConfig(backend="optuna", search_space=LR, n_trials=trials, output_dir=folder, verbose=False,
                                save_plots=False, validation_top_k=1, validation_seeds=seeds,
-                               optuna_config={"seed": study, "pruner": "none", "n_startup_trials": 3})
+                               seed=study, optuna_config={"pruner": "none", "n_startup_trials": 3})
             summary = run_study(config, spec)
         v = summary.validation
         print(f"A/B study {study}: tiny model, customer_service, {trials} trials of {episodes} episodes, baseline "

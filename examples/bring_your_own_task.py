@@ -34,7 +34,7 @@ async def main() -> None:
                                    per_device_train_batch_size=4, max_new_tokens=32, warmup_ratio=0.0),
         hpo_config=HPOConfig(backend="optuna", search_space=SPACE, n_trials=n_trials, objective_metric="eval_reward",
                              output_dir=output_dir or "./hpo_results/bring_your_own_task",
-                             optuna_config={"sampler": "tpe", "seed": 0},
+                             seed=0, optuna_config={"sampler": "tpe"},
                              # the recommendation against the baseline on 5 new seeds each
                              **{"validation_top_k": 1, "validation_seeds": 5, **settings}),
     )

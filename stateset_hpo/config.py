@@ -24,6 +24,8 @@ from .space import SearchSpace
 from .space.presets import get_search_space, list_search_spaces
 
 DIRECTIONS = ("maximize", "minimize")
+# settings every backend shares: HPOConfig fields, never a backend section's keys (name: CLI flag)
+SHARED = {"seed": "--seed", "grid_points": "--grid-points"}
 
 
 @dataclass
@@ -74,6 +76,12 @@ class HPOConfig:
     - ``dashboard_storage`` (not in the guide): where optuna-dashboard can watch the study live,
       whatever its backend: "auto" (a journal file in output_dir, or the Optuna backend's own
       storage), a storage URL or journal path, or None (see dashboard.py).
+    - ``seed`` (not in the guide): the search's seed on every backend (Optuna's sampler, the Ray
+      searcher, the offline W&B sweep engine); None: unseeded. ``grid_points``: values per range
+      of a grid search (Ray's ``grid`` searcher, W&B's ``grid`` method). Both, and
+      ``study_name``, are settings every backend shares, so they live here once, not in a
+      backend section (a section that names seed or grid_points is refused, saying where they
+      are; the guide's ``optuna_config["study_name"]`` is read as ``study_name``).
     - ``verbose`` shows the study's progress (progress.py: live on a terminal, a line per
       trial elsewhere); ``library_logs`` (not in the guide, off) also lets through what the
       libraries print about the same events: Optuna's per-trial log lines, Ray's raylet
@@ -91,6 +99,8 @@ class HPOConfig:
     directions: Optional[List[str]] = None
     output_dir: Union[str, Path] = "./hpo_results"
     study_name: Optional[str] = None
+    seed: Optional[int] = None
+    grid_points: int = 3
 
     optuna_config: Dict[str, Any] = field(default_factory=dict)
     ray_config: Dict[str, Any] = field(default_factory=dict)
@@ -129,6 +139,8 @@ class HPOConfig:
             "timeout": number(0.0, strict=True, optional=True),
             "direction": one_of(DIRECTIONS),
             "study_name": optional_str,
+            "seed": integer(0, optional=True),
+            "grid_points": integer(2),
             "dashboard_storage": optional_str,
             "checkpoint_freq": integer(1, optional=True),
             "keep_best_n": integer(1, optional=True),
@@ -177,12 +189,33 @@ class HPOConfig:
             raise ValueError("HPOConfig.search_space is empty: a study needs at least one dimension")
         self._check_objectives()
         self.health_rules = check_section("HPOConfig.health_rules", self.health_rules, HEALTH_SETTINGS)
+        self._take_guide_study_name()
         given = {}
         for backend in all_backends():  # every section is filled, so the config shows what a study will use
             given[backend.name] = getattr(self, backend.section)
+            moved = sorted(set(SHARED) & set(given[backend.name] or ()))
+            if moved:
+                raise ValueError(f"{backend.section}[{moved[0]!r}] is a setting every backend shares: set "
+                                 f"HPOConfig.{moved[0]} ({SHARED[moved[0]]}) instead")
             setattr(self, backend.section, check_section(backend.section, given[backend.name], backend.settings))
         for backend in all_backends():
             backend.check(self, given[backend.name] if isinstance(given[backend.name], Mapping) else {})
+
+    def _take_guide_study_name(self) -> None:
+        """The guide names a persistent Optuna study in ``optuna_config["study_name"]``: it is
+        the study's name on every backend, so it moves to ``study_name`` (both given must agree)."""
+        section = self.optuna_config
+        if not isinstance(section, Mapping) or section.get("study_name") is None:
+            return
+        try:
+            name = optional_str(section["study_name"])
+        except ValueError as exc:
+            raise ValueError(f"optuna_config['study_name'] {exc}") from None
+        if self.study_name is not None and self.study_name != name:
+            raise ValueError(f"study_name {self.study_name!r} and optuna_config['study_name'] {name!r} differ; "
+                             "set one of them")
+        self.study_name = name
+        self.optuna_config = {k: v for k, v in section.items() if k != "study_name"}
 
     def _check_objectives(self) -> None:
         if self.objective_metrics is None:
@@ -223,9 +256,8 @@ class HPOConfig:
 
     @property
     def resolved_study_name(self) -> str:
-        """The study's name on every backend: ``study_name`` or optuna_config's (they must
-        agree), else "grpo_hpo"."""
-        return self.study_name or self.optuna_config["study_name"] or "grpo_hpo"
+        """The study's name on every backend: ``study_name``, else "grpo_hpo"."""
+        return self.study_name or "grpo_hpo"
 
     @property
     def max_concurrent_trials(self) -> int:
@@ -306,7 +338,7 @@ def list_hpo_profiles() -> list:
 
 def get_hpo_config(profile: str, **overrides: Any) -> HPOConfig:
     """A fresh HPOConfig for a named profile, with optional field overrides. Overrides of
-    a backend section (e.g. ``optuna_config={"seed": 0}``) are merged into the profile's."""
+    a backend section (e.g. ``optuna_config={"pruner": "none"}``) are merged into the profile's."""
     if profile not in _PROFILES:
         raise ValueError(f"unknown HPO profile {profile!r}; valid profiles: {', '.join(_PROFILES)}")
     settings = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PROFILES[profile].items()}

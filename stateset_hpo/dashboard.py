@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional
 
 from .config import HPOConfig
 from .results import HPOResult, TrialStatus
+from .search.optuna.space import to_optuna
 
 JOURNAL_NAME = "dashboard.journal"
 _STATES = {TrialStatus.SUCCESS: "COMPLETE", TrialStatus.PRUNED: "PRUNED", TrialStatus.FAILED: "FAIL"}
@@ -87,7 +88,7 @@ class DashboardMirror:
         from .library_logs import logger_level
         from .search.optuna.storage import open_storage
 
-        self.distributions = search_space.to_optuna()
+        self.distributions = to_optuna(search_space)
         self.storage = open_storage(self.url)
         names = [s.study_name for s in self.storage.get_all_studies()]
         name = self.study_name

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "journal file in --output-dir, or the Optuna backend's --storage); off: none")
     p.add_argument("--output-dir", help="where results go (default: ./hpo_results)")
     p.add_argument("--study-name", help="name of the study")
+    p.add_argument("--seed", type=int, help="seed of the search (Optuna's sampler, the Ray searcher, the offline W&B "
+                                            "sweep engine); default: unseeded")
+    p.add_argument("--grid-points", type=int, help="values per range in a grid search (default 3)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
@@ -119,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     for backend in all_backends():  # each backend's own flags, from its registry entry
         group = p.add_argument_group(f"backend {backend.name}")
         for flag in backend.flags:
-            if flag.name not in added:  # a flag several backends take (--seed) is listed once
+            if flag.name not in added:  # a flag several backends take (--sampler) is listed once
                 added.add(flag.name)
                 group.add_argument("--" + flag.name.replace("_", "-"), help=flag.help, **(
                     {"action": "store_true", "default": None} if flag.switch
@@ -139,7 +142,7 @@ _PLAIN_FLAGS = {
     "validation_top_k": "validation_top_k", "validation_seeds": "validation_seeds",
     "validation_episodes": "validation_episodes", "validation_max_seeds": "validation_max_seeds",
     "min_effect": "min_effect", "race_seeds": "race_seeds", "race_top_k": "race_top_k",
-    "validation_topics": "validation_topics",
+    "validation_topics": "validation_topics", "seed": "seed", "grid_points": "grid_points",
 }
 
 

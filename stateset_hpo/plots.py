@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .results import HPOSummary, TrialStatus, is_better
+from .search.optuna.space import to_optuna
 from .space import SearchSpace
 
 PNG_NAMES = ("optimization_history.png", "param_importances.png", "parallel_coordinates.png",
@@ -38,7 +39,7 @@ def param_importances(summary: HPOSummary, space: SearchSpace) -> Dict[str, floa
     scored = summary.ranked()
     if len(scored) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}
-    distributions = space.to_optuna()
+    distributions = to_optuna(space)
     with logger_level("optuna", logging.WARNING):  # a scratch study
         study = optuna.create_study(direction=summary.direction)
     for r in scored:

@@ -17,7 +17,7 @@ import uuid
 
 import optuna
 import pytest
-from helpers import study_config
+from helpers import backends_ray_slow, study_config
 from ray import cloudpickle
 
 from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
@@ -28,7 +28,8 @@ from stateset_hpo.search.optuna.pruners import PRUNERS
 from stateset_hpo.search.optuna.samplers import SAMPLERS
 from stateset_hpo.search.ray.schedulers import SCHEDULERS
 from stateset_hpo.search.ray.searchers import SEARCHERS
-from stateset_hpo.space.to_wandb import WANDB_METHODS
+from stateset_hpo.search.optuna.space import to_optuna
+from stateset_hpo.search.wandb.space import WANDB_METHODS
 from stateset_hpo.study import run_study
 from stateset_hpo.trial import TrialSpec
 
@@ -149,7 +150,7 @@ def test_a_study_records_every_trial_and_fires_callbacks_in_order(tmp_path, back
     assert [(t.user_attrs["trial_id"], t.state.name) for t in mirrored.trials] == \
         [(r.trial_id, states[r.status.value]) for r in summary.all_results]
     for t, r in zip(mirrored.trials, summary.all_results):
-        assert t.params == r.params and t.distributions == {n: SPACE.to_optuna()[n] for n in r.params}
+        assert t.params == r.params and t.distributions == {n: to_optuna(SPACE)[n] for n in r.params}
         if r.status is TrialStatus.SUCCESS:
             assert t.value == r.best_metric and t.intermediate_values == {1: r.best_metric}
     assert "boom on the second trial" in mirrored.trials[[r.trial_id for r in summary.all_results].index(
@@ -184,6 +185,26 @@ def test_validation_points_run_exactly_as_asked(tmp_path, backend, ray_if_needed
     for r in finished:
         assert r.params in points and r.metrics["seen_seed"] == r.params["seed"]
     assert most_at_once(tmp_path / "runs") == 1  # the study's concurrency limit holds for validation too
+
+
+@pytest.mark.parametrize("backend", backends_ray_slow())
+def test_one_seed_on_the_config_makes_every_backend_repeat_its_search(tmp_path, backend, ray_if_needed):
+    """HPOConfig.seed drives each backend's own search (Optuna's sampler, the Ray searcher,
+    W&B's sweep engine): the same seed proposes the same trials whatever the process's global
+    generators hold (W&B's engine draws from them otherwise), another seed others."""
+    import random
+
+    import numpy as np
+
+    def proposals(seed, run):
+        random.seed(run)
+        np.random.seed(run)
+        config = make_config(tmp_path / f"{seed}-{run}", backend, n_trials=4, seed=seed)
+        return [r.params for r in run_study(config, TrialSpec(objective=score)).all_results]
+
+    first = proposals(1, 0)
+    assert proposals(1, 1) == first
+    assert proposals(2, 0)[1:] != first[1:]  # (the first trial is the space's defaults in both)
 
 
 @pytest.mark.parametrize("backend", backend_names())
@@ -226,7 +247,7 @@ def test_each_ray_search_algorithm(tmp_path, search_alg):
     space = SPACE.subset(["learning_rate", "optimizer_type"]) if grid else SPACE  # a grid of 4
     # one trial at a time, on a cluster with room for two
     config = make_config(tmp_path, "ray_tune", n_trials=4, search_space=space, n_parallel_trials=1,
-                         ray_config={"search_alg": search_alg, "grid_points": 2})
+                         grid_points=2, ray_config={"search_alg": search_alg})
     (tmp_path / "runs").mkdir()
     summary = run_study(config, TrialSpec(objective=functools.partial(timed, str(tmp_path / "runs"), score)))
     assert summary.n_trials == 4 and summary.n_successful == 4
@@ -289,7 +310,7 @@ def test_each_optuna_pruner(tmp_path, pruner):
 @pytest.mark.parametrize("method", WANDB_METHODS)
 def test_each_wandb_method(tmp_path, method):
     n = SPACE.grid_size(2) if method == "grid" else 4
-    summary = run_study(make_config(tmp_path, "wandb", n_trials=n, wandb_config={"method": method, "grid_points": 2}),
+    summary = run_study(make_config(tmp_path, "wandb", n_trials=n, grid_points=2, wandb_config={"method": method}),
                         TrialSpec(objective=score))
     assert summary.n_trials == n and summary.n_successful == n
     assert all(in_space(r.params) for r in summary.all_results)
@@ -309,7 +330,7 @@ def test_ax_handles_the_full_space_and_a_seed_makes_it_reproducible(tmp_path):
     runs = []
     for i in range(2):
         config = make_config(tmp_path / str(i), "ray_tune", n_trials=7, search_space=full,
-                             ray_config={"search_alg": "ax", "seed": 3})
+                             seed=3, ray_config={"search_alg": "ax"})
         summary = run_study(config, TrialSpec(objective=objective))
         assert summary.n_successful == 7 and summary.all_results[0].params == full.baseline()
         assert all(full[n].contains(v) for r in summary.all_results for n, v in r.params.items())

@@ -17,6 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stateset_hpo import SearchDimension as D
+from stateset_hpo.search.optuna.space import to_optuna
+from stateset_hpo.search.ray.bayesopt import BayesOptSpace
+from stateset_hpo.search.ray.space import to_hyperopt, to_tune
+from stateset_hpo.search.wandb.space import to_wandb
 from stateset_hpo import SearchSpace, get_search_space, list_search_spaces
 from stateset_hpo import SearchSpaceType as T
 
@@ -70,32 +74,32 @@ def assert_valid_sample(space, params):
 # -- one sampler per backend, each driving that backend's own library --------------------------
 def sample_tune(space, seed):
     rng = np.random.default_rng(seed)
-    return {name: domain.sample(random_state=rng) for name, domain in space.to_tune().items()}
+    return {name: domain.sample(random_state=rng) for name, domain in to_tune(space).items()}
 
 
 def sample_optuna(space, seed):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    return study.ask(space.to_optuna()).params
+    return study.ask(to_optuna(space)).params
 
 
 def sample_hyperopt(space, seed):
     from hyperopt.pyll.stochastic import sample
 
-    return sample(space.to_hyperopt(), rng=np.random.default_rng(seed))
+    return sample(to_hyperopt(space), rng=np.random.default_rng(seed))
 
 
 def sample_wandb(space, seed):
     from sweeps import next_run
 
     np.random.seed(seed)
-    run = next_run({"method": "random", "parameters": space.to_wandb("random")}, [])
+    run = next_run({"method": "random", "parameters": to_wandb(space, "random")}, [])
     return {k: v["value"] for k, v in run.config.items()}
 
 
 def sample_bayesopt(space, seed):
     from bayes_opt import BayesianOptimization
 
-    compiled = space.to_bayesopt()
+    compiled = BayesOptSpace(space)
     if not compiled.pbounds:
         return compiled.decode({})
     opt = BayesianOptimization(f=None, pbounds=compiled.pbounds, random_state=seed, verbose=0)
@@ -119,7 +123,7 @@ def test_bayesopt_guided_suggestions_stay_valid_on_a_mixed_space():
     from bayes_opt import BayesianOptimization
 
     space = get_search_space("full")
-    compiled = space.to_bayesopt()
+    compiled = BayesOptSpace(space)
     opt = BayesianOptimization(f=None, pbounds=compiled.pbounds, random_state=0, verbose=0)
     for i in range(6):
         point = opt.suggest()
@@ -145,7 +149,7 @@ def test_log_dimensions_sample_across_decades(backend):
 @pytest.mark.parametrize("name", list_search_spaces())
 def test_optuna_distributions_match_the_declared_ranges(name):
     space = get_search_space(name)
-    dists = space.to_optuna()
+    dists = to_optuna(space)
     assert list(dists) == space.names
     for dim in space:
         dist = dists[dim.name]
@@ -162,7 +166,7 @@ def test_tune_int_bounds_are_inclusive_and_grid_is_a_real_grid():
                          D("x", T.UNIFORM, low=0.0, high=1.0)])
     seen = {sample_tune(space, s)["n"] for s in range(60)}
     assert seen == {1, 2, 3}
-    grid = space.to_tune(grid_points=3)
+    grid = to_tune(space, grid_points=3)
     assert grid["n"] == {"grid_search": [1, 2, 3]}
     assert grid["c"] == {"grid_search": ["a", "b"]}
     assert grid["x"] == {"grid_search": [0.0, 0.5, 1.0]}
@@ -189,13 +193,13 @@ def test_wandb_block_passes_the_sweep_schema_for_every_method():
     space = get_search_space("full")
     for method in ("random", "bayes", "grid"):
         config = {"method": method, "metric": {"name": "reward", "goal": "maximize"},
-                  "parameters": space.to_wandb(method)}
+                  "parameters": to_wandb(space, method)}
         assert schema_violations_from_proposed_config(config) == []
-    grid = space.to_wandb("grid", grid_points=2)
+    grid = to_wandb(space, "grid", grid_points=2)
     assert grid["learning_rate"] == {"values": [1e-6, 1e-3]}
     assert grid["optimizer_type"] == {"values": ["adamw", "adam", "sgd", "adafactor"]}
     with pytest.raises(ValueError, match="unknown W&B sweep method"):
-        space.to_wandb("hyperband")
+        to_wandb(space, "hyperband")
 
 
 def test_bayesopt_round_trips_the_baseline_and_handles_odd_categories():
@@ -205,7 +209,7 @@ def test_bayesopt_round_trips_the_baseline_and_handles_odd_categories():
         D("c", T.CATEGORICAL, choices=[1, "1", True]),
         D("fixed", T.CATEGORICAL, choices=["only"]),
     ])
-    compiled = space.to_bayesopt()
+    compiled = BayesOptSpace(space)
     assert "fixed" not in compiled.pbounds and compiled.pbounds["c"] == ("#0", "#1", "#2")
     for choice in (1, "1", True):
         point = {**space.baseline(), "c": choice}
@@ -217,11 +221,11 @@ def test_bayesopt_round_trips_the_baseline_and_handles_odd_categories():
 @pytest.mark.parametrize("name", list_search_spaces())
 def test_every_predefined_space_compiles_for_every_backend(name):
     space = get_search_space(name)
-    assert set(space.to_tune()) == set(space.names)
-    assert set(space.to_tune(grid_points=2)) == set(space.names)
-    assert set(space.to_hyperopt()) == set(space.names)
-    assert set(space.to_wandb("bayes")) == set(space.names)
-    compiled = space.to_bayesopt()
+    assert set(to_tune(space)) == set(space.names)
+    assert set(to_tune(space, grid_points=2)) == set(space.names)
+    assert set(to_hyperopt(space)) == set(space.names)
+    assert set(to_wandb(space, "bayes")) == set(space.names)
+    compiled = BayesOptSpace(space)
     assert set(compiled.pbounds) | set(compiled.fixed) == set(space.names)
     for sampler in SAMPLERS.values():
         assert_valid_sample(space, sampler(space, 0))

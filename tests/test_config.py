@@ -24,6 +24,7 @@ def test_guide_example_settings_are_accepted_and_kept():
     o = HPOConfig(optuna_config={"sampler": "tpe", "pruner": "median", "n_startup_trials": 10,
                                  "n_warmup_steps": 5, "storage": "sqlite:///optuna.db", "study_name": "my_study"})
     assert o.optuna_config["storage"] == "sqlite:///optuna.db"
+    assert o.study_name == o.resolved_study_name == "my_study" and "study_name" not in o.optuna_config
 
 
 def test_a_given_space_wins_over_the_name():
@@ -69,6 +70,11 @@ def test_a_given_space_wins_over_the_name():
     (dict(wandb_config={"early_terminate": {"type": "hyperband", "eta": 1}}), "eta"),
     (dict(study_name="a", optuna_config={"study_name": "b"}), "differ"),
     (dict(n_parallel_trials=4, ray_config={"max_concurrent": 8}), "differ"),
+    (dict(optuna_config={"seed": 0}), "optuna_config['seed'] is a setting every backend shares: set HPOConfig.seed"),
+    (dict(ray_config={"grid_points": 2}), "ray_config['grid_points'] is a setting every backend shares"),
+    (dict(wandb_config={"grid_points": 2}), "set HPOConfig.grid_points (--grid-points)"),
+    (dict(seed=-1), "HPOConfig.seed"),
+    (dict(grid_points=1), "HPOConfig.grid_points"),
 ])
 def test_invalid_settings_raise_one_clear_error(kwargs, message):
     with pytest.raises(ValueError) as info:
@@ -110,8 +116,9 @@ def test_distributed_profile_and_fresh_copies():
 
 
 def test_profile_overrides_merge_into_the_profile_sections():
-    c = get_hpo_config("quick", n_trials=5, optuna_config={"seed": 7})
-    assert c.n_trials == 5 and c.optuna_config["sampler"] == "random" and c.optuna_config["seed"] == 7
+    c = get_hpo_config("quick", n_trials=5, optuna_config={"pruner": "none"}, seed=7)
+    assert c.n_trials == 5 and c.optuna_config["sampler"] == "random" and c.optuna_config["pruner"] == "none"
+    assert c.seed == 7
     with pytest.raises(ValueError, match="unknown HPO profile 'fast'; valid profiles: conservative"):
         get_hpo_config("fast")
 

@@ -241,7 +241,7 @@ def test_validation_reruns_are_not_stopped_by_health_rules(tmp_path):
     # budget every update exceeds, and must still train to their end
     config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=1, output_dir=str(tmp_path / "out"),
                        verbose=False, save_plots=False, validation_top_k=1, validation_seeds=1,
-                       validation_episodes=32, optuna_config={"sampler": "random", "seed": 0, "pruner": "none"},
+                       validation_episodes=32, seed=0, optuna_config={"sampler": "random", "pruner": "none"},
                        health_rules={"kl_max": 1e-12})
     summary = run_study(config, tiny_spec(num_episodes=16))
     assert summary.all_results[0].status is TrialStatus.SUCCESS
@@ -266,8 +266,7 @@ def test_ray_schedulers_neither_take_a_rule_for_their_own_decision_nor_exploit_w
                           # lr 5e-2 runs away at once; lr 1e-9 never moves, and is left to the scheduler
                           health_rules={"kl_max": 0.5, **NO_FROZEN_RULES},
                           # ASHA's first rung after iteration 2, where the rule acts first
-                          ray_config={"scheduler": scheduler, "perturbation_interval": 8, "grace_period": 16,
-                                      "seed": 1})
+                          seed=1, ray_config={"scheduler": scheduler, "perturbation_interval": 8, "grace_period": 16})
     summary = run_study(config, tiny_spec(num_episodes=24))  # 3 iterations of 8 episodes
     assert summary.n_failed == 0
     stopped = {r.trial_id: len(r.history) for r in summary.all_results if r.stopped_by == "kl_runaway"}

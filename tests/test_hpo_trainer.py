@@ -25,7 +25,7 @@ def parts(**overrides):
 
 
 def hpo(tmp_path, space=LR_SPACE, n_trials=2, backend="optuna", **fields):
-    section = {"optuna": {"optuna_config": {"seed": 0, "pruner": "none"}},
+    section = {"optuna": {"optuna_config": {"pruner": "none"}, "seed": 0},
                "wandb": {"wandb_config": {"method": "random"}}}[backend]
     return HPOConfig(backend=backend, search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
                      objective_metric="eval_reward", **{"verbose": False, "save_plots": False, "validation_top_k": 0,
@@ -35,7 +35,7 @@ def hpo(tmp_path, space=LR_SPACE, n_trials=2, backend="optuna", **fields):
 @pytest.mark.slow
 def test_quick_hpo_from_a_plain_script(tmp_path):
     summary = asyncio.run(quick_hpo(**parts(include_value_function=True), n_trials=2, search_space_name="conservative",
-                                    output_dir=str(tmp_path), optuna_config={"seed": 0}, validation_top_k=1,
+                                    output_dir=str(tmp_path), seed=0, validation_top_k=1,
                                     validation_seeds=2))
     assert summary.n_successful == 2 and summary.best_params and summary.best_metric is not None
     # validation: the recommendation (the search's best) and the baseline (the base training config),

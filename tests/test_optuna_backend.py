@@ -33,10 +33,10 @@ def spec(**overrides):
 def config(tmp_path, space=LR_SPACE, n_trials=3, **optuna_config):
     settings = dict(backend="optuna", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
                     objective_metric="eval_reward", verbose=False, save_plots=False, validation_top_k=0)
-    for key in ("objective_metrics", "directions", "timeout", "n_parallel_trials"):
+    for key in ("objective_metrics", "directions", "timeout", "n_parallel_trials", "seed"):
         if key in optuna_config:
             settings[key] = optuna_config.pop(key)
-    return HPOConfig(**settings, optuna_config={"seed": 0, "n_startup_trials": 1, "pruner": "none", **optuna_config})
+    return HPOConfig(**{"seed": 0, **settings}, optuna_config={"n_startup_trials": 1, "pruner": "none", **optuna_config})
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])  # every sampler against the contract: test_backend_contract.py

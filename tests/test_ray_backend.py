@@ -30,7 +30,7 @@ def config(tmp_path, space, **ray_config):
     n_trials = ray_config.pop("n_trials", 3)
     return HPOConfig(backend="ray_tune", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
                      objective_metric="eval_reward", cpu_per_trial=1, n_parallel_trials=2, verbose=False, save_plots=False, validation_top_k=0,
-                     ray_config={"execution": "direct", "scheduler": "fifo", "seed": 0, **ray_config})
+                     seed=0, ray_config={"execution": "direct", "scheduler": "fifo", **ray_config})
 
 
 LR_SPACE = SearchSpace([

@@ -67,7 +67,7 @@ def test_ray_job_submit_runs_a_study_on_a_head_node(tmp_path):
         (job_dir / "hpo.yaml").write_text(yaml.safe_dump({
             "backend": "ray_tune", "search_space_name": "conservative", "n_trials": 2, "cpu_per_trial": 1,
             "validation_top_k": 0, "log_to_wandb": True,
-            "ray_config": {"execution": "direct", "seed": 0},
+            "seed": 0, "ray_config": {"execution": "direct"},
             "base_training_config": {"num_episodes": 16, "group_size": 4, "per_device_train_batch_size": 2,
                                      "max_new_tokens": 16}}))
         out = tmp_path / "results"

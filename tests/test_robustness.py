@@ -92,7 +92,7 @@ def test_a_failed_periodic_save_warns_and_the_study_goes_on(tmp_path, monkeypatc
 
     monkeypatch.setattr(HPOSummary, "write", flaky)
     config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, checkpoint_freq=1, output_dir=str(tmp_path),
-                       validation_top_k=0, save_plots=False, verbose=False, optuna_config={"sampler": "random", "seed": 0})
+                       validation_top_k=0, save_plots=False, verbose=False, seed=0, optuna_config={"sampler": "random"})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = run_study(config, TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]}))
@@ -109,7 +109,7 @@ def test_resuming_an_optuna_study_finishes_its_n_trials(tmp_path):
 
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, output_dir=str(tmp_path), validation_top_k=0,
-                       save_plots=False, verbose=False, optuna_config={"storage": db, "sampler": "random", "seed": 0})
+                       save_plots=False, verbose=False, seed=0, optuna_config={"storage": db, "sampler": "random"})
     spec = TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]})
     assert run_study(config, spec, callbacks=[StopAfterOne()]).n_trials == 1  # interrupted after one trial
     assert run_study(config, spec, resume=True).n_trials == 3  # finished: 3 in all, not 1 + 3
@@ -131,7 +131,7 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_run_again(tmp_pa
     study._storage.record_heartbeat(orphan._trial_id)  # then its process dies: no more heartbeats
     time.sleep(2)
     config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, output_dir=str(tmp_path), validation_top_k=0,
-                       save_plots=False, verbose=False, optuna_config={"storage": db, "sampler": "random", "seed": 0})
+                       save_plots=False, verbose=False, seed=0, optuna_config={"storage": db, "sampler": "random"})
     summary = run_study(config, TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]}), resume=True)
     states = {t.number: t.state for t in optuna.load_study(study_name="grpo_hpo", storage=db).trials}
     assert states[orphan.number] is optuna.trial.TrialState.FAIL  # not RUNNING forever
@@ -153,7 +153,7 @@ def test_an_interrupted_optuna_trial_runs_again_on_resume_and_counts_once(tmp_pa
 
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     config = HPOConfig(backend="optuna", search_space=SPACE, n_trials=3, output_dir=str(tmp_path), validation_top_k=0,
-                       save_plots=False, verbose=False, optuna_config={"storage": db, "sampler": "random", "seed": 0})
+                       save_plots=False, verbose=False, seed=0, optuna_config={"storage": db, "sampler": "random"})
     spec = TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]})
     with pytest.raises((StudyInterrupted, KeyboardInterrupt)):
         run_study(config, spec, callbacks=[CtrlCInSecondTrial()])

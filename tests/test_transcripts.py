@@ -39,7 +39,7 @@ def test_validation_runs_keep_one_conversation_per_topic_shown_beside_the_baseli
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.CHOICE, choices=[1e-3], default=1e-3)])
     config = HPOConfig(backend="optuna", search_space=space, n_trials=1, output_dir=str(tmp_path / "out"),
                        verbose=False, save_plots=False, validation_top_k=1, validation_seeds=1,
-                       optuna_config={"sampler": "random", "seed": 0, "pruner": "none"})
+                       seed=0, optuna_config={"sampler": "random", "pruner": "none"})
     spec = tiny_spec(num_episodes=16, learning_rate=1e-4)  # the baseline differs from the recommendation
     summary = run_study(config, spec)
     configs = {c["role"]: c for c in summary.validation["configurations"]}

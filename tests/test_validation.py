@@ -82,7 +82,7 @@ def _objective(select_gain, test_gain):
 def study(tmp_path, objective, base_lr=1e-5, **fields):
     spec = TrialSpec(objective=objective, base_config=TrainingConfig(learning_rate=base_lr))
     config = HPOConfig(backend="optuna", search_space=LR, n_trials=6, output_dir=str(tmp_path), verbose=False,
-                       save_plots=False, optuna_config={"seed": 0, "pruner": "none"}, **fields)
+                       save_plots=False, seed=0, optuna_config={"pruner": "none"}, **fields)
     return run_study(config, spec)
 
 
@@ -314,7 +314,7 @@ def test_a_gain_in_one_topic_is_no_gain_for_new_topics_but_is_for_these_ones(tmp
     def verdict(folder, **fields):
         spec = TrialSpec(objective=objective, base_config=TrainingConfig(learning_rate=1e-5), test_topics=topics)
         config = HPOConfig(backend="optuna", search_space=LR, n_trials=6, output_dir=str(tmp_path / folder),
-                           verbose=False, save_plots=False, optuna_config={"seed": 0, "pruner": "none"},
+                           verbose=False, save_plots=False, seed=0, optuna_config={"pruner": "none"},
                            validation_top_k=1, validation_seeds=5, **fields)
         return run_study(config, spec).validation
 

@@ -29,9 +29,10 @@ def spec(**overrides):
     return tiny_spec(**overrides)
 
 
-def config(tmp_path, space=LR_SPACE, n_trials=3, **wandb_config):
+def config(tmp_path, space=LR_SPACE, n_trials=3, grid_points=3, **wandb_config):
     return HPOConfig(backend="wandb", search_space=space, n_trials=n_trials, output_dir=str(tmp_path),
-                     objective_metric="eval_reward", verbose=False, save_plots=False, validation_top_k=0, wandb_config=wandb_config)
+                     objective_metric="eval_reward", verbose=False, save_plots=False, validation_top_k=0,
+                     grid_points=grid_points, wandb_config=wandb_config)
 
 
 def logged_run(folder):
@@ -113,7 +114,7 @@ def test_timeout_stops_the_sweep_and_returns_what_finished(tmp_path):
 
 def test_log_to_wandb_on_the_optuna_backend(tmp_path):
     cfg = HPOConfig(backend="optuna", search_space=LR_SPACE, n_trials=2, output_dir=str(tmp_path), verbose=False,
-                    objective_metric="eval_reward", log_to_wandb=True, validation_top_k=0, optuna_config={"seed": 0, "pruner": "none"})
+                    objective_metric="eval_reward", log_to_wandb=True, validation_top_k=0, seed=0, optuna_config={"pruner": "none"})
     summary = run_study(cfg, spec(num_episodes=16))
     for r in summary.all_results:
         logged_config, logged = logged_run(tmp_path / "trials" / r.trial_id)

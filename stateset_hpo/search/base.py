@@ -41,14 +41,13 @@ class Flag:
     section: Optional[str] = None
 
 
-def check_grid_fits(config: "HPOConfig", section: str) -> None:
+def check_grid_fits(config: "HPOConfig") -> None:
     """A grid search runs every point of the grid: one larger than n_trials is an error when
-    the study is configured (``section`` holds its ``grid_points``)."""
-    points = getattr(config, section)["grid_points"]
-    size = config.resolve_search_space().grid_size(points)
+    the study is configured."""
+    size = config.resolve_search_space().grid_size(config.grid_points)
     if size > config.n_trials:
         raise ValueError(f"the grid has {size} points but n_trials is {config.n_trials}; raise n_trials or lower "
-                         f"{section}['grid_points']")
+                         "grid_points (--grid-points)")
 
 
 def _no_cross_checks(config: "HPOConfig", given: Mapping[str, Any]) -> None:

@@ -1,9 +1,9 @@
-"""A set of named dimensions: composition, serialisation and compilation to each backend.
+"""A set of named dimensions: composition, checks and serialisation.
 
-The space is the single description of what a study tunes. Backends never see our types;
-they get the form they understand from the `to_*` methods, whose code lives in one small
-module per backend (`space/to_*.py`) and is imported only when asked for, so importing
-stateset_hpo does not import Ray.
+The space is the single description of what a study tunes. Backends never see our types:
+each compiles the space to the form it understands in its own package (search/ray/space.py
+``to_tune`` / ``to_hyperopt``, search/ray/bayesopt.py, search/optuna/space.py ``to_optuna``,
+search/wandb/space.py ``to_wandb``), as Ray's searchers own ``convert_search_space``.
 """
 
 from __future__ import annotations
@@ -195,40 +195,10 @@ class SearchSpace:
         text = path.read_text()
         return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
 
-    # -- compilation (one module per backend, imported on demand) --------------------------
-    def to_tune(self, grid_points: Optional[int] = None) -> Dict[str, Any]:
-        """A Ray Tune ``param_space``; with ``grid_points``, a full grid (see `to_tune`)."""
-        from .to_tune import to_tune
-
-        return to_tune(self, grid_points=grid_points)
-
     def grid_size(self, grid_points: int) -> int:
-        """How many points `to_tune(grid_points=...)` has: the product over dimensions."""
+        """How many points a full grid of ``grid_points`` values per range has: the product
+        over dimensions (every choice of a categorical)."""
         size = 1
         for dim in self:
             size *= len(dim.grid_values(grid_points))
         return size
-
-    def to_optuna(self) -> Dict[str, Any]:
-        """Optuna distributions by name."""
-        from .to_optuna import to_optuna
-
-        return to_optuna(self)
-
-    def to_hyperopt(self) -> Dict[str, Any]:
-        """A HyperOpt space by name."""
-        from .to_hyperopt import to_hyperopt
-
-        return to_hyperopt(self)
-
-    def to_wandb(self, method: str = "random", grid_points: int = 3) -> Dict[str, Any]:
-        """A W&B sweep ``parameters`` block."""
-        from .to_wandb import to_wandb
-
-        return to_wandb(self, method=method, grid_points=grid_points)
-
-    def to_bayesopt(self):
-        """A `BayesOptSpace`: bounds for bayes_opt plus encode/decode of our values."""
-        from .to_bayesopt import BayesOptSpace
-
-        return BayesOptSpace(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ...checks import boolean, integer, number, one_of, optional_str, path_or_uri
+from ...checks import boolean, integer, number, one_of, path_or_uri
 from ..base import Backend, Flag, Settings
 from .pruners import PRUNERS
 from .samplers import SAMPLERS
@@ -14,7 +14,6 @@ SETTINGS: Settings = {
     "sampler": ("tpe", one_of(tuple(SAMPLERS))),
     # A multi-objective study defaults to "none": Optuna prunes single-objective studies only.
     "pruner": ("median", one_of(tuple(PRUNERS))),
-    "seed": (None, integer(0, optional=True)),
     "n_startup_trials": (10, integer(0)),
     "pruner_startup_trials": (5, integer(0)),
     # steps are episodes (see pruners.py); None: two / one iterations of the baseline
@@ -25,7 +24,6 @@ SETTINGS: Settings = {
     "min_resource": (None, integer(1, optional=True)),
     "reduction_factor": (3, integer(2)),
     "storage": (None, path_or_uri),
-    "study_name": (None, optional_str),
     "load_if_exists": (True, boolean),
 }
 
@@ -36,14 +34,12 @@ FLAGS = (
     Flag("pruner", "pruner", "optuna pruner", choices=tuple(PRUNERS)),
     Flag("storage", "storage", "optuna: database URL (sqlite:///hpo.db) or journal file shared by runs and "
                                "processes; running again continues the study"),
-    Flag("seed", "seed", "seed of the search algorithm / sampler", type=int),
 )
 
 
 def _check(config, given: Mapping[str, Any]) -> None:
     """A multi-objective study prunes nothing: the pruner defaults to "none" there, and any
-    other pruner the user asked for is an error rather than silently ignored. A study name
-    given twice must agree."""
+    other pruner the user asked for is an error rather than silently ignored."""
     oc = config.optuna_config
     if len(config.objectives) > 1:
         pruner = given.get("pruner", "none")
@@ -51,25 +47,24 @@ def _check(config, given: Mapping[str, Any]) -> None:
             raise ValueError(f"optuna_config['pruner']={pruner!r} needs a single objective (Optuna cannot prune "
                              "multi-objective studies); set it to 'none' or leave it unset")
         oc["pruner"] = "none"
-    if oc["study_name"] is not None and config.study_name is not None and oc["study_name"] != config.study_name:
-        raise ValueError(f"study_name {config.study_name!r} and optuna_config['study_name'] {oc['study_name']!r} "
-                         "differ; set one of them")
 
 
 def _describe(config) -> str:
     oc = config.optuna_config
     from .storage import shown
 
-    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} seed={oc['seed']} storage={shown(oc['storage'])}"
+    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} seed={config.seed} storage={shown(oc['storage'])}"
 
 
 def _compiled(config, space) -> str:
     from .pruners import build_pruner
     from .samplers import build_sampler
 
-    build_sampler(config.optuna_config, len(config.objectives))
+    build_sampler(config.optuna_config, len(config.objectives), config.seed)
     build_pruner(config.optuna_config, 1, 1)
-    return f"optuna distributions: {len(space.to_optuna())}"
+    from .space import to_optuna
+
+    return f"optuna distributions: {len(to_optuna(space))}"
 
 
 BACKEND = Backend(name="optuna", section="optuna_config", settings=SETTINGS,

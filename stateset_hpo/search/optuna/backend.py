@@ -29,6 +29,7 @@ from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
+from .space import to_optuna
 from .samplers import build_sampler
 from .storage import open_storage, shown
 
@@ -58,7 +59,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         raise ValueError("resuming an Optuna study needs a persistent optuna_config['storage'] "
                          "(e.g. sqlite:///hpo.db)")
     name = config.resolved_study_name
-    sampler = build_sampler(oc, len(objectives))
+    sampler = build_sampler(oc, len(objectives), config.seed)
     pruner = build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space))
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=[d for _, d in objectives],
@@ -83,7 +84,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                resume: bool = False) -> List[HPOResult]:
     with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING):
         study = open_study(config, spec, space, resume)
-    distributions = space.to_optuna()
+    distributions = to_optuna(space)
     objectives = config.objectives
     prunes = config.optuna_config["pruner"] != "none"
     deadline = study_deadline(config)

@@ -68,9 +68,9 @@ SAMPLERS: Dict[str, Sampler] = {
 
 
 def build_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1, seed: Optional[int] = None):
-    """The configured sampler; ``seed`` overrides optuna_config['seed'] when given."""
+    """The configured sampler, seeded with ``seed`` (HPOConfig.seed)."""
     name = optuna_config["sampler"]
     if n_objectives > 1 and not SAMPLERS[name].multi_objective:
         raise ValueError(f"optuna sampler {name!r} optimises one objective; with {n_objectives} objectives use one "
                          f"of {', '.join(n for n, s in SAMPLERS.items() if s.multi_objective)}")
-    return SAMPLERS[name].build(optuna_config, optuna_config["seed"] if seed is None else seed)
+    return SAMPLERS[name].build(optuna_config, seed)

@@ -38,8 +38,6 @@ SETTINGS: Settings = {
     "reduction_factor": (3, integer(2)),
     "max_t": (None, integer(1, optional=True)),
     "perturbation_interval": (None, integer(1, optional=True)),
-    "grid_points": (3, integer(2)),
-    "seed": (None, integer(0, optional=True)),
     "workers_per_trial": (1, integer(1)),
     "execution": ("train", one_of(EXECUTIONS)),
     # direct trials packed into one worker process each (on one loaded base model): see packed.py
@@ -56,7 +54,6 @@ FLAGS = (
     Flag("scheduler", "scheduler", "ray_tune trial scheduler", choices=tuple(SCHEDULERS)),
     Flag("search_alg", "search_alg", "ray_tune search algorithm", choices=tuple(SEARCHERS)),
     SAMPLER_FLAG,
-    Flag("seed", "seed", "seed of the search algorithm / sampler", type=int),
     Flag("workers_per_trial", "workers_per_trial", "ray_tune: data-parallel workers per trial", type=int),
     Flag("execution", "execution", "ray_tune: run each trial in a Ray Train worker group (train, default) or in the "
                                    "Tune trial process (direct: faster start, one worker)", choices=EXECUTIONS),
@@ -91,7 +88,7 @@ def _check(config, given: Mapping[str, Any]) -> None:
     if config.backend == "ray_tune":
         SEARCHERS[rc["search_alg"]].check_installed(rc["search_alg"])
         if rc["search_alg"] == "grid":
-            check_grid_fits(config, "ray_config")
+            check_grid_fits(config)
     gpu = config.gpu_per_trial
     if gpu is not None and 0 < gpu < 1 and rc["workers_per_trial"] > 1:
         raise ValueError(f"gpu_per_trial={gpu:g} with workers_per_trial={rc['workers_per_trial']} would put several "
@@ -115,7 +112,7 @@ def _describe(config) -> str:
     rc = config.ray_config
     concurrent = searcher_limit(config) or \
         f"as the cluster's resources allow ({rc['scheduler']} pauses trials, and a limit would count them)"
-    return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} seed={rc['seed']} "
+    return (f"ray_tune: scheduler={rc['scheduler']} search_alg={rc['search_alg']} seed={config.seed} "
             f"max_concurrent={concurrent} workers_per_trial={rc['workers_per_trial']} "
             f"execution={rc['execution']}"
             + (f" trials_per_worker={rc['trials_per_worker']}" if rc["trials_per_worker"] > 1 else "")

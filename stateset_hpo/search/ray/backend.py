@@ -56,7 +56,7 @@ def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", w
                    cpu_per_trial: float = 1.0, gpu_per_trial: float = 0.0, checkpoint_every: Optional[int] = None,
                    max_failures: int = 0, storage_path: Optional[str] = None):
     """A Tune trainable that runs one GRPO trial per sampled config, with its resources
-    attached. Usable directly: ``tune.Tuner(grpo_trainable(...), param_space=space.to_tune(), ...)``."""
+    attached. Usable directly: ``tune.Tuner(grpo_trainable(...), param_space=to_tune(space), ...)``."""
     if execution not in EXECUTIONS:
         raise ValueError(f"unknown execution {execution!r}; valid: {', '.join(EXECUTIONS)}")
     if execution == "direct" and workers_per_trial != 1:
@@ -158,13 +158,13 @@ SETTINGS_FILE = "stateset_hpo_study.json"  # beside Tune's experiment state
 # what a resumed study must share with the run it continues (Tune restores its searcher and
 # scheduler from the saved state; other values would silently mix two studies)
 RESUME_KEYS = ("scheduler", "search_alg", "execution", "workers_per_trial", "grace_period", "reduction_factor",
-               "max_t", "perturbation_interval", "grid_points", "seed")
+               "max_t", "perturbation_interval")
 
 
 def study_settings(config: HPOConfig, space: SearchSpace) -> Dict[str, Any]:
     settings = {"search_space": space.to_dict(), "objective_metric": config.objective_metric,
-                "direction": config.direction, "n_trials": config.n_trials,
-                **{key: config.ray_config[key] for key in RESUME_KEYS}}
+                "direction": config.direction, "n_trials": config.n_trials, "grid_points": config.grid_points,
+                "seed": config.seed, **{key: config.ray_config[key] for key in RESUME_KEYS}}
     return json.loads(json.dumps(settings))  # as stored
 
 
@@ -274,7 +274,7 @@ def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experime
     limit = searcher_limit(config)
     if config.budget:  # (the wrapped search algorithm holds the concurrency limit, if any)
         search_alg, limit = UntilBudgetSpent(search_alg, experiment), None
-    expected = space.grid_size(rc["grid_points"]) if rc["search_alg"] == "grid" else num_samples
+    expected = space.grid_size(config.grid_points) if rc["search_alg"] == "grid" else num_samples
     stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if config.timeout else []) +
                            (["early_stopping_patience"] if config.early_stopping_patience else []))
     return TunePlan(config.resolved_study_name, spec, scheduler, search_alg, param_space, num_samples, expected,

@@ -23,6 +23,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
+from .space import to_tune
+
 TIME_ATTR = "episodes"
 ROUNDS = "rounds"
 
@@ -115,7 +117,7 @@ def _pbt(rc, space, max_t, iteration):
 
     mutable = _mutable("pbt", space)
     return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=rc["perturbation_interval"] or 2 * iteration,
-                                   hyperparam_mutations={n: space.subset([n]).to_tune()[n] for n in mutable},
+                                   hyperparam_mutations={n: to_tune(space.subset([n]))[n] for n in mutable},
                                    custom_explore_fn=pbt_explore(space, mutable), synch=False,
                                    require_attrs=False)  # (iterations without an evaluation carry no metric)
 

@@ -3,7 +3,7 @@
 optuna and hyperopt use Ray's integrations, which convert Tune domains themselves; bayesopt
 uses `MixedBayesOptSearch` (see bayesopt.py for why); ax uses `AxClientSearch` on Ax's
 current API (see ax_search.py for why); random is Tune's own generator; grid
-is a real grid (`SearchSpace.to_tune(grid_points=...)`), run once. A new algorithm is one
+is a real grid (`to_tune(space, grid_points=...)`), run once. A new algorithm is one
 `SearchAlgorithm` entry in ``SEARCHERS``: how to build it and what a dry run says it compiled.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .schedulers import SCHEDULERS
+from .space import to_hyperopt, to_tune
 
 # build(config, space, metric, mode) -> (search_alg or None, param_space, num_samples)
 Build = Callable[[Any, Any, str, str], Tuple[Optional[Any], Dict[str, Any], int]]
@@ -36,7 +37,7 @@ class SearchAlgorithm:
 
 def _grid(config, space, metric, mode):
     # (HPOConfig checked that the grid fits in n_trials)
-    return None, space.to_tune(grid_points=config.ray_config["grid_points"]), 1
+    return None, to_tune(space, grid_points=config.grid_points), 1
 
 
 def _random(config, space, metric, mode):
@@ -44,14 +45,14 @@ def _random(config, space, metric, mode):
 
     # Tune ignores TuneConfig(max_concurrent_trials) for a BasicVariantGenerator it is handed
     # (a warning only), so the limit goes into the generator itself
-    return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.ray_config["seed"],
+    return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.seed,
                                   max_concurrent=searcher_limit(config) or 0),
-            space.to_tune(), config.n_trials)
+            to_tune(space), config.n_trials)
 
 
 def _optuna(config, space, metric, mode):
     """OptunaSearch with the sampler of ``optuna_config`` (TPE by default), seeded with
-    ray_config['seed']."""
+    HPOConfig.seed."""
     from ray.tune.search.optuna import OptunaSearch
 
     from ..optuna.samplers import build_sampler
@@ -64,31 +65,43 @@ def _optuna(config, space, metric, mode):
             if isinstance(self.metric, str) and self.metric in result:
                 super().on_trial_result(trial_id, result)
 
-    sampler = build_sampler(config.optuna_config, seed=config.ray_config["seed"])
+    sampler = build_sampler(config.optuna_config, seed=config.seed)
     return (MeasuredOnly(metric=metric, mode=mode, points_to_evaluate=[space.baseline()], sampler=sampler),
-            space.to_tune(), config.n_trials)
+            to_tune(space), config.n_trials)
 
 
 def _hyperopt(config, space, metric, mode):
     from ray.tune.search.hyperopt import HyperOptSearch
 
     return (HyperOptSearch(metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
-                           random_state_seed=config.ray_config["seed"]), space.to_tune(), config.n_trials)
+                           random_state_seed=config.seed), to_tune(space), config.n_trials)
 
 
 def _bayesopt(config, space, metric, mode):
     from .bayesopt import MixedBayesOptSearch
 
     searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
-                                   random_state=config.ray_config["seed"])
+                                   random_state=config.seed)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
+
+
+def _optuna_compiled(config, space) -> str:
+    from ..optuna.space import to_optuna  # (search/optuna/space.py builds on ray/space.py)
+
+    return f"optuna distributions (via OptunaSearch): {len(to_optuna(space))}"
+
+
+def _bayesopt_compiled(config, space) -> str:
+    from .bayesopt import BayesOptSpace
+
+    return f"bayes_opt bounds: {len(BayesOptSpace(space).pbounds)}"
 
 
 def _ax(config, space, metric, mode):
     from .ax_search import AxClientSearch
 
     searcher = AxClientSearch(space, metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
-                              seed=config.ray_config["seed"])
+                              seed=config.seed)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
@@ -99,17 +112,17 @@ def _ax_compiled(config, space):
 
 
 def _grid_compiled(config, space):
-    points = config.ray_config["grid_points"]
-    space.to_tune(grid_points=points)  # compile it, as the study will
+    points = config.grid_points
+    to_tune(space, grid_points=points)  # compile it, as the study will
     return f"Ray Tune grid: {space.grid_size(points)} points"
 
 
 SEARCHERS: Dict[str, SearchAlgorithm] = {
-    "optuna": SearchAlgorithm(_optuna, lambda c, s: f"optuna distributions (via OptunaSearch): {len(s.to_optuna())}"),
-    "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(s.to_hyperopt())}"),
-    "bayesopt": SearchAlgorithm(_bayesopt, lambda c, s: f"bayes_opt bounds: {len(s.to_bayesopt().pbounds)}"),
+    "optuna": SearchAlgorithm(_optuna, _optuna_compiled),
+    "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(to_hyperopt(s))}"),
+    "bayesopt": SearchAlgorithm(_bayesopt, _bayesopt_compiled),
     "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]")),
-    "random": SearchAlgorithm(_random, lambda c, s: f"Ray Tune param_space: {len(s.to_tune())}", limited=False),
+    "random": SearchAlgorithm(_random, lambda c, s: f"Ray Tune param_space: {len(to_tune(s))}", limited=False),
     "grid": SearchAlgorithm(_grid, _grid_compiled, limited=False),
 }
 

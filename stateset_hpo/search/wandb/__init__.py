@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional
 
 from ...checks import check_section, integer, one_of, optional_str
-from ...space.to_wandb import WANDB_METHODS
+from .space import WANDB_METHODS
 from ..base import Backend, Flag, Settings, check_grid_fits
 
 EARLY_TERMINATE = ("hyperband",)  # the early-termination types W&B sweeps have
@@ -38,7 +38,6 @@ SETTINGS: Settings = {
     "project": ("stateset-hpo", optional_str),
     "entity": (None, optional_str),
     "early_terminate": (None, _early_terminate),
-    "grid_points": (3, integer(2)),
 }
 FLAGS = (Flag("sweep_method", "method", "wandb: sweep method (default: bayes)", choices=WANDB_METHODS),)
 
@@ -47,15 +46,15 @@ def _check(config, given: Mapping[str, Any]) -> None:
     """W&B's grid enumerates every point up front: a grid larger than the study is refused
     here (a large one would exhaust memory)."""
     if config.backend == "wandb" and config.wandb_config["method"] == "grid":
-        check_grid_fits(config, "wandb_config")
+        check_grid_fits(config)
 
 
 def _describe(config) -> str:
     from ...wandb_runs import wandb_mode
 
     wc = config.wandb_config
-    return f"wandb: method={wc['method']} early_terminate={wc['early_terminate']} project={wc['project']} " \
-           f"mode={wandb_mode()}"
+    return f"wandb: method={wc['method']} seed={config.seed} early_terminate={wc['early_terminate']} " \
+           f"project={wc['project']} mode={wandb_mode()}"
 
 
 def _compiled(config, space) -> str:

@@ -27,6 +27,7 @@ from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec
 from ...wandb_runs import wandb_mode
 from ..trial_runner import run_one, study_deadline
+from .space import to_wandb
 
 
 def _sweeps():
@@ -44,7 +45,7 @@ def sweep_config(config: HPOConfig, space: SearchSpace) -> Dict[str, Any]:
         "name": config.resolved_study_name,
         "method": wc["method"],
         "metric": {"name": config.objective_metric, "goal": config.direction},
-        "parameters": space.to_wandb(wc["method"], wc["grid_points"]),
+        "parameters": to_wandb(space, wc["method"], config.grid_points),
     }
     if wc["early_terminate"]:
         out["early_terminate"] = dict(wc["early_terminate"])
@@ -59,6 +60,39 @@ def write_sweep_yaml(sweep: Dict[str, Any], output_dir: Path) -> Path:
     path = output_dir / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
+
+
+class _SeededEngine:
+    """The open sweep engine draws from Python's and numpy's global generators and takes no
+    seed, so HPOConfig.seed is honoured by giving it streams of its own: each proposal runs with
+    the study's streams in place of the global ones, which are put back after (nothing else in
+    the process sees its draws, nor it theirs)."""
+
+    def __init__(self, seed: Optional[int]) -> None:
+        import random
+
+        import numpy as np
+
+        self.seeded = seed is not None
+        self.py = random.Random(seed).getstate() if self.seeded else None
+        self.np = np.random.RandomState(seed).get_state() if self.seeded else None
+
+    def next_run(self, sweeps, sweep: Dict[str, Any], runs: List[Any]):
+        if not self.seeded:
+            return sweeps.next_run(sweep, runs)
+        import random
+
+        import numpy as np
+
+        saved = random.getstate(), np.random.get_state()
+        random.setstate(self.py)
+        np.random.set_state(self.np)
+        try:
+            return sweeps.next_run(sweep, runs)
+        finally:
+            self.py, self.np = random.getstate(), np.random.get_state()
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
 
 
 def _plain(value: Any) -> Any:
@@ -76,6 +110,9 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
     sweep = sweep_config(config, space)
     write_sweep_yaml(sweep, Path(config.output_dir))
     if wandb_mode() == "online":
+        if config.seed is not None:
+            raise ValueError("W&B's hosted sweep service takes no seed; leave seed unset for an online sweep, or run "
+                             "it offline (WANDB_MODE=offline), where the seed drives the sweep engine")
         if config.budget:
             raise ValueError("a budget is not supported on an online W&B sweep yet (W&B's agent runs its count of "
                              "trials); run the sweep offline (WANDB_MODE=offline) or use backend 'optuna' or "
@@ -89,6 +126,7 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
     """W&B's open sweep engine proposes each trial from the finished ones and, with an
     early_terminate block, stops the running one by its hyperband rule."""
     sweeps = _sweeps()
+    engine = _SeededEngine(config.seed)
     deadline = study_deadline(config)
     runs: List[Any] = []
     results: List[HPOResult] = []
@@ -99,7 +137,7 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
         if number == 0 and sweep["method"] != "grid":  # the defaults first: the summary's baseline
             proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in space.baseline().items()})
         else:
-            proposal = sweeps.next_run(sweep, runs)
+            proposal = engine.next_run(sweeps, sweep, runs)
             if proposal is None:  # a finished grid
                 break
         proposal.name, proposal.state = str(number), sweeps.RunState.running

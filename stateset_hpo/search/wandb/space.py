@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from .dimension import SearchDimension, SearchSpaceType
+from ...space.dimension import SearchDimension, SearchSpaceType
 
 WANDB_METHODS = ("grid", "random", "bayes")
 

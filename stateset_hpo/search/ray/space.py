@@ -1,15 +1,16 @@
-"""Compile a SearchSpace to a Ray Tune ``param_space``.
+"""Compile a SearchSpace to a Ray Tune ``param_space``, and to a HyperOpt space.
 
-This is the one hand-written converter for the Tune-compatible backends: Optuna and
-HyperOpt forms are derived from it with the converters Ray already ships (see
-`to_optuna`, `to_hyperopt`), so all three agree on every range by construction.
+``to_tune`` is the one hand-written converter for the Tune-compatible searchers: the Optuna
+(search/optuna/space.py) and HyperOpt forms are derived from it with the converters Ray already
+ships, so all three agree on every range by construction. Like each Ray searcher's own
+``convert_search_space``, the compilation lives with the backend that needs it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from .dimension import SearchDimension, SearchSpaceType
+from ...space.dimension import SearchDimension, SearchSpaceType
 
 
 def tune_domain(dim: SearchDimension) -> Any:
@@ -34,3 +35,10 @@ def to_tune(space, grid_points: Optional[int] = None) -> Dict[str, Any]:
     if grid_points is None:
         return {dim.name: tune_domain(dim) for dim in space}
     return {dim.name: tune.grid_search(dim.grid_values(grid_points)) for dim in space}
+
+
+def to_hyperopt(space) -> Dict[str, Any]:
+    """A HyperOpt space by name, through Ray's own Tune->HyperOpt converter."""
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    return HyperOptSearch.convert_search_space(to_tune(space))

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from ..ray.space import to_tune
+
 
 def to_optuna(space) -> Dict[str, Any]:
+    """Optuna distributions by name."""
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch.convert_search_space(space.to_tune())
+    return OptunaSearch.convert_search_space(to_tune(space))
