@@ -4,7 +4,7 @@ Every name and number is checked on construction, so a typo in a sampler or a ne
 GPU count fails on the line that wrote it, before any trial or cluster starts. The
 backend sections (`optuna_config`, `ray_config`, `wandb_config`) are filled with their
 defaults, so the config shows exactly the settings a study will use. Only the section of
-the chosen backend drives the search; `wandb_config` also names the W&B project that
+the chosen backend drives the search; `wandb_logging` names the W&B project that
 `log_to_wandb` logs to. Nothing here touches the filesystem until `from_yaml`/`to_yaml`.
 """
 
@@ -22,6 +22,7 @@ from .health import SETTINGS as HEALTH_SETTINGS
 from .search.base import all_backends, backend_names, get_backend
 from .space import SearchSpace
 from .space.presets import get_search_space, list_search_spaces
+from .wandb_runs import LOGGING_SETTINGS as WANDB_LOGGING_SETTINGS
 
 DIRECTIONS = ("maximize", "minimize")
 # settings every backend shares: HPOConfig fields, never a backend section's keys (name: CLI flag)
@@ -82,6 +83,10 @@ class HPOConfig:
       ``study_name``, are settings every backend shares, so they live here once, not in a
       backend section (a section that names seed or grid_points is refused, saying where they
       are; the guide's ``optuna_config["study_name"]`` is read as ``study_name``).
+    - ``log_to_wandb`` logs every trial as a W&B run (offline without an API key) on any
+      backend, to ``wandb_logging``'s project and entity (not in the guide; default project
+      "stateset-hpo"); ``wandb_config`` configures the W&B sweep backend only, whose trials are
+      runs of its sweep's project.
     - ``verbose`` shows the study's progress (progress.py: live on a terminal, a line per
       trial elsewhere); ``library_logs`` (not in the guide, off) also lets through what the
       libraries print about the same events: Optuna's per-trial log lines, Ray's raylet
@@ -106,6 +111,7 @@ class HPOConfig:
     ray_config: Dict[str, Any] = field(default_factory=dict)
     wandb_config: Dict[str, Any] = field(default_factory=dict)
     health_rules: Dict[str, Any] = field(default_factory=dict)
+    wandb_logging: Dict[str, Any] = field(default_factory=dict)
     constraints: Optional[Dict[str, Dict[str, float]]] = None
     budget: Optional[Dict[str, float]] = None
     dashboard_storage: Optional[str] = "auto"
@@ -189,6 +195,7 @@ class HPOConfig:
             raise ValueError("HPOConfig.search_space is empty: a study needs at least one dimension")
         self._check_objectives()
         self.health_rules = check_section("HPOConfig.health_rules", self.health_rules, HEALTH_SETTINGS)
+        self.wandb_logging = check_section("HPOConfig.wandb_logging", self.wandb_logging, WANDB_LOGGING_SETTINGS)
         self._take_guide_study_name()
         given = {}
         for backend in all_backends():  # every section is filled, so the config shows what a study will use
@@ -283,6 +290,7 @@ class HPOConfig:
         for backend in all_backends():
             data[backend.section] = dict(getattr(self, backend.section))
         data["health_rules"] = dict(self.health_rules)
+        data["wandb_logging"] = dict(self.wandb_logging)
         return data
 
     @classmethod

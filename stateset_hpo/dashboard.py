@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional
 
 from .config import HPOConfig
 from .results import HPOResult, TrialStatus
+from .search.base import get_backend
 from .search.optuna.space import to_optuna
 
 JOURNAL_NAME = "dashboard.journal"
@@ -35,15 +36,14 @@ def dashboard_storage(config: HPOConfig) -> Optional[str]:
     choice = config.dashboard_storage
     if choice != "auto":
         return choice
-    own = config.optuna_config.get("storage") if config.backend == "optuna" else None
-    return own or str(Path(config.output_dir) / JOURNAL_NAME)
+    return get_backend(config.backend).optuna_storage(config) or str(Path(config.output_dir) / JOURNAL_NAME)
 
 
 def needs_mirror(config: HPOConfig) -> bool:
     """Whether the study's trials must be copied into the dashboard storage (not when the
     Optuna backend already keeps its study there)."""
     storage = dashboard_storage(config)
-    return storage is not None and not (config.backend == "optuna" and storage == config.optuna_config.get("storage"))
+    return storage is not None and storage != get_backend(config.backend).optuna_storage(config)
 
 
 def dashboard_command(config: HPOConfig) -> Optional[str]:

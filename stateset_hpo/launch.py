@@ -246,7 +246,7 @@ def _parse_sets(items: List[str], flag: str) -> Dict[str, Any]:
 
 def interrupted_hint(config: HPOConfig) -> str:
     """What an interrupted in-process study left, and how to continue it."""
-    storage = config.optuna_config["storage"] if config.backend == "optuna" else None
+    storage = get_backend(config.backend).optuna_storage(config)
     if storage:
         from .search.optuna.storage import shown
 

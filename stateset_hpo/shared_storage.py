@@ -1,11 +1,11 @@
-"""The study's shared storage (``ray_config["storage_path"]``): where Ray Tune keeps trials and
-checkpoints, and where the driver copies the study's results when it ends.
+"""Copying the study's results to a shared storage that outlives the machine, and checking it.
 
-On a multi-node cluster every node writes its trials there (S3, GCS or a shared file
-system), and the head node is often short-lived (a KubeRay job's head pod goes away with
-the job; `ray down` takes the cluster's disks): copying summary.json, trials.csv, the report
-and the plots next to the trials puts everything a user fetches in one place that outlives
-the cluster. pyarrow's filesystems are the ones Ray Tune itself writes with.
+A backend says where (``Backend.shared_results``: the Ray backend's ``storage_path``, see
+search/ray/storage.py). On a multi-node cluster the head node is often short-lived (a KubeRay
+job's head pod goes away with the job; `ray down` takes the cluster's disks): copying
+summary.json, trials.csv, the report and the plots next to the trials puts everything a user
+fetches in one place that outlives the cluster. pyarrow's filesystems are the ones Ray Tune
+itself writes with, and they read s3://, gs:// and local paths alike.
 """
 
 from __future__ import annotations
@@ -14,32 +14,6 @@ from pathlib import Path
 from typing import List, Optional
 
 RESULT_FILES = ("summary.json", "trials.csv", "report.html", "plots")
-
-
-def storage_location(storage_path: Optional[str], output_dir: str) -> str:
-    """Tune's storage_path: the configured URI as given, a local path made absolute (Tune
-    needs one), or by default ``<output_dir>/ray_results``."""
-    if storage_path and "://" in storage_path:
-        return storage_path.rstrip("/")
-    return str(Path(storage_path or Path(output_dir) / "ray_results").expanduser().resolve())
-
-
-def multi_node_warning(storage: str, nodes: int, autoscaling: bool) -> Optional[str]:
-    """Why a local storage path may fail on this cluster, or None. Trials on other nodes write
-    their results and checkpoints to the same path on *their* disk, where the driver never sees
-    them; only a shared file system (NFS and the like, which cannot be told apart from a local
-    disk here) or a URI works. A warning, not an error, for that reason."""
-    if "://" in storage or (nodes <= 1 and not autoscaling):
-        return None
-    where = f"{nodes} nodes" if nodes > 1 else "nodes started on demand"
-    return (f"the study's storage {storage!r} is a local path, but this Ray cluster has {where}: unless every "
-            "node mounts it from a shared file system, give ray_config['storage_path'] (--storage-path) as an "
-            "s3:// or gs:// URI")
-
-
-def results_location(storage_path: str, study_name: str) -> str:
-    """Where a study's results are copied: ``<storage>/<study>/results`` (beside Tune's trials)."""
-    return f"{storage_path.rstrip('/')}/{study_name}/results"
 
 
 def _filesystem(location: str):

@@ -12,6 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
+from .checks import optional_str
+
+# HPOConfig.wandb_logging: where ``log_to_wandb`` sends the trials of a study on any backend
+# (the W&B backend's own sweep runs go to its wandb_config project)
+LOGGING_SETTINGS = {
+    "project": ("stateset-hpo", optional_str),
+    "entity": (None, optional_str),
+}
+
 
 def wandb_mode() -> str:
     """"online" when a key is set and WANDB_MODE allows it, else "offline" (or "disabled")."""
@@ -26,13 +35,14 @@ def wandb_mode() -> str:
 class TrialRun:
     """A W&B run for one trial: ``log`` each iteration, ``finish`` with the outcome."""
 
-    def __init__(self, wandb_config: Mapping[str, Any], group: str, name: str, params: Dict[str, Any],
+    def __init__(self, where: Mapping[str, Any], group: str, name: str, params: Dict[str, Any],
                  folder: Path, run=None) -> None:
         import wandb
 
         folder.mkdir(parents=True, exist_ok=True)
         # `run` is given when a W&B sweep agent has already started it (the online sweep path).
-        self.run = run or wandb.init(project=wandb_config["project"], entity=wandb_config["entity"], group=group,
+        # `where` holds the W&B project and entity (wandb_logging, or the W&B backend's section).
+        self.run = run or wandb.init(project=where["project"], entity=where["entity"], group=group,
                                      name=name, config=dict(params), dir=str(folder), mode=wandb_mode(),
                                      reinit="create_new", settings=wandb.Settings(silent=True))
 
@@ -53,13 +63,13 @@ class TrialRunsToWandb:
     Ray runtime environment, which Ray's runtime-env agent writes to a world-readable log. Here
     the key never leaves the driver's process, and trials are logged as on the other backends."""
 
-    def __init__(self, wandb_config: Mapping[str, Any], group: str, folder: Path) -> None:
-        self.wandb_config, self.group, self.folder = wandb_config, group, folder
+    def __init__(self, where: Mapping[str, Any], group: str, folder: Path) -> None:
+        self.where, self.group, self.folder = where, group, folder
         self.runs: Dict[str, TrialRun] = {}
 
     def on_trial_start(self, trial_id: str, params: Dict[str, Any]) -> None:
         if trial_id not in self.runs:  # (a retried or resumed trial goes on in its run)
-            self.runs[trial_id] = TrialRun(self.wandb_config, self.group, f"trial-{trial_id}", params,
+            self.runs[trial_id] = TrialRun(self.where, self.group, f"trial-{trial_id}", params,
                                            self.folder / trial_id)
 
     def on_trial_result(self, trial_id: str, metrics: Dict[str, float]) -> None:

@@ -128,6 +128,11 @@ def logged_config(path):
     return {}
 
 
+def logged_project(path):
+    """The W&B project an offline run was logged to."""
+    return next(record.run.project for record in wandb_records(path) if record.WhichOneof("record_type") == "run")
+
+
 def stop_processes_under(temp_dir: str, grace_s: float = 30) -> None:
     """Stop every process of a Ray instance that a test started with its own ``temp_dir``:
     those whose command line names it and their descendants (Ray's agents rename themselves,

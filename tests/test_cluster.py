@@ -278,7 +278,7 @@ def test_results_are_copied_to_the_shared_storage(tmp_path):
 
 
 def test_a_local_storage_path_on_a_multi_node_cluster_is_flagged():
-    from stateset_hpo.shared_storage import multi_node_warning
+    from stateset_hpo.search.ray.storage import multi_node_warning
 
     assert multi_node_warning("/data/ray_results", nodes=1, autoscaling=False) is None
     assert "3 nodes" in multi_node_warning("/data/ray_results", nodes=3, autoscaling=False)

@@ -4,7 +4,7 @@ W&B run with its per-iteration metrics, hyperband early termination really stops
 import pytest
 import yaml
 
-from helpers import NO_FROZEN_RULES, failing_spec, logged_config, logged_history, tiny_spec
+from helpers import NO_FROZEN_RULES, failing_spec, logged_config, logged_history, logged_project, tiny_spec
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
 from stateset_hpo.study import run_study
@@ -112,13 +112,24 @@ def test_timeout_stops_the_sweep_and_returns_what_finished(tmp_path):
     assert summary.all_results[-1].status is TrialStatus.PRUNED
 
 
-def test_log_to_wandb_on_the_optuna_backend(tmp_path):
+def test_log_to_wandb_on_the_optuna_backend_goes_to_the_logging_project(tmp_path):
     cfg = HPOConfig(backend="optuna", search_space=LR_SPACE, n_trials=2, output_dir=str(tmp_path), verbose=False,
-                    objective_metric="eval_reward", log_to_wandb=True, validation_top_k=0, seed=0, optuna_config={"pruner": "none"})
+                    objective_metric="eval_reward", log_to_wandb=True, validation_top_k=0, seed=0,
+                    optuna_config={"pruner": "none"}, wandb_logging={"project": "agents-hpo"})
     summary = run_study(cfg, spec(num_episodes=16))
     for r in summary.all_results:
         logged_config, logged = logged_run(tmp_path / "trials" / r.trial_id)
         assert logged_config == r.params and [h["iteration"] for h in logged] == [1, 2]
+        (run_file,) = (tmp_path / "trials" / r.trial_id).glob("wandb/offline-run-*/run-*.wandb")
+        assert logged_project(run_file) == "agents-hpo"
+
+
+def test_a_wandb_backend_project_on_another_backend_s_logging_study_is_refused():
+    # the user meant the logged trials to go there: wandb_config only configures the W&B sweep backend
+    with pytest.raises(ValueError, match=r"set wandb_logging=\{'project': 'mine'\}"):
+        HPOConfig(backend="optuna", log_to_wandb=True, wandb_config={"project": "mine"})
+    HPOConfig(backend="wandb", log_to_wandb=True, wandb_config={"project": "mine"})  # the sweep's project
+    HPOConfig(backend="optuna", wandb_config={"project": "mine"})  # nothing is logged
 
 
 @pytest.mark.parametrize("kwargs, message", [

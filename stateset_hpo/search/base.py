@@ -89,6 +89,9 @@ class Backend:
     defers_retention: Callable[["HPOConfig"], bool] = _never
     # where a copy of the results goes besides output_dir (a cluster's shared storage), or None
     shared_results: Callable[["HPOConfig"], Optional[str]] = _nowhere
+    # the Optuna storage (URL or journal path) in which the backend itself keeps the study, or
+    # None: the dashboard opens it directly, and an interrupted study continues from it
+    optuna_storage: Callable[["HPOConfig"], Optional[str]] = _nowhere
     # "module:function" that runs the re-runs (config, spec, points); in this process by default
     retrainer: str = "stateset_hpo.search.trial_runner:run_points"
 

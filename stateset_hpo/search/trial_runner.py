@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..config import HPOConfig
 from ..lifecycle import Report, TrialOutcome, TrialReporter, unusable_objective
@@ -75,17 +75,18 @@ class InProcessSend:
 
 
 def run_one(config: HPOConfig, spec: TrialSpec, trial_id: str, params: Dict[str, Any], notify: Notify = _silent,
-            early_stop: EarlyStop = _go_on, deadline: Optional[float] = None, log_to_wandb: bool = False,
-            wandb_run: Any = None, keep_checkpoint: bool = True) -> HPOResult:
+            early_stop: EarlyStop = _go_on, deadline: Optional[float] = None,
+            wandb: Optional[Mapping[str, Any]] = None, wandb_run: Any = None,
+            keep_checkpoint: bool = True) -> HPOResult:
     """Run one trial here and return its result; never raises for the trial's own failure
     (an exception, or a final objective that is missing or not finite, makes it FAILED).
 
-    ``log_to_wandb`` logs it as a W&B run in the study's group (``wandb_run``: one a W&B
-    sweep agent already started)."""
+    ``wandb`` (a W&B project and entity) logs it as a W&B run in the study's group there
+    (``wandb_run``: one a W&B sweep agent already started)."""
     notify("on_trial_start", trial_id, params)
     run = None
-    if log_to_wandb or wandb_run is not None:
-        run = TrialRun(config.wandb_config, config.resolved_study_name, f"trial-{trial_id}", params,
+    if wandb is not None or wandb_run is not None:
+        run = TrialRun(wandb or {}, config.resolved_study_name, f"trial-{trial_id}", params,
                        Path(config.output_dir) / "trials" / trial_id, run=wandb_run)
     folder = Path(config.output_dir).resolve() / "checkpoints" / trial_id if keep_checkpoint else None
     record = TrialReporter(InProcessSend(trial_id, notify, early_stop, deadline, run), spec.health,

@@ -67,6 +67,10 @@ def _compiled(config, space) -> str:
     return f"optuna distributions: {len(to_optuna(space))}"
 
 
+def _optuna_storage(config):
+    return config.optuna_config["storage"]
+
+
 BACKEND = Backend(name="optuna", section="optuna_config", settings=SETTINGS,
                   runner="stateset_hpo.search.optuna.backend:run_optuna", describe=_describe, compiled=_compiled,
-                  flags=FLAGS, check=_check, multi_objective=True)
+                  flags=FLAGS, check=_check, multi_objective=True, optuna_storage=_optuna_storage)

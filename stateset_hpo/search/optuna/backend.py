@@ -109,7 +109,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
 
         try:
             result = run_one(config, spec, str(trial.number), suggest(trial, distributions), notify, prune, deadline,
-                             log_to_wandb=config.log_to_wandb)
+                             wandb=config.wandb_logging if config.log_to_wandb else None)
             # the study is the record: a later run of a stored study rebuilds the summary from these
             trial.set_user_attr("history", json_safe(result.history))
             trial.set_user_attr("training_time", result.training_time)

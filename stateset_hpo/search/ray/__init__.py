@@ -107,7 +107,7 @@ def _check(config, given: Mapping[str, Any]) -> None:
 
 
 def _describe(config) -> str:
-    from ...shared_storage import storage_location
+    from .storage import storage_location
 
     rc = config.ray_config
     concurrent = searcher_limit(config) or \
@@ -133,7 +133,7 @@ def _shared_results(config) -> Optional[str]:
     """With a storage_path (the cluster's shared storage) the results are copied there too."""
     if not config.ray_config["storage_path"]:
         return None
-    from ...shared_storage import results_location, storage_location
+    from .storage import results_location, storage_location
 
     location = storage_location(config.ray_config["storage_path"], str(config.output_dir))
     return results_location(location, config.resolved_study_name)

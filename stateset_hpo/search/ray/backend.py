@@ -25,7 +25,8 @@ from ...interrupts import restore_sigterm, sigterm_as_ctrl_c
 from ...library_logs import logger_level
 from ...lifecycle import TrialOutcome, annotations_of
 from ...results import HPOResult, StudyInterrupted
-from ...shared_storage import multi_node_warning, read_text, storage_location, write_text
+from ...shared_storage import read_text, write_text
+from .storage import multi_node_warning, storage_location
 from ...space import SearchSpace
 from ...study_monitor import budget_spent, stop_requested
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
@@ -337,7 +338,7 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
             trainable = grpo_trainable(spec, execution, rc["workers_per_trial"], cpu, gpu, plan.checkpoint_every,
                                        rc["max_failures"], experiment)
         if plan.log_to_wandb:
-            wandb_runs = TrialRunsToWandb(config.wandb_config, plan.name, Path(config.output_dir).resolve() / "trials")
+            wandb_runs = TrialRunsToWandb(config.wandb_logging, plan.name, Path(config.output_dir).resolve() / "trials")
         register(experiment, list(plan.callbacks) + ([wandb_runs] if wandb_runs else []))
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         resources = trial_resources(rc, cpu, gpu, execution)

@@ -151,7 +151,7 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
 
         params = {k: _plain(v["value"]) for k, v in proposal.config.items()}
         result = run_one(config, spec, str(number), params, _notify(callbacks), hyperband, deadline,
-                         log_to_wandb=True)
+                         wandb=config.wandb_config)  # each trial a run of the sweep's project
         proposal.summary_metrics = dict(result.metrics)
         proposal.state = {TrialStatus.SUCCESS: sweeps.RunState.finished, TrialStatus.PRUNED: sweeps.RunState.killed,
                           TrialStatus.FAILED: sweeps.RunState.failed}[result.status]
