@@ -77,6 +77,9 @@ class HPOConfig:
     - ``dashboard_storage`` (not in the guide): where optuna-dashboard can watch the study live,
       whatever its backend: "auto" (a journal file in output_dir, or the Optuna backend's own
       storage), a storage URL or journal path, or None (see dashboard.py).
+    - ``checkpoint_freq`` (the guide's name, kept): how often, in finished trials, the study's
+      results so far (summary.json, trials.csv) are saved; not model checkpoints, which every
+      trial keeps (``keep_best_n`` prunes them). ``--save-every`` on the command line.
     - ``seed`` (not in the guide): the search's seed on every backend (Optuna's sampler, the Ray
       searcher, the offline W&B sweep engine); None: unseeded. ``grid_points``: values per range
       of a grid search (Ray's ``grid`` searcher, W&B's ``grid`` method). Both, and

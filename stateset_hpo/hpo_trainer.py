@@ -23,10 +23,13 @@ from typing import Any, Dict, List, Optional, Sequence
 from .config import HPOConfig
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig)
-from .grpo.tiny_model import task_agent_config
 from .results import HPOSummary
 from .study import run_study
-from .trial import SCHEDULE_KEY, TrialSpec, train
+from .trial import SCHEDULE_KEY, TrialSpec, run_trial, train
+
+
+def _never_stop(metrics, trainer) -> bool:
+    return False
 
 
 class _UserObjective:
@@ -67,12 +70,16 @@ class GRPOHPOTrainer:
     async def _objective_function(self, params: Dict[str, Any]) -> float:
         """One trial's objective. Not called unless a subclass overrides it (or
         ``_create_training_config``): the backends then run the engine themselves and report
-        every iteration, which is what lets pruners act. This default is what they compute."""
-        config = self._create_training_config(params)
-        agent = MultiTurnAgent(task_agent_config(self.agent.config, self.environment))
-        trainer = MultiTurnGRPOTrainer(agent, self.environment, self.reward_function, config)
-        metrics = await trainer.train()
+        every iteration, which is what lets pruners act. This default is what they compute,
+        on the trials' own path (trial.run_trial)."""
+        metrics = await asyncio.to_thread(run_trial, self._one_run_spec(params), {}, _never_stop)
         return metrics[self.hpo_config.objective_metric]
+
+    def _one_run_spec(self, params: Dict[str, Any]) -> TrialSpec:
+        """The study's trial spec whose base is this trainer's training config for ``params``
+        (so a subclass's ``_create_training_config`` holds), training to its end."""
+        return dataclasses.replace(self.trial_spec(), objective=None, health=None,
+                                   base_config=self._create_training_config(params))
 
     def _create_training_config(self, params: Dict[str, Any]) -> TrainingConfig:
         """``base_config`` with the trial's parameters (a name that maps to nothing is an error)."""
@@ -94,18 +101,14 @@ class GRPOHPOTrainer:
             raise RuntimeError("the study has no successful trial to take parameters from")
         params, best = self.summary.best_params, self.summary.best_result
         folder = Path(output_dir) if output_dir else Path(self.hpo_config.output_dir) / "best_model"
+        episodes = {"num_episodes": full_episodes} if full_episodes is not None else {}
         if best.schedule:  # a PBT recommendation is its schedule: replayed on the trial's own path
             spec = dataclasses.replace(self.trial_spec(), objective=None, health=None)
             params = {**params, SCHEDULE_KEY: best.schedule}
-            point = {**params, **({"num_episodes": full_episodes} if full_episodes is not None else {})}
-            trainer = await asyncio.to_thread(train, spec, point, lambda metrics, trainer: False)
-        else:
-            config = self._create_training_config(params)
-            if full_episodes is not None:
-                config = config.with_params({"num_episodes": full_episodes})
-            agent = MultiTurnAgent(task_agent_config(self.agent.config, self.environment))
-            trainer = MultiTurnGRPOTrainer(agent, self.environment, self.reward_function, config)
-            await trainer.train()
+            point = {**params, **episodes}
+        else:  # on the same path, from this trainer's training config for the params
+            spec, point = self._one_run_spec(params), episodes
+        trainer = await asyncio.to_thread(train, spec, point, _never_stop)
         await asyncio.to_thread(save_trained_agent, trainer, folder, params)
         return trainer.agent
 

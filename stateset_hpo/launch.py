@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the search (Optuna's sampler, the Ray searcher, the offline W&B "
                                             "sweep engine); default: unseeded")
     p.add_argument("--grid-points", type=int, help="values per range in a grid search (default 3)")
+    p.add_argument("--save-every", type=int, metavar="N",
+                   help="save the results so far (summary.json, trials.csv) every N finished trials (default 10; "
+                        "HPOConfig.checkpoint_freq, the guide's name: not model checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
@@ -143,6 +146,7 @@ _PLAIN_FLAGS = {
     "validation_episodes": "validation_episodes", "validation_max_seeds": "validation_max_seeds",
     "min_effect": "min_effect", "race_seeds": "race_seeds", "race_top_k": "race_top_k",
     "validation_topics": "validation_topics", "seed": "seed", "grid_points": "grid_points",
+    "save_every": "checkpoint_freq",
 }
 
 
@@ -252,7 +256,7 @@ def interrupted_hint(config: HPOConfig) -> str:
 
         return (f"the study was interrupted; its finished trials are in {shown(storage)!r}: run the same command "
                 "with --resume to finish it")
-    return (f"the study was interrupted; trials saved so far (every checkpoint_freq trials) are in "
+    return (f"the study was interrupted; the results saved so far (every --save-every / checkpoint_freq trials) are in "
             f"{str(config.output_dir)!r}; it cannot be resumed without a persistent study (--backend optuna "
             "--storage sqlite:///hpo.db, or --backend ray_tune)")
 

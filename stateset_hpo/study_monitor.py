@@ -1,8 +1,9 @@
 """Driver-side bookkeeping of a running study, the same for every backend.
 
 `StudyMonitor` is a study callback that run_study adds. As trials end it
-- saves the study so far (summary.json, trials.csv) every ``checkpoint_freq`` trials, so a
-  crash loses at most that many trials' records (a failed save, e.g. a full disk, warns and the
+- saves the study so far (summary.json, trials.csv) every ``checkpoint_freq`` trials (the
+  guide's name for it: results, not model checkpoints), so a crash loses at most that many
+  trials' records (a failed save, e.g. a full disk, warns and the
   study goes on);
 - keeps only the ``keep_best_n`` best trials' checkpoints on disk (the others are deleted as
   soon as they fall out of the top N, except where the backend defers it (PBT/PB2, whose

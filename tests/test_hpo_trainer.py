@@ -89,6 +89,23 @@ def test_train_with_best_params_saves_a_loadable_agent(tmp_path):
     assert loaded.respond(prompt) == agent.respond(prompt)  # greedy: the same weights answer the same
 
 
+class FixedTemperature(GRPOHPOTrainer):
+    """A subclass that overrides only _create_training_config (the guide's other hook)."""
+
+    def _create_training_config(self, params):
+        return super()._create_training_config(params).with_params({"temperature": 0.5})
+
+
+def test_a_custom_training_config_holds_in_the_default_objective_and_the_final_run(tmp_path):
+    trainer = FixedTemperature(**parts(), hpo_config=hpo(tmp_path, n_trials=1))
+    value = asyncio.run(trainer._objective_function({"learning_rate": 1e-4}))
+    assert isinstance(value, float)
+    asyncio.run(trainer.optimize())
+    asyncio.run(trainer.train_with_best_params(full_episodes=8))
+    saved = json.loads((tmp_path / "best_model" / "training_config.json").read_text())
+    assert saved["temperature"] == 0.5 and saved["num_episodes"] == 8
+
+
 class WeightedObjective(GRPOHPOTrainer):
     """The guide's custom objective: 0.7 reward + 0.3 safety."""
 
