@@ -12,7 +12,7 @@ import time
 import yaml
 from ray import cloudpickle
 
-from stateset_hpo import HPOConfig
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward
 from stateset_hpo.trial import TrialSpec
 
@@ -27,6 +27,10 @@ TINY = dict(num_episodes=8, per_device_train_batch_size=2, group_size=4, max_new
 def tiny_spec(**overrides) -> TrialSpec:
     return TrialSpec(environment=ConversationEnvironment("customer_service"),
                      reward=domain_reward("customer_service"), base_config=TrainingConfig(**{**TINY, **overrides}))
+
+
+# One log-uniform learning rate over three decades: the space of small plumbing studies
+LR_WIDE = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=1e-2, default=1e-4)])
 
 
 # health_rules that leave a trial whose policy never moves (lr 1e-9) running: for tests of what

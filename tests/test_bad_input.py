@@ -1,0 +1,111 @@
+"""Bad input is one clear error, early, before any work: numbers as people write them, impossible
+requests, an unwritable output folder, an unreachable cluster, an objective no trial reports, a
+value of the space that cannot be trained, a Hub model that does not exist."""
+
+
+import pytest
+from helpers import LR_WIDE
+
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.launch import main
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+from stateset_hpo.yaml_io import load_yaml
+
+
+def test_numbers_written_with_an_exponent_are_numbers_everywhere(tmp_path, capsys):
+    assert load_yaml("a: 1e-5\nb: -3E+2\nc: '1e-5'\nd: e5\ne: 7") == {"a": 1e-5, "b": -300.0, "c": "1e-5", "d": "e5",
+                                                                      "e": 7}
+    assert main(["--space", "conservative", "--set", "learning_rate=1e-5", "--dry-run"]) == 0
+    assert "'learning_rate': 1e-05" in capsys.readouterr().out
+    (tmp_path / "hpo.yaml").write_text("backend: optuna\ntimeout: 3e3\nbase_training_config:\n  learning_rate: 2e-4\n")
+    config = HPOConfig.from_yaml(tmp_path / "hpo.yaml")
+    assert config.timeout == 3000.0 and config.base_training_config == {"learning_rate": 2e-4}
+    space = SearchSpace.from_yaml("learning_rate:\n  type: loguniform\n  low: 1e-6\n  high: 1e-3\n")
+    assert space["learning_rate"].low == 1e-6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpu-per-trial", "1.5"], "must be a whole number of GPUs"),
+    (["--gpu-per-trial", "0.5", "--workers-per-trial", "2"], "several ranks of one trial on one GPU"),
+    (["--storage-path", "s3:/bucket/hpo"], "looks like a URI missing a slash"),
+    (["--backend", "optuna", "--storage", "sqlite:/hpo.db"], "write sqlite:///hpo.db (the file hpo.db here) or "
+                                                              "sqlite:////hpo.db"),
+])
+def test_impossible_requests_exit_2_before_anything_starts(args, message, capsys):
+    assert main(["--space", "conservative", *args, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unwritable_output_dir_fails_before_any_trial(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["--space", "conservative", "--output-dir", str(blocker / "results"), "--dry-run"]) == 2
+    assert "is not a writable folder" in capsys.readouterr().err
+    calls = []
+    config = HPOConfig(backend="optuna", search_space=LR_WIDE, n_trials=2, output_dir=str(blocker / "results"))
+    with pytest.raises(ValueError, match="is not a writable folder"):
+        run_study(config, TrialSpec(objective=lambda p: calls.append(p) or {"eval_reward": 1.0}))
+    assert calls == []  # no trial ran
+
+
+def test_an_unreachable_cluster_address_is_one_line_in_seconds(monkeypatch, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    start = time.monotonic()
+    assert main(["--space", "conservative", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}'" in err and len(err.strip().splitlines()) == 1
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("metric, message", [("rewrd", "objective metric 'rewrd' is reported by no trial"),
+                                             ("test_reward", "objective metric 'test_reward' is reported by no trial")])
+def test_an_objective_no_trial_reports_fails_before_any_trial(metric, message, capsys):
+    assert main(["--space", "conservative", "--metric", metric, "--dry-run"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["--space", "conservative", "--metric", "kl", "--direction", "minimize", "--dry-run"]) == 0
+
+
+def test_every_choice_and_range_end_of_the_space_is_checked_before_any_trial(tmp_path, capsys):
+    from helpers import tiny_spec
+
+    bad_choice = SearchSpace([SearchDimension("max_new_tokens", SearchSpaceType.CHOICE, choices=[24, 0], default=24)])
+    bad_end = SearchSpace([SearchDimension("warmup_ratio", SearchSpaceType.UNIFORM, low=0.0, high=1.5, default=0.1)])
+    for space, message in [(bad_choice, "'max_new_tokens': the value 0 cannot be trained"),
+                           (bad_end, "'warmup_ratio': the value 1.5 cannot be trained")]:
+        config = HPOConfig(backend="optuna", search_space=space, n_trials=2, output_dir=str(tmp_path))
+        with pytest.raises(ValueError, match=message):
+            run_study(config, tiny_spec())
+    (tmp_path / "space.yaml").write_text(bad_choice.to_yaml())
+    assert main(["--space-file", str(tmp_path / "space.yaml"), "--dry-run"]) == 2
+    assert "the value 0 cannot be trained" in capsys.readouterr().err
+
+
+def test_a_hub_model_name_is_checked_and_the_check_says_what_it_found(monkeypatch, capsys):
+    import huggingface_hub
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from stateset_hpo.grpo.agent import hub_model_status
+
+    def unknown(name, **kwargs):  # what the Hub answers for a name it does not have
+        import httpx2
+
+        request = httpx2.Request("GET", f"https://huggingface.co/api/models/{name}")
+        raise RepositoryNotFoundError(f"404: {name}", response=httpx2.Response(404, request=request))
+
+    hub_model_status.cache_clear()
+    monkeypatch.setattr(huggingface_hub, "model_info", unknown)
+    assert main(["--space", "conservative", "--model", "nobody/no-such-model", "--dry-run"]) == 2
+    assert "neither a local path nor a model on the Hugging Face Hub" in capsys.readouterr().err
+    hub_model_status.cache_clear()
+    monkeypatch.setattr(huggingface_hub, "model_info", lambda name, **kwargs: object())
+    assert main(["--space", "conservative", "--model", "someone/a-model", "--dry-run"]) == 0
+    assert "model: someone/a-model: on the Hub (not cached: each node downloads it) (checked on" in capsys.readouterr().out
+    hub_model_status.cache_clear()

@@ -1,0 +1,97 @@
+"""The study's result files: replaced whole, saved as the study goes (a failed save warns and
+the study goes on), spreadsheet formulas neutralised, copied to the shared storage (a failed copy
+fails the job), checkpoints deleted without error when already gone."""
+
+import os
+import warnings
+
+import pytest
+from helpers import LR_WIDE
+
+from stateset_hpo import HPOConfig, HPOResult, HPOSummary, TrialStatus
+from stateset_hpo.launch import main
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+
+
+def test_trials_csv_neutralises_spreadsheet_formulas_and_keeps_numbers(tmp_path):
+    results = [HPOResult("0", {"optimizer_type": "=HYPERLINK(\"http://x\")", "learning_rate": -1.0},
+                         metrics={"eval_reward": -0.5}, best_metric=-0.5, status=TrialStatus.SUCCESS),
+               HPOResult("1", {"optimizer_type": "adamw", "learning_rate": 1e-3}, status=TrialStatus.FAILED,
+                         error="@SUM(A1:A9) went wrong")]
+    HPOSummary("eval_reward", "maximize", results).write(tmp_path)
+    text = (tmp_path / "trials.csv").read_text()
+    assert "'=HYPERLINK" in text and "'@SUM" in text
+    assert ",-0.5," in text and ",-1.0," in text  # numbers are not text: a minus stays a minus
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    summary = HPOSummary("eval_reward", "maximize", [HPOResult("0", {"a": 1}, best_metric=0.5, metrics={"eval_reward": 0.5})])
+    summary.write(tmp_path)
+    before = (tmp_path / "summary.json").read_text()
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    summary.all_results.append(HPOResult("1", {"a": 2}, best_metric=0.7, metrics={"eval_reward": 0.7}))
+    with pytest.raises(OSError):
+        summary.write(tmp_path)
+    assert (tmp_path / "summary.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json", "trials.csv"]  # no temporary files left
+    assert HPOSummary.load(tmp_path / "summary.json").n_trials == 1
+
+
+def test_a_failed_periodic_save_warns_and_the_study_goes_on(tmp_path, monkeypatch):
+    real_write = HPOSummary.write
+
+    def flaky(self, folder):  # the periodic saves (fewer than all trials) hit a full disk
+        if len(self.all_results) < 3:
+            raise OSError(28, "No space left on device")
+        real_write(self, folder)
+
+    monkeypatch.setattr(HPOSummary, "write", flaky)
+    config = HPOConfig(backend="optuna", search_space=LR_WIDE, n_trials=3, checkpoint_freq=1, output_dir=str(tmp_path),
+                       validation_top_k=0, save_plots=False, verbose=False, seed=0, optuna_config={"sampler": "random"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_study(config, TrialSpec(objective=lambda p: {"eval_reward": p["learning_rate"]}))
+    assert summary.n_trials == 3 and HPOSummary.load(tmp_path / "summary.json").n_trials == 3
+    assert sum("could not save the study so far" in str(w.message) for w in caught) == 2
+
+
+def test_deleting_a_checkpoint_that_is_already_gone_is_no_error(tmp_path):
+    from stateset_hpo.study_monitor import delete_checkpoint
+
+    folder = tmp_path / "ckpt"
+    (folder / "inner").mkdir(parents=True)
+    delete_checkpoint(f"file://{folder}")
+    assert not folder.exists()
+    delete_checkpoint(f"file://{folder}")  # (a resumed study deleting it again, or another process first)
+    delete_checkpoint(str(folder))
+
+
+def test_published_finds_the_copied_results(tmp_path):
+    from stateset_hpo.shared_storage import publish_results, published
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.json").write_text("{}")
+    assert not published(str(tmp_path / "shared"))
+    publish_results(tmp_path / "out", str(tmp_path / "shared"))
+    assert published(str(tmp_path / "shared")) and published(f"file://{tmp_path / 'shared'}")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_a_failed_copy_to_the_shared_storage_fails_the_job(tmp_path, monkeypatch, capsys):
+    import stateset_hpo.shared_storage as shared_storage
+
+    def unreachable(output_dir, destination):
+        raise OSError("the bucket refused the upload")
+
+    monkeypatch.setattr(shared_storage, "publish_results", unreachable)
+    rc = main(["--space", "conservative", "--n-trials", "1", "--execution", "direct", "--set", "num_episodes=8",
+               "--validation-top-k", "0", "--storage-path", str(tmp_path / "shared"), "--output-dir",
+               str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "were not copied to the shared storage" in err and str(tmp_path / "out") in err
