@@ -14,7 +14,8 @@ from .atomic import write_atomically
 from .cost import describe as describe_cost
 from .diagnosis import error_line, why_no_success
 from .plots import PNG_NAMES
-from .results import HPOSummary, by_metric, describe_schedule
+from .results import HPOSummary, by_metric
+from .summary_text import describe_schedule
 from .space import SearchSpace
 from .transcripts import degenerate_replies
 from .verdict_picture import verdict_svg

@@ -7,8 +7,6 @@ when a result is built, and the file never holds NaN/Infinity tokens.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import numbers
@@ -19,12 +17,8 @@ from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 from .atomic import write_atomically
 from .comparison import BETTER
-from .constraints import Constraints, broken, feasible
-from .cost import COST_KEYS, per_unit, total
-from .constraints import describe as describe_constraints
-from .cost import describe as describe_cost
-from .diagnosis import error_line, why_no_success
-from .transcripts import degenerate_replies
+from .constraints import Constraints, feasible
+from .cost import per_unit, total
 from .trial_status import TrialStatus
 
 
@@ -137,38 +131,9 @@ class HPOResult:
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "HPOResult":
+        from .records import read_json
+
         return cls.from_dict(read_json(path, "trial"))
-
-
-def read_json(path: Union[str, Path], what: str) -> Any:
-    """A saved file's JSON, or ValueError saying it is missing or not JSON."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{what} file {str(path)!r} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from None
-
-
-def describe_schedule(schedule: List[Dict[str, Any]]) -> List[str]:
-    """One line per stretch of a schedule: "iterations 1-4: learning_rate=0.001", "from iteration 5: ..."."""
-    lines = []
-    for entry, after in zip(schedule, schedule[1:] + [None]):
-        settings = ", ".join(f"{k}={v!r}" for k, v in entry["params"].items())
-        first = entry["iteration"] + 1
-        span = f"from iteration {first}" if after is None else (
-            f"iteration {first}" if after["iteration"] == first else f"iterations {first}-{after['iteration']}")
-        lines.append(f"{span}: {settings}")
-    return lines
-
-
-def _inert(cell: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula (=, +, -, @ first: an error
-    message or a categorical value can start so) is prefixed with a quote; numbers stay."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
-    return cell
 
 
 @dataclass
@@ -379,127 +344,23 @@ class HPOSummary:
 
     def write(self, output_dir: Union[str, Path]) -> None:
         """The study's records in ``output_dir``: summary.json (strict JSON, `load` reads it
-        back) and trials.csv (one row per trial, its parameters and final metrics)."""
-        output_dir = Path(output_dir)
-        self.save(output_dir / "summary.json")
-        names = sorted({k for r in self.all_results for k in r.params})
-        metrics = sorted({k for r in self.all_results for k in r.metrics})
-        table = io.StringIO()
-        writer = csv.writer(table)
-        writer.writerow(["trial_id", "status", self.objective_metric + " (objective)", "iterations",
-                         "training_time", "ended_at", "error", "stopped_by", "stop_reason", "checkpoint_path",
-                         "breaks_constraints"]
-                        + [f"cost_{key}" for key in COST_KEYS] + names + metrics)
-        for r in self.all_results:
-            writer.writerow([_inert(cell) for cell in
-                             [r.trial_id, r.status.value, r.best_metric, len(r.history), r.training_time,
-                              "" if r.ended_at is None else round(r.ended_at, 3),
-                              (r.error or "").splitlines()[0] if r.error else "", r.stopped_by or "",
-                              r.stop_reason or "", r.checkpoint_path or "", "; ".join(broken(r.metrics, self.constraints))]
-                             + [r.cost.get(key, "") for key in COST_KEYS]
-                             + [r.params.get(n, "") for n in names] + [r.metrics.get(m, "") for m in metrics]])
-        write_atomically(output_dir / "trials.csv", table.getvalue())
+        back) and trials.csv (see records.py)."""
+        from .records import write_records
+
+        write_records(self, Path(output_dir))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "HPOSummary":
+        from .records import read_json
+
         return cls.from_dict(read_json(path, "summary"))
 
-    # -- display ----------------------------------------------------------------------------
+    # -- display (summary_text.py) -----------------------------------------------------------
     def format_summary(self, max_rows: int = 20) -> str:
         """A plain-text report: totals, the best trial, and the trials ranked by metric."""
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        lines = [
-            f"HPO summary  objective: {self.objective_metric} ({self.direction})",
-            f"trials: {self.n_trials}  success: {self.n_successful}  pruned: {self.n_pruned}  "
-            f"failed: {self.n_failed}  total time: {self.total_time:.1f}s",
-        ]
-        lines.append(f"cost: {describe_cost(self.cost)}")
-        if self.ended_by:
-            lines.append(self.ended_by)
-        if self.stopped_by:
-            lines.append("stopped early by: " + ", ".join(f"{who} {n}" for who, n in sorted(self.stopped_by.items())))
-        best = self.best_result
-        if best is None:
-            lines.append("best: none (no trial finished successfully"
-                         + (f" within the constraints {describe_constraints(self.constraints)})" if self.constraints
-                            else ")"))
-        else:
-            named = "the best after racing" if self.racing else "the search's best"
-            lines.append(f"recommended: trial {best.trial_id}  {self.objective_metric} = {fmt(best.best_metric)} "
-                         f"({named}, chosen before validation)")
-            if self.baseline_metric is not None and self.baseline_trial_id != best.trial_id:
-                lines.append(f"the space's defaults (trial {self.baseline_trial_id}, the search's first): "
-                             f"{fmt(self.baseline_metric)}")
-            lines += [f"  {name} = {value!r}" for name, value in best.params.items()]
-            if best.schedule:
-                lines.append("  a schedule, not one configuration (its settings changed as it trained; validation "
-                             "and train_with_best_params replay it):")
-                lines += [f"    {line}" for line in describe_schedule(best.schedule)]
-            if self.racing:
-                raced = self.racing["trials"]
-                order = [r.trial_id for r in self.ranked() if r.trial_id in raced]
-                lines.append(f"raced on {self.racing['seeds']} more seed(s) each before naming it (mean "
-                             f"{self.objective_metric} over every run): " + ", ".join(
-                                 f"trial {t} {raced[t]['mean']:.4f}"
-                                 + (f" ({raced[t]['failed']} failed)" if raced[t]["failed"] else "") for t in order))
-        lines += self.validation_lines()
-        if best is not None:
-            lines.append(f"cost of the search up to the recommendation: {describe_cost(self.cost_to_recommendation)}")
-            gain, per = self.gain, self.cost_per_gain
-            if per is not None:
-                lines.append(f"cost per unit of {gain[1]} ({gain[0]:+.4f}): {describe_cost(per)}")
-            else:
-                lines.append("cost per unit of gain: none (" + ("the validation found no significant gain"
-                                                               if self.validation else "no validation ran") + ")")
-        if self.objective_metrics and len(self.objective_metrics) > 1:
-            lines.append(f"Pareto front ({', '.join(self.objective_metrics)}): {', '.join(self.pareto_front)}")
-        rows = by_metric(self.all_results, self.direction)
-        id_width = max([len("trial")] + [len(r.trial_id) for r in rows])
-        lines.append("")
-        lines.append(f"{'trial':<{id_width}}  {'status':<8}  {'metric':>10}  {'iters':>5}  {'time s':>8}  "
-                     "error or why it stopped")
-        for r in rows[:max_rows]:
-            error = (error_line(r.error) if r.error else r.stop_reason or "")[:80]
-            if r.status is TrialStatus.SUCCESS and broken(r.metrics, self.constraints):
-                error = "infeasible: " + ", ".join(broken(r.metrics, self.constraints))
-            lines.append(f"{r.trial_id:<{id_width}}  {r.status.value:<8}  {fmt(r.best_metric):>10}  "
-                         f"{len(r.history):>5}  {r.training_time:>8.1f}  {error}")
-        if len(rows) > max_rows:
-            lines.append(f"... {len(rows) - max_rows} more trials")
-        diagnosis = why_no_success(self)
-        if diagnosis:
-            lines += [""] + diagnosis
-        return "\n".join(lines)
+        from .summary_text import format_summary
 
-    def validation_lines(self) -> List[str]:
-        """The validation block as text: each configuration's test scores, then the verdict."""
-        v = self.validation
-        if not v:
-            return []
-        fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
-        if "comparison" not in v:  # written before the paired comparison existed
-            lines = [f"validation (retrained with fresh seeds, held-out {v['metric']}):"]
-            lines += [f"  {e['label']:<24} {fmt(e['mean'])} +- {fmt(e['std'])}" for e in v["configurations"]]
-            return lines
-        budget = f", {v['budget_episodes']} episodes each" if v.get("budget_episodes") else ""
-        where = "test scenarios" if v["held_out"] else "not a held-out score"
-        lines = [f"validation: retrained with {len(v['configurations'][0]['seeds'])} fresh seeds{budget}, "
-                 f"scored by {v['metric']} ({where}):"]
-        for e in v["configurations"]:
-            role = {"recommended": "  <- recommended", "other": "  (not the recommendation)"}.get(e["role"], "")
-            failed = f"  ({len(e['errors'])} failed)" if e["errors"] else ""
-            lines.append(f"  {e['label']:<16} {fmt(e['mean'])} +- {fmt(e['std'])}  over {len(e['scores'])} seeds"
-                         f"{failed}{role}")
-        if v.get("space_defaults_differ"):
-            lines.append("  baseline = the base training configuration; the space's defaults differ in "
-                         + ", ".join(f"{k} (space default {d!r})" for k, d in v["space_defaults_differ"].items()))
-        lines.append(v["sentence"])
-        recommended = next(e for e in v["configurations"] if e["role"] == "recommended")
-        degenerate = degenerate_replies(recommended.get("transcripts", []))
-        if degenerate:
-            lines.append(f"caution: the recommendation's greedy test replies look degenerate ({degenerate}); read "
-                         "them in report.html before acting on this verdict")
-        return lines
+        return format_summary(self, max_rows)
 
     def print_summary(self, file: Optional[TextIO] = None) -> None:
         print(self.format_summary(), file=file or sys.stdout)
