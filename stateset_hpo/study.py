@@ -26,7 +26,7 @@ from .progress import StudyProgress
 from .racing import race
 from .results import HPOSummary
 from .search.base import get_backend
-from .study_monitor import StudyMonitor
+from .study_monitor import StudyControl, StudyMonitor
 from .validation import run_validation
 from .trial import TrialSpec
 
@@ -152,7 +152,7 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
     start = time.perf_counter()
     with library_output(config.library_logs):
         try:
-            results = backend.run(config, spec, space, callbacks, resume=resume)
+            results = backend.run(config, spec, space, callbacks, StudyControl(callbacks), resume=resume)
         finally:
             if progress is not None:  # the live view is the search's: validation prints its own line
                 progress.close()

@@ -10,11 +10,12 @@
   running trials may still copy a finished trial's checkpoint): there it happens when the
   study ends);
 - asks the study to stop after ``early_stopping_patience`` finished trials without a better
-  objective (``should_stop``; every backend checks `stop_requested` between trials);
+  objective (``should_stop``);
 - asks the study to start no new trial once the next one would exceed ``budget``
-  (``no_new_trials``: running trials finish; `budget_spent`).
+  (``no_new_trials``: running trials finish).
 Any callback with a true ``should_stop`` attribute stops the study the same way; ``ended_by``
-says why it ended early, for the summary.
+says why it ended early, for the summary. Backends do not read these attributes themselves:
+run_study hands each one a `StudyControl` to ask.
 """
 
 from __future__ import annotations
@@ -30,12 +31,24 @@ from .cost import budget_exceeded_by_next
 from .results import HPOResult, HPOSummary, TrialStatus, is_better, ranked
 
 
-def stop_requested(callbacks: Iterable[Any]) -> bool:
-    return any(getattr(callback, "should_stop", False) for callback in callbacks)
+class StudyControl:
+    """What the study asks of a running search, handed to every backend (``Backend.run``):
+    stop now (`should_stop`: early_stopping_patience, or a study callback that asks; the
+    running trials end) and start no new trial (`no_new_trials`: the budget; the running trials
+    finish). The one place that reads the study's callbacks for those requests."""
 
+    def __init__(self, callbacks: Iterable[Any] = ()) -> None:
+        self.callbacks = list(callbacks)
 
-def budget_spent(callbacks: Iterable[Any]) -> bool:
-    return any(getattr(callback, "no_new_trials", False) for callback in callbacks)
+    def should_stop(self) -> bool:
+        return any(getattr(callback, "should_stop", False) for callback in self.callbacks)
+
+    def no_new_trials(self) -> bool:
+        return any(getattr(callback, "no_new_trials", False) for callback in self.callbacks)
+
+    def ended_early(self) -> bool:
+        """Whether the study asked to end before its n_trials (either request)."""
+        return self.should_stop() or self.no_new_trials()
 
 
 def delete_checkpoint(path: str) -> None:

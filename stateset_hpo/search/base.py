@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # (config.py imports this module)
     from ..config import HPOConfig
     from ..results import HPOResult
     from ..space import SearchSpace
+    from ..study_monitor import StudyControl
     from ..trial import TrialSpec
 
 # key: (default, check). Defaults are what the backend uses when a key is left out.
@@ -66,8 +67,9 @@ def _nowhere(config: "HPOConfig") -> Optional[str]:
 class Backend:
     """One search backend, as the driver, HPOConfig and the CLI see it.
 
-    ``run(config, spec, space, callbacks, resume)`` runs the study's trials and returns their
-    HPOResults; ``retrain(config, spec, points)`` trains exactly those configurations, each to
+    ``run(config, spec, space, callbacks, control, resume)`` runs the study's trials and returns
+    their HPOResults, firing ``callbacks`` as trials start, report and end, and asking
+    ``control`` (a `study_monitor.StudyControl`) whether to stop or start no new trial; ``retrain(config, spec, points)`` trains exactly those configurations, each to
     its end with nothing pruned and no study callbacks (the validation and racing re-runs), where
     the search ran them (Ray Tune: as Tune trials with the study's resources; the in-process
     backends: here, one after another).
@@ -95,9 +97,9 @@ class Backend:
     # "module:function" that runs the re-runs (config, spec, points); in this process by default
     retrainer: str = "stateset_hpo.search.trial_runner:run_points"
 
-    def run(self, config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace", callbacks: Sequence[Any] = (),
-            resume: bool = False) -> List["HPOResult"]:
-        return _imported(self.runner)(config, spec, space, callbacks, resume=resume)
+    def run(self, config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace", callbacks: Sequence[Any],
+            control: "StudyControl", resume: bool = False) -> List["HPOResult"]:
+        return _imported(self.runner)(config, spec, space, callbacks, control, resume=resume)
 
     def retrain(self, config: "HPOConfig", spec: "TrialSpec", points: List[Dict[str, Any]]) -> List["HPOResult"]:
         return _imported(self.retrainer)(config, spec, points)

@@ -25,7 +25,7 @@ from ...library_logs import logger_level
 from ...lifecycle import TrialOutcome
 from ...results import HPOResult, TrialStatus, json_safe
 from ...space import SearchSpace
-from ...study_monitor import budget_spent, stop_requested
+from ...study_monitor import StudyControl
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
@@ -80,7 +80,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
     return study
 
 
-def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
+def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any], control: StudyControl,
                resume: bool = False) -> List[HPOResult]:
     with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING):
         study = open_study(config, spec, space, resume)
@@ -138,7 +138,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
     def on_end(study: optuna.Study, frozen: FrozenTrial) -> None:
         # early_stopping_patience ran out, or the next trial would exceed the budget (the trials
         # running in other threads finish either way)
-        if stop_requested(callbacks) or budget_spent(callbacks):
+        if control.ended_early():
             study.stop()
 
     n_trials = config.n_trials

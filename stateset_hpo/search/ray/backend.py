@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ray
@@ -28,13 +28,13 @@ from ...results import HPOResult, StudyInterrupted
 from ...shared_storage import read_text, write_text
 from .storage import multi_node_warning, storage_location
 from ...space import SearchSpace
-from ...study_monitor import budget_spent, stop_requested
+from ...study_monitor import StudyControl
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import TrialRunsToWandb
 from . import EXECUTIONS
 from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment
-from .live import callbacks_of, forget, register
+from .live import callbacks_of, control_of, forget, register
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
 from .searchers import build_search, searcher_limit
@@ -93,7 +93,7 @@ class StopWhenRequested(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return stop_requested(callbacks_of(self.key))
+        return control_of(self.key).should_stop()
 
 
 def annotations(last_result: Optional[Dict[str, Any]], stoppers: str) -> Dict[str, Any]:
@@ -241,6 +241,7 @@ class TunePlan:
     checkpoint_every: Optional[int] = None
     time_budget: Optional[float] = None
     callbacks: Sequence[Any] = ()
+    control: StudyControl = field(default_factory=StudyControl)  # the study's stop requests (none: re-runs)
     settings: Optional[Dict[str, Any]] = None  # saved beside the experiment, checked on a resume
     log_to_wandb: bool = False
     stoppers: str = "the scheduler"  # what may stop a trial, in words
@@ -262,7 +263,7 @@ def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None
 
 
 def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experiment: str,
-                callbacks: Sequence[Any]) -> TunePlan:
+                callbacks: Sequence[Any], control: StudyControl) -> TunePlan:
     rc = config.ray_config
     max_t = rc["max_t"] or max_episodes(spec, space)
     unit = iteration_episodes(spec, space)
@@ -279,8 +280,8 @@ def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experime
     stoppers = " or ".join([f"the {rc['scheduler']} scheduler"] + (["the study's timeout"] if config.timeout else []) +
                            (["early_stopping_patience"] if config.early_stopping_patience else []))
     return TunePlan(config.resolved_study_name, spec, scheduler, search_alg, param_space, num_samples, expected,
-                    limit, checkpoint_interval(rc), config.timeout, callbacks, study_settings(config, space),
-                    config.log_to_wandb, stoppers)
+                    limit, checkpoint_interval(rc), config.timeout, callbacks, control=control,
+                    settings=study_settings(config, space), log_to_wandb=config.log_to_wandb, stoppers=stoppers)
 
 
 def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> TunePlan:
@@ -295,12 +296,12 @@ def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]
                     param_space, len(points), len(points), limit=config.max_concurrent_trials)
 
 
-def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
-                 resume: bool = False) -> List[HPOResult]:
+def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any],
+                 control: StudyControl, resume: bool = False) -> List[HPOResult]:
     """The study's trials."""
     check_search(config, spec, space)
     experiment = os.path.join(study_storage(config), config.resolved_study_name)
-    plan = search_plan(config, spec, space, experiment, callbacks)
+    plan = search_plan(config, spec, space, experiment, callbacks, control)
     if resume:  # before any cluster work
         check_resumable(experiment, plan.settings)
     return run_plan(config, plan, resume)
@@ -339,7 +340,7 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
                                        rc["max_failures"], experiment)
         if plan.log_to_wandb:
             wandb_runs = TrialRunsToWandb(config.wandb_logging, plan.name, Path(config.output_dir).resolve() / "trials")
-        register(experiment, list(plan.callbacks) + ([wandb_runs] if wandb_runs else []))
+        register(experiment, list(plan.callbacks) + ([wandb_runs] if wandb_runs else []), plan.control)
         metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
         resources = trial_resources(rc, cpu, gpu, execution)
         tune_callbacks = [CallbackBridge(experiment, spec, metric, plan.stoppers, resources)]
@@ -388,7 +389,7 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
         # (a study that ran into its timeout is complete as far as it goes).
         unfinished = len(grid) - grid.num_terminated - grid.num_errors
         timed_out = plan.time_budget is not None and time.monotonic() - start >= plan.time_budget
-        ended_early = stop_requested(plan.callbacks) or budget_spent(plan.callbacks)
+        ended_early = plan.control.ended_early()
         if not timed_out and not ended_early and (unfinished or len(grid) < plan.expected):
             raise StudyInterrupted(f"the study was interrupted after {len(grid) - unfinished} of {plan.expected} "
                                    f"trials; its state is saved in {experiment!r}: run it again with --resume "

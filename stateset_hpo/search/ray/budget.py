@@ -13,8 +13,7 @@ from typing import Any, Dict, Optional
 from ray.tune.search import SearchAlgorithm, Searcher
 from ray.tune.search.search_generator import SearchGenerator
 
-from ...study_monitor import budget_spent
-from .live import callbacks_of
+from .live import control_of
 
 
 class UntilBudgetSpent(SearchAlgorithm):
@@ -29,7 +28,7 @@ class UntilBudgetSpent(SearchAlgorithm):
         self.key = key
 
     def _spent(self) -> bool:
-        return budget_spent(callbacks_of(self.key))
+        return control_of(self.key).no_new_trials()
 
     @property
     def metric(self):

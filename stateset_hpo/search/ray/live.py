@@ -1,4 +1,5 @@
-"""The study's callbacks by experiment, on the driver, for the objects Tune pickles.
+"""The study's callbacks and its `StudyControl` by experiment, on the driver, for the objects
+Tune pickles.
 
 Tune pickles its stopper, callbacks and search algorithm with the experiment state, and a
 user's callback need not be picklable (a lock, an open file, a logger): the Tune-side objects
@@ -9,18 +10,25 @@ of the old ones.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
-_LIVE: Dict[str, List[Any]] = {}
+from ...study_monitor import StudyControl
+
+_LIVE: Dict[str, Tuple[List[Any], StudyControl]] = {}
 
 
-def register(key: str, callbacks: Sequence[Any]) -> None:
-    _LIVE[key] = list(callbacks)
+def register(key: str, callbacks: Sequence[Any], control: StudyControl) -> None:
+    _LIVE[key] = (list(callbacks), control)
 
 
 def callbacks_of(key: str) -> List[Any]:
     """The callbacks registered under ``key`` ([] once the study has ended)."""
-    return _LIVE.get(key, [])
+    return _LIVE.get(key, ([], None))[0]
+
+
+def control_of(key: str) -> StudyControl:
+    """The study's control registered under ``key`` (one that asks nothing once it has ended)."""
+    return _LIVE.get(key, (None, StudyControl()))[1]
 
 
 def forget(key: str) -> None:

@@ -23,7 +23,7 @@ from ...callbacks import fire
 from ...config import HPOConfig
 from ...results import HPOResult, TrialStatus
 from ...space import SearchSpace
-from ...study_monitor import budget_spent, stop_requested
+from ...study_monitor import StudyControl
 from ...trial import TrialSpec
 from ...wandb_runs import wandb_mode
 from ..trial_runner import run_one, study_deadline
@@ -99,7 +99,7 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value  # numpy scalars from the engine
 
 
-def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any] = (),
+def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any], control: StudyControl,
               resume: bool = False) -> List[HPOResult]:
     if resume:
         raise ValueError("the wandb backend cannot resume a study; start a new one (or use backend 'optuna' with a "
@@ -118,11 +118,11 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
                              "trials); run the sweep offline (WANDB_MODE=offline) or use backend 'optuna' or "
                              "'ray_tune'")
         return _run_online(config, spec, sweep, callbacks)
-    return _run_offline(config, spec, space, sweep, callbacks)
+    return _run_offline(config, spec, space, sweep, callbacks, control)
 
 
 def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: Dict[str, Any],
-                 callbacks: Sequence[Any]) -> List[HPOResult]:
+                 callbacks: Sequence[Any], control: StudyControl) -> List[HPOResult]:
     """W&B's open sweep engine proposes each trial from the finished ones and, with an
     early_terminate block, stops the running one by its hyperband rule."""
     sweeps = _sweeps()
@@ -131,8 +131,7 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
     runs: List[Any] = []
     results: List[HPOResult] = []
     for number in range(config.n_trials):
-        if (deadline is not None and time.monotonic() > deadline) or stop_requested(callbacks) or \
-                budget_spent(callbacks):
+        if (deadline is not None and time.monotonic() > deadline) or control.ended_early():
             break
         if number == 0 and sweep["method"] != "grid":  # the defaults first: the summary's baseline
             proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in space.baseline().items()})
