@@ -117,15 +117,23 @@ class StudyMonitor:
                               "go on and the results are written again when the study ends")
 
     def retain(self, results: List[HPOResult]) -> None:
-        """Delete the checkpoints of all but the ``keep_best_n`` best successful trials."""
+        """Delete the checkpoints of all but the ``keep_best_n`` best successful trials. In a
+        multi-objective study every trial on the Pareto front keeps its checkpoint (the front is
+        the study's answer, and the best trial of each objective is on it), and then the
+        ``keep_best_n`` best of the rest by the first objective."""
         keep = self.config.keep_best_n
         if keep is None:
             return
         # A deleted checkpoint is gone for good: rank only the ones still there (with tied
         # metrics, the finish order here and the creation order at the end can differ).
-        best = ranked([r for r in results if r.checkpoint_path not in self.deleted], self.config.direction,
-                      self.config.constraints)
-        kept = {r.checkpoint_path for r in best[:keep]}
+        there = [r for r in results if r.checkpoint_path not in self.deleted]
+        front: Set[str] = set()
+        if len(self.config.objectives) > 1:
+            front = set(HPOSummary(self.config.objective_metric, self.config.direction, there,
+                                   objective_metrics=self.config.objective_metrics,
+                                   directions=self.config.directions, constraints=self.config.constraints).pareto_front)
+        best = [r for r in ranked(there, self.config.direction, self.config.constraints) if r.trial_id not in front]
+        kept = {r.checkpoint_path for r in best[:keep]} | {r.checkpoint_path for r in there if r.trial_id in front}
         for r in results:
             if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted:
                 delete_checkpoint(r.checkpoint_path)

@@ -95,3 +95,21 @@ def test_a_failed_copy_to_the_shared_storage_fails_the_job(tmp_path, monkeypatch
                str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 1 and "were not copied to the shared storage" in err and str(tmp_path / "out") in err
+
+
+def test_a_multi_objective_study_keeps_every_pareto_checkpoint(tmp_path):
+    """keep_best_n ranks by the first objective; every trial on the Pareto front keeps its
+    checkpoint anyway (here the low-KL trial, second on reward), then the n best of the rest."""
+    from stateset_hpo.study_monitor import StudyMonitor
+
+    config = HPOConfig(backend="optuna", search_space=LR_WIDE, objective_metrics=["eval_reward", "kl"],
+                       directions=["maximize", "minimize"], keep_best_n=1, output_dir=str(tmp_path))
+    monitor = StudyMonitor(config, None)
+    trials = {"0": (0.9, 0.5), "1": (0.5, 0.01), "2": (0.4, 0.6), "3": (0.3, 0.7)}  # 2 and 3: dominated by 0
+    for trial_id, (reward, kl) in trials.items():
+        folder = tmp_path / "checkpoints" / trial_id
+        folder.mkdir(parents=True)
+        monitor.on_trial_end(HPOResult(trial_id, {"learning_rate": 1e-3}, {"eval_reward": reward, "kl": kl},
+                                       best_metric=reward, checkpoint_path=str(folder)))
+    left = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert left == ["0", "1", "2"]
