@@ -20,12 +20,14 @@ def one_of(options: Tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
-def integer(minimum: int, optional: bool = False) -> Callable[[Any], Optional[int]]:
+def integer(minimum: int, optional: bool = False, maximum: Optional[int] = None) -> Callable[[Any], Optional[int]]:
     def check(value: Any) -> Optional[int]:
         if value is None and optional:
             return None
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"must be an integer >= {minimum}{' or None' if optional else ''}, got {value!r}")
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum or \
+                (maximum is not None and value > maximum):
+            between = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise ValueError(f"must be an integer {between}{' or None' if optional else ''}, got {value!r}")
         return int(value)
     return check
 

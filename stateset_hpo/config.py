@@ -148,7 +148,7 @@ class HPOConfig:
             "timeout": number(0.0, strict=True, optional=True),
             "direction": one_of(DIRECTIONS),
             "study_name": optional_str,
-            "seed": integer(0, optional=True),
+            "seed": integer(0, optional=True, maximum=2**32 - 1),  # what Optuna's and numpy's generators take
             "grid_points": integer(2),
             "dashboard_storage": optional_str,
             "checkpoint_freq": integer(1, optional=True),
@@ -199,7 +199,7 @@ class HPOConfig:
         self._check_objectives()
         self.health_rules = check_section("HPOConfig.health_rules", self.health_rules, HEALTH_SETTINGS)
         self.wandb_logging = check_section("HPOConfig.wandb_logging", self.wandb_logging, WANDB_LOGGING_SETTINGS)
-        self._take_guide_study_name()
+        self._settle_study_name()
         given = {}
         for backend in all_backends():  # every section is filled, so the config shows what a study will use
             given[backend.name] = getattr(self, backend.section)
@@ -211,12 +211,19 @@ class HPOConfig:
         for backend in all_backends():
             backend.check(self, given[backend.name] if isinstance(given[backend.name], Mapping) else {})
 
-    def _take_guide_study_name(self) -> None:
+    def _settle_study_name(self) -> None:
         """The guide names a persistent Optuna study in ``optuna_config["study_name"]``: it is
-        the study's name on every backend, so it moves to ``study_name`` (both given must agree)."""
+        the study's name on every backend, so it moves to ``study_name`` (both given must agree).
+        It names folders under the storage, so it must be one plain path component."""
         section = self.optuna_config
-        if not isinstance(section, Mapping) or section.get("study_name") is None:
-            return
+        if isinstance(section, Mapping) and section.get("study_name") is not None:
+            self._take_guide_study_name(section)
+        name = self.study_name
+        if name is not None and (name.strip() in ("", ".", "..") or any(c in name for c in "/\\")):
+            raise ValueError(f"HPOConfig.study_name must be a plain name (it names folders under the storage), "
+                             f"got {name!r}")
+
+    def _take_guide_study_name(self, section: Mapping[str, Any]) -> None:
         try:
             name = optional_str(section["study_name"])
         except ValueError as exc:

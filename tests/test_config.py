@@ -74,6 +74,10 @@ def test_a_given_space_wins_over_the_name():
     (dict(ray_config={"grid_points": 2}), "ray_config['grid_points'] is a setting every backend shares"),
     (dict(wandb_config={"grid_points": 2}), "set HPOConfig.grid_points (--grid-points)"),
     (dict(seed=-1), "HPOConfig.seed"),
+    (dict(seed=2**32), "HPOConfig.seed must be an integer from 0 to 4294967295 or None"),
+    (dict(study_name="../../escape"), "HPOConfig.study_name must be a plain name"),
+    (dict(study_name="/abs/name"), "HPOConfig.study_name must be a plain name"),
+    (dict(optuna_config={"study_name": ".."}), "HPOConfig.study_name must be a plain name"),
     (dict(grid_points=1), "HPOConfig.grid_points"),
 ])
 def test_invalid_settings_raise_one_clear_error(kwargs, message):

@@ -36,7 +36,7 @@ def test_dry_run_validates_and_compiles_the_study():
     (["--backend", "wandb", "--sampler", "tpe"], "--sampler applies to --backend optuna or ray_tune, not wandb"),
     (["--grid-points", "1"], "HPOConfig.grid_points must be an integer >= 2"),
     (["--save-every", "0"], "HPOConfig.checkpoint_freq must be an integer >= 1"),
-    (["--backend", "wandb", "--seed", "-1"], "HPOConfig.seed must be an integer >= 0"),
+    (["--backend", "wandb", "--seed", "-1"], "HPOConfig.seed must be an integer from 0 to 4294967295"),
     (["--gpu-per-trial", "-1"], "gpu_per_trial must be a number >= 0"),
     (["--config", "/no/such/hpo.yaml"], "config file '/no/such/hpo.yaml' does not exist"),
     (["--space", "grpo", "--space-file", "x.yaml"], "--space or --space-file"),

@@ -76,9 +76,12 @@ def test_an_interrupted_optuna_trial_runs_again_on_resume_and_counts_once(tmp_pa
 
 
 @pytest.mark.slow
-def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path, sigint):
     """`ray job stop` sends SIGTERM: exit 130 with one line saying how to continue, no
-    traceback; --resume then finishes the study's n_trials."""
+    traceback; --resume then finishes the study's n_trials. Also when the process started with
+    SIGINT ignored (``cmd &`` in a non-interactive script), where a SIGTERM turned into SIGINT
+    would be ignored too."""
     import signal
     import subprocess
     import sys
@@ -86,7 +89,8 @@ def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path):
     args = [sys.executable, "-m", "stateset_hpo.launch", "--backend", "optuna", "--space", "conservative",
             "--n-trials", "4", "--storage", f"sqlite:///{tmp_path / 'hpo.db'}", "--set", "num_episodes=16",
             "--validation-top-k", "0", "--output-dir", str(tmp_path / "out")]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
     for line in proc.stdout:  # wait for the first finished trial, then stop the job
         if line.startswith("[1/4]"):
             proc.send_signal(signal.SIGTERM)
