@@ -327,3 +327,13 @@ def test_eval_replies_changed_says_whether_the_updates_changed_a_held_out_reply_
     resumed = trainer(1e-9)
     resumed.load_checkpoint(tmp_path)
     assert [m.get("eval_replies_changed") for m in resumed.iterate()] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("trust_remote_code", "no", "AgentConfig.trust_remote_code must be True or False, got 'no'"),
+    ("device", "cuda:abc", "AgentConfig.device must be auto, cpu, cuda or cuda:N"),
+])
+def test_agent_settings_that_would_be_misread_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        AgentConfig(**{field: value})
+    AgentConfig(device="cuda:1", trust_remote_code=False)  # (checked, not loaded)

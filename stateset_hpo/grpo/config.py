@@ -191,8 +191,11 @@ class AgentConfig:
     use_stub_model: bool = False  # the replaced system's stub model: here, the tiny local model
 
     def __post_init__(self) -> None:
-        if not isinstance(self.use_stub_model, bool):
-            raise ValueError(f"AgentConfig.use_stub_model must be True or False, got {self.use_stub_model!r}")
+        # (a string such as "no" would be truthy: transformers would take it as consent to run a
+        # Hub repository's code)
+        for name in ("use_stub_model", "trust_remote_code"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"AgentConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if self.use_stub_model and self.model_name != TINY_MODEL:
             raise ValueError(f"AgentConfig.use_stub_model=True means the tiny local model; it cannot go with "
                              f"model_name={self.model_name!r}")
@@ -201,7 +204,7 @@ class AgentConfig:
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"AgentConfig.dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or
-                                                    self.device.startswith("cuda:")):
+                                                    (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ValueError(f"AgentConfig.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if isinstance(self.max_prompt_length, bool) or not isinstance(self.max_prompt_length, int) \
                 or self.max_prompt_length < 8:
