@@ -243,9 +243,21 @@ def _parse_sets(items: List[str], flag: str) -> Dict[str, Any]:
             raise UsageError(f"{flag} takes KEY=VALUE, got {item!r}")
         try:
             fixed[key.strip()] = load_yaml(text)
-        except yaml.YAMLError:
-            raise UsageError(f"{flag} {key}: cannot read value {text!r}") from None
+        except (yaml.YAMLError, ValueError) as exc:  # (ValueError: an integer of thousands of digits)
+            raise UsageError(f"{flag} {key}: cannot read value {text[:80]!r}{'...' if len(text) > 80 else ''} "
+                             f"({str(exc).splitlines()[0][:120]})") from None
     return fixed
+
+
+MAX_ERROR = 600  # characters of an error line: a message may echo a value the user gave, of any size
+
+
+def one_line(exc: Exception) -> str:
+    """The error's message on one line (a YAML parser's position diagrams folded in), cut to
+    MAX_ERROR characters (saying how long it was)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    text = "; ".join(line for line in lines if line and set(line) != {"^"})
+    return text if len(text) <= MAX_ERROR else f"{text[:MAX_ERROR]}... ({len(text)} characters in all)"
 
 
 def interrupted_hint(config: HPOConfig) -> str:
@@ -278,7 +290,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # bad --set / --model values and everything else run_study checks fail here, before Ray starts
         spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run)
     except (UsageError, ValueError) as exc:
-        print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
+        print(f"stateset_hpo.launch: error: {one_line(exc)}", file=sys.stderr)
         return 2
     for number, line in enumerate(describe_study(config, space, spec)):
         print(f"{line} resume={args.resume}" if number == 0 else line)
@@ -305,7 +317,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         summary = run_study(config, spec, resume=args.resume)
     except ValueError as exc:  # e.g. a trial that can never be placed on this cluster
-        print(f"stateset_hpo.launch: error: {exc}", file=sys.stderr)
+        print(f"stateset_hpo.launch: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except StudyInterrupted as exc:
         print(f"stateset_hpo.launch: {exc}", file=sys.stderr)

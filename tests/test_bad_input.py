@@ -109,3 +109,30 @@ def test_a_hub_model_name_is_checked_and_the_check_says_what_it_found(monkeypatc
     assert main(["--space", "conservative", "--model", "someone/a-model", "--dry-run"]) == 0
     assert "model: someone/a-model: on the Hub (not cached: each node downloads it) (checked on" in capsys.readouterr().out
     hub_model_status.cache_clear()
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("hpo.yaml", "backend: optuna\nn_trials: 3\nn_trials: 5\n", "the key 'n_trials' is given twice (line 3)"),
+    ("hpo.yaml", "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                 "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+                 "f: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n", "expands to 1234573 values through its aliases"),
+    ("scenarios.yaml", "- {domain: customer_service}\n- {domain: a, domain: b}\n", "the key 'domain' is given twice"),
+])
+def test_a_yaml_file_that_hides_or_multiplies_values_is_one_short_line(tmp_path, capsys, name, text, message):
+    """A key given twice would silently drop the first value; a few hundred bytes of nested
+    aliases would expand to gigabytes in any message that echoes the value."""
+    (tmp_path / name).write_text(text)
+    flag = ["--config", str(tmp_path / name)] if name == "hpo.yaml" else ["--backend", "optuna", "--scenarios",
+                                                                           str(tmp_path / name)]
+    assert main([*flag, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and len(err) < 700
+
+
+def test_an_error_echoing_a_huge_value_is_cut_to_one_short_line(capsys):
+    assert main(["--backend", "optuna", "--set", "learning_rate=" + "a" * 5000, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and len(err) < 700 and "characters in all" in err
+    assert main(["--backend", "optuna", "--set", "learning_rate=" + "9" * 5000, "--dry-run"]) == 2  # past int's limit
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--set learning_rate: cannot read value" in err

@@ -38,6 +38,7 @@ from typing import Any, Iterator, List, Tuple
 
 import yaml
 
+from ..yaml_io import load_yaml
 from .scenarios import SPLITS, UNSAFE_PHRASES, Scenario, with_wrong_facts
 
 REQUIRED = ("id", "topic", "user_goal", "user_responses")
@@ -160,7 +161,7 @@ def _file_rows(path: Path) -> Iterator[Tuple[str, Any]]:
                     raise ValueError(f"{path.name} line {number}: not JSON ({exc.msg})") from None
         return
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (ValueError, yaml.YAMLError) as exc:  # (json.JSONDecodeError is a ValueError)
         raise ValueError(f"{path.name}: cannot read it ({exc})") from None
     if isinstance(data, Mapping) and isinstance(data.get("scenarios"), list):
