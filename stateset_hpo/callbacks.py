@@ -3,11 +3,18 @@
 A callback implements any subset of `HPOCallback`'s methods; missing ones are skipped.
 Every backend fires them on the driver (the process that called optimize), never inside
 trial workers, so a callback may print, plot or write files freely.
+
+A callback that raises does not end the study (hours of trials would be lost to a logging
+slip, such as the guide's own ``f"{result.best_metric:.4f}"`` on a failed trial, whose
+best_metric is None): the error is reported once per callback and hook, with the callback's
+name, and the study goes on. A callback that sets ``errors_stop_the_study = True`` is strict:
+its errors propagate and end the study (the project's own bookkeeping callbacks are).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable
+import warnings
+from typing import Any, Dict, Iterable, Set, Tuple
 
 
 class HPOCallback:
@@ -27,10 +34,23 @@ class HPOCallback:
 HOOKS = ("on_hpo_start", "on_trial_start", "on_trial_result", "on_trial_end", "on_hpo_end")
 
 
+_REPORTED: Set[Tuple[int, str]] = set()  # (callback, hook) whose error was reported
+
+
 def fire(callbacks: Iterable[Any], hook: str, *args: Any) -> None:
-    """Call ``hook`` on each callback that has it."""
+    """Call ``hook`` on each callback that has it (see the module docstring for errors)."""
     assert hook in HOOKS, hook
     for callback in callbacks:
         method = getattr(callback, hook, None)
-        if method is not None:
+        if method is None:
+            continue
+        try:
             method(*args)
+        except Exception as exc:
+            if getattr(callback, "errors_stop_the_study", False):
+                raise
+            if (id(callback), hook) not in _REPORTED:
+                _REPORTED.add((id(callback), hook))
+                warnings.warn(f"study callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: "
+                              f"{str(exc)[:200]}; the study goes on (reported once; set errors_stop_the_study = "
+                              "True on the callback to stop instead)", stacklevel=2)

@@ -64,6 +64,8 @@ def delete_checkpoint(path: str) -> None:
 
 
 class StudyMonitor:
+    errors_stop_the_study = True  # (callbacks.py: the study's own bookkeeping is strict)
+
     def __init__(self, config: HPOConfig, search_space_name: Optional[str], defer_retention: bool = False) -> None:
         self.config = config
         self.search_space_name = search_space_name

@@ -237,6 +237,35 @@ def test_a_callback_need_not_be_picklable(tmp_path, backend, ray_if_needed):
     assert summary.n_successful == 2 and sum(e[0] == "end" for e in callback.events) == 2
 
 
+class GuideLogger:
+    """The guide's callback: formats best_metric, which a failed trial does not have."""
+
+    def __init__(self):
+        self.lines = []
+
+    def on_trial_end(self, result):
+        self.lines.append(f"trial {result.trial_id}: {result.best_metric:.4f}")
+
+
+class StrictLogger(GuideLogger):
+    errors_stop_the_study = True
+
+
+@pytest.mark.parametrize("backend", backends_ray_slow())
+def test_a_callback_that_raises_is_reported_once_and_the_study_goes_on(tmp_path, backend, ray_if_needed):
+    spec = TrialSpec(objective=functools.partial(failing_second, str(tmp_path / "calls")))
+    (tmp_path / "calls").mkdir()
+    logger = GuideLogger()
+    with pytest.warns(UserWarning, match="study callback GuideLogger.on_trial_end raised TypeError") as caught:
+        summary = run_study(make_config(tmp_path, backend, n_trials=4), spec, callbacks=[logger])
+    assert summary.n_trials == 4 and summary.n_failed == 1 and len(logger.lines) == 3
+    assert sum("GuideLogger" in str(w.message) for w in caught) == 1
+    (tmp_path / "calls2").mkdir()
+    spec = TrialSpec(objective=functools.partial(failing_second, str(tmp_path / "calls2")))
+    with pytest.raises(TypeError):  # a strict callback ends the study with its error
+        run_study(make_config(tmp_path / "strict", backend, n_trials=4), spec, callbacks=[StrictLogger()])
+
+
 # -- every registered algorithm --------------------------------------------------------------------
 @pytest.mark.usefixtures("ray_local")
 # (the model-based searchers, 4-6 s each, are slow-marked: the inner loop stays under 5 minutes)
