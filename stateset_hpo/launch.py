@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import DIRECTIONS, HPOConfig
 from .constraints import parse_constraint
@@ -194,14 +194,25 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
     if args.verbose:
         settings["library_logs"] = True
     health = _parse_sets(args.health, "--health")
+    if args.no_health_rules and health:
+        raise UsageError(f"--no-health-rules turns every health rule off, and --health sets "
+                         f"{', '.join(sorted(health))}: give one of them")
     if args.no_health_rules:
         health["enabled"] = False
     if health:
         settings["health_rules"] = {**(settings.get("health_rules") or {}), **health}
     constraints: Dict[str, Dict[str, float]] = dict(settings.get("constraints") or {})
+    given = [(f"--constraint {text}", text) for text in args.constraint] + \
+        ([(f"--kl-budget {args.kl_budget:g}", f"kl<={args.kl_budget}")] if args.kl_budget is not None else [])
+    flagged: Dict[Tuple[str, str], Tuple[str, float]] = {}  # (metric, bound) -> (the flag that set it, value)
     try:
-        for text in args.constraint + ([f"kl<={args.kl_budget}"] if args.kl_budget is not None else []):
+        for flag, text in given:
             for metric, bounds in parse_constraint(text).items():
+                for bound, value in bounds.items():
+                    earlier = flagged.setdefault((metric, bound), (flag, value))
+                    if earlier[1] != value:  # (flags may override a config file's bound, not each other)
+                        raise UsageError(f"{earlier[0]} and {flag} set the {bound} of {metric} to {earlier[1]:g} "
+                                         f"and {value:g}: give one of them")
                 constraints[metric] = {**constraints.get(metric, {}), **bounds}
     except ValueError as exc:
         raise UsageError(f"--constraint: {exc}") from None

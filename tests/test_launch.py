@@ -36,6 +36,8 @@ def test_dry_run_validates_and_compiles_the_study():
     (["--backend", "wandb", "--sampler", "tpe"], "--sampler applies to --backend optuna or ray_tune, not wandb"),
     (["--grid-points", "1"], "HPOConfig.grid_points must be an integer >= 2"),
     (["--save-every", "0"], "HPOConfig.checkpoint_freq must be an integer >= 1"),
+    (["--no-health-rules", "--health", "kl_max=2"], "--no-health-rules turns every health rule off, and --health sets kl_max"),
+    (["--kl-budget", "0.1", "--constraint", "kl<=0.05"], "--constraint kl<=0.05 and --kl-budget 0.1 set the max of kl"),
     (["--backend", "wandb", "--seed", "-1"], "HPOConfig.seed must be an integer from 0 to 4294967295"),
     (["--gpu-per-trial", "-1"], "gpu_per_trial must be a number >= 0"),
     (["--config", "/no/such/hpo.yaml"], "config file '/no/such/hpo.yaml' does not exist"),
