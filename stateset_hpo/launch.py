@@ -341,11 +341,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nsummary: {Path(config.output_dir) / 'summary.json'}  trials: {Path(config.output_dir) / 'trials.csv'}")
     shared = backend.shared_results(config)
     if shared:
-        from .shared_storage import published
+        from .shared_storage import unpublished
 
-        if not published(shared):  # (run_study warned why): a job whose results stay on the head must not pass
-            print(f"stateset_hpo.launch: error: the results were not copied to the shared storage {shared}; they "
-                  f"are only in {Path(config.output_dir).resolve()} on this machine", file=sys.stderr)
+        missing = unpublished(Path(config.output_dir), shared)
+        if missing:  # (run_study warned why): a job whose results stay on the head must not pass
+            print(f"stateset_hpo.launch: error: the results were not copied to the shared storage {shared} "
+                  f"(missing or incomplete there: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
+                  f"they are only in {Path(config.output_dir).resolve()} on this machine", file=sys.stderr)
             return 1
         print(f"results also in the shared storage: {shared}")
     return 0 if summary.n_successful else 1

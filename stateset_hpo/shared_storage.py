@@ -47,12 +47,27 @@ def write_text(location: str, text: str) -> None:
         f.write(text.encode())
 
 
-def published(destination: str) -> bool:
-    """Is the study's summary.json at ``destination`` (where `publish_results` copies it)?"""
+def unpublished(output_dir: Path, destination: str) -> List[str]:
+    """The result files of ``output_dir`` whose copy at ``destination`` is missing or differs
+    (in size; summary.json in content too, so an earlier run's copy under the same study name
+    does not pass for this one's); [] when every file arrived whole."""
+    import pyarrow.fs as pafs
+
+    local = [p for name in RESULT_FILES for p in ([Path(output_dir) / name] if (Path(output_dir) / name).is_file()
+                                                   else sorted((Path(output_dir) / name).rglob("*")))
+             if p.is_file()]
+    wrong = []
     try:
-        return _is_file(*_filesystem(f"{destination.rstrip('/')}/summary.json"))
-    except (OSError, ValueError):
-        return False
+        filesystem, root = _filesystem(destination.rstrip("/"))
+        for source in local:
+            name = source.relative_to(output_dir).as_posix()
+            info = filesystem.get_file_info(f"{root}/{name}")
+            if info.type != pafs.FileType.File or info.size != source.stat().st_size or (
+                    name == "summary.json" and read_text(f"{destination.rstrip('/')}/{name}") != source.read_text()):
+                wrong.append(name)
+    except (OSError, ValueError):  # the storage cannot be read: nothing is known to be there
+        return [source.relative_to(output_dir).as_posix() for source in local]
+    return wrong
 
 
 def publish_results(output_dir: Path, destination: str) -> List[str]:

@@ -71,14 +71,21 @@ def test_deleting_a_checkpoint_that_is_already_gone_is_no_error(tmp_path):
     delete_checkpoint(str(folder))
 
 
-def test_published_finds_the_copied_results(tmp_path):
-    from stateset_hpo.shared_storage import publish_results, published
+def test_a_copy_counts_as_published_only_when_every_file_arrived_whole(tmp_path):
+    from stateset_hpo.shared_storage import publish_results, unpublished
 
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "summary.json").write_text("{}")
-    assert not published(str(tmp_path / "shared"))
-    publish_results(tmp_path / "out", str(tmp_path / "shared"))
-    assert published(str(tmp_path / "shared")) and published(f"file://{tmp_path / 'shared'}")
+    out, shared = tmp_path / "out", tmp_path / "shared"
+    (out / "plots").mkdir(parents=True)
+    (out / "summary.json").write_text('{"run": 2}')
+    (out / "trials.csv").write_text("trial_id\n0\n")
+    (out / "plots" / "history.png").write_bytes(b"png" * 10)
+    assert unpublished(out, str(shared)) == ["summary.json", "trials.csv", "plots/history.png"]
+    publish_results(out, str(shared))
+    assert unpublished(out, str(shared)) == [] and unpublished(out, f"file://{shared}") == []
+    (shared / "trials.csv").write_text("trial_id\n")  # a partial copy
+    (shared / "summary.json").write_text('{"run": 1}')  # an earlier run's, the same size
+    (shared / "plots" / "history.png").unlink()
+    assert unpublished(out, str(shared)) == ["summary.json", "trials.csv", "plots/history.png"]
 
 
 @pytest.mark.slow
