@@ -14,6 +14,20 @@ from pathlib import Path
 from typing import Union
 
 
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (os.umask can only be read by setting it, which
+    for an instant would apply to files other threads create), else set and put back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Union[str, Path], text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,7 +35,7 @@ def write_atomically(path: Union[str, Path], text: str) -> Path:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
-        os.chmod(temporary, 0o644)  # (mkstemp makes it private; a results file is not)
+        os.chmod(temporary, 0o666 & ~_umask())  # (mkstemp makes it private: give it what open() would)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -120,3 +120,19 @@ def test_a_multi_objective_study_keeps_every_pareto_checkpoint(tmp_path):
                                        best_metric=reward, checkpoint_path=str(folder)))
     left = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert left == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_result_files_get_the_permissions_the_user_s_umask_gives(tmp_path, umask):
+    import os
+    import stat
+
+    from stateset_hpo.atomic import write_atomically
+
+    old = os.umask(umask)
+    try:
+        path = write_atomically(tmp_path / "summary.json", "{}")
+        (tmp_path / "plain.txt").write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
