@@ -37,13 +37,17 @@ def number(minimum: float, strict: bool, optional: bool = False,
     def check(value: Any) -> Optional[float]:
         if value is None and optional:
             return None
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        try:
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            ok = False
         ok = ok and (value > minimum if strict else value >= minimum)
         ok = ok and (maximum is None or value <= maximum)
         if not ok:
             bound = f" {'>' if strict else '>='} {minimum}" if minimum > -math.inf else ""
             bound += f" and <= {maximum}" if maximum is not None else ""
-            raise ValueError(f"must be a {'finite ' if not bound else ''}number{bound}{' or None' if optional else ''}, got {value!r}")
+            raise ValueError(f"must be a {'finite ' if not bound else ''}number{bound}{' or None' if optional else ''}, "
+                             f"got {str(value)[:80]!r}")
         return float(value)
     return check
 

@@ -37,8 +37,8 @@ def import_object(text: str, flag: str) -> Any:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"{flag} {text}: cannot import {module_name!r} ({exc})") from None
+    except (Exception, SystemExit) as exc:  # a missing module, a syntax error, code that raises on import
+        raise ValueError(f"{flag} {text}: cannot import {module_name!r} ({type(exc).__name__}: {exc})") from None
     if not hasattr(module, attribute):
         raise ValueError(f"{flag} {text}: module {module_name!r} has no {attribute!r}")
     return getattr(module, attribute)
@@ -81,7 +81,7 @@ def task_from_flags(task: Optional[str], scenarios: Optional[str], rewards: Sequ
         function = import_object(task, "--task")
         try:
             made = function()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # (SystemExit: a function that calls sys.exit would end the CLI)
             raise ValueError(f"--task {task}: calling it failed: {type(exc).__name__}: {exc}") from None
         environment, reward = (made.get("environment"), made.get("reward")) if isinstance(made, dict) else \
             (made if isinstance(made, tuple) and len(made) == 2 else (None, None))
@@ -118,6 +118,6 @@ def dry_call(environment: ConversationEnvironment, reward: CompositeReward) -> L
     context = ReplyContext(s, tuple(environment.start(s)), s.reply)
     try:
         return [reward.combine(scores) for scores in reward.scores_batch([context])]
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # (SystemExit: a reward that calls sys.exit would end the CLI)
         raise ValueError(f"the reward failed on the reference reply of scenario {s.id!r}: "
                          f"{type(exc).__name__}: {exc}") from None

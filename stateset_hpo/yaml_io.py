@@ -55,10 +55,16 @@ def _expanded_size(node, sizes) -> int:
 def load_yaml(text: str) -> Any:
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise yaml.YAMLError("the document is nested too deeply") from None
         if node is None:
             return None
-        size = _expanded_size(node, {})
+        try:
+            size = _expanded_size(node, {})
+        except RecursionError:
+            raise yaml.YAMLError("the document is nested too deeply") from None
         if size > MAX_VALUES:
             raise yaml.YAMLError(f"the document expands to {size} values through its aliases (at most {MAX_VALUES})")
         return loader.construct_document(node)

@@ -3,6 +3,8 @@ requests, an unwritable output folder, an unreachable cluster, an objective no t
 value of the space that cannot be trained, a Hub model that does not exist."""
 
 
+import os
+
 import pytest
 from helpers import LR_WIDE
 
@@ -136,3 +138,25 @@ def test_an_error_echoing_a_huge_value_is_cut_to_one_short_line(capsys):
     assert main(["--backend", "optuna", "--set", "learning_rate=" + "9" * 5000, "--dry-run"]) == 2  # past int's limit
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--set learning_rate: cannot read value" in err
+
+
+def test_numbers_too_large_for_a_float_are_one_line(tmp_path, capsys):
+    big = "1" + "0" * 400
+    (tmp_path / "space.yaml").write_text(f"learning_rate:\n  type: loguniform\n  low: 1e-6\n  high: {big}\n")
+    for args in (["--set", f"learning_rate={big}"], ["--health", f"kl_max={big}"], ["--budget", f"cpu_hours={big}"],
+                 ["--space-file", str(tmp_path / "space.yaml")]):
+        assert main(["--backend", "optuna", *args, "--dry-run"]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err and len(err) < 300, err
+
+
+@pytest.mark.parametrize("code", ["def f(:\n", "raise RuntimeError('boom at import')\n",
+                                  "import sys\ndef f(completions, **kwargs):\n    sys.exit(3)\n"])
+def test_a_reward_module_that_cannot_load_or_exits_is_one_line(tmp_path, monkeypatch, capsys, code):
+    monkeypatch.chdir(tmp_path)
+    name = f"user_reward_{abs(hash(code))}"
+    (tmp_path / f"{name}.py").write_text(code)
+    scenarios = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "order_status.jsonl")
+    assert main(["--backend", "optuna", "--scenarios", str(scenarios), "--reward", f"{name}:f", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and (name in err or "SystemExit: 3" in err), err

@@ -118,8 +118,8 @@ class SearchDimension:
                 self._fail(f"{kind.value} dimensions need both low and high ({bound} is missing)")
             if not _is_number(value):
                 self._fail(f"{bound} must be a number, got {value!r} ({type(value).__name__})")
-            if not math.isfinite(value):
-                self._fail(f"{bound} must be finite, got {value!r}")
+            if abs(value) > 1e300 or not math.isfinite(value):  # (an int too large for a float fails isfinite)
+                self._fail(f"{bound} must be a finite number of sensible size, got {str(value)[:40]!r}")
             if kind is SearchSpaceType.INT and not _is_integral(value):
                 self._fail(f"int dimensions need integer bounds, got {bound}={value!r}")
         if self.low >= self.high:
