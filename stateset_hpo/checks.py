@@ -65,10 +65,13 @@ def path_or_uri(value: Any) -> Optional[str]:
     if value is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", value):
         scheme, rest = value.split(":", 1)
         path = rest.lstrip("/")
+        from .masking import masked
+
+        shown, path = masked(value), masked(f"{scheme}://{path}").split("://", 1)[1]  # (no password echoed)
         if scheme.lower().startswith("sqlite"):  # SQLAlchemy's form: three slashes, then the file's path
-            raise ValueError(f"{value!r} looks like a database URL missing slashes; write {scheme}:///{path} "
+            raise ValueError(f"{shown!r} looks like a database URL missing slashes; write {scheme}:///{path} "
                              f"(the file {path} here) or {scheme}:////{path} (the file /{path})")
-        raise ValueError(f"{value!r} looks like a URI missing a slash; write {scheme}://{path}")
+        raise ValueError(f"{shown!r} looks like a URI missing a slash; write {scheme}://{path}")
     return value
 
 

@@ -47,10 +47,10 @@ def needs_mirror(config: HPOConfig) -> bool:
 
 
 def dashboard_command(config: HPOConfig) -> Optional[str]:
-    from .search.optuna.storage import shown
+    from .masking import masked
 
     storage = dashboard_storage(config)
-    return None if storage is None else f"optuna-dashboard {shown(storage)}"
+    return None if storage is None else f"optuna-dashboard {masked(storage)}"
 
 
 class DashboardMirror:

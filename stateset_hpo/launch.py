@@ -25,6 +25,7 @@ from .cost import BUDGET_KEYS
 from .dashboard import dashboard_command
 from .health import SETTINGS as HEALTH_SETTINGS
 from .interrupts import sigterm_as_ctrl_c
+from .masking import masked
 from .search.base import Flag, all_backends, backend_names, get_backend
 from .space import SearchSpace
 from .space.presets import get_search_space, list_search_spaces
@@ -275,9 +276,7 @@ def interrupted_hint(config: HPOConfig) -> str:
     """What an interrupted in-process study left, and how to continue it."""
     storage = get_backend(config.backend).optuna_storage(config)
     if storage:
-        from .search.optuna.storage import shown
-
-        return (f"the study was interrupted; its finished trials are in {shown(storage)!r}: run the same command "
+        return (f"the study was interrupted; its finished trials are in {masked(storage)!r}: run the same command "
                 "with --resume to finish it")
     return (f"the study was interrupted; the results saved so far (every --save-every / checkpoint_freq trials) are in "
             f"{str(config.output_dir)!r}; it cannot be resumed without a persistent study (--backend optuna "
@@ -345,11 +344,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         missing = unpublished(Path(config.output_dir), shared)
         if missing:  # (run_study warned why): a job whose results stay on the head must not pass
-            print(f"stateset_hpo.launch: error: the results were not copied to the shared storage {shared} "
+            print(f"stateset_hpo.launch: error: the results were not copied to the shared storage {masked(shared)} "
                   f"(missing or incomplete there: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
                   f"they are only in {Path(config.output_dir).resolve()} on this machine", file=sys.stderr)
             return 1
-        print(f"results also in the shared storage: {shared}")
+        print(f"results also in the shared storage: {masked(shared)}")
     return 0 if summary.n_successful else 1
 
 

@@ -24,6 +24,29 @@ def test_a_database_password_is_never_printed(capsys):
     assert "s3cret-pw" not in str(caught.value) and "***" in str(caught.value)
 
 
+
+@pytest.mark.parametrize("location, kept", [
+    ("s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/hpo", "s3://AKIAEXAMPLE:***@bucket/hpo"),
+    ("postgresql://hpo:s3cret-pw@db/studies?sslmode=require&password=s3cret-pw",
+     "postgresql://hpo:***@db/studies?sslmode=require&password=***"),
+    ("gs://bucket/hpo?token=ya29.s3cret-pw&x=1", "gs://bucket/hpo?token=***&x=1"),
+    ("/shared/hpo", "/shared/hpo"),
+])
+def test_secrets_inside_a_location_are_masked(location, kept):
+    from stateset_hpo.masking import masked
+
+    assert masked(location) == kept
+
+
+def test_no_secret_in_a_storage_path_or_a_mistyped_url_is_echoed(capsys):
+    assert main(["--space", "conservative", "--storage-path", "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/hpo",
+                 "--dry-run"]) == 0
+    assert "wJalrXUtnFEMI" not in capsys.readouterr().out
+    assert main(["--space", "conservative", "--backend", "optuna", "--storage", "postgresql:/hpo:s3cret-pw@db/studies",
+                 "--dry-run"]) == 2  # one slash: a mistyped URL, refused without echoing its password
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err and "missing a slash" in err
+
 @pytest.mark.slow
 def test_no_secret_reaches_any_file_or_log_of_a_study_that_logs_to_wandb(tmp_path):
     """The CLI on the Ray backend with Train workers and W&B logging (offline), secrets in its

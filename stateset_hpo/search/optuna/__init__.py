@@ -51,9 +51,9 @@ def _check(config, given: Mapping[str, Any]) -> None:
 
 def _describe(config) -> str:
     oc = config.optuna_config
-    from .storage import shown
+    from ...masking import masked
 
-    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} seed={config.seed} storage={shown(oc['storage'])}"
+    return f"optuna: sampler={oc['sampler']} pruner={oc['pruner']} seed={config.seed} storage={masked(oc['storage'])}"
 
 
 def _compiled(config, space) -> str:

@@ -31,7 +31,8 @@ from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
 from .space import to_optuna
 from .samplers import build_sampler
-from .storage import open_storage, shown
+from ...masking import masked
+from .storage import open_storage
 
 
 def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:
@@ -69,13 +70,13 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         study.enqueue_trial(space.baseline())
     except optuna.exceptions.DuplicatedStudyError:
         if not (oc["load_if_exists"] or resume):
-            raise ValueError(f"optuna study {name!r} already exists in {shown(oc['storage'])!r}; set "
+            raise ValueError(f"optuna study {name!r} already exists in {masked(oc['storage'])!r}; set "
                              "optuna_config['load_if_exists'] to continue it or choose another study_name") from None
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     except ValueError as exc:
         raise ValueError(f"optuna study {name!r}: {exc}") from None
     if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
-        raise ValueError(f"optuna study {name!r} in {shown(oc['storage'])!r} has directions "
+        raise ValueError(f"optuna study {name!r} in {masked(oc['storage'])!r} has directions "
                          f"{[d.name.lower() for d in study.directions]}, this config {[d for _, d in objectives]}")
     return study
 

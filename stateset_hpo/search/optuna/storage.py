@@ -11,23 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from ...masking import masked
+
 SQLITE_BUSY_S = 30  # how long a process waits for another's write to an SQLite study
 HEARTBEAT_S = 60  # a running trial's heartbeat
 GRACE_S = 180  # a trial without a heartbeat this long belonged to a process that died
 SCHEMA_RACE_TRIES = 5
-
-
-def shown(url: Optional[str]) -> Optional[str]:
-    """The storage as it may be printed or logged: a database URL with its password masked
-    (SQLAlchemy's own rendering), anything else as given."""
-    if url is None or "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
-        return url.split("://", 1)[0] + "://..."
 
 
 def open_storage(url: Optional[str]):
@@ -59,8 +48,8 @@ def open_storage(url: Optional[str]):
                         type(exc).__name__ == "OperationalError" and "already exists" in str(exc))):
                     time.sleep(0.5 * (attempt + 1))
                     continue
-                detail = str(exc).replace(url, shown(url))
-                raise ValueError(f"optuna storage {shown(url)!r} cannot be opened: {type(exc).__name__}: {detail}"
+                detail = str(exc).replace(url, masked(url))
+                raise ValueError(f"optuna storage {masked(url)!r} cannot be opened: {type(exc).__name__}: {detail}"
                                  ) from None
     path = Path(url).expanduser()
     if path.is_dir() or not path.parent.is_dir():

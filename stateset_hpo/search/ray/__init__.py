@@ -7,6 +7,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from ...checks import boolean, integer, one_of, optional_str, path_or_uri
+from ...masking import masked
 from ..base import Backend, Flag, Settings, check_grid_fits
 from ..optuna import SAMPLER_FLAG
 from .connect import check_reachable
@@ -25,7 +26,7 @@ def _storage_path(value: Any) -> Optional[str]:
         scheme = value.split("://", 1)[0].lower()
         if scheme not in STORAGE_SCHEMES:
             raise ValueError(f"URI scheme {scheme!r} is not one Ray Tune can write to; use one of "
-                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a local path, got {value!r}")
+                             f"{', '.join(s + '://' for s in STORAGE_SCHEMES)} or a local path, got {masked(value)!r}")
     return value
 
 
@@ -116,7 +117,7 @@ def _describe(config) -> str:
             f"max_concurrent={concurrent} workers_per_trial={rc['workers_per_trial']} "
             f"execution={rc['execution']}"
             + (f" trials_per_worker={rc['trials_per_worker']}" if rc["trials_per_worker"] > 1 else "")
-            + f" storage={storage_location(rc['storage_path'], str(config.output_dir))}"
+            + f" storage={masked(storage_location(rc['storage_path'], str(config.output_dir)))}"
             + (" autoscaling" if rc["autoscaling"] else ""))
 
 

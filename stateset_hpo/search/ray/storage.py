@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ...masking import masked
+
 
 def storage_location(storage_path: Optional[str], output_dir: str) -> str:
     """Tune's storage_path: the configured URI as given, a local path made absolute (Tune
@@ -24,7 +26,7 @@ def multi_node_warning(storage: str, nodes: int, autoscaling: bool) -> Optional[
     if "://" in storage or (nodes <= 1 and not autoscaling):
         return None
     where = f"{nodes} nodes" if nodes > 1 else "nodes started on demand"
-    return (f"the study's storage {storage!r} is a local path, but this Ray cluster has {where}: unless every "
+    return (f"the study's storage {masked(storage)!r} is a local path, but this Ray cluster has {where}: unless every "
             "node mounts it from a shared file system, give ray_config['storage_path'] (--storage-path) as an "
             "s3:// or gs:// URI")
 
