@@ -170,6 +170,22 @@ def test_cluster_nodes_get_least_privilege():
     assert actions(worker) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
     assert not any("*" in a for a in actions(head) | actions(worker))  # no wildcard actions
     assert all(s["Resource"] != "*" for s in head["Statement"] if s["Action"] == "iam:PassRole")
+    # the head runs submitted job code: it may launch, tag and end only this cluster's instances
+    cluster = aws["cluster_name"]
+    for statement in head["Statement"]:
+        acts = actions({"Statement": [statement]})
+        resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+        tag_conditions = statement.get("Condition", {}).get("StringEquals", {})
+        if "ec2:TerminateInstances" in acts:
+            assert tag_conditions == {"ec2:ResourceTag/ray-cluster-name": cluster}
+        if "ec2:CreateTags" in acts:
+            assert tag_conditions in ({"ec2:ResourceTag/ray-cluster-name": cluster},
+                                      {"ec2:CreateAction": "RunInstances"})
+        if "ec2:RunInstances" in acts and any(r == "*" or ":instance/" in r for r in resources):
+            assert tag_conditions == {"aws:RequestTag/ray-cluster-name": cluster}
+    for policy in (head, worker):  # the bucket's listing: the study prefix only
+        (listing,) = [s for s in policy["Statement"] if "s3:ListBucket" in actions({"Statement": [s]})]
+        assert listing["Condition"]["StringLike"]["s3:prefix"] == ["stateset-hpo", "stateset-hpo/*"]
 
 
 def test_kuberay_pods_run_locked_down():
