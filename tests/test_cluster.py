@@ -68,6 +68,9 @@ def test_launcher_config_passes_rays_checks_and_keeps_its_promises(name):
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"  # the same token on every node
     assert "--dashboard-host=127.0.0.1" in config["head_start_ray_commands"][0]
     assert "0.0.0.0" not in (CLUSTER / name).read_text()
+    if config["provider"]["type"] == "aws":  # our own group (SSH from one address): never one Ray makes
+        assert "security_group" not in config["provider"]
+        assert all(t["node_config"]["SecurityGroupIds"] == ["YOUR-SECURITY-GROUP-ID"] for t in types.values())
     assert config["file_mounts"]["~/stateset-hpo"] == "."
     assert any("-e ~/stateset-hpo" in c for c in config["setup_commands"])
 
