@@ -108,7 +108,7 @@ def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path, 
 
 
 def test_resuming_a_ray_study_with_other_settings_names_the_difference(tmp_path):
-    from stateset_hpo.search.ray.backend import SETTINGS_FILE, check_resumable, study_settings
+    from stateset_hpo.search.ray.resume import SETTINGS_FILE, check_resumable, study_settings
     from stateset_hpo.shared_storage import write_text
 
     experiment = str(tmp_path / "ray_results" / "grpo_hpo")

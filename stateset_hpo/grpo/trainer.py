@@ -21,6 +21,11 @@ trial's ``*_weight`` values (hyperparameters that shape training), evaluation al
 reward's own declared weights, greedy decoding and the config's fixed evaluation protocol, so
 no hyperparameter can move the yardstick that trials are compared on. Checkpoints
 (checkpoint.py) and keeping several workers in step (distributed.py) live beside it.
+
+Its size (about 470 lines, over the project's ~400): the rollout of lockstep conversations,
+their collation into micro-batches and the evaluation protocol still live here beside the step,
+as methods in the order `train_step` calls them; moving rollout and evaluation into modules of
+their own is the next step towards a ~300-line loop.
 """
 
 from __future__ import annotations

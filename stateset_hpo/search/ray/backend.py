@@ -25,7 +25,8 @@ from ...interrupts import restore_sigterm, sigterm_as_ctrl_c
 from ...library_logs import logger_level
 from ...lifecycle import TrialOutcome, annotations_of
 from ...results import HPOResult, StudyInterrupted
-from ...shared_storage import read_text, write_text
+from ...shared_storage import write_text
+from .resume import SETTINGS_FILE, check_resumable, study_settings
 from .storage import multi_node_warning, storage_location
 from ...space import SearchSpace
 from ...study_monitor import StudyControl
@@ -153,34 +154,6 @@ def _error_text(trial) -> str:
         return "trial failed"
     latest = text.rsplit("Failure # ", 1)[-1].partition("\n")[2].strip()
     return latest or "trial failed"
-
-
-SETTINGS_FILE = "stateset_hpo_study.json"  # beside Tune's experiment state
-# what a resumed study must share with the run it continues (Tune restores its searcher and
-# scheduler from the saved state; other values would silently mix two studies)
-RESUME_KEYS = ("scheduler", "search_alg", "execution", "workers_per_trial", "grace_period", "reduction_factor",
-               "max_t", "perturbation_interval")
-
-
-def study_settings(config: HPOConfig, space: SearchSpace) -> Dict[str, Any]:
-    settings = {"search_space": space.to_dict(), "objective_metric": config.objective_metric,
-                "direction": config.direction, "n_trials": config.n_trials, "grid_points": config.grid_points,
-                "seed": config.seed, **{key: config.ray_config[key] for key in RESUME_KEYS}}
-    return json.loads(json.dumps(settings))  # as stored
-
-
-def check_resumable(experiment: str, settings: Dict[str, Any]) -> None:
-    """Resuming with other settings than the study was started with is an error naming them."""
-    saved = read_text(f"{experiment}/{SETTINGS_FILE}")
-    if saved is None:  # (nothing to resume is Tune's own, clear, error)
-        return
-    before = json.loads(saved)
-    changed = [key for key in settings if before.get(key) != settings[key]]
-    if changed:
-        said = ["the search space" if key == "search_space" else f"{key} (was {before.get(key)!r}, now "
-                f"{settings[key]!r})" for key in changed]
-        raise ValueError(f"the study at {experiment!r} was started with other settings: {', '.join(said)}; resume "
-                         "it with the settings it was started with, or start a new study (another --study-name)")
 
 
 def resolve_resources(config: HPOConfig, execution: str, total: Dict[str, float]) -> Tuple[float, float]:
