@@ -160,3 +160,12 @@ def test_a_reward_module_that_cannot_load_or_exits_is_one_line(tmp_path, monkeyp
     assert main(["--backend", "optuna", "--scenarios", str(scenarios), "--reward", f"{name}:f", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and (name in err or "SystemExit: 3" in err), err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("seed=18446744073709551616", "TrainingConfig.seed must be an integer from 0 to 2147483647"),
+    ("lora_target_modules=17", "TrainingConfig.lora_target_modules must be a module name pattern or a list"),
+])
+def test_training_settings_that_would_fail_every_trial_are_refused_first(capsys, setting, message):
+    assert main(["--backend", "optuna", "--set", setting, "--dry-run"]) == 2
+    assert message in capsys.readouterr().err

@@ -110,6 +110,8 @@ class TrainingConfig:
                       lora_dropout=(0, 1, False), temperature=(0, None, True), top_p=(0, 1, True),
                       repetition_penalty=(0, None, True))
         checks = {name: integer(minimum) for name, minimum in ints.items()}
+        # numpy and Optuna take seeds below 2**32, and validation and racing add up to 40000 to it
+        checks["seed"] = integer(0, maximum=2**31 - 1)
         checks.update({name: number(low, strict, maximum=high) for name, (low, high, strict) in floats.items()})
         checks.update({name: number(0, strict=False, optional=True) for name in REWARD_WEIGHT_FIELDS})
         checks["clip_range_high"] = number(self.clip_range, strict=False, optional=True)
@@ -119,6 +121,11 @@ class TrainingConfig:
                 setattr(self, name, check(getattr(self, name)))
             except ValueError as exc:
                 raise ValueError(f"TrainingConfig.{name} {exc}") from None
+        modules = self.lora_target_modules
+        if not (isinstance(modules, str) and modules.strip()) and not (
+                isinstance(modules, (list, tuple)) and modules and all(isinstance(m, str) and m.strip() for m in modules)):
+            raise ValueError(f"TrainingConfig.lora_target_modules must be a module name pattern or a list of module "
+                             f"names (e.g. 'all-linear' or ['q_proj', 'v_proj']), got {str(modules)[:80]!r}")
         for name, options in (("optimizer_type", OPTIMIZERS), ("advantage_std", ADVANTAGE_STD),
                               ("loss_type", LOSS_TYPES), ("lr_scheduler_type", LR_SCHEDULERS),
                               ("detail_level", tuple(DETAIL_LEVELS)), ("eval_detail_level", tuple(DETAIL_LEVELS))):
