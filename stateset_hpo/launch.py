@@ -298,7 +298,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                builtin=default_spec(config) if args.judge else None)
         given = TrialSpec(environment=task[0], reward=task[1]) if task else None
         # bad --set / --model values and everything else run_study checks fail here, before Ray starts
-        spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run)
+        spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run, resume=args.resume)
     except (UsageError, ValueError) as exc:
         print(f"stateset_hpo.launch: error: {one_line(exc)}", file=sys.stderr)
         return 2

@@ -64,6 +64,10 @@ def check_output_dir(output_dir, create: bool = True) -> None:
     hours and then cannot write its summary loses everything): create it and write a probe.
     ``create=False`` (a dry run) leaves the disk alone and asks the nearest existing folder."""
     folder = Path(output_dir).expanduser()
+    dangling = next((p for p in [folder, *folder.absolute().parents] if p.is_symlink() and not p.exists()), None)
+    if dangling is not None:  # (mkdir would fail on it; a dry run's walk up the path would pass it by)
+        raise ValueError(f"output_dir {str(output_dir)!r} goes through the symbolic link {str(dangling)!r}, whose "
+                         f"target {os.readlink(dangling)!r} does not exist")
     if not create:
         existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -79,10 +83,14 @@ def check_output_dir(output_dir, create: bool = True) -> None:
         raise ValueError(f"output_dir {str(output_dir)!r} is not a writable folder: {exc.strerror or exc}") from None
 
 
-def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False) -> TrialSpec:
+def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False, resume: bool = False) -> TrialSpec:
     """Every check that must pass before any trial or cluster work: the space can be trained
     (every choice and range end), the objectives are metrics the trials report, the results
-    folder is writable. ``dry_run`` builds nothing (the tiny model, the results folder)."""
+    folder is writable, a resume has something to continue. ``dry_run`` builds nothing (the
+    tiny model, the results folder)."""
+    why = get_backend(config.backend).cannot_resume(config) if resume else None
+    if why:
+        raise ValueError(why)
     spec.check_space(space, model=not dry_run)
     spec.check_objectives([metric for metric, _ in config.objectives], space)
     spec.check_objectives(list(config.constraints or {}), space, what="constrained metric")
@@ -137,7 +145,7 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
 def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Sequence[Any] = (),
               resume: bool = False) -> HPOSummary:
     space = config.resolve_search_space()
-    spec = check_study(config, spec_from_config(config, spec), space)
+    spec = check_study(config, spec_from_config(config, spec), space, resume=resume)
     first = space.baseline()  # the space's defaults: the search's first trial
     space_name = None if config.search_space is not None else config.search_space_name
     backend = get_backend(config.backend)

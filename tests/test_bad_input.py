@@ -134,10 +134,15 @@ def test_a_yaml_file_that_hides_or_multiplies_values_is_one_short_line(tmp_path,
 def test_an_error_echoing_a_huge_value_is_cut_to_one_short_line(capsys):
     assert main(["--backend", "optuna", "--set", "learning_rate=" + "a" * 5000, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and len(err) < 700 and "characters in all" in err
+    assert len(err.splitlines()) == 1 and len(err) < 700
     assert main(["--backend", "optuna", "--set", "learning_rate=" + "9" * 5000, "--dry-run"]) == 2  # past int's limit
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--set learning_rate: cannot read value" in err
+    from stateset_hpo.launch import one_line  # whatever a message echoes, the line stays short
+
+    assert one_line(ValueError("x" * 5000)).endswith("... (5000 characters in all)")
+    assert one_line(ValueError("while parsing\n  in line 2\n    ^\nexpected ']'")) == \
+        "while parsing; in line 2; expected ']'"
 
 
 def test_numbers_too_large_for_a_float_are_one_line(tmp_path, capsys):
@@ -169,3 +174,11 @@ def test_a_reward_module_that_cannot_load_or_exits_is_one_line(tmp_path, monkeyp
 def test_training_settings_that_would_fail_every_trial_are_refused_first(capsys, setting, message):
     assert main(["--backend", "optuna", "--set", setting, "--dry-run"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_resume_with_nothing_to_continue_and_a_dangling_output_link_fail_in_the_dry_run(tmp_path, capsys):
+    assert main(["--backend", "optuna", "--resume", "--dry-run"]) == 2  # an in-memory study left nothing
+    assert "needs a persistent optuna_config['storage']" in capsys.readouterr().err
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    assert main(["--backend", "optuna", "--output-dir", str(tmp_path / "out"), "--dry-run"]) == 2
+    assert "whose target" in capsys.readouterr().err and not (tmp_path / "gone").exists()

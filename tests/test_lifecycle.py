@@ -6,8 +6,15 @@ from pathlib import Path
 
 from stateset_hpo.grpo import TrainingConfig
 from stateset_hpo.health import HealthRules
-from stateset_hpo.lifecycle import Report, TrialOutcome, TrialReporter, annotations_of, schedule_of
-from stateset_hpo.results import TrialStatus, describe_schedule
+from stateset_hpo.lifecycle import (
+    Report,
+    TrialOutcome,
+    TrialReporter,
+    annotations_of,
+    schedule_of,
+)
+from stateset_hpo.results import TrialStatus
+from stateset_hpo.summary_text import describe_schedule
 
 TRANSCRIPT = [{"index": 0, "topic": "refund", "reward": 0.5,
                "conversation": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]

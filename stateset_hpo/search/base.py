@@ -94,6 +94,8 @@ class Backend:
     # the Optuna storage (URL or journal path) in which the backend itself keeps the study, or
     # None: the dashboard opens it directly, and an interrupted study continues from it
     optuna_storage: Callable[["HPOConfig"], Optional[str]] = _nowhere
+    # why this study could not be resumed (checked before any work, dry runs too), or None
+    cannot_resume: Callable[["HPOConfig"], Optional[str]] = _nowhere
     # "module:function" that runs the re-runs (config, spec, points); in this process by default
     retrainer: str = "stateset_hpo.search.trial_runner:run_points"
 

@@ -119,7 +119,7 @@ class SearchDimension:
             if not _is_number(value):
                 self._fail(f"{bound} must be a number, got {value!r} ({type(value).__name__})")
             if abs(value) > 1e300 or not math.isfinite(value):  # (an int too large for a float fails isfinite)
-                self._fail(f"{bound} must be a finite number of sensible size, got {str(value)[:40]!r}")
+                self._fail(f"{bound} must be finite (and at most 1e300 in size), got {str(value)[:40]!r}")
             if kind is SearchSpaceType.INT and not _is_integral(value):
                 self._fail(f"int dimensions need integer bounds, got {bound}={value!r}")
         if self.low >= self.high:

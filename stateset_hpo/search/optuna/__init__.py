@@ -71,6 +71,14 @@ def _optuna_storage(config):
     return config.optuna_config["storage"]
 
 
+def _cannot_resume(config):
+    if config.optuna_config["storage"] is None:
+        return ("resuming an Optuna study needs a persistent optuna_config['storage'] (--storage "
+                "sqlite:///hpo.db): a study in memory left nothing to continue")
+    return None
+
+
 BACKEND = Backend(name="optuna", section="optuna_config", settings=SETTINGS,
                   runner="stateset_hpo.search.optuna.backend:run_optuna", describe=_describe, compiled=_compiled,
-                  flags=FLAGS, check=_check, multi_objective=True, optuna_storage=_optuna_storage)
+                  flags=FLAGS, check=_check, multi_objective=True, optuna_storage=_optuna_storage,
+                  cannot_resume=_cannot_resume)

@@ -56,9 +56,6 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
     oc = config.optuna_config
     objectives = config.objectives
     storage = open_storage(oc["storage"])
-    if resume and storage is None:
-        raise ValueError("resuming an Optuna study needs a persistent optuna_config['storage'] "
-                         "(e.g. sqlite:///hpo.db)")
     name = config.resolved_study_name
     sampler = build_sampler(oc, len(objectives), config.seed)
     pruner = build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space))

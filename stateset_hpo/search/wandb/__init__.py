@@ -70,6 +70,11 @@ def _compiled(config, space) -> str:
     return f"W&B sweep parameters ({sweep['method']}): {len(sweep['parameters'])}"
 
 
+def _cannot_resume(config):
+    return ("the wandb backend cannot resume a study; start a new one (or use backend 'optuna' with a storage, or "
+            "'ray_tune')")
+
+
 BACKEND = Backend(name="wandb", section="wandb_config", settings=SETTINGS,
                   runner="stateset_hpo.search.wandb.backend:run_wandb", describe=_describe, compiled=_compiled,
-                  flags=FLAGS, check=_check)
+                  flags=FLAGS, check=_check, cannot_resume=_cannot_resume)

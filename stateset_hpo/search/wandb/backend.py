@@ -101,9 +101,6 @@ def _plain(value: Any) -> Any:
 
 def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any], control: StudyControl,
               resume: bool = False) -> List[HPOResult]:
-    if resume:
-        raise ValueError("the wandb backend cannot resume a study; start a new one (or use backend 'optuna' with a "
-                         "storage, or 'ray_tune')")
     if config.n_parallel_trials != 1:
         raise ValueError("the wandb backend runs one trial at a time in this process; set n_parallel_trials=1 "
                          "(online, start more `wandb agent` processes on the same sweep instead)")
