@@ -11,11 +11,12 @@ the chosen backend drives the search; `wandb_logging` names the W&B project that
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .checks import boolean, check_section, integer, number, one_of, optional_str
+from .checks import boolean, check_section, integer, number, one_of, optional_str, path_or_uri
 from .constraints import check_constraints
 from .cost import check_budget
 from .health import SETTINGS as HEALTH_SETTINGS
@@ -150,7 +151,7 @@ class HPOConfig:
             "study_name": optional_str,
             "seed": integer(0, optional=True, maximum=2**32 - 1),  # what Optuna's and numpy's generators take
             "grid_points": integer(2),
-            "dashboard_storage": optional_str,
+            "dashboard_storage": lambda value: value if value == "auto" else path_or_uri(value),
             "checkpoint_freq": integer(1, optional=True),
             "keep_best_n": integer(1, optional=True),
             "early_stopping_patience": integer(1, optional=True),
@@ -187,6 +188,12 @@ class HPOConfig:
                              f"validation_seeds ({self.validation_seeds})")
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
             raise ValueError(f"HPOConfig.output_dir must be a path, got {self.output_dir!r}")
+        # (a TrainingConfig instance means its module is loaded: no need to import the engine here)
+        engine_config = sys.modules.get("stateset_hpo.grpo.config")
+        if self.base_training_config is not None and not isinstance(self.base_training_config, Mapping) and not (
+                engine_config is not None and isinstance(self.base_training_config, engine_config.TrainingConfig)):
+            raise ValueError(f"HPOConfig.base_training_config must be a TrainingConfig or a mapping of its fields "
+                             f"(e.g. {{'num_episodes': 160}}), got {type(self.base_training_config).__name__}")
         if isinstance(self.search_space, Mapping):
             self.search_space = SearchSpace.from_dict(self.search_space)
         if self.search_space is not None and not isinstance(self.search_space, SearchSpace):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 from .grpo import CompositeReward, ConversationEnvironment, default_reward, make_reward
 from .grpo.judge import JudgeReward
 from .grpo.rewards import REWARDS, FunctionReward, ReplyContext
+from .grpo.user_scenarios import FILE_SUFFIXES, looks_like_file
 
 if TYPE_CHECKING:
     from .trial import TrialSpec
@@ -93,6 +94,8 @@ def task_from_flags(task: Optional[str], scenarios: Optional[str], rewards: Sequ
     elif scenarios:
         if not Path(scenarios).expanduser().is_file():
             raise ValueError(f"--scenarios {scenarios}: no such file")
+        if not looks_like_file(scenarios):  # (a bare name would be read as a built-in domain)
+            raise ValueError(f"--scenarios {scenarios}: a scenario file must end with one of {', '.join(FILE_SUFFIXES)}")
         environment = ConversationEnvironment(scenarios)
         reward = reward_from_flags(rewards) if rewards else default_reward()
     elif judge and builtin is not None:

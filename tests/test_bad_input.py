@@ -182,3 +182,16 @@ def test_a_resume_with_nothing_to_continue_and_a_dangling_output_link_fail_in_th
     (tmp_path / "out").symlink_to(tmp_path / "gone")
     assert main(["--backend", "optuna", "--output-dir", str(tmp_path / "out"), "--dry-run"]) == 2
     assert "whose target" in capsys.readouterr().err and not (tmp_path / "gone").exists()
+
+
+def test_scenario_and_config_files_of_the_wrong_kind_are_named(tmp_path, capsys):
+    scenarios = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "order_status.jsonl")
+    (tmp_path / "scen.txt").write_text(open(scenarios).read())
+    assert main(["--backend", "optuna", "--scenarios", str(tmp_path / "scen.txt"), "--dry-run"]) == 2
+    assert "a scenario file must end with one of .jsonl" in capsys.readouterr().err
+    (tmp_path / "latin.jsonl").write_bytes(b'\xff\xfe{"a": 1}\n')
+    assert main(["--backend", "optuna", "--scenarios", str(tmp_path / "latin.jsonl"), "--dry-run"]) == 2
+    assert "latin.jsonl' is not UTF-8 text" in capsys.readouterr().err
+    (tmp_path / "hpo.yaml").write_text("backend: optuna\nbase_training_config: hello\n")
+    assert main(["--config", str(tmp_path / "hpo.yaml"), "--dry-run"]) == 2
+    assert "base_training_config must be a TrainingConfig or a mapping of its fields" in capsys.readouterr().err

@@ -79,6 +79,7 @@ def test_a_given_space_wins_over_the_name():
     (dict(study_name="/abs/name"), "HPOConfig.study_name must be a plain name"),
     (dict(optuna_config={"study_name": ".."}), "HPOConfig.study_name must be a plain name"),
     (dict(grid_points=1), "HPOConfig.grid_points"),
+    (dict(dashboard_storage="sqlite:/dash.db"), "HPOConfig.dashboard_storage 'sqlite:/dash.db' looks like a database URL"),
 ])
 def test_invalid_settings_raise_one_clear_error(kwargs, message):
     with pytest.raises(ValueError) as info:

@@ -151,7 +151,10 @@ def _file_rows(path: Path) -> Iterator[Tuple[str, Any]]:
         raise ValueError(f"scenario file {str(path)!r} must end with one of {', '.join(FILE_SUFFIXES)}")
     if not path.is_file():
         raise ValueError(f"scenario file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"scenario file {str(path)!r} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     if path.suffix.lower() == ".jsonl":
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
