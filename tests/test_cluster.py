@@ -351,3 +351,28 @@ def test_the_network_policy_admits_only_the_clusters_own_pods_to_gcs_and_the_das
         for client in (submitter, operator):  # the dashboard only
             assert _admits(policy_for(head), client, port) == (port == dashboard)
             assert not any(_admits(policy_for(w), client, port) for w in workers)
+
+
+def test_the_readme_says_exactly_what_ray_gives_the_gcp_head():
+    """Ray's launcher binds its own head service account to these roles project-wide (no
+    option to choose another); cluster/README.md must list exactly the installed Ray's."""
+    import ast
+    import re
+
+    import ray  # (its GCP module needs Google's client libraries to import: read its source instead)
+
+    source = Path(ray.__file__).parent / "autoscaler" / "_private" / "gcp" / "config.py"
+    constants = {}  # the module's top-level assignments of strings and lists (names joined by +)
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = eval(compile(ast.Expression(node.value), "ray", "eval"),
+                                                     {"__builtins__": {}}, dict(constants))
+            except Exception:  # (calls, imports: not a constant)
+                pass
+    DEFAULT_SERVICE_ACCOUNT_ID, DEFAULT_SERVICE_ACCOUNT_ROLES = (constants["DEFAULT_SERVICE_ACCOUNT_ID"],
+                                                                 constants["DEFAULT_SERVICE_ACCOUNT_ROLES"])
+    text = (CLUSTER / "README.md").read_text()
+    listed = re.search(r"<!-- gcp-head-roles -->(.*?)<!-- /gcp-head-roles -->", text).group(1)
+    assert re.findall(r"`(roles/[^`]+)`", listed) == DEFAULT_SERVICE_ACCOUNT_ROLES
+    assert f"`{DEFAULT_SERVICE_ACCOUNT_ID}`" in text
