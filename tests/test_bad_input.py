@@ -6,6 +6,8 @@ value of the space that cannot be trained, a Hub model that does not exist."""
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from helpers import LR_WIDE
 
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
@@ -195,3 +197,36 @@ def test_scenario_and_config_files_of_the_wrong_kind_are_named(tmp_path, capsys)
     (tmp_path / "hpo.yaml").write_text("backend: optuna\nbase_training_config: hello\n")
     assert main(["--config", str(tmp_path / "hpo.yaml"), "--dry-run"]) == 2
     assert "base_training_config must be a TrainingConfig or a mapping of its fields" in capsys.readouterr().err
+
+
+_VALUES = st.one_of(st.text(max_size=40), st.sampled_from(["", "-1", "0", "1e400", "nan", "inf", "-inf", "1" + "0" * 400,
+                                                          "[1, 2", "{a: 1}", "*x", "&a [*a]", "s3:/x", "../..", "yes",
+                                                          "null", "\x00", "é"]))
+
+
+def _value_flags():
+    from stateset_hpo.launch import build_parser
+
+    skip = {"--config", "--space-file", "--scenarios", "--task", "--reward", "--judge", "--model", "--output-dir",
+            "--storage", "--storage-path", "--dashboard-storage", "--address"}  # (paths: their own tests)
+    return sorted(option for action in build_parser()._actions for option in action.option_strings
+                  if option.startswith("--") and action.nargs != 0 and option not in skip and option != "--help")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from(_value_flags()), value=_VALUES)
+def test_any_value_of_any_flag_is_taken_or_refused_in_one_short_line(tmp_path, monkeypatch, capsys, flag, value):
+    """Generated bad input: whatever a flag is given, the CLI accepts it or exits 2 with one
+    line naming the problem (no traceback, no thousand-character echo), and creates nothing."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    try:
+        code = main(["--backend", "optuna", "--space", "conservative", flag, value, "--dry-run"])
+    except SystemExit as exit:  # argparse: a value of the wrong type or outside the choices
+        code = exit.code
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2), (flag, value, err[-500:])
+    if code == 2:
+        assert "Traceback" not in err and len(err) < 700, (flag, value, err[-500:])
+        assert len(err.splitlines()) == 1 or err.splitlines()[0].startswith("usage:"), (flag, value, err[-500:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
