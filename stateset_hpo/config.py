@@ -210,7 +210,7 @@ class HPOConfig:
         given = {}
         for backend in all_backends():  # every section is filled, so the config shows what a study will use
             given[backend.name] = getattr(self, backend.section)
-            moved = sorted(set(SHARED) & set(given[backend.name] or ()))
+            moved = sorted(set(SHARED) & set(given[backend.name])) if isinstance(given[backend.name], Mapping) else []
             if moved:
                 raise ValueError(f"{backend.section}[{moved[0]!r}] is a setting every backend shares: set "
                                  f"HPOConfig.{moved[0]} ({SHARED[moved[0]]}) instead")

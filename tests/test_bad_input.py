@@ -230,3 +230,26 @@ def test_any_value_of_any_flag_is_taken_or_refused_in_one_short_line(tmp_path, m
         assert "Traceback" not in err and len(err) < 700, (flag, value, err[-500:])
         assert len(err.splitlines()) == 1 or err.splitlines()[0].startswith("usage:"), (flag, value, err[-500:])
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def _config_keys():
+    import dataclasses
+
+    return sorted(f.name for f in dataclasses.fields(HPOConfig))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(_config_keys()), value=_VALUES)
+def test_any_value_of_any_config_key_is_taken_or_refused_in_one_short_line(tmp_path, capsys, key, value):
+    """The same over --config files: every HPOConfig key, odd YAML values."""
+    import json
+
+    path = tmp_path / "hpo.yaml"
+    path.write_text(f"backend: optuna\nsearch_space_name: conservative\noutput_dir: {json.dumps(str(tmp_path / 'o'))}\n"
+                    + ("" if key in ("backend", "search_space_name", "output_dir") else f"{key}: {value}\n"))
+    code = main(["--config", str(path), "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2), (key, value, err[-500:])
+    if code == 2:
+        assert "Traceback" not in err and len(err) < 700 and len(err.splitlines()) == 1, (key, value, err[-500:])
+    assert not (tmp_path / "o").exists()
