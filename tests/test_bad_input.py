@@ -253,3 +253,20 @@ def test_any_value_of_any_config_key_is_taken_or_refused_in_one_short_line(tmp_p
     if code == 2:
         assert "Traceback" not in err and len(err) < 700 and len(err.splitlines()) == 1, (key, value, err[-500:])
     assert not (tmp_path / "o").exists()
+
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["uniform", "loguniform", "int", "choice", "categorical", "normal", "", "[1]"]),
+       field=st.sampled_from(["low", "high", "choices", "default", "log", "type", "extra"]), value=_VALUES)
+def test_any_space_file_is_taken_or_refused_in_one_short_line(tmp_path, capsys, kind, field, value):
+    """The same over --space-file: a dimension of any type with any of its fields oddly set."""
+    path = tmp_path / "space.yaml"
+    shown = kind or "''"
+    path.write_text(f"learning_rate:\n  type: {shown}\n  low: 1e-5\n  high: 1e-3\n  {field}: {value}\n")
+    code = main(["--backend", "optuna", "--space-file", str(path), "--output-dir", str(tmp_path / "o"), "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2), (kind, field, value, err[-500:])
+    if code == 2:
+        assert "Traceback" not in err and len(err) < 700 and len(err.splitlines()) == 1, (kind, field, value, err)
+    assert not (tmp_path / "o").exists()
