@@ -6,7 +6,7 @@ value of the space that cannot be trained, a Hub model that does not exist."""
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from helpers import LR_WIDE
 
@@ -269,4 +269,42 @@ def test_any_space_file_is_taken_or_refused_in_one_short_line(tmp_path, capsys, 
     assert code in (0, 2), (kind, field, value, err[-500:])
     if code == 2:
         assert "Traceback" not in err and len(err) < 700 and len(err.splitlines()) == 1, (kind, field, value, err)
+    assert not (tmp_path / "o").exists()
+
+
+
+_SCENARIO_FIELDS = ["id", "topic", "user_goal", "context", "user_responses", "opening", "facts", "expected_actions",
+                    "forbidden", "reference_reply", "item", "split", "domain", "extra"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(_SCENARIO_FIELDS), value=_VALUES, row=st.integers(0, 5))
+def test_any_scenario_file_is_taken_or_refused_in_one_short_line(tmp_path, capsys, field, value, row):
+    """The same over --scenarios: the example file with one field of one scenario oddly set (its
+    value read as YAML), or a row of it replaced by that value."""
+    import json
+
+    import yaml
+
+    source = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "order_status.jsonl")
+    rows = [json.loads(line) for line in open(source) if line.strip()]
+    try:
+        odd = yaml.safe_load(value)
+    except yaml.YAMLError:
+        odd = value
+    if field == "extra":
+        rows[row % len(rows)] = odd
+    else:
+        rows[row % len(rows)][field] = odd
+    path = tmp_path / "scenarios.jsonl"
+    try:
+        text = "\n".join(json.dumps(r, default=str) for r in rows) + "\n"
+    except ValueError:  # a YAML alias that refers to itself: no JSON line can hold it
+        assume(False)
+    path.write_text(text)
+    code = main(["--backend", "optuna", "--scenarios", str(path), "--output-dir", str(tmp_path / "o"), "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2), (field, value, err[-500:])
+    if code == 2:
+        assert "Traceback" not in err and len(err) < 700 and len(err.splitlines()) == 1, (field, value, err)
     assert not (tmp_path / "o").exists()
