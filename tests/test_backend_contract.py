@@ -260,10 +260,11 @@ def test_a_callback_that_raises_is_reported_once_and_the_study_goes_on(tmp_path,
         summary = run_study(make_config(tmp_path, backend, n_trials=4), spec, callbacks=[logger])
     assert summary.n_trials == 4 and summary.n_failed == 1 and len(logger.lines) == 3
     assert sum("GuideLogger" in str(w.message) for w in caught) == 1
+    if backend == "ray_tune":  # (strictness is the same fire() everywhere: checked on the in-process backends)
+        return
     (tmp_path / "calls2").mkdir()
     spec = TrialSpec(objective=functools.partial(failing_second, str(tmp_path / "calls2")))
-    # a strict callback ends the study with its error (on Ray, inside Tune's TuneError)
-    with pytest.raises(Exception, match="unsupported format string"):
+    with pytest.raises(TypeError, match="unsupported format string"):  # a strict callback ends the study
         run_study(make_config(tmp_path / "strict", backend, n_trials=4), spec, callbacks=[StrictLogger()])
 
 

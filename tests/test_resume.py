@@ -98,6 +98,8 @@ def test_sigterm_stops_an_optuna_study_cleanly_and_resume_finishes_it(tmp_path, 
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err and "Traceback" not in err
+    if sigint == "ignored":  # (what resume does after a stop is the same either way: checked once)
+        return
     finished = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
     import optuna
