@@ -17,7 +17,7 @@ import uuid
 
 import optuna
 import pytest
-from helpers import backends_ray_slow, study_config
+from helpers import study_config
 from ray import cloudpickle
 
 from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType, TrialStatus
@@ -187,7 +187,8 @@ def test_validation_points_run_exactly_as_asked(tmp_path, backend, ray_if_needed
     assert most_at_once(tmp_path / "runs") == 1  # the study's concurrency limit holds for validation too
 
 
-@pytest.mark.parametrize("backend", backends_ray_slow())
+@pytest.mark.slow  # (several studies per backend: CI runs it, the inner loop does not)
+@pytest.mark.parametrize("backend", backend_names())
 def test_one_seed_on_the_config_makes_every_backend_repeat_its_search(tmp_path, backend, ray_if_needed):
     """HPOConfig.seed drives each backend's own search (Optuna's sampler, the Ray searcher,
     W&B's sweep engine): the same seed proposes the same trials whatever the process's global
@@ -251,7 +252,8 @@ class StrictLogger(GuideLogger):
     errors_stop_the_study = True
 
 
-@pytest.mark.parametrize("backend", backends_ray_slow())
+@pytest.mark.slow  # (several studies per backend: CI runs it, the inner loop does not)
+@pytest.mark.parametrize("backend", backend_names())
 def test_a_callback_that_raises_is_reported_once_and_the_study_goes_on(tmp_path, backend, ray_if_needed):
     spec = TrialSpec(objective=functools.partial(failing_second, str(tmp_path / "calls")))
     (tmp_path / "calls").mkdir()

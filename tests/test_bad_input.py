@@ -213,7 +213,7 @@ def _value_flags():
                   if option.startswith("--") and action.nargs != 0 and option not in skip and option != "--help")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flag=st.sampled_from(_value_flags()), value=_VALUES)
 def test_any_value_of_any_flag_is_taken_or_refused_in_one_short_line(tmp_path, monkeypatch, capsys, flag, value):
     """Generated bad input: whatever a flag is given, the CLI accepts it or exits 2 with one
@@ -238,7 +238,7 @@ def _config_keys():
     return sorted(f.name for f in dataclasses.fields(HPOConfig))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(_config_keys()), value=_VALUES)
 def test_any_value_of_any_config_key_is_taken_or_refused_in_one_short_line(tmp_path, capsys, key, value):
     """The same over --config files: every HPOConfig key, odd YAML values."""
@@ -256,7 +256,7 @@ def test_any_value_of_any_config_key_is_taken_or_refused_in_one_short_line(tmp_p
 
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(["uniform", "loguniform", "int", "choice", "categorical", "normal", "", "[1]"]),
        field=st.sampled_from(["low", "high", "choices", "default", "log", "type", "extra"]), value=_VALUES)
 def test_any_space_file_is_taken_or_refused_in_one_short_line(tmp_path, capsys, kind, field, value):
@@ -277,7 +277,7 @@ _SCENARIO_FIELDS = ["id", "topic", "user_goal", "context", "user_responses", "op
                     "forbidden", "reference_reply", "item", "split", "domain", "extra"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(_SCENARIO_FIELDS), value=_VALUES, row=st.integers(0, 5))
 def test_any_scenario_file_is_taken_or_refused_in_one_short_line(tmp_path, capsys, field, value, row):
     """The same over --scenarios: the example file with one field of one scenario oddly set (its
