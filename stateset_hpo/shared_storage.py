@@ -34,8 +34,10 @@ def _is_file(filesystem, path: str) -> bool:
 def read_text(location: str) -> Optional[str]:
     """The file's text, or None if there is no such file."""
     filesystem, path = _filesystem(location)
-    if not _is_file(filesystem, path):
-        return None
+    return _read(filesystem, path) if _is_file(filesystem, path) else None
+
+
+def _read(filesystem, path: str) -> str:
     with filesystem.open_input_stream(path) as f:
         return f.read().decode()
 
@@ -63,7 +65,7 @@ def unpublished(output_dir: Path, destination: str) -> List[str]:
             name = source.relative_to(output_dir).as_posix()
             info = filesystem.get_file_info(f"{root}/{name}")
             if info.type != pafs.FileType.File or info.size != source.stat().st_size or (
-                    name == "summary.json" and read_text(f"{destination.rstrip('/')}/{name}") != source.read_text()):
+                    name == "summary.json" and _read(filesystem, f"{root}/{name}") != source.read_text()):
                 wrong.append(name)
     except (OSError, ValueError):  # the storage cannot be read: nothing is known to be there
         return [source.relative_to(output_dir).as_posix() for source in local]

@@ -73,12 +73,11 @@ class _SeededEngine:
 
         import numpy as np
 
-        self.seeded = seed is not None
-        self.py = random.Random(seed).getstate() if self.seeded else None
-        self.np = np.random.RandomState(seed).get_state() if self.seeded else None
+        self.py = random.Random(seed).getstate() if seed is not None else None
+        self.np = np.random.RandomState(seed).get_state() if seed is not None else None
 
     def next_run(self, sweeps, sweep: Dict[str, Any], runs: List[Any]):
-        if not self.seeded:
+        if self.py is None:  # unseeded: the global generators, as W&B's engine has them
             return sweeps.next_run(sweep, runs)
         import random
 
