@@ -26,6 +26,7 @@ from .space.presets import get_search_space, list_search_spaces
 from .wandb_runs import LOGGING_SETTINGS as WANDB_LOGGING_SETTINGS
 
 DIRECTIONS = ("maximize", "minimize")
+ENGINES = ("grpo", "trl")  # what a trial trains with: our engine, or TRL's GRPOTrainer (trl_engine/)
 # settings every backend shares: HPOConfig fields, never a backend section's keys (name: CLI flag)
 SHARED = {"seed": "--seed", "grid_points": "--grid-points"}
 
@@ -37,6 +38,9 @@ class HPOConfig:
     - ``gpu_per_trial`` / ``cpu_per_trial`` default to None, meaning "auto": one GPU per
       trial where the cluster has GPUs and none otherwise, and up to 4 CPUs as the cluster
       allows; so the same config runs on a laptop and on a GPU cluster.
+    - ``engine`` (not in the guide): "grpo", our engine (default), or "trl", TRL's
+      GRPOTrainer (trl_engine/: the space's names are then GRPOConfig fields, e.g. the
+      predefined space ``trl``).
     - ``search_space`` wins over ``search_space_name`` when both are given (the guide's
       examples pass a space and leave the name at its default).
     - ``objective_metric`` defaults to ``eval_reward``, the greedy score on the held-out
@@ -98,6 +102,7 @@ class HPOConfig:
     """
 
     backend: str = "optuna"
+    engine: str = "grpo"
     search_space: Optional[SearchSpace] = None
     search_space_name: str = "grpo"
     n_trials: int = 100
@@ -145,6 +150,7 @@ class HPOConfig:
     def __post_init__(self) -> None:
         checks = {
             "backend": one_of(backend_names()),
+            "engine": one_of(ENGINES),
             "n_trials": integer(1),
             "timeout": number(0.0, strict=True, optional=True),
             "direction": one_of(DIRECTIONS),

@@ -159,10 +159,8 @@ class HealthMonitor:
     def _lr_sums_to(self, steps: int, config: "TrainingConfig") -> Tuple[float, float]:
         """(summed lr factors of the first ``steps`` optimizer steps, of every planned step)."""
         if self._lr_sums is None:
-            from .grpo.optim import lr_factor
-
-            factor, sums = lr_factor(config), [0.0]
-            for step in range(config.total_iterations * config.num_iterations):
+            factor, sums = config.lr_factor(), [0.0]
+            for step in range(config.total_iterations * config.updates_per_iteration):
                 sums.append(sums[-1] + factor(step))
             self._lr_sums = sums
         return self._lr_sums[min(max(steps, 0), len(self._lr_sums) - 1)], self._lr_sums[-1]
@@ -170,7 +168,7 @@ class HealthMonitor:
     def _projected_kl(self, kl: float, iteration: int, config: "TrainingConfig") -> Optional[float]:
         """The KL at the last planned step if the policy keeps its pace (see HealthRules.kl_floor);
         None before the first optimizer step that had a learning signal (the KL is 0 by construction there)."""
-        taken, planned = self._lr_sums_to((iteration - 1) * config.num_iterations, config)  # before this loss
+        taken, planned = self._lr_sums_to((iteration - 1) * config.updates_per_iteration, config)  # before this loss
         taken, planned = taken - self.silent_lr, planned - self.silent_lr  # (HealthMonitor.silent_lr)
         if taken <= 1e-12:
             return None
@@ -222,13 +220,13 @@ class HealthMonitor:
                               f"{config.total_iterations} iterations, below the floor {r.kl_floor:g} (learning rate "
                               "too small to change the policy)"))
         if zero_std is not None and zero_std >= 1.0:  # this iteration's updates had nothing to learn from
-            before, _ = self._lr_sums_to((iteration - 1) * config.num_iterations, config)
-            self.silent_lr += self._lr_sums_to(iteration * config.num_iterations, config)[0] - before
+            before, _ = self._lr_sums_to((iteration - 1) * config.updates_per_iteration, config)
+            self.silent_lr += self._lr_sums_to(iteration * config.updates_per_iteration, config)[0] - before
         changed = metrics.get("eval_replies_changed")
         if r.unchanged_fraction is not None and changed is not None and not self.replies_changed:
             self.replies_changed = changed > 0
             unchanged = self._streak("unchanged", not self.replies_changed)  # evaluations after the first
-            spent, planned = self._lr_sums_to(iteration * config.num_iterations, config)  # this iteration's included
+            spent, planned = self._lr_sums_to(iteration * config.updates_per_iteration, config)  # this iteration's included
             if unchanged >= r.unchanged_evaluations and planned > 0 and spent >= r.unchanged_fraction * planned:
                 found.append(("replies_unchanged",
                               f"replies unchanged: not one token of the agent's greedy replies in the held-out "

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start no new trial once the next would exceed this (repeatable): "
                         + ", ".join(BUDGET_KEYS) + ", e.g. --budget gpu_hours=10")
     p.add_argument("--kl-budget", type=float, help="maximise the objective subject to kl <= this (--constraint kl<=X)")
+    p.add_argument("--engine", choices=["grpo", "trl"],
+                   help="what each trial trains with: grpo, our multi-turn engine (default), or trl, TRL's "
+                        "GRPOTrainer (the space's names are then GRPOConfig fields; default space: trl)")
+    p.add_argument("--dataset", metavar="FILE|FOLDER",
+                   help="with --engine trl: prompts as JSON Lines (a 'prompt' per row, optional 'split' and other "
+                        "columns) or a Dataset.save_to_disk folder, scored by --reward module:function")
     p.add_argument("--task", metavar="MODULE:FUNCTION",
                    help="your own task: a function returning (environment, reward), imported from the working dir")
     p.add_argument("--scenarios", metavar="FILE",
@@ -172,6 +178,13 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
             settings.update(search_space=SearchSpace.load(args.space_file).to_dict())
         except ValueError as exc:
             raise UsageError(f"--space-file: {exc}") from None
+    if args.engine:
+        settings["engine"] = args.engine
+    if settings.get("engine") == "trl" and not (args.space or args.space_file or settings.get("search_space")) \
+            and settings.get("search_space_name", "grpo") == "grpo":
+        settings["search_space_name"] = "trl"  # (the default space names our engine's parameters)
+    if args.dataset and settings.get("engine") != "trl":
+        raise UsageError("--dataset gives TRL trials their prompts: add --engine trl")
     for flag, field_name in _PLAIN_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
@@ -290,13 +303,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         space = config.resolve_search_space()
         backend = get_backend(config.backend)
         compiled = backend.compiled(config, space)  # compile the space the way the backend will consume it
-        from .study import check_study, default_spec, describe_study, spec_from_config
+        from .study import check_study, default_spec, describe_study, spec_from_config, trl_spec
         from .trial import TrialSpec
-        from .user_task import task_from_flags
+        from .user_task import task_from_flags, trl_task_from_flags
 
-        task = task_from_flags(args.task, args.scenarios, args.reward, args.judge,
-                               builtin=default_spec(config) if args.judge else None)
-        given = TrialSpec(environment=task[0], reward=task[1]) if task else None
+        if args.dataset:
+            given = trl_task_from_flags(args.dataset, args.reward, args.task or args.scenarios or args.judge)
+        else:
+            task = task_from_flags(args.task, args.scenarios, args.reward, args.judge,
+                                   builtin=default_spec(config) if args.judge else None)
+            given = TrialSpec(environment=task[0], reward=task[1]) if task else None
+            given = trl_spec(given) if given is not None and config.engine == "trl" else given
         # bad --set / --model values and everything else run_study checks fail here, before Ray starts
         spec = check_study(config, spec_from_config(config, given), space, dry_run=args.dry_run, resume=args.resume)
     except (UsageError, ValueError) as exc:

@@ -39,24 +39,29 @@ def default_spec(config: HPOConfig) -> TrialSpec:
     from .grpo import DOMAINS, ConversationEnvironment, domain_reward
 
     domain = config.search_space_name if config.search_space is None else None
-    if domain in DOMAINS:
-        return TrialSpec(environment=ConversationEnvironment(domain), reward=domain_reward(domain))
-    return TrialSpec()
+    spec = TrialSpec(environment=ConversationEnvironment(domain), reward=domain_reward(domain)) \
+        if domain in DOMAINS else TrialSpec()
+    return trl_spec(spec) if config.engine == "trl" else spec
+
+
+def trl_spec(spec: TrialSpec) -> TrialSpec:
+    """The spec's task (its scenarios and reward) trained with TRL (`TRLTask.from_environment`)."""
+    from .trl_engine import TRLTask
+
+    return TrialSpec.for_trl(TRLTask.from_environment(spec.environment, spec.reward), environment=spec.environment,
+                             reward=spec.reward, agent_config=spec.agent_config)
 
 
 def spec_from_config(config: HPOConfig, spec: Optional[TrialSpec] = None) -> TrialSpec:
     """The trial spec with HPOConfig.base_training_config applied (a TrainingConfig, or a dict
     of TrainingConfig/AgentConfig fields such as the CLI's model_name) and the study's health rules."""
     spec = dataclasses.replace(spec or default_spec(config), health=HealthRules.from_settings(config.health_rules))
+    if config.engine == "trl" and spec.trl is None:  # (a spec with a TRLTask trains with TRL whatever the engine says)
+        spec = trl_spec(spec)
     base = config.base_training_config
     if isinstance(base, TrainingConfig):
         return dataclasses.replace(spec, base_config=base)
-    if base:
-        return TrialSpec.from_overrides(base, agent_config=spec.agent_config, environment=spec.environment,
-                                        reward=spec.reward, base_config=spec.base_config,
-                                        derived_metrics=spec.derived_metrics, objective=spec.objective,
-                                        health=spec.health)
-    return spec
+    return spec.with_overrides(base) if base else spec
 
 
 def check_output_dir(output_dir, create: bool = True) -> None:
@@ -124,7 +129,15 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
                 else "; no validation")
              + (f"; racing: the top {config.race_top_k} trained again with {config.race_seeds} fresh seed(s) each "
                 "before the recommendation is named" if config.race_seeds else "")]
-    if spec.objective is None:
+    if spec.trl is not None:
+        import trl
+
+        weights = spec.base_config.arg("reward_weights") or [1.0] * len(spec.trl.reward_funcs)
+        lines.append(f"engine: TRL {trl.__version__} GRPOTrainer on {spec.trl.name} ({len(spec.trl.train)} train / "
+                     f"{len(spec.trl.selection)} selection / {len(spec.trl.test)} test prompts); reward functions: "
+                     + ", ".join(f"{n} {w:g}" for n, w in zip(spec.trl.reward_names, weights))
+                     + f"; held-out score: greedy replies of up to {spec.base_config.eval_max_new_tokens} tokens")
+    elif spec.objective is None:
         lines.append("reward (its declared weights score every evaluation; a space's *_weight parameters "
                      "reweigh training only): " + ", ".join(
             f"{r.name} {w:g}" + (f" ({r.model})" if isinstance(r, JudgeReward) else "")

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
@@ -25,9 +25,14 @@ from .grpo.tiny_model import task_agent_config
 from .grpo.trainer import reported_metrics
 from .health import HealthRules
 
+if TYPE_CHECKING:
+    from .trl_engine import TRLTask
+
 # report(metrics, trainer) -> True to stop the trial early (what a pruner decided). ``trainer``
-# is None for a custom objective, which reports once and has no checkpoint to give.
-Reporter = Callable[[Dict[str, float], Optional[MultiTurnGRPOTrainer]], Optional[bool]]
+# is our engine's MultiTurnGRPOTrainer or a TRL run (trl_engine.run.TRLRun), which give the same
+# view (config, history, save_checkpoint), or None for a custom objective, which reports once
+# and has no checkpoint to give.
+Reporter = Callable[[Dict[str, float], Any], Optional[bool]]
 
 
 @dataclass
@@ -54,6 +59,11 @@ class TrialSpec:
     ``health`` are the rules that stop a trial that cannot learn or has collapsed (see
     health.py; HPOConfig.health_rules sets them for a study); None turns them off, as the
     validation re-runs do (each is trained to its end).
+
+    ``trl``: the trials run TRL's `GRPOTrainer` on this task instead of our engine (see
+    trl_engine/); ``base_config`` is then a `TRLTrainingConfig` (GRPOConfig settings and the
+    study's budget), `for_trl` builds such a spec, and ``environment`` only names the scenarios
+    the tiny model is built from.
     """
 
     agent_config: AgentConfig = field(default_factory=AgentConfig)
@@ -65,29 +75,51 @@ class TrialSpec:
     test_at_end: bool = False
     health: Optional[HealthRules] = field(default_factory=HealthRules)
     test_topics: Optional[Sequence[str]] = None
+    trl: Optional["TRLTask"] = None
+
+    @property
+    def engine(self) -> str:
+        return "trl" if self.trl is not None else "grpo"
 
     @classmethod
-    def from_overrides(cls, overrides: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
-        """A spec whose TrainingConfig/AgentConfig take the given field values (e.g. from
-        HPOConfig.base_training_config); a key that is neither is an error."""
-        overrides = dict(overrides or {})
+    def for_trl(cls, task: "TRLTask", grpo_args: Optional[Mapping[str, Any]] = None, **parts: Any) -> "TrialSpec":
+        """A spec whose trials train ``task`` with TRL; ``grpo_args``: the base GRPOConfig (a
+        GRPOConfig, or a dict of its fields, with the study's ``num_episodes`` / ``eval_every`` /
+        ``eval_max_new_tokens`` / ``seed`` among them if wanted)."""
+        from .trl_engine import TRLTrainingConfig, grpo_args_of
+
+        args = grpo_args_of(grpo_args)
+        own = {k: args.pop(k) for k in ("num_episodes", "eval_every", "eval_max_new_tokens", "seed") if k in args}
+        return cls(trl=task, base_config=TRLTrainingConfig(grpo_args=args, **own), **parts)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "TrialSpec":
+        """This spec with the given field values (e.g. HPOConfig.base_training_config): AgentConfig
+        fields to the agent, the rest to the base config (TrainingConfig, or TRL's); a key that
+        is neither is an error."""
+        overrides = dict(overrides)
         agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
         agent_values = {k: overrides.pop(k) for k in list(overrides) if k in agent_fields}
-        base = parts.pop("base_config", TrainingConfig())
-        agent = parts.pop("agent_config", AgentConfig())
-        return cls(agent_config=dataclasses.replace(agent, **agent_values),
-                   base_config=base.with_params(overrides), **parts)
+        return dataclasses.replace(self, agent_config=dataclasses.replace(self.agent_config, **agent_values),
+                                   base_config=self.base_config.with_params(overrides))
 
     def training_config(self, params: Mapping[str, Any]) -> TrainingConfig:
         """The trial's config: the base config with ``params`` applied (a point with a schedule:
         its own, last, settings). The evaluation protocol is the study's yardstick, so a
         parameter of it is an error here."""
         params, _ = split_schedule(params)
-        fixed = sorted(k for k in params if k in EVAL_PROTOCOL_FIELDS)
+        fixed = sorted(k for k in params if k in self.protocol_fields)
         if fixed:
             raise ValueError(f"parameters {fixed} belong to the evaluation protocol, the yardstick every trial is "
                              "scored with, and cannot be searched; fix them in the base config (--set)")
         return self.base_config.with_params(params)
+
+    @property
+    def protocol_fields(self) -> Tuple[str, ...]:
+        if self.trl is not None:
+            from .trl_engine.config import PROTOCOL_FIELDS
+
+            return PROTOCOL_FIELDS
+        return EVAL_PROTOCOL_FIELDS
 
     def check_space(self, space, model: bool = True) -> None:
         """Fail before any trial starts on a space this spec cannot train as asked: its
@@ -100,13 +132,12 @@ class TrialSpec:
             for dim in space:
                 for value in (dim.choices if not dim.is_range else (dim.low, dim.high)):
                     try:
-                        config = self.training_config({**baseline, dim.name: value})
-                        self.reward.with_weights(config.reward_weights)
+                        self.check_config(self.training_config({**baseline, dim.name: value}))
                     except ValueError as exc:
                         raise ValueError(f"search space dimension {dim.name!r}: the value {value!r} cannot be "
                                          f"trained: {exc}") from None
         clip = [n for n in ("clip_range", "clip_range_high") if n in space]
-        if clip and self.objective is None:
+        if clip and self.objective is None and self.trl is None:
             dim = space["num_iterations"] if "num_iterations" in space else None
             most = self.base_config.num_iterations if dim is None else (dim.high if dim.is_range else max(dim.choices))
             if most == 1:
@@ -121,10 +152,15 @@ class TrialSpec:
         what it returns, so it is not checked.)"""
         if self.objective is not None:
             return
-        value_function = {self.base_config.include_value_function}
-        if "include_value_function" in space:
-            value_function |= {True, False}
-        known = set(self.derived_metrics) | reported_metrics(self.reward.names, any(value_function))
+        if self.trl is not None:
+            from .trl_engine.run import reported_metrics as trl_metrics
+
+            known = set(self.derived_metrics) | trl_metrics(self.trl)
+        else:
+            value_function = {self.base_config.include_value_function}
+            if "include_value_function" in space:
+                value_function |= {True, False}
+            known = set(self.derived_metrics) | reported_metrics(self.reward.names, any(value_function))
         unknown = [m for m in metrics if m not in known]
         if unknown:
             raise ValueError(f"{what} {unknown[0]!r} is reported by no trial of this study; trials report "
@@ -134,10 +170,28 @@ class TrialSpec:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
         trained: a name that maps to nothing, a reward weight for a missing component, a local
         model path that does not exist. (The tiny model, or the task's own, is built here, once.)"""
-        config = self.training_config(params)
-        self.reward.with_weights(config.reward_weights)
+        self.check_config(self.training_config(params))
         agent_config = task_agent_config(self.agent_config, self.environment) if model else self.agent_config
         MultiTurnAgent(agent_config).model_path(build=model)
+
+
+    def check_config(self, config) -> None:
+        """A trial's config can be trained: ours, its reward weights name components of the
+        reward; TRL's, TRL accepts it as a GRPOConfig."""
+        if self.trl is not None:
+            from .grpo.agent import resolve_device_and_dtype
+
+            try:
+                device, dtype = resolve_device_and_dtype(self.agent_config)
+            except ValueError:  # (CUDA asked for on a driver without it: the trials' workers have it)
+                device, dtype = "cuda", "bfloat16"
+            with tempfile.TemporaryDirectory() as folder:
+                try:
+                    config.grpo_config(folder, str(device).split(":")[0], str(dtype).removeprefix("torch."))
+                except (ValueError, TypeError) as exc:  # (TRL's and transformers' own checks)
+                    raise ValueError(f"GRPOConfig refuses it: {exc}"[:500]) from None
+        else:
+            self.reward.with_weights(config.reward_weights)
 
 
 # Building a trainer is not thread-safe: transformers' lazy imports and from_pretrained's
@@ -254,12 +308,19 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
         return metrics
     last: Dict[str, float] = {}
 
-    def remember(metrics: Dict[str, float], trainer: MultiTurnGRPOTrainer) -> Optional[bool]:
+    def remember(metrics: Dict[str, float], trainer: Any) -> Optional[bool]:
         nonlocal last
-        last = metrics
-        return report(metrics, trainer)
+        last = with_derived_metrics(spec, metrics) if spec.trl is not None else metrics
+        return report(last, trainer)
 
-    train(spec, params, remember, restore_from)
+    if spec.trl is not None:
+        from .trl_engine.run import train as train_trl
+
+        if split_schedule(params)[1]:
+            raise ValueError("replaying a schedule (a PBT trial's) is not supported on the TRL engine yet")
+        train_trl(spec, params, remember, restore_from)
+    else:
+        train(spec, params, remember, restore_from)
     return last
 
 

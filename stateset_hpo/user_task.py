@@ -114,6 +114,29 @@ def task_from_flags(task: Optional[str], scenarios: Optional[str], rewards: Sequ
     return environment, reward
 
 
+def trl_task_from_flags(dataset: str, rewards: Sequence[str], other: Any = None) -> "TrialSpec":
+    """``--dataset FILE --reward module:function[=WEIGHT] ...``: a TRL task (`trl_engine.TRLTask`),
+    its reward functions checked with a call as TRL makes it; the weights become GRPOConfig's
+    ``reward_weights``."""
+    from .trial import TrialSpec
+    from .trl_engine import TRLTask
+
+    if other:
+        raise ValueError("--dataset gives the prompts: use it without --task, --scenarios and --judge")
+    if not rewards:
+        raise ValueError("--dataset needs at least one --reward module:function (TRL's reward functions)")
+    functions, weights = [], []
+    for item in rewards:
+        name, weight = name_and_weight(item, "--reward")
+        if ":" not in name:
+            raise ValueError(f"--reward {item}: with --dataset a reward is a module:function taking TRL's arguments "
+                             f"(the built-in components score the guide's scenarios: use --scenarios for them)")
+        functions.append(import_object(name, "--reward"))
+        weights.append(weight)
+    task = TRLTask.from_dataset(dataset, functions)
+    return TrialSpec.for_trl(task, {"reward_weights": weights} if any(w != 1.0 for w in weights) else None)
+
+
 def dry_call(environment: ConversationEnvironment, reward: CompositeReward) -> List[float]:
     """Score one scenario's reference reply with every component: a reward that raises or
     returns the wrong shape fails before the study starts, naming itself."""

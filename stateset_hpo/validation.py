@@ -119,7 +119,8 @@ def run_validation(config: HPOConfig, spec: TrialSpec, space: SearchSpace, summa
     test_spec = dataclasses.replace(spec, test_at_end=True, health=None)  # each run trains to its end
     # the test conversations' topics: conversations of one topic are not independent evidence
     # ("fixed": the claim is about these very topics; their conversations are then the units)
-    topics = spec.test_topics if spec.objective is not None else [s.topic for s in spec.environment.test_scenarios]
+    topics = spec.test_topics if spec.objective is not None else spec.trl.test_topics if spec.trl is not None \
+        else [s.topic for s in spec.environment.test_scenarios]
     topics = topics if config.validation_topics == "random" else None
     finished: List[HPOResult] = []
     done, seeds = 0, config.validation_seeds

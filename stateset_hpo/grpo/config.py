@@ -156,6 +156,17 @@ class TrainingConfig:
         return max(1, self.num_episodes // self.episodes_per_iteration)
 
     @property
+    def updates_per_iteration(self) -> int:
+        """Optimizer steps per iteration (the health rules' learning-rate clock, on either engine)."""
+        return self.num_iterations
+
+    def lr_factor(self):
+        """The learning rate at an optimizer step, as a fraction of ``learning_rate`` (`optim.lr_factor`)."""
+        from .optim import lr_factor
+
+        return lr_factor(self)
+
+    @property
     def reward_weights(self) -> Dict[str, float]:
         """The reward weights this config sets, by component name."""
         return {f[: -len("_weight")]: getattr(self, f) for f in REWARD_WEIGHT_FIELDS if getattr(self, f) is not None}

@@ -142,6 +142,29 @@ def create_aggressive_search_space() -> SearchSpace:
     ])
 
 
+# -- TRL's GRPOTrainer (engine "trl": names are GRPOConfig fields) --------------------------------
+def create_trl_search_space() -> SearchSpace:
+    """The knobs GRPO papers show matter, by TRL's names: learning rate, KL weight (beta), the
+    clip range and DAPO's higher upper clip (epsilon / epsilon_high: they act with
+    num_iterations 2, several updates per generation), the loss aggregation
+    (grpo / dr_grpo / dapo), reward scaling, group size and sampling temperature. Defaults are
+    TRL's own (learning rate aside: 1e-5, the grpo space's default; TRL's 1e-6 barely moves a
+    LoRA adapter). The ranges of epsilon and epsilon_high do not overlap, so every point keeps
+    epsilon_high >= epsilon."""
+    return SearchSpace([
+        D("learning_rate", T.LOGUNIFORM, low=1e-6, high=1e-3, default=1e-5),
+        D("beta", T.CHOICE, choices=[0.0, 0.001, 0.01, 0.04, 0.1], default=0.0,
+          description="KL weight; 0 loads no reference model (TRL's default)"),
+        D("epsilon", T.UNIFORM, low=0.1, high=0.25, default=0.2),
+        D("epsilon_high", T.UNIFORM, low=0.25, high=0.4, default=0.28, description="DAPO's upper clip"),
+        D("num_iterations", T.CHOICE, choices=[1, 2], default=1, description="updates per generation"),
+        D("loss_type", T.CATEGORICAL, choices=["grpo", "dr_grpo", "dapo"], default="dapo"),
+        D("scale_rewards", T.CATEGORICAL, choices=["group", "batch", "none"], default="group"),
+        D("num_generations", T.CHOICE, choices=[4, 8], default=8, description="completions per prompt"),
+        D("temperature", T.UNIFORM, low=0.7, high=1.2, default=1.0),
+    ])
+
+
 # -- registry ----------------------------------------------------------------------------------
 SpaceFactory = Callable[[], SearchSpace]
 
@@ -156,6 +179,7 @@ _BUILTIN: Dict[str, SpaceFactory] = {
     "sales_assistant": create_sales_assistant_search_space,
     "conservative": create_conservative_search_space,
     "aggressive": create_aggressive_search_space,
+    "trl": create_trl_search_space,
 }
 _registry: Dict[str, SpaceFactory] = dict(_BUILTIN)
 

@@ -1,0 +1,33 @@
+"""A second trial engine: TRL's `GRPOTrainer`, for teams that already train with it.
+
+A study's trials run TRL instead of our engine when the spec carries a `TRLTask`
+(`TrialSpec.for_trl`, or the CLI's ``--engine trl``); everything after the trial (schedulers,
+pruners, health rules, checkpoints, cost, validation, reports) is the same. config.py maps a
+trial's parameters onto GRPOConfig, task.py reads the user's prompts and reward functions,
+evaluation.py is the held-out yardstick, run.py the trial itself.
+"""
+
+from typing import Any, Dict, Mapping, Optional
+
+from .config import TRLTrainingConfig
+from .task import TRLTask
+
+
+def grpo_args_of(args: Optional[Any]) -> Dict[str, Any]:
+    """A base GRPOConfig as a dict of its settings: a dict as it is, a `GRPOConfig` as the
+    fields that differ from TRL's defaults (its output_dir and logging are the engine's)."""
+    if args is None:
+        return {}
+    if isinstance(args, Mapping):
+        return dict(args)
+    import dataclasses
+
+    from .config import ENGINE_FIELDS, grpo_fields
+
+    defaults = type(args)(output_dir=args.output_dir)
+    return {name: getattr(args, name) for name in grpo_fields() if name not in ENGINE_FIELDS
+            and name in args.__dict__ and getattr(args, name) != getattr(defaults, name)
+            and not dataclasses.is_dataclass(getattr(args, name))}
+
+
+__all__ = ["TRLTask", "TRLTrainingConfig", "grpo_args_of"]
