@@ -7,10 +7,15 @@ trial's parameters onto GRPOConfig, task.py reads the user's prompts and reward 
 evaluation.py is the held-out yardstick, run.py the trial itself.
 """
 
+import warnings
 from typing import Any, Dict, Mapping, Optional
 
 from .config import TRLTrainingConfig
 from .task import TRLTask
+
+# TRL 1.16 sets `gradient_checkpointing`, which transformers 5 renamed: a warning on every trial
+# that neither the user nor we can act on
+warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 def grpo_args_of(args: Optional[Any]) -> Dict[str, Any]:

@@ -176,7 +176,20 @@ class _Forward(TrainerCallback):
         self.run = run
         self.since = time.perf_counter()
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if len(self.run.config_schedule) > 1 and optimizer is not None:
+            # restored from another configuration's checkpoint (a PBT exploit): the optimizer and
+            # scheduler state are the donor's, including its learning rate, weight decay and betas,
+            # which Trainer loads as they were; the trial's own take over from here
+            for group in optimizer.param_groups:
+                if group.get("weight_decay"):  # (Trainer's group of biases and norms has none, and keeps none)
+                    group["weight_decay"] = args.weight_decay
+                if "betas" in group:
+                    group.update(betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+            lr_scheduler.base_lrs = [args.learning_rate for _ in lr_scheduler.base_lrs]
+            for group, factor in zip(optimizer.param_groups, lr_scheduler.lr_lambdas):
+                group["initial_lr"] = args.learning_rate
+                group["lr"] = args.learning_rate * factor(lr_scheduler.last_epoch)
         self.since = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):

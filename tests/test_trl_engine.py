@@ -1,0 +1,166 @@
+"""The TRL engine: a study's trials on TRL's GRPOTrainer report every step, are stopped by
+health rules, resume from TRL's own checkpoints, and bad input fails before any trial."""
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from helpers import study_config
+from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.grpo import ConversationEnvironment, domain_reward
+from stateset_hpo.launch import main
+from stateset_hpo.lifecycle import TrialReporter
+from stateset_hpo.space.presets import get_search_space
+from stateset_hpo.trial import TrialSpec, run_trial
+from stateset_hpo.trl_engine import TRLTask
+
+# a TRL trial of 8 completions per optimizer step (2 prompts x 4), 12 new tokens: about a second a step on a CPU
+TINY_TRL = {"max_completion_length": 12, "per_device_train_batch_size": 8, "num_generations": 4,
+            "num_episodes": 24, "eval_max_new_tokens": 12, "learning_rate": 5e-4, "gradient_checkpointing": False}
+
+
+def tiny_trl_spec(**changes) -> TrialSpec:
+    env = ConversationEnvironment("customer_service")
+    task = TRLTask.from_environment(env, domain_reward("customer_service"))
+    return TrialSpec.for_trl(task, {**TINY_TRL, **changes}, environment=env)
+
+
+def test_a_trl_trial_reports_every_optimizer_step_with_the_studys_names():
+    seen = []
+    last = run_trial(tiny_trl_spec(), {"beta": 0.02}, lambda metrics, run: seen.append(metrics))
+    assert [m["iteration"] for m in seen] == [1.0, 2.0, 3.0]
+    assert [m["episodes"] for m in seen] == [8.0, 16.0, 24.0]  # the schedulers' clock: completions trained on
+    for name in ("reward", "frac_reward_zero_std", "kl", "entropy", "completion_length", "eval_reward",
+                 "generated_tokens", "composite_reward_score"):
+        assert name in last, name
+    assert seen[-1]["generated_tokens"] > seen[0]["generated_tokens"] > 0
+    assert 0.0 <= last["eval_reward"] <= 1.0
+
+
+def test_a_health_rule_stops_a_trl_trial_whose_policy_cannot_move(tmp_path):
+    reporter = TrialReporter(lambda report: None, tiny_trl_spec().health, None, tmp_path)
+    run_trial(tiny_trl_spec(learning_rate=1e-9, beta=0.02, num_episodes=64, max_completion_length=24), {}, reporter)
+    assert reporter.stopped_by == "policy_frozen", reporter.stop_reason
+    assert len(reporter.history) < 8
+
+
+def test_a_trl_trial_resumes_from_its_own_checkpoint_where_it_stopped(tmp_path):
+    spec = tiny_trl_spec()
+    saved = {}
+
+    def stop_after_two(metrics, run):
+        if metrics["iteration"] == 2:
+            saved["folder"] = run.save_checkpoint(tmp_path / "ckpt")
+            saved["metrics"] = metrics
+            return True
+
+    run_trial(spec, {}, stop_after_two)
+    assert (saved["folder"] / "adapter_model.safetensors").is_file()  # TRL's checkpoint: the adapter only
+    resumed = []
+    run_trial(spec, {}, lambda metrics, run: resumed.append((metrics, list(run.history))), restore_from=saved["folder"])
+    assert [m["iteration"] for m, _ in resumed] == [3.0]
+    assert [h["iteration"] for h in resumed[0][1]] == [1.0, 2.0, 3.0]  # the run's history goes on
+    assert resumed[0][0]["generated_tokens"] > saved["metrics"]["generated_tokens"]
+
+
+@pytest.mark.parametrize("backend", ["wandb"])
+def test_a_trl_study_runs_on_the_in_process_backends(tmp_path, backend):
+    from stateset_hpo.study import run_study
+
+    config = study_config(tmp_path, backend, n_trials=2, engine="trl", base_training_config={**TINY_TRL, "num_episodes": 16},
+                          search_space=get_search_space("trl").subset(["learning_rate", "beta"]))
+    summary = run_study(config, tiny_trl_spec())
+    assert summary.n_trials == 2 and summary.n_successful + summary.n_pruned == 2
+    assert all(len(r.history) >= 1 and "eval_reward" in r.history[-1] for r in summary.all_results)
+
+
+def test_a_trl_study_on_optuna_reaches_a_verdict(tmp_path):
+    from stateset_hpo.study import run_study
+
+    config = HPOConfig(backend="optuna", engine="trl", search_space=get_search_space("trl").subset(["learning_rate"]),
+                       n_trials=2, output_dir=str(tmp_path), verbose=False, save_plots=False, validation_top_k=1,
+                       validation_seeds=2, seed=0, optuna_config={"sampler": "random"},
+                       base_training_config={**TINY_TRL, "num_episodes": 16})
+    summary = run_study(config, tiny_trl_spec())
+    assert summary.n_trials == 2
+    assert all(len(r.history) == 2 for r in summary.all_results if r.status.value == "success")
+    assert summary.validation["comparison"]["verdict"]
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["validation"]["configurations"][0]["transcripts"]
+
+
+# -- bad input: one line, exit 2, before any trial -----------------------------------------------------------------
+REWARDS = textwrap.dedent('''
+    def length(prompts, completions, **kwargs):
+        return [len(c) / 100 for c in completions]
+
+    def no_kwargs(prompts, completions):
+        return [0.0 for _ in completions]
+
+    def wrong_count(prompts, completions, **kwargs):
+        return [0.0, 1.0]
+''')
+
+
+@pytest.fixture
+def user_files(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text(REWARDS)
+    rows = [{"prompt": f"say hello to customer {i}"} for i in range(10)]
+    (tmp_path / "prompts.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "no_prompt.jsonl").write_text("\n".join(json.dumps({"question": f"q{i}"}) for i in range(10)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("my_rewards", None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "learning_rat=1e-5"], "'learning_rat' is no GRPOConfig field"),
+    (["--space", "grpo"], "is no GRPOConfig field"),
+    (["--set", "max_steps=10"], "GRPOConfig.max_steps is set by the study"),
+    (["--set", 'use_vllm="no"'], "GRPOConfig.use_vllm must be True or False"),
+    (["--dataset", "no_prompt.jsonl", "--reward", "my_rewards:length"], "every row needs a 'prompt'"),
+    (["--dataset", "prompts.jsonl", "--reward", "my_rewards:no_kwargs"], "must take TRL's arguments"),
+    (["--dataset", "prompts.jsonl", "--reward", "my_rewards:wrong_count"], "must return a list of 1 scores"),
+    (["--dataset", "prompts.jsonl", "--reward", "safety"], "with --dataset a reward is a module:function"),
+    (["--dataset", "missing.jsonl", "--reward", "my_rewards:length"], "no such file or folder"),
+])
+def test_bad_trl_input_is_one_line_before_any_trial(user_files, capsys, args, message):
+    assert main(["--engine", "trl", "--backend", "optuna", *args, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_a_dataset_without_the_trl_engine_is_refused(user_files, capsys):
+    assert main(["--dataset", "prompts.jsonl", "--reward", "my_rewards:length", "--dry-run"]) == 2
+    assert "add --engine trl" in capsys.readouterr().err
+
+
+def test_a_jsonl_dataset_with_trl_rewards_is_a_valid_study(user_files, capsys):
+    assert main(["--engine", "trl", "--backend", "optuna", "--dataset", "prompts.jsonl",
+                 "--reward", "my_rewards:length=2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "engine: TRL" in out and "6 train / 2 selection / 2 test prompts" in out and "length 2" in out
+
+
+# -- Ray: TRL trials as Train workers and as Tune trials, seen by Tune's schedulers ------------------------------------
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("execution", ["train", "direct"])
+def test_asha_stops_a_trl_trial_at_its_first_rung_on_ray(tmp_path, execution):
+    """The objective is the logged learning rate (linear decay from each trial's own): the second
+    trial's is below the first's, so ASHA's median cutoff stops it at its first rung (8 episodes)."""
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.CHOICE, choices=[1e-3, 1e-5],
+                                         default=1e-3)])
+    config = study_config(tmp_path, "ray_tune", n_trials=2, search_space=space, objective_metric="learning_rate",
+                          health_rules={"enabled": False}, base_training_config={**TINY_TRL, "num_episodes": 32},
+                          ray_config={"execution": execution, "scheduler": "asha", "search_alg": "grid",
+                                      "grace_period": 8, "reduction_factor": 2})
+    from stateset_hpo.study import run_study
+
+    summary = run_study(config, tiny_trl_spec())
+    by_lr = {r.params["learning_rate"]: r for r in summary.all_results}
+    assert by_lr[1e-3].status.value == "success" and len(by_lr[1e-3].history) == 4
+    assert by_lr[1e-5].status.value == "pruned" and len(by_lr[1e-5].history) == 1, by_lr[1e-5].history
