@@ -78,6 +78,19 @@ def schedule_of(config_schedule: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             for entry in config_schedule]
 
 
+def continued_schedule(config_schedule: List[Dict[str, Any]], step: int, config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """A restored run's [{iteration, config}] (`schedule_of`'s input): the checkpoint's, then
+    ``config`` from ``step`` on where it differs (a PBT exploit: the donor's past, then the
+    trial's own settings); a stretch that trained nothing is dropped."""
+    schedule = list(config_schedule)
+    if schedule[-1]["config"] != config:
+        if schedule[-1]["iteration"] == step:
+            schedule.pop()
+        if not schedule or schedule[-1]["config"] != config:
+            schedule.append({"iteration": step, "config": config})
+    return schedule
+
+
 # send(report) -> (who, why) when the backend stops the trial after this iteration, else None
 Send = Callable[[Report], Optional[Tuple[str, str]]]
 

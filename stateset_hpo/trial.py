@@ -316,8 +316,6 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
     if spec.trl is not None:
         from .trl_engine.run import train as train_trl
 
-        if split_schedule(params)[1]:
-            raise ValueError("replaying a schedule (a PBT trial's) is not supported on the TRL engine yet")
         train_trl(spec, params, remember, restore_from)
     else:
         train(spec, params, remember, restore_from)

@@ -65,6 +65,21 @@ def test_a_trl_trial_resumes_from_its_own_checkpoint_where_it_stopped(tmp_path):
     assert resumed[0][0]["generated_tokens"] > saved["metrics"]["generated_tokens"]
 
 
+def test_a_replayed_schedule_trains_each_stretch_under_its_settings():
+    """A PBT recommendation is validated as its schedule: learning rate 1e-3 for 2 steps, then 1e-4."""
+    from stateset_hpo.lifecycle import schedule_of
+    from stateset_hpo.trial import SCHEDULE_KEY
+
+    schedule = [{"iteration": 0, "params": {"learning_rate": 1e-3}}, {"iteration": 2, "params": {"learning_rate": 1e-4}}]
+    seen = []
+    run_trial(tiny_trl_spec(), {"learning_rate": 1e-3, SCHEDULE_KEY: json.dumps(schedule)},
+              lambda metrics, run: seen.append((metrics, schedule_of(run.config_schedule))))
+    assert [m["iteration"] for m, _ in seen] == [1.0, 2.0, 3.0]
+    # TRL's linear decay over 3 steps, from each stretch's own learning rate
+    assert [round(m["learning_rate"], 8) for m, _ in seen] == [1e-3, round(1e-3 * 2 / 3, 8), round(1e-4 / 3, 8)]
+    assert seen[-1][1] == schedule
+
+
 @pytest.mark.parametrize("backend", ["wandb"])
 def test_a_trl_study_runs_on_the_in_process_backends(tmp_path, backend):
     from stateset_hpo.study import run_study
@@ -164,3 +179,28 @@ def test_asha_stops_a_trl_trial_at_its_first_rung_on_ray(tmp_path, execution):
     by_lr = {r.params["learning_rate"]: r for r in summary.all_results}
     assert by_lr[1e-3].status.value == "success" and len(by_lr[1e-3].history) == 4
     assert by_lr[1e-5].status.value == "pruned" and len(by_lr[1e-5].history) == 1, by_lr[1e-5].history
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+def test_pbt_exploits_a_trl_trials_checkpoint(tmp_path):
+    from stateset_hpo.study import run_study
+
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
+                                         default=1e-3)])
+    # the objective is the logged learning rate: trials below the others' are exploited for sure (ties never are)
+    config = study_config(tmp_path, "ray_tune", n_trials=4, n_parallel_trials=2, search_space=space,
+                          health_rules={"enabled": False},
+                          objective_metric="learning_rate",
+                          # steps of a second or so: PBT compares trials while both still run
+                          base_training_config={**TINY_TRL, "num_episodes": 96, "per_device_train_batch_size": 16,
+                                                "max_completion_length": 24},
+                          ray_config={"execution": "direct", "scheduler": "pbt", "search_alg": "random",
+                                      "perturbation_interval": 32})
+    summary = run_study(config, tiny_trl_spec())
+    assert summary.n_failed == 0
+    log = tmp_path / "out" / "ray_results" / "grpo_hpo" / "pbt_global.txt"
+    exploits = [json.loads(line) for line in log.read_text().splitlines()]
+    assert exploits, "PBT never exploited a TRL checkpoint"
+    scheduled = [r for r in summary.all_results if r.schedule]
+    assert scheduled and all(r.schedule[-1]["params"]["learning_rate"] == r.params["learning_rate"] for r in scheduled)

@@ -90,10 +90,9 @@ def load_checkpoint(trainer, directory: Union[str, Path], same_config: bool = Tr
     trainer.first_replies = state.get("first_replies")
     trainer.config_schedule = list(state.get("config_schedule") or [{"iteration": 0, "config": state["config"]}])
     if changed:  # these weights train on under this config from here
-        if trainer.config_schedule[-1]["iteration"] == trainer.step:  # (a stretch that trained nothing)
-            trainer.config_schedule.pop()
-        if not trainer.config_schedule or trainer.config_schedule[-1]["config"] != mine:
-            trainer.config_schedule.append({"iteration": trainer.step, "config": mine})
+        from ..lifecycle import continued_schedule
+
+        trainer.config_schedule = continued_schedule(trainer.config_schedule, trainer.step, mine)
     # the run continues the checkpoint's count, as it continues its step (a PBT exploit: its donor's)
     trainer.generated_tokens = int(trainer.history[-1].get("generated_tokens", 0)) if trainer.history else 0
     # Only rank 0 writes checkpoints, and a PBT recipient restores its donor's: without a new

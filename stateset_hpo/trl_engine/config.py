@@ -49,7 +49,10 @@ OWN_FIELDS = ("num_episodes", "eval_every", "eval_max_new_tokens", "seed")
 
 @functools.lru_cache(maxsize=1)
 def grpo_fields() -> Dict[str, dataclasses.Field]:
-    from trl import GRPOConfig
+    try:
+        from trl import GRPOConfig
+    except ImportError:
+        raise ValueError("the TRL engine needs TRL: pip install 'stateset-hpo[trl]'") from None
 
     return {f.name: f for f in dataclasses.fields(GRPOConfig) if f.init}
 

@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from transformers import TrainerCallback
 
+from ..lifecycle import continued_schedule
 from .config import TRLTrainingConfig
 from .evaluation import evaluate
 from .task import TRLTask
+
+from ..trial import split_schedule, stretch_params
 
 if TYPE_CHECKING:
     from ..trial import TrialSpec
@@ -64,10 +67,11 @@ class TRLRun:
         self.config = config
         self.test_at_end = spec.test_at_end
         self.history: List[Dict[str, float]] = []
-        self.config_schedule = [{"iteration": 1, "config": config.to_dict()}]
+        self.config_schedule = [{"iteration": 0, "config": config.to_dict()}]  # (lifecycle.schedule_of reads it)
         self.test_transcripts: List[Dict[str, Any]] = []
         self.first_replies: Optional[List[str]] = None
         self.generated_tokens = 0.0
+        self.exploited = False  # restored from another configuration's checkpoint
         agent = MultiTurnAgent(task_agent_config(spec.agent_config, spec.environment)).initialize()
         dtype = str(next(agent.model.parameters()).dtype).removeprefix("torch.")
         self.args = config.grpo_config(output_dir, agent.device.type, dtype)
@@ -98,17 +102,21 @@ class TRLRun:
                 shutil.rmtree(target)
             shutil.move(str(item), str(target))
         shutil.rmtree(written, ignore_errors=True)
-        (folder / HISTORY_FILE).write_text(json.dumps({"history": self.history, "generated_tokens":
-                                                       self.generated_tokens, "config": self.config.to_dict()}))
+        (folder / HISTORY_FILE).write_text(json.dumps({
+            "history": self.history, "generated_tokens": self.generated_tokens, "first_replies": self.first_replies,
+            "config_schedule": self.config_schedule}))
         return folder
 
-    def restored_history(self, folder: Union[str, Path]) -> None:
-        saved = json.loads((Path(folder) / HISTORY_FILE).read_text())
-        self.history = [h for h in saved["history"] if h["iteration"] <= _checkpoint_step(folder)]
+    def restore_state(self, folder: Union[str, Path]) -> None:
+        """What the run had measured and how it was configured, from a checkpoint (TRL's part,
+        the weights and optimizer, is loaded by ``train(resume_from_checkpoint=...)``)."""
+        saved, step = json.loads((Path(folder) / HISTORY_FILE).read_text()), _checkpoint_step(folder)
+        self.history = [h for h in saved["history"] if h["iteration"] <= step]
         self.generated_tokens = saved["generated_tokens"]
-        if saved["config"] != self.config.to_dict():  # another trial's checkpoint (a PBT exploit)
-            self.config_schedule = [{"iteration": 1, "config": saved["config"]},
-                                    {"iteration": _checkpoint_step(folder) + 1, "config": self.config.to_dict()}]
+        self.first_replies = saved["first_replies"]
+        # another configuration's checkpoint (a PBT exploit): the donor's past, then this trial's settings
+        self.config_schedule = continued_schedule(saved["config_schedule"], step, self.config.to_dict())
+        self.exploited = saved["config_schedule"][-1]["config"] != self.config.to_dict()
 
     # -- one step's metrics --------------------------------------------------------------------
     def metrics_of(self, logs: Mapping[str, Any], seconds: float) -> Dict[str, float]:
@@ -177,7 +185,7 @@ class _Forward(TrainerCallback):
         self.since = time.perf_counter()
 
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
-        if len(self.run.config_schedule) > 1 and optimizer is not None:
+        if self.run.exploited and optimizer is not None:
             # restored from another configuration's checkpoint (a PBT exploit): the optimizer and
             # scheduler state are the donor's, including its learning rate, weight decay and betas,
             # which Trainer loads as they were; the trial's own take over from here
@@ -190,6 +198,7 @@ class _Forward(TrainerCallback):
             for group, factor in zip(optimizer.param_groups, lr_scheduler.lr_lambdas):
                 group["initial_lr"] = args.learning_rate
                 group["lr"] = args.learning_rate * factor(lr_scheduler.last_epoch)
+            lr_scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # (what step() sets; logged)
         self.since = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -206,12 +215,32 @@ def train(spec: "TrialSpec", params: Mapping[str, Any], report: Callable[[Dict[s
           restore_from: Optional[Union[str, Path]] = None) -> TRLRun:
     """Train a TRL trial with ``params``, calling ``report(metrics, run)`` after every optimizer
     step until it says stop; ``restore_from``: a `TRLRun.save_checkpoint` folder to continue
-    from (the trial's own, or a PBT donor's). The run, as it ended."""
-    config = spec.training_config(params)
-    with tempfile.TemporaryDirectory(prefix="stateset-trl-") as output_dir:
-        run = TRLRun(spec, config, output_dir)
-        run.report = report
-        if restore_from is not None:
-            run.restored_history(restore_from)
-        run.trainer.train(resume_from_checkpoint=str(restore_from) if restore_from is not None else None)
+    from (the trial's own, or a PBT donor's). A point with a schedule (a PBT trial replayed)
+    trains each stretch under its settings, handing the weights and optimizer on through a
+    checkpoint, as the exploit did. The run, as it ended."""
+    params, schedule = split_schedule(params)
+    starts = [entry["iteration"] for entry in schedule] or [0]
+    stopped = False
+    with tempfile.TemporaryDirectory(prefix="stateset-trl-") as scratch:
+        for number, start in enumerate(starts):
+            end = starts[number + 1] if number + 1 < len(starts) else None
+            done = _checkpoint_step(restore_from) if restore_from is not None else 0
+            if end is not None and end <= done:
+                continue  # (a restored run past this stretch)
+
+            def relay(metrics: Dict[str, float], run: TRLRun) -> bool:
+                nonlocal stopped, restore_from
+                stopped = bool(report(metrics, run))
+                if not stopped and end is not None and metrics["iteration"] >= end:
+                    restore_from = run.save_checkpoint(Path(scratch) / f"stretch-{number}")
+                    return True  # the next stretch goes on from here
+                return stopped
+
+            run = TRLRun(spec, spec.training_config(stretch_params(params, schedule, start)), scratch)
+            run.report = relay
+            if restore_from is not None:
+                run.restore_state(restore_from)
+            run.trainer.train(resume_from_checkpoint=str(restore_from) if restore_from is not None else None)
+            if stopped:
+                break
     return run
