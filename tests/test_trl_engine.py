@@ -1,9 +1,11 @@
 """The TRL engine: a study's trials on TRL's GRPOTrainer report every step, are stopped by
 health rules, resume from TRL's own checkpoints, and bad input fails before any trial."""
 
+import dataclasses
 import json
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -191,13 +193,13 @@ def test_pbt_exploits_a_trl_trials_checkpoint(tmp_path):
     # the objective is the logged learning rate: trials below the others' are exploited for sure (ties never are)
     config = study_config(tmp_path, "ray_tune", n_trials=4, n_parallel_trials=2, search_space=space,
                           health_rules={"enabled": False},
-                          objective_metric="learning_rate",
-                          # steps of a second or so: PBT compares trials while both still run
-                          base_training_config={**TINY_TRL, "num_episodes": 96, "per_device_train_batch_size": 16,
-                                                "max_completion_length": 24},
+                          objective_metric="learning_rate", base_training_config={**TINY_TRL, "num_episodes": 48},
                           ray_config={"execution": "direct", "scheduler": "pbt", "search_alg": "random",
-                                      "perturbation_interval": 32})
-    summary = run_study(config, tiny_trl_spec())
+                                      "perturbation_interval": 16})
+    # each report takes a second, so two trials run side by side for PBT to compare (TRL's
+    # steps on the tiny model take a fifth of one: a trial could end before Tune saw the other's result)
+    spec = dataclasses.replace(tiny_trl_spec(), derived_metrics={"slowly": lambda metrics: time.sleep(1.0) or 0.0})
+    summary = run_study(config, spec)
     assert summary.n_failed == 0
     log = tmp_path / "out" / "ray_results" / "grpo_hpo" / "pbt_global.txt"
     exploits = [json.loads(line) for line in log.read_text().splitlines()]
