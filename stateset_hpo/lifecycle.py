@@ -18,6 +18,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .cost import trial_cost
@@ -95,6 +96,21 @@ def continued_schedule(config_schedule: List[Dict[str, Any]], step: int, config:
 Send = Callable[[Report], Optional[Tuple[str, str]]]
 
 
+@dataclass
+class ObjectiveProgress:
+    """What `TrialReporter` reads of a custom objective that reports every step
+    (`trial.run_reporting_objective`): how many reports it plans and what it reported. It has
+    no checkpoint to save and none of GRPO's signals for the health rules."""
+
+    planned: int
+    step: int = 0
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    @property
+    def config(self) -> Any:
+        return SimpleNamespace(total_iterations=self.planned)
+
+
 def checkpoint_due(iteration: int, total: int, every: Optional[int]) -> bool:
     """A checkpoint at the end, and every ``every`` iterations (None: only at the end)."""
     return iteration == total or (every is not None and iteration % every == 0)
@@ -128,6 +144,8 @@ class TrialReporter:
         step = int(metrics["iteration"])
         total = trainer.config.total_iterations if trainer is not None else step  # (a custom objective reports once)
         report = Report(metrics, final=step >= total)
+        if isinstance(trainer, ObjectiveProgress):  # (a custom objective's steps: no schedule, health or checkpoint)
+            return self._deliver(report)
         if report.final and trainer is not None:
             report.schedule = self.schedule = schedule_of(trainer.config_schedule)
             if trainer.test_at_end:

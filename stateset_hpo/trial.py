@@ -48,7 +48,13 @@ class TrialSpec:
 
     ``objective`` replaces the engine run with a user function ``params -> final metrics``
     (e.g. GRPOHPOTrainer._objective_function overridden): the trial reports those metrics
-    once, as iteration 1, so nothing can be pruned or checkpointed mid-way.
+    once, as iteration 1, so nothing can be pruned or checkpointed mid-way. An objective that
+    takes a second argument, ``objective(params, report)``, reports every step itself:
+    ``report(metrics)`` returns True when the trial is to stop there (a pruner or scheduler
+    decided), and the objective then returns None (e.g. from its own Hugging Face trainer,
+    with `integrations.hf.ReportCallback`); ``objective_steps`` is how many reports it plans,
+    so a trial stopped before them counts as pruned (the schedulers' clock is its reports,
+    unless its metrics carry ``episodes``). Such trials have no checkpoint and no health rules.
 
     ``test_at_end`` adds the test split's scores (``test_*``) to the last iteration's metrics:
     validation sets it; search trials never see the test split. ``test_topics`` (custom
@@ -76,6 +82,14 @@ class TrialSpec:
     health: Optional[HealthRules] = field(default_factory=HealthRules)
     test_topics: Optional[Sequence[str]] = None
     trl: Optional["TRLTask"] = None
+    objective_steps: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.objective is not None and reports_steps(self.objective):
+            if isinstance(self.objective_steps, bool) or not isinstance(self.objective_steps, int) or \
+                    self.objective_steps < 1:
+                raise ValueError("an objective that takes `report` needs TrialSpec.objective_steps, the number of "
+                                 f"reports it plans (an integer >= 1), got {self.objective_steps!r}")
 
     @property
     def engine(self) -> str:
@@ -169,11 +183,13 @@ class TrialSpec:
     def check(self, params: Mapping[str, Any], model: bool = True) -> None:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
         trained: a name that maps to nothing, a reward weight for a missing component, a local
-        model path that does not exist. (The tiny model, or the task's own, is built here, once.)"""
+        model path that does not exist. (The tiny model, or the task's own, is built here, once.)
+        A custom objective takes its parameters itself, whatever their names: nothing to check."""
+        if self.objective is not None and reports_steps(self.objective):
+            return
         self.check_config(self.training_config(params))
         agent_config = task_agent_config(self.agent_config, self.environment) if model else self.agent_config
         MultiTurnAgent(agent_config).model_path(build=model)
-
 
     def check_config(self, config) -> None:
         """A trial's config can be trained: ours, its reward weights name components of the
@@ -210,7 +226,9 @@ def planned_episodes(spec: TrialSpec, params: Mapping[str, Any]) -> int:
 
 def iteration_episodes(spec: TrialSpec, space) -> int:
     """Episodes in one iteration of the space's defaults (the search's first trial): the default grace period and
-    warm-up of schedulers and pruners, whose clock is episodes."""
+    warm-up of schedulers and pruners, whose clock is episodes (a reporting objective's: its steps)."""
+    if spec.objective is not None and reports_steps(spec.objective):
+        return 1
     return spec.training_config(space.baseline()).episodes_per_iteration
 
 
@@ -218,7 +236,7 @@ def planned_iterations(spec: TrialSpec, params: Mapping[str, Any]) -> int:
     """How many iterations a trial with ``params`` trains unless stopped early (1 if the
     params cannot even make a config: such a trial fails at once)."""
     if spec.objective is not None:
-        return 1
+        return spec.objective_steps if reports_steps(spec.objective) else 1
     try:
         return spec.training_config(params).total_iterations
     except ValueError:
@@ -227,6 +245,8 @@ def planned_iterations(spec: TrialSpec, params: Mapping[str, Any]) -> int:
 
 def max_episodes(spec: TrialSpec, space) -> int:
     """The most episodes a trial can train on (ASHA/HyperBand's max_t), over the space's budgets."""
+    if spec.objective is not None and reports_steps(spec.objective):
+        return spec.objective_steps
     point = space.baseline()
     if "num_episodes" in space:
         dim = space["num_episodes"]
@@ -302,6 +322,8 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
     params differ from the checkpoint's). A point with a schedule (``SCHEDULE_KEY``) changes
     its settings where the schedule says.
     """
+    if spec.objective is not None and reports_steps(spec.objective):
+        return run_reporting_objective(spec, params, report)
     if spec.objective is not None:
         metrics = with_derived_metrics(spec, {**spec.objective(dict(params)), "iteration": 1})
         report(metrics, None)
@@ -319,6 +341,48 @@ def run_trial(spec: TrialSpec, params: Mapping[str, Any], report: Reporter,
         train_trl(spec, params, remember, restore_from)
     else:
         train(spec, params, remember, restore_from)
+    return last
+
+
+def reports_steps(objective: Callable[..., Any]) -> bool:
+    """Whether a custom objective takes ``report`` (its second argument) to report every step."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(objective).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.name == "report" for p in params)
+
+
+def run_reporting_objective(spec: TrialSpec, params: Mapping[str, Any], report: Reporter) -> Dict[str, float]:
+    """``objective(params, report)``: each call of ``report(metrics)`` is one step of the trial
+    (numbered from 1; ``episodes`` the step unless the metrics say otherwise), returning True
+    when the trial is to stop; the last metrics."""
+    from .lifecycle import ObjectiveProgress
+
+    progress = ObjectiveProgress(spec.objective_steps)
+    last: Dict[str, float] = {}
+    stopped = False
+
+    def report_step(metrics: Mapping[str, float]) -> bool:
+        nonlocal last, stopped
+        if stopped:
+            raise RuntimeError("the trial was stopped at its previous report; the objective must return then")
+        progress.step += 1
+        last = with_derived_metrics(spec, {"episodes": float(progress.step), **metrics, "iteration": progress.step})
+        progress.history.append(last)
+        stopped = bool(report(last, progress))
+        return stopped
+
+    returned = spec.objective(dict(params), report_step)
+    if returned is not None:
+        raise ValueError("an objective that reports through `report` returns None: report its final metrics as its "
+                         f"last step (it returned {str(returned)[:80]})")
+    if not stopped and progress.step < progress.config.total_iterations:
+        raise ValueError(f"the objective reported {progress.step} steps of the {progress.config.total_iterations} it "
+                         "plans (TrialSpec.objective_steps) without being stopped")
     return last
 
 

@@ -1,0 +1,1 @@
+"""Bridges from other training libraries into a study's trials."""
