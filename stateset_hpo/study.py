@@ -97,6 +97,7 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
     if why:
         raise ValueError(why)
     spec.check_space(space, model=not dry_run)
+    get_backend(config.backend).check_spec(config, spec, space)
     spec.check_objectives([metric for metric, _ in config.objectives], space)
     spec.check_objectives(list(config.constraints or {}), space, what="constrained metric")
     check_output_dir(config.output_dir, create=not dry_run)

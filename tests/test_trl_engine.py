@@ -143,6 +143,8 @@ def user_files(tmp_path, monkeypatch):
     (["--dataset", "prompts.jsonl", "--reward", "my_rewards:wrong_count"], "must return a list of 1 scores"),
     (["--dataset", "prompts.jsonl", "--reward", "safety"], "with --dataset a reward is a module:function"),
     (["--dataset", "missing.jsonl", "--reward", "my_rewards:length"], "no such file or folder"),
+    (["--backend", "ray_tune", "--execution", "train", "--workers-per-trial", "2"], "not verified yet"),
+    (["--backend", "ray_tune", "--execution", "direct", "--trials-per-worker", "2"], "each TRL trial loads its own"),
 ])
 def test_bad_trl_input_is_one_line_before_any_trial(user_files, capsys, args, message):
     assert main(["--engine", "trl", "--backend", "optuna", *args, "--dry-run"]) == 2
@@ -206,3 +208,28 @@ def test_pbt_exploits_a_trl_trials_checkpoint(tmp_path):
     assert exploits, "PBT never exploited a TRL checkpoint"
     scheduled = [r for r in summary.all_results if r.schedule]
     assert scheduled and all(r.schedule[-1]["params"]["learning_rate"] == r.params["learning_rate"] for r in scheduled)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("engine", ["grpo", "trl"])
+def test_the_documented_tuner_snippet_runs_for_both_engines(tmp_path, engine):
+    """docs/backends.md: our trainable in a user's own `tune.Tuner`, with their scheduler."""
+    from ray import tune
+
+    from helpers import tiny_spec
+    from stateset_hpo.search.ray.backend import grpo_trainable
+    from stateset_hpo.search.ray.space import to_tune
+
+    spec = tiny_trl_spec() if engine == "trl" else tiny_spec(num_episodes=24)
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-4, high=1e-3,
+                                         default=5e-4)])
+    tuner = tune.Tuner(grpo_trainable(spec, workers_per_trial=1, cpu_per_trial=1, gpu_per_trial=0),
+                       param_space=to_tune(space),
+                       tune_config=tune.TuneConfig(metric="eval_reward", mode="max", num_samples=2,
+                                                   scheduler=tune.schedulers.ASHAScheduler(
+                                                       time_attr="training_iteration")),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path)))
+    results = tuner.fit()
+    assert len(results) == 2 and not results.errors
+    assert all(r.metrics["training_iteration"] == 3 and "eval_reward" in r.metrics for r in results)

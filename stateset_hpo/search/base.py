@@ -98,10 +98,17 @@ class Backend:
     cannot_resume: Callable[["HPOConfig"], Optional[str]] = _nowhere
     # "module:function" that runs the re-runs (config, spec, points); in this process by default
     retrainer: str = "stateset_hpo.search.trial_runner:run_points"
+    # "module:function" (config, spec, space) raising ValueError for what this backend cannot do
+    # with this study's trials (checked before any work, dry runs too); "" when it can do all
+    spec_checker: str = ""
 
     def run(self, config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace", callbacks: Sequence[Any],
             control: "StudyControl", resume: bool = False) -> List["HPOResult"]:
         return _imported(self.runner)(config, spec, space, callbacks, control, resume=resume)
+
+    def check_spec(self, config: "HPOConfig", spec: "TrialSpec", space: "SearchSpace") -> None:
+        if self.spec_checker:
+            _imported(self.spec_checker)(config, spec, space)
 
     def retrain(self, config: "HPOConfig", spec: "TrialSpec", points: List[Dict[str, Any]]) -> List["HPOResult"]:
         return _imported(self.retrainer)(config, spec, points)

@@ -143,6 +143,7 @@ def _shared_results(config) -> Optional[str]:
 BACKEND = Backend(name="ray_tune", section="ray_config", settings=SETTINGS,
                   runner="stateset_hpo.search.ray.backend:run_ray_tune", describe=_describe, compiled=_compiled,
                   retrainer="stateset_hpo.search.ray.backend:retrain_ray_tune",
+                  spec_checker="stateset_hpo.search.ray.backend:check_search",
                   flags=FLAGS, check=_check, defers_retention=_defers_retention, shared_results=_shared_results,
                   # Tune searches and schedules on the first objective; the summary's Pareto
                   # front comes from every trial's final metrics

@@ -226,13 +226,19 @@ def study_storage(config: HPOConfig) -> str:
 
 
 def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None:
-    """What this search cannot do, refused before any cluster work."""
+    """What this search cannot do with these trials, refused before any cluster work (dry runs too)."""
     rc = config.ray_config
     if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits:
         raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
     if rc["scheduler"] == "hyperband" and spec.objective is None:
         check_measured_every_iteration(config, spec, space)
+    if spec.trl is not None and rc["workers_per_trial"] > 1:
+        raise ValueError("workers_per_trial > 1 with the TRL engine is not verified yet (no multi-worker machine "
+                         "here): use workers_per_trial 1, or our engine for data-parallel trials")
+    if spec.trl is not None and rc["trials_per_worker"] > 1:
+        raise ValueError("trials_per_worker packs trials on one loaded base model (our engine's warm trials); "
+                         "each TRL trial loads its own: use trials_per_worker 1")
 
 
 def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experiment: str,
@@ -271,8 +277,7 @@ def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]
 
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any],
                  control: StudyControl, resume: bool = False) -> List[HPOResult]:
-    """The study's trials."""
-    check_search(config, spec, space)
+    """The study's trials (`check_search` passed before: study.check_study)."""
     experiment = os.path.join(study_storage(config), config.resolved_study_name)
     plan = search_plan(config, spec, space, experiment, callbacks, control)
     if resume:  # before any cluster work
