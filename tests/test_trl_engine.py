@@ -144,7 +144,8 @@ def user_files(tmp_path, monkeypatch):
     (["--dataset", "prompts.jsonl", "--reward", "safety"], "with --dataset a reward is a module:function"),
     (["--dataset", "missing.jsonl", "--reward", "my_rewards:length"], "no such file or folder"),
     (["--backend", "ray_tune", "--execution", "train", "--workers-per-trial", "2"], "not verified yet"),
-    (["--backend", "ray_tune", "--execution", "direct", "--trials-per-worker", "2"], "each TRL trial loads its own"),
+    (["--backend", "ray_tune", "--execution", "direct", "--trials-per-worker", "2", "--n-parallel-trials", "2"],
+     "each TRL trial loads its own"),
 ])
 def test_bad_trl_input_is_one_line_before_any_trial(user_files, capsys, args, message):
     assert main(["--engine", "trl", "--backend", "optuna", *args, "--dry-run"]) == 2
