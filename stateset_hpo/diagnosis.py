@@ -25,16 +25,18 @@ ADVICE = {
     "replies_unchanged": ("unchanged_fraction", "the updates never changed a held-out reply: raise learning_rate, "
                                                 "or train each trial longer (--set num_episodes=N)"),
     "no_learning_signal": ("zero_std_fraction", "every reply of a group scored the same, so there was no "
-                                                "gradient: raise temperature or group_size, or use a reward that "
+                                                "gradient: raise temperature or group_size (TRL: num_generations), or use a reward that "
                                                 "tells replies apart"),
-    "kl_runaway": ("kl_max", "the policy ran away from the reference: lower learning_rate or raise kl_penalty_coef"),
+    "kl_runaway": ("kl_max", "the policy ran away from the reference: lower learning_rate or raise kl_penalty_coef "
+                             "(TRL: beta)"),
     "entropy_floor": ("entropy_min", "sampling collapsed to one reply: raise temperature or lower learning_rate"),
     "entropy_ceiling": ("entropy_max", "sampling went random: lower learning_rate or temperature"),
     "entropy_blowup": ("entropy_rise", "sampling went random: lower learning_rate or temperature"),
-    "length_limit": ("length_limit_iterations", "every reply ran to the length limit: raise max_new_tokens or "
+    "length_limit": ("length_limit_iterations", "every reply ran to the length limit: raise max_new_tokens (TRL: "
+                                                "max_completion_length) or "
                                                 "reward concise replies"),
     "reward_collapse": ("collapse_fraction", "the held-out reward fell from its best: lower learning_rate or "
-                                             "raise kl_penalty_coef"),
+                                             "raise kl_penalty_coef (TRL: beta)"),
 }
 
 
