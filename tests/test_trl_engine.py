@@ -227,10 +227,10 @@ def test_the_documented_tuner_snippet_runs_for_both_engines(tmp_path, engine):
                                          default=5e-4)])
     tuner = tune.Tuner(grpo_trainable(spec, workers_per_trial=1, cpu_per_trial=1, gpu_per_trial=0),
                        param_space=to_tune(space),
-                       tune_config=tune.TuneConfig(metric="eval_reward", mode="max", num_samples=2,
+                       tune_config=tune.TuneConfig(metric="eval_reward", mode="max", num_samples=1,
                                                    scheduler=tune.schedulers.ASHAScheduler(
                                                        time_attr="training_iteration")),
                        run_config=tune.RunConfig(storage_path=str(tmp_path)))
     results = tuner.fit()
-    assert len(results) == 2 and not results.errors
+    assert len(results) == 1 and not results.errors
     assert all(r.metrics["training_iteration"] == 3 and "eval_reward" in r.metrics for r in results)
