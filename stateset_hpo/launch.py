@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["grpo", "trl"],
                    help="what each trial trains with: grpo, our multi-turn engine (default), or trl, TRL's "
                         "GRPOTrainer (the space's names are then GRPOConfig fields; default space: trl)")
-    p.add_argument("--dataset", metavar="FILE|FOLDER",
+    p.add_argument("--dataset", metavar="FILE|FOLDER|NAME",
                    help="with --engine trl: prompts as JSON Lines (a 'prompt' per row, optional 'split' and other "
-                        "columns) or a Dataset.save_to_disk folder, scored by --reward module:function")
+                        "columns), a Dataset.save_to_disk folder or a Hub dataset (org/name), scored by --reward "
+                        "module:function")
     p.add_argument("--task", metavar="MODULE:FUNCTION",
                    help="your own task: a function returning (environment, reward), imported from the working dir")
     p.add_argument("--scenarios", metavar="FILE",

@@ -54,7 +54,9 @@ def test_python_block_compiles_and_its_imports_exist(code, run):
                 importlib.import_module(alias.name)
 
 
-@pytest.mark.parametrize("code, run", [p for p in blocks("python") if p.values[1]])
+# (each is a small study: slow-marked like the other end-to-end runs; CI runs them)
+@pytest.mark.parametrize("code, run", [pytest.param(*p.values, id=p.id, marks=pytest.mark.slow)
+                                       for p in blocks("python") if p.values[1]])
 def test_marked_python_block_runs_to_its_end(code, run, tmp_path):
     (tmp_path / "examples").symlink_to(ROOT / "examples")  # blocks may read examples/hpo.yaml
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,

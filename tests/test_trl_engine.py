@@ -82,6 +82,7 @@ def test_a_replayed_schedule_trains_each_stretch_under_its_settings():
     assert seen[-1][1] == schedule
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["wandb"])
 def test_a_trl_study_runs_on_the_in_process_backends(tmp_path, backend):
     from stateset_hpo.study import run_study
@@ -143,11 +144,13 @@ def user_files(tmp_path, monkeypatch):
     (["--dataset", "prompts.jsonl", "--reward", "my_rewards:wrong_count"], "must return a list of 1 scores"),
     (["--dataset", "prompts.jsonl", "--reward", "safety"], "with --dataset a reward is a module:function"),
     (["--dataset", "missing.jsonl", "--reward", "my_rewards:length"], "no such file or folder"),
+    (["--dataset", "nobody/no-such-dataset", "--reward", "my_rewards:length"], "cannot load it from the Hugging Face"),
     (["--backend", "ray_tune", "--execution", "train", "--workers-per-trial", "2"], "not verified yet"),
     (["--backend", "ray_tune", "--execution", "direct", "--trials-per-worker", "2", "--n-parallel-trials", "2"],
      "each TRL trial loads its own"),
 ])
-def test_bad_trl_input_is_one_line_before_any_trial(user_files, capsys, args, message):
+def test_bad_trl_input_is_one_line_before_any_trial(user_files, capsys, monkeypatch, args, message):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # (a Hub name fails at once, network or not)
     assert main(["--engine", "trl", "--backend", "optuna", *args, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
@@ -168,15 +171,15 @@ def test_a_jsonl_dataset_with_trl_rewards_is_a_valid_study(user_files, capsys):
 # -- Ray: TRL trials as Train workers and as Tune trials, seen by Tune's schedulers ------------------------------------
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
-@pytest.mark.parametrize("execution", ["train", "direct"])
-def test_asha_stops_a_trl_trial_at_its_first_rung_on_ray(tmp_path, execution):
+def test_asha_stops_a_trl_trial_at_its_first_rung_on_ray(tmp_path):
     """The objective is the logged learning rate (linear decay from each trial's own): the second
-    trial's is below the first's, so ASHA's median cutoff stops it at its first rung (8 episodes)."""
+    trial's is below the first's, so ASHA's median cutoff stops it at its first rung (8 episodes).
+    (Direct trials; a TRL trial in a Train worker runs in the Tuner test below.)"""
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.CHOICE, choices=[1e-3, 1e-5],
                                          default=1e-3)])
     config = study_config(tmp_path, "ray_tune", n_trials=2, search_space=space, objective_metric="learning_rate",
                           health_rules={"enabled": False}, base_training_config={**TINY_TRL, "num_episodes": 32},
-                          ray_config={"execution": execution, "scheduler": "asha", "search_alg": "grid",
+                          ray_config={"execution": "direct", "scheduler": "asha", "search_alg": "grid",
                                       "grace_period": 8, "reduction_factor": 2})
     from stateset_hpo.study import run_study
 
@@ -199,9 +202,9 @@ def test_pbt_exploits_a_trl_trials_checkpoint(tmp_path):
                           objective_metric="learning_rate", base_training_config={**TINY_TRL, "num_episodes": 48},
                           ray_config={"execution": "direct", "scheduler": "pbt", "search_alg": "random",
                                       "perturbation_interval": 16})
-    # each report takes a second, so two trials run side by side for PBT to compare (TRL's
+    # each report takes 0.6 s, so two trials run side by side for PBT to compare (TRL's
     # steps on the tiny model take a fifth of one: a trial could end before Tune saw the other's result)
-    spec = dataclasses.replace(tiny_trl_spec(), derived_metrics={"slowly": lambda metrics: time.sleep(1.0) or 0.0})
+    spec = dataclasses.replace(tiny_trl_spec(), derived_metrics={"slowly": lambda metrics: time.sleep(0.6) or 0.0})
     summary = run_study(config, spec)
     assert summary.n_failed == 0
     log = tmp_path / "out" / "ray_results" / "grpo_hpo" / "pbt_global.txt"

@@ -1,7 +1,8 @@
 """`TRLTask`: a user's task for trials on TRL's `GRPOTrainer`, in the forms TRL users have.
 
 Prompts come as a `datasets.Dataset` (or a `DatasetDict` with train / validation / test), a
-JSONL file, a list of rows, or the guide's scenarios (a `ConversationEnvironment`); each row
+Hub dataset name (``org/name``, loaded with `datasets.load_dataset`), a JSONL file, a folder
+written by `Dataset.save_to_disk`, a list of rows, or the guide's scenarios (a `ConversationEnvironment`); each row
 has a ``prompt`` (text, or a list of {"role", "content"} messages) and any other columns the
 reward functions read. The reward is TRL's convention: ``fn(prompts, completions, **kwargs)``
 returning one score (or None) per completion, several summed with ``reward_weights``.
@@ -125,7 +126,9 @@ def reward_name(fn: Any) -> str:
 
 def load_splits(data: Any) -> Dict[str, List[Dict[str, Any]]]:
     """{train, selection, test} rows of ``data`` (see the module docstring for the rule)."""
-    if isinstance(data, (str, Path)):
+    if isinstance(data, str) and _looks_like_hub_name(data):
+        data = _load_hub_dataset(data)
+    elif isinstance(data, (str, Path)):
         data = _read_path(Path(data).expanduser())
     if hasattr(data, "keys") and hasattr(data, "values") and not isinstance(data, dict):  # a DatasetDict
         named = {SPLIT_NAMES.get(k): [dict(r) for r in v] for k, v in data.items() if k in SPLIT_NAMES}
@@ -138,6 +141,22 @@ def load_splits(data: Any) -> Dict[str, List[Dict[str, Any]]]:
                            + [{**r, "split": k} for k, v in named.items() for r in v])
     rows = [dict(r) for r in data]
     return _split_rows(rows)
+
+
+def _looks_like_hub_name(text: str) -> bool:
+    """``org/name`` that is no local path: a dataset on the Hugging Face Hub."""
+    return not Path(text).expanduser().exists() and not text.startswith((".", "/", "~")) and \
+        text.count("/") == 1 and not Path(text).suffix
+
+
+def _load_hub_dataset(name: str) -> Any:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(name)
+    except Exception as exc:  # (no network, no such dataset, a gated one: datasets raises many kinds)
+        raise ValueError(f"dataset {name!r}: cannot load it from the Hugging Face Hub ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})"[:400]) from None
 
 
 def _read_path(path: Path) -> Any:
