@@ -4,23 +4,14 @@ a step clock."""
 import time
 
 from stateset_hpo.grpo import ConversationEnvironment, domain_reward
-from stateset_hpo.grpo.rewards import ReplyContext
+from stateset_hpo.trl_engine import TRLTask
 
 
 def trl_prompts_and_reward(domain: str):
-    """(dataset rows of single-turn prompts, TRL reward function scoring with our reward)."""
-    env = ConversationEnvironment(domain, max_turns=1)
-    reward = domain_reward(domain)
-    by_opening = {s.opening: s for s in env.train_scenarios}
-
-    def reward_func(prompts, completions, **kwargs):
-        out = []
-        for prompt, completion in zip(prompts, completions):
-            text = completion[0]["content"] if isinstance(completion, list) else completion
-            out.append(reward(ReplyContext(by_opening[prompt[-1]["content"]], tuple(prompt), text, "moderate")))
-        return out
-
-    return [{"prompt": env.start(s)} for s in env.train_scenarios], reward_func
+    """(dataset rows of single-turn prompts, TRL reward function scoring with our reward): the
+    TRL engine's own reading of a domain's scenarios (`TRLTask.from_environment`)."""
+    task = TRLTask.from_environment(ConversationEnvironment(domain, max_turns=1), domain_reward(domain))
+    return task.train, task.reward_funcs[0]
 
 
 def step_clock():
