@@ -139,6 +139,7 @@ def user_files(tmp_path, monkeypatch):
     (["--space", "grpo"], "is no GRPOConfig field"),
     (["--set", "max_steps=10"], "GRPOConfig.max_steps is set by the study"),
     (["--set", 'use_vllm="no"'], "GRPOConfig.use_vllm must be True or False"),
+    (["--set", "model_init_kwargs={load_in_4bit: true}"], "is not supported yet"),
     (["--dataset", "no_prompt.jsonl", "--reward", "my_rewards:length"], "every row needs a 'prompt'"),
     (["--dataset", "prompts.jsonl", "--reward", "my_rewards:no_kwargs"], "must take TRL's arguments"),
     (["--dataset", "prompts.jsonl", "--reward", "my_rewards:wrong_count"], "must return a list of 1 scores"),
