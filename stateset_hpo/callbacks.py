@@ -6,8 +6,8 @@ trial workers, so a callback may print, plot or write files freely.
 
 A callback that raises does not end the study (hours of trials would be lost to a logging
 slip, such as the guide's own ``f"{result.best_metric:.4f}"`` on a failed trial, whose
-best_metric is None): the error is reported once per callback and hook, with the callback's
-name, and the study goes on. A callback that sets ``errors_stop_the_study = True`` is strict:
+best_metric is None): the error is reported once per study, callback and hook, with the
+callback's name, and the study goes on. A callback that sets ``errors_stop_the_study = True`` is strict:
 its errors propagate and end the study (the project's own bookkeeping callbacks are).
 """
 
@@ -34,12 +34,17 @@ class HPOCallback:
 HOOKS = ("on_hpo_start", "on_trial_start", "on_trial_result", "on_trial_end", "on_hpo_end")
 
 
-_REPORTED: Set[Tuple[int, str]] = set()  # (callback, hook) whose error was reported
+# (id(callback), hook) whose error this study reported; a study's start forgets its callbacks'
+# entries, so the same callback in the next study (or a new one at a reused id) is reported again
+_REPORTED: Set[Tuple[int, str]] = set()
 
 
 def fire(callbacks: Iterable[Any], hook: str, *args: Any) -> None:
     """Call ``hook`` on each callback that has it (see the module docstring for errors)."""
     assert hook in HOOKS, hook
+    callbacks = list(callbacks)
+    if hook == "on_hpo_start":
+        _REPORTED.difference_update((id(c), h) for c in callbacks for h in HOOKS)
     for callback in callbacks:
         method = getattr(callback, hook, None)
         if method is None:

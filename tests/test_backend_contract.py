@@ -252,6 +252,20 @@ class StrictLogger(GuideLogger):
     errors_stop_the_study = True
 
 
+def test_a_raising_callback_is_reported_once_in_each_study():
+    from types import SimpleNamespace
+
+    from stateset_hpo.callbacks import fire
+
+    logger, failed = GuideLogger(), SimpleNamespace(trial_id="0", best_metric=None)
+    for _ in range(2):  # the same callback in two studies: each study reports it once
+        with pytest.warns(UserWarning, match="GuideLogger.on_trial_end raised TypeError") as caught:
+            fire([logger], "on_hpo_start", SPACE, 2)
+            fire([logger], "on_trial_end", failed)
+            fire([logger], "on_trial_end", failed)
+        assert len(caught) == 1
+
+
 @pytest.mark.slow  # (several studies per backend: CI runs it, the inner loop does not)
 @pytest.mark.parametrize("backend", backend_names())
 def test_a_callback_that_raises_is_reported_once_and_the_study_goes_on(tmp_path, backend, ray_if_needed):
