@@ -142,3 +142,40 @@ def test_unsupported_requests_are_clear_errors(tmp_path, kwargs, message):
         run_study(config(tmp_path).replace(n_parallel_trials=2), spec())
     with pytest.raises(ValueError, match="the grid has 8 points but n_trials is 3"):
         run_study(config(tmp_path, method="grid", grid_points=4), spec())
+
+
+class FakeRun:
+    """What a W&B sweep agent's run gives a trial: its config, and where metrics go."""
+
+    def __init__(self, params):
+        self.config, self.summary, self.logged = params, {}, []
+
+    def log(self, metrics, step=None):
+        self.logged.append(metrics)
+
+    def finish(self, exit_code=0):
+        self.exit_code = exit_code
+
+
+def test_an_online_sweep_ends_on_the_studys_patience_between_trials(tmp_path, monkeypatch):
+    """W&B's hosted sweep cannot be reached here: its agent is faked (it gives each call's
+    function one run of the sweep, as `wandb.agent(count=1)` does)."""
+    import wandb
+
+    from stateset_hpo.search.wandb import backend
+    from stateset_hpo.trial import TrialSpec
+
+    agent_calls = []
+    monkeypatch.setattr(backend, "wandb_mode", lambda: "online")
+    monkeypatch.setattr(wandb, "sweep", lambda sweep, project=None, entity=None: "sweep-1")
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: FakeRun({"learning_rate": 1e-3, "group_size": 4}))
+
+    def agent(sweep_id, function, project=None, entity=None, count=None):
+        agent_calls.append(count)
+        for _ in range(count):
+            function()
+
+    monkeypatch.setattr(wandb, "agent", agent)
+    study = config(tmp_path, n_trials=8).replace(early_stopping_patience=2, objective_metric="score")
+    summary = run_study(study, TrialSpec(objective=lambda params: {"score": 1.0}))  # never improves
+    assert summary.n_trials == 3 and agent_calls == [1, 1, 1]  # the best, then 2 without a gain: stop

@@ -113,7 +113,7 @@ def run_wandb(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks:
             raise ValueError("a budget is not supported on an online W&B sweep yet (W&B's agent runs its count of "
                              "trials); run the sweep offline (WANDB_MODE=offline) or use backend 'optuna' or "
                              "'ray_tune'")
-        return _run_online(config, spec, sweep, callbacks)
+        return _run_online(config, spec, sweep, callbacks, control)
     return _run_offline(config, spec, space, sweep, callbacks, control)
 
 
@@ -158,20 +158,30 @@ def _notify(callbacks: Sequence[Any]):
     return lambda hook, *args: fire(callbacks, hook, *args)
 
 
-def _run_online(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any],
-                callbacks: Sequence[Any]) -> List[HPOResult]:
+def _run_online(config: HPOConfig, spec: TrialSpec, sweep: Dict[str, Any], callbacks: Sequence[Any],
+                control: StudyControl) -> List[HPOResult]:
     """A real W&B sweep: W&B's server proposes (and early-terminates, by stopping the run);
-    a W&B agent in this process runs ``n_trials`` trials of it."""
+    a W&B agent in this process runs up to ``n_trials`` trials of it, one agent call per trial,
+    so that the study's patience, a callback's stop and the timeout end it between trials as
+    offline (an agent asked for all of them at once would run its count whatever happens)."""
     import wandb
 
     wc = config.wandb_config
     sweep_id = wandb.sweep(sweep, project=wc["project"], entity=wc["entity"])
+    deadline = study_deadline(config)
     results: List[HPOResult] = []
 
     def agent_trial() -> None:
         run = wandb.init(dir=str(Path(config.output_dir) / "trials"))
         params = {k: _plain(v) for k, v in dict(run.config).items()}
-        results.append(run_one(config, spec, str(len(results)), params, _notify(callbacks), wandb_run=run))
+        results.append(run_one(config, spec, str(len(results)), params, _notify(callbacks), deadline=deadline,
+                               wandb_run=run))
 
-    wandb.agent(sweep_id, function=agent_trial, project=wc["project"], entity=wc["entity"], count=config.n_trials)
+    for _ in range(config.n_trials):
+        if (deadline is not None and time.monotonic() > deadline) or control.ended_early():
+            break
+        before = len(results)
+        wandb.agent(sweep_id, function=agent_trial, project=wc["project"], entity=wc["entity"], count=1)
+        if len(results) == before:  # the sweep gave no run (a finished grid, or the sweep was stopped)
+            break
     return results
