@@ -20,6 +20,7 @@ run_study hands each one a `StudyControl` to ask.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import warnings
@@ -28,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set
 from .config import HPOConfig
 from .constraints import feasible
 from .cost import budget_exceeded_by_next
+from .masking import masked
 from .results import HPOResult, HPOSummary, TrialStatus, is_better, ranked
 
 
@@ -52,15 +54,19 @@ class StudyControl:
 
 
 def delete_checkpoint(path: str) -> None:
-    """Remove a checkpoint folder, local or on cloud storage (s3://, gs://)."""
+    """Remove a checkpoint folder, local or on cloud storage (s3://, gs://: through its
+    filesystem); one that is gone already is no error. OSError when it cannot be deleted."""
     if "://" in path:
         import pyarrow.fs
 
-        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-        if filesystem.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:  # (gone already: nothing to do)
-            filesystem.delete_dir(inner)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+            if filesystem.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:
+                filesystem.delete_dir(inner)
+        except (OSError, ValueError) as exc:  # (pyarrow raises OSError for a storage error, ValueError for a URI)
+            raise OSError(str(exc)) from None
+    elif os.path.lexists(path):
+        shutil.rmtree(path)
 
 
 class StudyMonitor:
@@ -71,6 +77,7 @@ class StudyMonitor:
         self.search_space_name = search_space_name
         self.finished: List[HPOResult] = []
         self.deleted: Set[str] = set()
+        self.undeletable: Set[str] = set()  # checkpoints retention could not delete (reported once each)
         self.best: Optional[float] = None
         self.since_best = 0
         self.should_stop = False
@@ -137,9 +144,16 @@ class StudyMonitor:
         best = [r for r in ranked(there, self.config.direction, self.config.constraints) if r.trial_id not in front]
         kept = {r.checkpoint_path for r in best[:keep]} | {r.checkpoint_path for r in there if r.trial_id in front}
         for r in results:
-            if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted:
-                delete_checkpoint(r.checkpoint_path)
-                self.deleted.add(r.checkpoint_path)
+            if r.checkpoint_path and r.checkpoint_path not in kept and r.checkpoint_path not in self.deleted | \
+                    self.undeletable:
+                try:
+                    delete_checkpoint(r.checkpoint_path)
+                    self.deleted.add(r.checkpoint_path)
+                except OSError as exc:  # the checkpoint stays (and is still recorded): the storage keeps its cost
+                    self.undeletable.add(r.checkpoint_path)
+                    warnings.warn(f"keep_best_n: could not delete the checkpoint of trial {r.trial_id} at "
+                                  f"{masked(r.checkpoint_path)} ({str(exc)[:200]}); it stays there, and in the "
+                                  "results")
 
     def finish(self, results: List[HPOResult]) -> None:
         """At the study's end: apply retention to every trial (also trials recorded by earlier

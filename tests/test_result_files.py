@@ -71,6 +71,48 @@ def test_deleting_a_checkpoint_that_is_already_gone_is_no_error(tmp_path):
     delete_checkpoint(str(folder))
 
 
+def test_a_checkpoint_on_cloud_storage_is_recorded_with_its_scheme():
+    """Tune keeps a checkpoint's path inside its storage's filesystem (no scheme): the results
+    name it as a user, and retention, can open it."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    from stateset_hpo.search.ray.storage import checkpoint_location
+
+    def at(filesystem, path):
+        return checkpoint_location(SimpleNamespace(filesystem=filesystem, path=path))
+
+    assert at(pyarrow.fs.S3FileSystem(anonymous=True, region="us-east-1"), "bucket/hpo/ckpt") == "s3://bucket/hpo/ckpt"
+    assert at(pyarrow.fs.GcsFileSystem(anonymous=True), "bucket/hpo/ckpt") == "gs://bucket/hpo/ckpt"
+    assert at(pyarrow.fs.LocalFileSystem(), "/data/hpo/ckpt") == "/data/hpo/ckpt"
+    assert checkpoint_location(None) is None
+
+
+def test_a_checkpoint_retention_cannot_delete_is_reported_and_kept(tmp_path):
+    from stateset_hpo import HPOConfig
+    from stateset_hpo.results import HPOResult, TrialStatus
+    from stateset_hpo.study_monitor import StudyMonitor
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # (a file where a folder should be: deleting it as a folder fails)
+    gone = tmp_path / "ckpt-gone"
+    gone.mkdir()
+    results = [HPOResult("0", {}, {"eval_reward": 0.9}, best_metric=0.9, status=TrialStatus.SUCCESS,
+                         checkpoint_path=str(tmp_path / "ckpt-best")),
+               HPOResult("1", {}, {"eval_reward": 0.1}, best_metric=0.1, status=TrialStatus.SUCCESS,
+                         checkpoint_path=str(blocked)),
+               HPOResult("2", {}, {"eval_reward": 0.2}, best_metric=0.2, status=TrialStatus.SUCCESS,
+                         checkpoint_path=str(gone))]
+    monitor = StudyMonitor(HPOConfig(keep_best_n=1, output_dir=str(tmp_path)), None)
+    with pytest.warns(UserWarning, match="could not delete the checkpoint of trial 1") as caught:
+        monitor.finish(results)
+        monitor.retain(results)  # (reported once)
+    assert len([w for w in caught if "could not delete" in str(w.message)]) == 1
+    assert results[1].checkpoint_path == str(blocked) and blocked.exists()  # kept, and still named
+    assert results[2].checkpoint_path is None and not gone.exists()
+
+
 def test_a_copy_counts_as_published_only_when_every_file_arrived_whole(tmp_path):
     from stateset_hpo.shared_storage import publish_results, unpublished
 

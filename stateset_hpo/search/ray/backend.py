@@ -27,7 +27,7 @@ from ...lifecycle import TrialOutcome, annotations_of
 from ...results import HPOResult, StudyInterrupted
 from ...shared_storage import write_text
 from .resume import SETTINGS_FILE, check_resumable, study_settings
-from .storage import multi_node_warning, storage_location
+from .storage import checkpoint_location, multi_node_warning, storage_location
 from ...space import SearchSpace
 from ...study_monitor import StudyControl
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
@@ -136,9 +136,9 @@ class CallbackBridge(tune.Callback):
 
     def _result(self, trial, error: Optional[str]) -> HPOResult:
         params = dict(trial.config)
-        checkpoint = trial.checkpoint.path if trial.checkpoint else None
         return TrialOutcome(trial.trial_id, params, self.histories.get(trial.trial_id, []),
-                            planned_iterations(self.spec, params), error=error, checkpoint_path=checkpoint,
+                            planned_iterations(self.spec, params), error=error,
+                            checkpoint_path=checkpoint_location(trial.checkpoint),
                             training_time=float((trial.last_result or {}).get("time_total_s", 0.0)),
                             resources=self.resources,
                             **annotations(trial.last_result, self.stoppers)).result(self.metric)
@@ -402,6 +402,6 @@ def _from_result(result, spec: TrialSpec, metric: str, stoppers: str,
     trial_id = str(metrics.get("trial_id") or parts[1])
     return index, TrialOutcome(trial_id, params, history, planned_iterations(spec, params),
                                error=str(result.error) if result.error else None,
-                               checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+                               checkpoint_path=checkpoint_location(result.checkpoint),
                                training_time=float(metrics.get("time_total_s", 0.0)), resources=resources,
                                **annotations(metrics, stoppers)).result(metric)

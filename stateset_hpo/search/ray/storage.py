@@ -31,6 +31,20 @@ def multi_node_warning(storage: str, nodes: int, autoscaling: bool) -> Optional[
             "s3:// or gs:// URI")
 
 
+def checkpoint_location(checkpoint) -> Optional[str]:
+    """Where a Tune checkpoint is, as a user (and retention) can open it. Tune keeps the path
+    inside its storage's filesystem, so a checkpoint under ``s3://bucket/hpo`` is ``bucket/hpo/...``
+    on an S3 filesystem: read as a local path, it names nothing, and deleting it would do
+    nothing. The storage's scheme is put back (``s3://``, ``gs://`` for pyarrow's "gcs")."""
+    if checkpoint is None:
+        return None
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    if kind == "local":
+        return checkpoint.path
+    scheme = {"gcs": "gs"}.get(kind, kind)
+    return f"{scheme}://{checkpoint.path.lstrip('/')}"
+
+
 def results_location(storage_path: str, study_name: str) -> str:
     """Where a study's results are copied: ``<storage>/<study>/results`` (beside Tune's trials)."""
     return f"{storage_path.rstrip('/')}/{study_name}/results"
