@@ -178,3 +178,52 @@ def test_result_files_get_the_permissions_the_user_s_umask_gives(tmp_path, umask
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.slow
+def test_retention_deletes_checkpoints_on_an_s3_storage(tmp_path):
+    """A Ray study whose storage is an S3 bucket (moto's S3 server, started here): the results
+    name the kept checkpoint with its s3:// scheme, and retention (keep_best_n 1) really deletes
+    the other trials' checkpoints in the bucket."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from helpers import stop_processes_under
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    ray_tmp = tempfile.mkdtemp(prefix="rs3", dir="/tmp")  # (short: Ray's socket paths live under it)
+    try:
+        s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        s3.create_bucket(Bucket="bucket")
+        (tmp_path / "study.yaml").write_text("keep_best_n: 1\nvalidation_top_k: 0\n")
+        env = {**os.environ, **aws, "RAY_TMPDIR": ray_tmp}
+        env.pop("RAY_ADDRESS", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "stateset_hpo.launch", "--config", str(tmp_path / "study.yaml"), "--backend",
+             "ray_tune", "--execution", "direct", "--space-file", "examples/data/lr_space.yaml", "--n-trials", "3",
+             "--set", "num_episodes=8", "--set", "per_device_train_batch_size=2", "--set", "group_size=4",
+             "--set", "max_new_tokens=16", "--no-health-rules", "--storage-path", "s3://bucket/hpo",
+             "--output-dir", str(tmp_path / "out"), "--quiet", "--seed", "0"],
+            capture_output=True, text=True, timeout=400, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        trials = json.loads((tmp_path / "out" / "summary.json").read_text())["all_results"]
+        kept = [t["checkpoint_path"] for t in trials if t["checkpoint_path"]]
+        assert len(kept) == 1 and kept[0].startswith("s3://bucket/hpo/"), [t["checkpoint_path"] for t in trials]
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bucket", Prefix="hpo/")
+                for o in page.get("Contents", [])]
+        folders = {k.split("/checkpoint_")[0] + "/checkpoint_" + k.split("/checkpoint_")[1].split("/")[0]
+                   for k in keys if "/checkpoint_" in k}
+        assert folders == {kept[0][len("s3://bucket/"):]}, folders
+    finally:
+        stop_processes_under(ray_tmp)
+        server.stop()
