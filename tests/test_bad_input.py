@@ -308,3 +308,23 @@ def test_any_scenario_file_is_taken_or_refused_in_one_short_line(tmp_path, capsy
     if code == 2:
         assert "Traceback" not in err and len(err) < 700 and len(err.splitlines()) == 1, (field, value, err)
     assert not (tmp_path / "o").exists()
+
+
+_SECRET = "hunter2-s3cr3t"
+_SECRET_SHAPES = ["s3://AKIAEXAMPLE:{s}@bucket/hpo", "gs://user:{s}@bucket/hpo", "postgresql://hpo:{s}@db:5432/hpo",
+                  "mysql+pymysql://hpo:{s}@db/hpo", "sqlite:///hpo.db?password={s}", "s3:/AKIAEXAMPLE:{s}@bucket",
+                  "redis://:{s}@cache:6379/0", "https://host/x?token={s}&a=1", "s3://bucket/hpo?secret_key={s}"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flag=st.sampled_from([("--storage", "optuna"), ("--storage-path", "ray_tune"), ("--dashboard-storage", "optuna"),
+                             ("--dashboard-storage", "ray_tune")]),
+       shape=st.sampled_from(_SECRET_SHAPES), suffix=st.sampled_from(["", "/", "x", "?a=1", "%", ":", "@", "//y"]))
+def test_a_secret_in_any_storage_flag_is_never_echoed(tmp_path, monkeypatch, capsys, flag, shape, suffix):
+    """Generated: credentials inside a storage URL, in any of the forms users write them, valid
+    or not: whatever the CLI prints (the study's settings, or its one-line error) masks them."""
+    monkeypatch.chdir(tmp_path)
+    name, backend = flag
+    main(["--backend", backend, "--space", "conservative", name, shape.format(s=_SECRET) + suffix, "--dry-run"])
+    out = capsys.readouterr()
+    assert _SECRET not in out.out + out.err, (name, shape, suffix, (out.out + out.err)[-600:])
