@@ -284,17 +284,22 @@ def test_a_callback_that_raises_is_reported_once_and_the_study_goes_on(tmp_path,
         run_study(make_config(tmp_path / "strict", backend, n_trials=4), spec, callbacks=[StrictLogger()])
 
 
+def paired_scheduler(search_alg):
+    """The scheduler a searcher works with alone (BOHB's HyperBand), or nothing."""
+    return {"scheduler": name for name, s in SCHEDULERS.items() if s.searcher == search_alg}
+
+
 # -- every registered algorithm --------------------------------------------------------------------
 @pytest.mark.usefixtures("ray_local")
 # (the model-based searchers, 4-6 s each, are slow-marked: the inner loop stays under 5 minutes)
-@pytest.mark.parametrize("search_alg", [pytest.param(s, marks=pytest.mark.slow) if s in ("ax", "bayesopt", "hyperopt")
-                                        else s for s in sorted(SEARCHERS)])
+@pytest.mark.parametrize("search_alg", [pytest.param(s, marks=pytest.mark.slow)
+                                        if s in ("ax", "bayesopt", "bohb", "hyperopt") else s for s in sorted(SEARCHERS)])
 def test_each_ray_search_algorithm(tmp_path, search_alg):
     grid = search_alg == "grid"
     space = SPACE.subset(["learning_rate", "optimizer_type"]) if grid else SPACE  # a grid of 4
-    # one trial at a time, on a cluster with room for two
+    # one trial at a time, on a cluster with room for two (a searcher with a scheduler of its own: with it)
     config = make_config(tmp_path, "ray_tune", n_trials=4, search_space=space, n_parallel_trials=1,
-                         grid_points=2, ray_config={"search_alg": search_alg})
+                         grid_points=2, ray_config={"search_alg": search_alg, **paired_scheduler(search_alg)})
     (tmp_path / "runs").mkdir()
     summary = run_study(config, TrialSpec(objective=functools.partial(timed, str(tmp_path / "runs"), score)))
     assert summary.n_trials == 4 and summary.n_successful == 4
@@ -330,7 +335,9 @@ def test_packing_that_cannot_work_is_refused_when_configured(tmp_path, changes, 
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_each_ray_scheduler(tmp_path, scheduler):
-    config = make_config(tmp_path, "ray_tune", n_trials=3, n_parallel_trials=2, ray_config={"scheduler": scheduler})
+    searcher = {"search_alg": SCHEDULERS[scheduler].searcher} if SCHEDULERS[scheduler].searcher else {}
+    config = make_config(tmp_path, "ray_tune", n_trials=3, n_parallel_trials=2,
+                         ray_config={"scheduler": scheduler, **searcher})
     if SCHEDULERS[scheduler].exploits:  # PBT needs checkpoints, which a custom objective does not have
         with pytest.raises(ValueError, match="custom objective reports once"):
             run_study(config, TrialSpec(objective=score))

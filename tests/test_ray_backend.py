@@ -309,6 +309,39 @@ def test_hyperband_pauses_trials_and_resumes_them_from_their_checkpoints(tmp_pat
 
 
 @pytest.mark.slow
+def test_bohb_reads_every_rung_and_pauses_and_resumes_real_trials(tmp_path):
+    """BOHB (TuneBOHB with HyperBandForBOHB) on engine trials: HyperBand's brackets pause trials
+    at their rungs and resume the best from their checkpoints, and the searcher is told each
+    trial's results at their budgets (its model is fitted per budget)."""
+    cfg = config(tmp_path, LR_SPACE, search_alg="bohb", scheduler="bohb", reduction_factor=2, n_trials=6)
+    summary = run_study(cfg, spec(num_episodes=32))  # 4 iterations
+    assert summary.n_failed == 0 and summary.n_trials == 6
+    assert all(LR_SPACE["learning_rate"].contains(r.params["learning_rate"]) for r in summary.all_results)
+    assert all(isinstance(r.params["learning_rate"], float) for r in summary.all_results)  # (no numpy numbers)
+    rows = tune_rows(tmp_path / "ray_results" / "grpo_hpo")
+    assert any(r["iterations_since_restore"] < r["training_iteration"] for trial in rows.values() for r in trial), \
+        "BOHB's HyperBand paused and resumed no trial"
+    for trial in rows.values():
+        assert [r["iteration"] for r in trial] == [r["training_iteration"] for r in trial]
+
+
+def test_the_bohb_searcher_saves_and_restores_what_it_learnt(tmp_path):
+    """What a resumed study's searcher continues from: its trials and the results at each budget."""
+    from stateset_hpo.search.ray.searchers import build_search
+
+    cfg = config(tmp_path, LR_SPACE, search_alg="bohb", scheduler="bohb", n_trials=4)
+    searcher, _, _ = build_search(cfg, LR_SPACE, "eval_reward", "max")
+    assert searcher.suggest("t0") == LR_SPACE.baseline()  # the space's defaults go first
+    searcher.on_trial_result("t0", {"eval_reward": 0.5, "hyperband_info": {"budget": 1}})
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "bohb.pkl"))
+    restored, _, _ = build_search(cfg, LR_SPACE, "eval_reward", "max")
+    restored.restore(str(tmp_path / "bohb.pkl"))
+    assert restored.running == {"t0", "t1"} and set(restored.trial_to_params) == {"t0", "t1"}
+    assert restored.bohber.losses == {1: [-0.5]}  # (hpbandster minimises: the score, negated, at budget 1)
+
+
+@pytest.mark.slow
 def test_a_killed_train_worker_is_retried_from_its_last_checkpoint(tmp_path):
     from ray.util.state import list_actors
 

@@ -86,6 +86,13 @@ def _check(config, given: Mapping[str, Any]) -> None:
                          "running yet")
     if config.backend == "ray_tune" and SCHEDULERS[rc["scheduler"]].exploits and rc["search_alg"] != "random":
         raise ValueError(f"scheduler {rc['scheduler']!r} explores by itself: use search_alg 'random' with it")
+    # a scheduler that works with one searcher alone (BOHB's HyperBand), and that searcher, go together
+    paired = {sched.searcher for sched in SCHEDULERS.values() if sched.searcher}
+    wanted = rc["search_alg"] if rc["search_alg"] in paired else None
+    if config.backend == "ray_tune" and SCHEDULERS[rc["scheduler"]].searcher != wanted:
+        name = wanted or SCHEDULERS[rc["scheduler"]].searcher
+        raise ValueError(f"search_alg {name!r} and scheduler {name!r} work together only (BOHB's HyperBand tells its "
+                         f"searcher each rung's budget): give --search-alg {name} --scheduler {name}")
     if config.backend == "ray_tune":
         SEARCHERS[rc["search_alg"]].check_installed(rc["search_alg"])
         if rc["search_alg"] == "grid":

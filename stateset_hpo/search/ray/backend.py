@@ -231,7 +231,7 @@ def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None
     if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits:
         raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
-    if rc["scheduler"] == "hyperband" and spec.objective is None:
+    if SCHEDULERS[rc["scheduler"]].clock is not None and spec.objective is None:
         check_measured_every_iteration(config, spec, space)
     if spec.trl is not None and rc["workers_per_trial"] > 1:
         raise ValueError("workers_per_trial > 1 with the TRL engine is not verified yet (no multi-worker machine "

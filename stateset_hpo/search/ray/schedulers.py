@@ -7,7 +7,7 @@ trial's iteration count). ``grace_period``, ``max_t`` and ``perturbation_interva
 left unset, grace and perturbation default to one and two iterations of the first trial (the
 space's defaults).
 
-HyperBand alone runs on a scaled clock, ``rounds`` = episodes / episodes of one iteration of
+HyperBand (and BOHB's HyperBand) runs on a scaled clock, ``rounds`` = episodes / episodes of one iteration of
 the first trial (a metric that `hyperband_clock` adds to every report): Tune's
 HyperBandScheduler puts its smallest rung at 1 unit of its clock and has no setting for it,
 so on a clock of episodes its first bracket would want ``max_t`` trials of one episode each.
@@ -43,6 +43,8 @@ class Scheduler:
     pauses: bool = False
     # extra metrics every report needs: {name: function(unit) -> derived metric}
     clock: Optional[Callable[[int], Dict[str, Any]]] = None
+    # the search algorithm it works with alone (BOHB's HyperBand tells its searcher each rung's budget)
+    searcher: Optional[str] = None
 
 
 def _rounds(unit: int, metrics: Dict[str, float]) -> float:
@@ -105,6 +107,14 @@ def _hyperband(rc, space, max_t, iteration):
                               reduction_factor=rc["reduction_factor"])
 
 
+def _bohb(rc, space, max_t, iteration):
+    from ray.tune.schedulers import HyperBandForBOHB
+
+    # HyperBand's brackets on the same clock of rounds, telling TuneBOHB the budget of each result
+    return HyperBandForBOHB(time_attr=ROUNDS, max_t=max(1, math.ceil(max_t / iteration)),
+                            reduction_factor=rc["reduction_factor"])
+
+
 def _median(rc, space, max_t, iteration):
     from ray.tune.schedulers import MedianStoppingRule
 
@@ -136,6 +146,7 @@ def _pb2(rc, space, max_t, iteration):
 SCHEDULERS: Dict[str, Scheduler] = {
     "asha": Scheduler(_asha),
     "hyperband": Scheduler(_hyperband, pauses=True, clock=hyperband_clock),
+    "bohb": Scheduler(_bohb, pauses=True, clock=hyperband_clock, searcher="bohb"),
     "pbt": Scheduler(_pbt, exploits=True),
     "pb2": Scheduler(_pb2, exploits=True),
     "median": Scheduler(_median),
