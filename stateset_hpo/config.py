@@ -38,6 +38,10 @@ class HPOConfig:
     - ``gpu_per_trial`` / ``cpu_per_trial`` default to None, meaning "auto": one GPU per
       trial where the cluster has GPUs and none otherwise, and up to 4 CPUs as the cluster
       allows; so the same config runs on a laptop and on a GPU cluster.
+    - ``warm_start`` / ``warm_start_comparable`` (not in the guide): an earlier study (its
+      summary.json or folder, or ``STORAGE#STUDY``) whose trials start this one: its best
+      configurations run first, or, when comparable, its trials are told to the searcher as
+      observations (see warm_start.py).
     - ``engine`` (not in the guide): "grpo", our engine (default), or "trl", TRL's
       GRPOTrainer (trl_engine/: the space's names are then GRPOConfig fields, e.g. the
       predefined space ``trl``).
@@ -129,6 +133,8 @@ class HPOConfig:
     checkpoint_freq: Optional[int] = 10
     keep_best_n: Optional[int] = 5
     early_stopping_patience: Optional[int] = None
+    warm_start: Optional[str] = None  # an earlier study this one starts from (warm_start.py)
+    warm_start_comparable: bool = False  # its trials were measured as this study measures: tell them
     validation_top_k: int = 3
     validation_seeds: int = 3
     validation_episodes: Optional[int] = None
@@ -161,6 +167,8 @@ class HPOConfig:
             "checkpoint_freq": integer(1, optional=True),
             "keep_best_n": integer(1, optional=True),
             "early_stopping_patience": integer(1, optional=True),
+            "warm_start": optional_str,
+            "warm_start_comparable": boolean,
             "validation_top_k": integer(0),
             "validation_seeds": integer(1),
             "validation_episodes": integer(1, optional=True),
@@ -192,6 +200,11 @@ class HPOConfig:
         if self.validation_max_seeds is not None and self.validation_max_seeds < self.validation_seeds:
             raise ValueError(f"HPOConfig.validation_max_seeds ({self.validation_max_seeds}) must be at least "
                              f"validation_seeds ({self.validation_seeds})")
+        if self.warm_start is not None and len(self.objectives) > 1:
+            raise ValueError("HPOConfig.warm_start takes a single-objective study (an earlier study's trials are "
+                             "ranked by one score)")
+        if self.warm_start_comparable and self.warm_start is None:
+            raise ValueError("HPOConfig.warm_start_comparable says how to use a warm start: set warm_start too")
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
             raise ValueError(f"HPOConfig.output_dir must be a path, got {self.output_dir!r}")
         # (a TrainingConfig instance means its module is loaded: no need to import the engine here)

@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, metavar="N",
                    help="save the results so far (summary.json, trials.csv) every N finished trials (default 10; "
                         "HPOConfig.checkpoint_freq, the guide's name: not model checkpoints)")
+    p.add_argument("--warm-start", metavar="SUMMARY|FOLDER|STORAGE#STUDY",
+                   help="start from an earlier study (its summary.json or folder, or an Optuna storage and study "
+                        "name): its best configurations run first, after the baseline")
+    p.add_argument("--warm-start-comparable", action="store_true",
+                   help="the earlier trials were measured as this study measures (same task, model, budget): tell "
+                        "them to the searcher as observations instead")
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
@@ -154,7 +160,7 @@ _PLAIN_FLAGS = {
     "validation_episodes": "validation_episodes", "validation_max_seeds": "validation_max_seeds",
     "min_effect": "min_effect", "race_seeds": "race_seeds", "race_top_k": "race_top_k",
     "validation_topics": "validation_topics", "seed": "seed", "grid_points": "grid_points",
-    "save_every": "checkpoint_freq",
+    "save_every": "checkpoint_freq", "warm_start": "warm_start",
 }
 
 
@@ -204,6 +210,8 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
     if args.dashboard_storage is not None:
         settings["dashboard_storage"] = None if args.dashboard_storage.lower() in ("off", "none") else \
             os.path.expanduser(args.dashboard_storage)
+    if args.warm_start_comparable:
+        settings["warm_start_comparable"] = True
     if args.quiet:
         settings["verbose"] = False
     if args.verbose:

@@ -79,7 +79,8 @@ def schedule_of(config_schedule: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             for entry in config_schedule]
 
 
-def continued_schedule(config_schedule: List[Dict[str, Any]], step: int, config: Dict[str, Any]) -> List[Dict[str, Any]]:
+def continued_schedule(config_schedule: List[Dict[str, Any]], step: int,
+                       config: Dict[str, Any]) -> List[Dict[str, Any]]:
     """A restored run's [{iteration, config}] (`schedule_of`'s input): the checkpoint's, then
     ``config`` from ``step`` on where it differs (a PBT exploit: the donor's past, then the
     trial's own settings); a stretch that trained nothing is dropped."""

@@ -7,12 +7,14 @@ validation verdict (also as a picture), re-runs and what the agent says in a few
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .atomic import write_atomically
 from .cost import describe as describe_cost
 from .diagnosis import error_line, why_no_success
+from .masking import masked
 from .plots import PNG_NAMES
 from .results import HPOSummary, by_metric
 from .summary_text import describe_schedule
@@ -112,6 +114,17 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                   + ", ".join(f"trial {html.escape(t)} {_fmt(e['mean'])}" + (f" ({e['failed']} failed)"
                                                                           if e["failed"] else "")
                               for t, e in summary.racing["trials"].items()) + "</p>")
+    warm = ""
+    if summary.warm_start:  # what an earlier study gave this one, and from where
+        w = summary.warm_start
+        rows_ = ([(json.dumps(t["params"]), f"told (earlier {_fmt(t['value'])})") for t in w["told"]]
+                 + [(json.dumps(p), "run first") for p in w["first"]])
+        warm = (f"<h2>Warm start</h2><p>from {html.escape(masked(w['source']))}"
+                + (" (comparable: told to the searcher as observations)" if w["comparable"] else
+                   " (not comparable: its scores ordered the first trials only)") + "</p><table><tr><th>earlier "
+                "configuration</th><th>used as</th></tr>" + "".join(f"<tr><td>{html.escape(c)}</td><td>{html.escape(u)}"
+                                                                   "</td></tr>" for c, u in rows_) + "</table>"
+                + ("<p>not transferred: " + html.escape("; ".join(w["dropped"])) + "</p>" if w["dropped"] else ""))
     schedule = ""
     if best is not None and best.schedule:
         schedule = ("<p>The recommendation is a schedule, not one configuration: its settings changed as it trained "
@@ -129,7 +142,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <p>objective: <b>{metric}</b> ({summary.direction}) &middot; trials: {summary.n_trials} &middot;
 success {summary.n_successful} &middot; pruned {summary.n_pruned} &middot; failed {summary.n_failed} &middot;
 {summary.total_time:.1f} s{stopped} &middot; <a href="summary.json">summary.json</a> &middot; <a href="trials.csv">trials.csv</a></p>
-{study_line}{diagnosis}{racing}<h2>The recommendation against the baseline</h2>
+{study_line}{warm}{diagnosis}{racing}<h2>The recommendation against the baseline</h2>
 <table><tr><th>parameter</th><th>space default (first trial)</th><th>baseline (base training config)</th>
 <th>recommended: trial {html.escape(summary.best_trial_id or '-')}</th></tr>
 {''.join(rows)}</table>

@@ -159,6 +159,7 @@ class HPOSummary:
     constraints: Optional[Constraints] = None
     ended_by: Optional[str] = None  # why the search ended before n_trials (the budget, patience), or None
     racing: Optional[Dict[str, Any]] = None  # the top candidates run again on more seeds (see racing.py)
+    warm_start: Optional[Dict[str, Any]] = None  # what an earlier study gave this one (see warm_start.py)
     # the replaced system's counts, accepted when building a summary and checked against
     # all_results (they are computed from it: n_trials, n_successful; read back as properties)
     total_trials: InitVar[Optional[int]] = None
@@ -310,6 +311,7 @@ class HPOSummary:
             "constraints": self.constraints,
             "ended_by": self.ended_by,
             "racing": json_safe(self.racing),
+            "warm_start": json_safe(self.warm_start),
             "total_time": self.total_time,
             "n_trials": self.n_trials,
             "n_successful": self.n_successful,

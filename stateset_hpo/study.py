@@ -28,6 +28,7 @@ from .results import HPOSummary
 from .search.base import get_backend
 from .study_monitor import StudyControl, StudyMonitor
 from .validation import run_validation
+from .warm_start import of_study
 from .trial import TrialSpec
 
 
@@ -98,6 +99,7 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
         raise ValueError(why)
     spec.check_space(space, model=not dry_run)
     get_backend(config.backend).check_spec(config, spec, space)
+    of_study(config, space)  # an earlier study that cannot be read, or fits nothing of this space, fails here
     spec.check_objectives([metric for metric, _ in config.objectives], space)
     spec.check_objectives(list(config.constraints or {}), space, what="constrained metric")
     check_output_dir(config.output_dir, create=not dry_run)
@@ -145,6 +147,9 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
             for r, w in spec.reward.components))
     if spec.objective is None and spec.health is not None:
         lines.append(spec.health.describe())
+    warm = of_study(config, space)
+    if warm is not None:
+        lines.append(warm.describe())
     if config.budget:
         lines.append("budget: " + ", ".join(f"{k} {v:g}" for k, v in config.budget.items())
                      + " (no new trial once the next would exceed it)")
@@ -183,7 +188,8 @@ def run_study(config: HPOConfig, spec: Optional[TrialSpec] = None, callbacks: Se
         summary = HPOSummary(config.objective_metric, config.direction, results, time.perf_counter() - start,
                              search_space_name=space_name,
                              baseline_trial_id=first_id, objective_metrics=config.objective_metrics,
-                             directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by)
+                             directions=config.directions, constraints=config.constraints, ended_by=monitor.ended_by,
+                             warm_start=warm.record() if (warm := of_study(config, space)) else None)
         summary.write(config.output_dir)  # the search's results are safe before validation
         summary.racing = race(config, spec, space, summary)  # (may change which trial is recommended)
         summary.validation = run_validation(config, spec, space, summary)

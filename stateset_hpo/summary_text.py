@@ -39,6 +39,12 @@ def format_summary(summary: "HPOSummary", max_rows: int = 20) -> str:
         f"failed: {summary.n_failed}  total time: {summary.total_time:.1f}s",
     ]
     lines.append(f"cost: {describe_cost(summary.cost)}")
+    if summary.warm_start:
+        from .warm_start import WarmStart
+
+        warm = summary.warm_start
+        lines.append(WarmStart(warm["source"], warm["comparable"], [(t["params"], t["value"]) for t in warm["told"]],
+                               warm["first"], warm["dropped"]).describe())
     if summary.ended_by:
         lines.append(summary.ended_by)
     if summary.stopped_by:

@@ -67,13 +67,14 @@ def _check_type(name: str, annotation: Any, value: Any) -> None:
     """Booleans are booleans and numbers numbers: TRL's dataclass takes any value, and a string
     "no" for a boolean would read as True."""
     text = str(annotation)
-    if text in ("<class 'bool'>", "bool | None") and not (isinstance(value, bool) or (value is None and "None" in text)):
+    optional = value is None and "None" in text
+    if text in ("<class 'bool'>", "bool | None") and not (isinstance(value, bool) or optional):
         raise ValueError(f"GRPOConfig.{name} must be True or False, got {value!r}")
     if text in ("<class 'int'>", "int | None") and not (
-            (isinstance(value, int) and not isinstance(value, bool)) or (value is None and "None" in text)):
+            (isinstance(value, int) and not isinstance(value, bool)) or optional):
         raise ValueError(f"GRPOConfig.{name} must be an integer, got {value!r}")
     if text in ("<class 'float'>", "float | None") and not (
-            (isinstance(value, (int, float)) and not isinstance(value, bool)) or (value is None and "None" in text)):
+            (isinstance(value, (int, float)) and not isinstance(value, bool)) or optional):
         raise ValueError(f"GRPOConfig.{name} must be a number, got {value!r}")
 
 

@@ -27,6 +27,7 @@ from ...results import HPOResult, TrialStatus, json_safe
 from ...space import SearchSpace
 from ...study_monitor import StudyControl
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
+from ...warm_start import first_points, of_study
 from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
 from .space import to_optuna
@@ -65,6 +66,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         # Only the process that creates the study enqueues the defaults: two processes starting
         # together on one storage would otherwise both find no baseline yet and run it twice.
         study.enqueue_trial(space.baseline())
+        tell_warm_start(study, config, space)
     except optuna.exceptions.DuplicatedStudyError:
         if not (oc["load_if_exists"] or resume):
             raise ValueError(f"optuna study {name!r} already exists in {masked(oc['storage'])!r}; set "
@@ -76,6 +78,22 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
         raise ValueError(f"optuna study {name!r} in {masked(oc['storage'])!r} has directions "
                          f"{[d.name.lower() for d in study.directions]}, this config {[d for _, d in objectives]}")
     return study
+
+
+WARM_START = "warm_start"  # the user attribute of an earlier study's trial told to this one
+
+
+def tell_warm_start(study: optuna.Study, config: HPOConfig, space: SearchSpace) -> None:
+    """A new study's warm start (warm_start.py): comparable earlier trials as finished trials of
+    this study, which the sampler reads but the results leave out; else the earlier best run first."""
+    warm = of_study(config, space)
+    if warm is None:
+        return
+    distributions = to_optuna(space)
+    study.add_trials([optuna.trial.create_trial(params=params, distributions=distributions, value=value,
+                                                user_attrs={WARM_START: warm.source}) for params, value in warm.told])
+    for params in first_points(config, space)[1:]:
+        study.enqueue_trial(params)
 
 
 def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any], control: StudyControl,
@@ -145,7 +163,8 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
         replaced = superseded(trials)
         stopped = interrupted(trials, replaced)
         n_trials -= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                        and t.number not in replaced and t not in stopped for t in trials)
+                        and t.number not in replaced and t not in stopped and WARM_START not in t.user_attrs
+                        for t in trials)
         for t in stopped:  # an interrupted trial runs again first, with its own parameters
             study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
     with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING), \
@@ -156,8 +175,9 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                        gc_after_trial=spec.objective is None, show_progress_bar=False)
     trials = study.get_trials(deepcopy=False)
     replaced = superseded(trials)
-    return [result_of(t, spec, objectives[0][0]) for t in trials
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and t.number not in replaced]
+    return [result_of(t, spec, objectives[0][0]) for t in trials  # (a warm start's earlier trials are not this study's)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and t.number not in replaced
+            and WARM_START not in t.user_attrs]
 
 
 def interrupted(trials: Sequence[FrozenTrial], replaced: set) -> List[FrozenTrial]:

@@ -97,6 +97,9 @@ def _check(config, given: Mapping[str, Any]) -> None:
         SEARCHERS[rc["search_alg"]].check_installed(rc["search_alg"])
         if rc["search_alg"] == "grid":
             check_grid_fits(config)
+            if config.warm_start:
+                raise ValueError("a grid runs every point of its grid, whatever an earlier study found: a warm start "
+                                 "cannot order it; use another search_alg with warm_start")
     gpu = config.gpu_per_trial
     if gpu is not None and 0 < gpu < 1 and rc["workers_per_trial"] > 1:
         raise ValueError(f"gpu_per_trial={gpu:g} with workers_per_trial={rc['workers_per_trial']} would put several "

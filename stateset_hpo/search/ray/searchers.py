@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ...warm_start import first_points, of_study
 from .schedulers import SCHEDULERS
 from .space import to_hyperopt, to_tune
 
@@ -46,7 +47,7 @@ def _random(config, space, metric, mode):
 
     # Tune ignores TuneConfig(max_concurrent_trials) for a BasicVariantGenerator it is handed
     # (a warning only), so the limit goes into the generator itself
-    return (BasicVariantGenerator(points_to_evaluate=[space.baseline()], random_state=config.seed,
+    return (BasicVariantGenerator(points_to_evaluate=first_points(config, space), random_state=config.seed,
                                   max_concurrent=searcher_limit(config) or 0),
             to_tune(space), config.n_trials)
 
@@ -66,22 +67,28 @@ def _optuna(config, space, metric, mode):
             if isinstance(self.metric, str) and self.metric in result:
                 super().on_trial_result(trial_id, result)
 
+        def _setup_study(self, mode):
+            super()._setup_study(mode)
+            for params, value in warm.told if warm else ():  # a comparable warm start's observations
+                self.add_evaluated_point(params, value)
+
+    warm = of_study(config, space)
     sampler = build_sampler(config.optuna_config, seed=config.seed)
-    return (MeasuredOnly(metric=metric, mode=mode, points_to_evaluate=[space.baseline()], sampler=sampler),
-            to_tune(space), config.n_trials)
+    return (MeasuredOnly(metric=metric, mode=mode, points_to_evaluate=first_points(config, space, True),
+                         sampler=sampler), to_tune(space), config.n_trials)
 
 
 def _hyperopt(config, space, metric, mode):
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    return (HyperOptSearch(metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+    return (HyperOptSearch(metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
                            random_state_seed=config.seed), to_tune(space), config.n_trials)
 
 
 def _bayesopt(config, space, metric, mode):
     from .bayesopt import MixedBayesOptSearch
 
-    searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+    searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
                                    random_state=config.seed)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
@@ -103,7 +110,7 @@ def _bohb(config, space, metric, mode):
             return config if not isinstance(config, dict) else {k: getattr(v, "item", lambda: v)()
                                                                for k, v in config.items()}
 
-    searcher = PlainBOHB(space=to_tune(space), metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+    searcher = PlainBOHB(space=to_tune(space), metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
                          seed=config.seed)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
@@ -130,7 +137,7 @@ def _bayesopt_compiled(config, space) -> str:
 def _ax(config, space, metric, mode):
     from .ax_search import AxClientSearch
 
-    searcher = AxClientSearch(space, metric=metric, mode=mode, points_to_evaluate=[space.baseline()],
+    searcher = AxClientSearch(space, metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
                               seed=config.seed)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 

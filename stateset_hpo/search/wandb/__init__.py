@@ -44,9 +44,13 @@ FLAGS = (Flag("sweep_method", "method", "wandb: sweep method (default: bayes)", 
 
 def _check(config, given: Mapping[str, Any]) -> None:
     """W&B's grid enumerates every point up front: a grid larger than the study is refused
-    here (a large one would exhaust memory). A project or entity given for W&B on another
+    here (a large one would exhaust memory), and so is a warm start of a grid (it runs every
+    point whatever came before). A project or entity given for W&B on another
     backend's study is where its logged trials were meant to go: that is wandb_logging's,
     and silently logging elsewhere would lose them."""
+    if config.backend == "wandb" and config.warm_start and config.wandb_config["method"] == "grid":
+        raise ValueError("a grid runs every point of its grid, whatever an earlier study found: a warm start cannot "
+                         "order it; use method random or bayes with warm_start")
     moved = [k for k in ("project", "entity") if k in given and given[k] != SETTINGS[k][0]]
     if config.backend != "wandb" and config.log_to_wandb and moved:
         raise ValueError(f"wandb_config[{moved[0]!r}] configures the W&B sweep backend; to log the trials of this "

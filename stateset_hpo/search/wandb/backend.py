@@ -25,6 +25,7 @@ from ...results import HPOResult, TrialStatus
 from ...space import SearchSpace
 from ...study_monitor import StudyControl
 from ...trial import TrialSpec
+from ...warm_start import first_points
 from ...wandb_runs import wandb_mode
 from ..trial_runner import run_one, study_deadline
 from .space import to_wandb
@@ -126,11 +127,14 @@ def _run_offline(config: HPOConfig, spec: TrialSpec, space: SearchSpace, sweep: 
     deadline = study_deadline(config)
     runs: List[Any] = []
     results: List[HPOResult] = []
+    # the defaults first (the summary's baseline), then a warm start's earlier best (W&B's engine
+    # takes no observations from elsewhere: they order the first trials only)
+    first = first_points(config, space) if sweep["method"] != "grid" else []
     for number in range(config.n_trials):
         if (deadline is not None and time.monotonic() > deadline) or control.ended_early():
             break
-        if number == 0 and sweep["method"] != "grid":  # the defaults first: the summary's baseline
-            proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in space.baseline().items()})
+        if number < len(first):
+            proposal = sweeps.SweepRun(config={k: {"value": v} for k, v in first[number].items()})
         else:
             proposal = engine.next_run(sweeps, sweep, runs)
             if proposal is None:  # a finished grid

@@ -1,0 +1,156 @@
+"""Warm starts: an earlier study's trials start this one (``--warm-start``, HPOConfig.warm_start).
+
+Teams tune the same agent again and again (a new model size, more data, a longer budget). The
+earlier study's results go in two ways:
+
+- **told** (``warm_start_comparable``: the user says the earlier trials were measured as this
+  study measures, the same task, model, budget and yardstick): they are observations for the
+  searcher before its first proposal (Optuna's ``add_trials``; Ray's Optuna searcher through
+  ``add_evaluated_point``), so it starts where the earlier search left off;
+- **first** (the default, and for searchers that take no observations): the earlier best
+  configurations, in their earlier order, are this study's first trials after the baseline.
+  Their old scores rank them and nothing more: a score from another budget or model is not a
+  measurement of this study.
+
+Each earlier trial must fit this study's space: a parameter that is no longer searched is
+dropped from it (reported), and a trial that lacks one of the space's dimensions or has a value
+outside its range is not used at all (reported, never clipped). Only successful trials with a
+finite score of this study's objective metric are used. The summary and report list what was
+transferred and from where (``HPOSummary.warm_start``).
+
+Sources: an earlier ``summary.json``, the folder that holds one, or an Optuna storage with a
+study name, ``STORAGE#STUDY`` (``sqlite:///hpo.db#grpo_hpo``, ``hpo.journal#grpo_hpo``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .masking import masked
+
+FIRST = 5  # earlier configurations run first when they cannot be told (the earlier top 5)
+
+
+@dataclass
+class WarmStart:
+    """What an earlier study gives this one (see the module docstring)."""
+
+    source: str
+    comparable: bool
+    told: List[Tuple[Dict[str, Any], float]] = field(default_factory=list)  # (params, earlier score)
+    first: List[Dict[str, Any]] = field(default_factory=list)  # run first, best first
+    dropped: List[str] = field(default_factory=list)  # what was not transferred, and why
+
+    def describe(self) -> str:
+        how = (f"{len(self.told)} earlier trials told to the searcher as observations" if self.comparable
+               else f"the earlier best {len(self.first)} configurations run first (their scores order them only)")
+        return (f"warm start from {masked(self.source)}: {how}"
+                + (f"; not transferred: {'; '.join(self.dropped[:5])}" + (" ..." if len(self.dropped) > 5 else "")
+                   if self.dropped else ""))
+
+    def ordering_only(self) -> "WarmStart":
+        """For a searcher that takes no observations: the told trials' best run first instead."""
+        ranked = [params for params, _ in self.told]
+        return WarmStart(self.source, self.comparable, [], ranked[:FIRST], self.dropped)
+
+    def record(self) -> Dict[str, Any]:
+        """The summary's ``warm_start`` block."""
+        data = asdict(self)
+        data["told"] = [{"params": p, "value": v} for p, v in self.told]
+        return data
+
+
+def earlier_trials(source: str, metric: str) -> List[Tuple[str, Dict[str, Any], float]]:
+    """[(trial id, params, score)] of the earlier study's successful trials with a finite
+    ``metric``; ValueError when the source cannot be read or never measured ``metric``."""
+    storage, sep, study_name = source.rpartition("#")
+    if sep and storage:
+        return _from_optuna(storage, study_name, metric)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "summary.json"
+    if not path.is_file():
+        raise ValueError(f"--warm-start {source}: no summary.json there (give an earlier study's summary.json, its "
+                         "folder, or STORAGE#STUDY for an Optuna storage)")
+    from .results import HPOSummary
+
+    try:
+        summary = HPOSummary.load(path)
+    except (ValueError, OSError, TypeError) as exc:
+        raise ValueError(f"--warm-start {source}: cannot read {path}: {exc}"[:400]) from None
+    if metric != summary.objective_metric and not any(metric in r.metrics for r in summary.all_results):
+        raise ValueError(f"--warm-start {source}: the earlier study measured {summary.objective_metric!r}, not this "
+                         f"study's objective {metric!r}")
+    return [(r.trial_id, dict(r.params), float(r.metrics[metric])) for r in summary.all_results
+            if r.status.value == "success" and _finite(r.metrics.get(metric))]
+
+
+def _from_optuna(storage: str, study_name: str, metric: str) -> List[Tuple[str, Dict[str, Any], float]]:
+    import optuna
+
+    from .search.optuna.storage import open_storage
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except (KeyError, ValueError) as exc:  # (no such study; a storage that cannot be opened)
+        raise ValueError(f"--warm-start: no Optuna study {study_name!r} in {masked(storage)} ({exc})"[:400]) from None
+    if len(study.directions) != 1:
+        raise ValueError(f"--warm-start: Optuna study {study_name!r} has {len(study.directions)} objectives; a warm "
+                         "start takes a single-objective study")
+    return [(str(t.number), dict(t.params), float(t.value)) for t in study.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE and _finite(t.value)
+            and not t.user_attrs.get("warm_start")]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load(source: str, comparable: bool, space, metric: str, direction: str) -> WarmStart:
+    """The warm start of a study over ``space`` optimising ``metric`` (``direction``)."""
+    warm = WarmStart(source, comparable)
+    unsearched: Dict[str, int] = {}
+    fitting: List[Tuple[Dict[str, Any], float]] = []
+    for trial_id, params, value in earlier_trials(source, metric):
+        for name in params:
+            if name not in space:
+                unsearched[name] = unsearched.get(name, 0) + 1
+        missing = [d.name for d in space if d.name not in params]
+        outside = [f"{d.name}={params[d.name]!r}" for d in space if d.name in params and not d.contains(params[d.name])]
+        if missing or outside:
+            why = f"lacks {', '.join(missing)}" if missing else f"{', '.join(outside)} outside the space"
+            warm.dropped.append(f"trial {trial_id} ({why})")
+            continue
+        fitting.append(({d.name: params[d.name] for d in space}, value))
+    warm.dropped += [f"{name} (no longer searched; dropped from {n} trials)" for name, n in sorted(unsearched.items())]
+    fitting.sort(key=lambda item: item[1], reverse=direction == "maximize")
+    if comparable:
+        warm.told = fitting
+    else:
+        warm.first = [params for params, _ in fitting[:FIRST]]
+    if not fitting:
+        raise ValueError(f"--warm-start {source}: no earlier trial fits this study's space"
+                         + (f" ({'; '.join(warm.dropped[:3])})" if warm.dropped else " (no successful trial with a "
+                            f"finite {metric})"))
+    return warm
+
+
+def of_study(config, space) -> Optional[WarmStart]:
+    """The study's warm start (HPOConfig.warm_start), or None."""
+    if config.warm_start is None:
+        return None
+    return load(config.warm_start, config.warm_start_comparable, space, config.objective_metric, config.direction)
+
+
+def first_points(config, space, takes_observations: bool = False) -> List[Dict[str, Any]]:
+    """The trials a search runs first: the space's defaults (the summary's baseline), then the
+    warm start's earlier best (all of them when its trials are comparable but this searcher
+    takes no observations)."""
+    warm = of_study(config, space)
+    if warm is not None and warm.told and not takes_observations:
+        warm = warm.ordering_only()
+    extra = [p for p in (warm.first if warm else []) if p != space.baseline()]
+    return [space.baseline(), *extra]

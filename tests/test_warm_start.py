@@ -1,0 +1,115 @@
+"""Warm starts: an earlier study's trials start a new one, told to its searcher when they are
+comparable, else run first in their earlier order; what does not fit the new space is reported."""
+
+import json
+import sys
+
+import optuna
+import pytest
+from ray import cloudpickle
+
+from helpers import study_config
+from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.launch import main
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+from stateset_hpo.warm_start import load
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this module
+
+T = SearchSpaceType
+SPACE = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-5, high=1e-2, default=1e-4),
+                     SearchDimension("optimizer_type", T.CATEGORICAL, choices=["adamw", "sgd"], default="adamw")])
+
+
+def score(params):
+    """Best near learning rate 1e-3 with adamw."""
+    import math
+
+    return {"score": -abs(math.log10(params["learning_rate"]) + 3) + (0.5 if params["optimizer_type"] == "adamw" else 0)}
+
+
+def earlier_study(tmp_path, backend="optuna", n_trials=6, **changes):
+    config = study_config(tmp_path / "earlier", backend, n_trials=n_trials, search_space=SPACE,
+                          objective_metric="score", **changes)
+    return config, run_study(config, TrialSpec(objective=score))
+
+
+def test_without_comparable_the_earlier_best_run_first_in_their_order(tmp_path):
+    _, before = earlier_study(tmp_path)
+    ranked = [r.params for r in before.ranked()]
+    config = study_config(tmp_path / "now", "optuna", n_trials=4, search_space=SPACE, objective_metric="score",
+                          warm_start=str(tmp_path / "earlier" / "out"))
+    after = run_study(config, TrialSpec(objective=score))
+    assert after.all_results[0].params == SPACE.baseline()  # the baseline stays first
+    earlier_best = [p for p in ranked if p != SPACE.baseline()][:3]
+    assert [r.params for r in after.all_results[1:4]] == earlier_best
+    assert after.warm_start["first"] == ranked[:5]  # recorded as they were ranked
+    saved = json.loads((tmp_path / "now" / "out" / "summary.json").read_text())["warm_start"]
+    assert saved["source"] == str(tmp_path / "earlier" / "out") and not saved["comparable"]
+    assert "<h2>Warm start</h2>" in (tmp_path / "now" / "out" / "report.html").read_text()
+
+
+def test_comparable_trials_are_told_to_optuna_and_are_not_this_studys_trials(tmp_path):
+    earlier, before = earlier_study(tmp_path, optuna_config={"sampler": "tpe", "storage": f"sqlite:///{tmp_path}/s.db"},
+                                    study_name="earlier")
+    config = study_config(tmp_path / "now", "optuna", n_trials=3, search_space=SPACE, objective_metric="score",
+                          warm_start=f"sqlite:///{tmp_path}/s.db#earlier", warm_start_comparable=True,
+                          optuna_config={"sampler": "tpe", "storage": f"sqlite:///{tmp_path}/s.db"}, study_name="now")
+    after = run_study(config, TrialSpec(objective=score))
+    assert after.n_trials == 3  # the earlier trials are observations, not trials of this study
+    now = optuna.load_study(study_name="now", storage=f"sqlite:///{tmp_path}/s.db")
+    told = [t for t in now.trials if "warm_start" in t.user_attrs]
+    assert len(told) == before.n_successful == 6 and all(t.state.name == "COMPLETE" for t in told)
+    assert sorted(t.value for t in told) == sorted(r.best_metric for r in before.all_results)
+    assert len(after.warm_start["told"]) == 6 and after.warm_start["first"] == []
+
+
+def test_what_no_longer_fits_the_space_is_reported_and_dropped(tmp_path):
+    earlier_study(tmp_path)
+    narrower = SearchSpace([SearchDimension("learning_rate", T.LOGUNIFORM, low=1e-4, high=3e-4, default=2e-4),
+                            SearchDimension("lora_r", T.CHOICE, choices=[8, 16], default=8)])
+    with pytest.raises(ValueError, match="no earlier trial fits this study's space"):  # lora_r is new: nothing fits
+        load(str(tmp_path / "earlier" / "out"), False, narrower, "score", "maximize")
+    warm = load(str(tmp_path / "earlier" / "out"), True, narrower.subset(["learning_rate"]), "score", "maximize")
+    assert "optimizer_type (no longer searched; dropped from 6 trials)" in warm.dropped
+    outside = [d for d in warm.dropped if "outside the space" in d]
+    inside = [p for p, _ in warm.told]
+    assert outside and inside and all(1e-4 <= p["learning_rate"] <= 3e-4 for p in inside)  # never clipped into it
+    assert len(outside) + len(inside) == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--warm-start", "nowhere/summary.json"], "no summary.json there"),
+    (["--warm-start", "sqlite:///missing.db#nope"], "no Optuna study 'nope'"),
+    (["--warm-start-comparable"], "set warm_start too"),
+    (["--warm-start", "EARLIER", "--backend", "ray_tune", "--search-alg", "grid"], "a warm start cannot order it"),
+    (["--warm-start", "EARLIER", "--metric", "kl", "--direction", "minimize"], "not this study's objective 'kl'"),
+])
+def test_a_bad_warm_start_is_one_line_before_any_trial(tmp_path, monkeypatch, capsys, args, message):
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "summary.json").write_text(json.dumps(
+        {"objective_metric": "eval_reward", "direction": "maximize", "all_results": [
+            {"trial_id": "0", "params": {"learning_rate": 1e-3}, "metrics": {"eval_reward": 0.1}}]}))
+    monkeypatch.chdir(tmp_path)
+    args = [a.replace("EARLIER", str(tmp_path / "earlier")) for a in args]
+    assert main(["--space", "conservative", "--backend", "optuna", *args, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.parametrize("search_alg", ["optuna", "random"])
+def test_a_warm_start_on_ray_tells_the_optuna_searcher_or_runs_the_earlier_best_first(tmp_path, search_alg):
+    _, before = earlier_study(tmp_path)
+    config = study_config(tmp_path / "now", "ray_tune", n_trials=3, search_space=SPACE, objective_metric="score",
+                          warm_start=str(tmp_path / "earlier" / "out"), warm_start_comparable=True,
+                          ray_config={"search_alg": search_alg})
+    after = run_study(config, TrialSpec(objective=score))
+    assert after.n_trials == 3 and after.all_results[0].params == SPACE.baseline()
+    best_earlier = [r.params for r in before.ranked() if r.params != SPACE.baseline()][0]
+    if search_alg == "random":  # takes no observations: the earlier best run first instead
+        assert after.all_results[1].params == best_earlier
+    else:  # told: Optuna's sampler proposes, nothing re-runs the earlier trials
+        assert len(after.warm_start["told"]) == before.n_successful
