@@ -151,7 +151,9 @@ def user_files(tmp_path, monkeypatch):
      "each TRL trial loads its own"),
 ])
 def test_bad_trl_input_is_one_line_before_any_trial(user_files, capsys, monkeypatch, args, message):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # (a Hub name fails at once, network or not)
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # (a Hub name fails at once, network or not)
     assert main(["--engine", "trl", "--backend", "optuna", *args, "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
