@@ -153,4 +153,4 @@ def first_points(config, space, takes_observations: bool = False) -> List[Dict[s
     if warm is not None and warm.told and not takes_observations:
         warm = warm.ordering_only()
     extra = [p for p in (warm.first if warm else []) if p != space.baseline()]
-    return [space.baseline(), *extra]
+    return [space.baseline(), *extra][:config.n_trials]  # (Tune runs every point it is given, whatever its count)

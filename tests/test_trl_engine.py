@@ -209,7 +209,7 @@ def test_pbt_exploits_a_trl_trials_checkpoint(tmp_path):
     # steps on the tiny model take a fifth of one: a trial could end before Tune saw the other's result)
     spec = dataclasses.replace(tiny_trl_spec(), derived_metrics={"slowly": lambda metrics: time.sleep(0.6) or 0.0})
     summary = run_study(config, spec)
-    assert summary.n_failed == 0
+    assert summary.n_failed == 0, [r.error for r in summary.all_results if r.error]
     log = tmp_path / "out" / "ray_results" / "grpo_hpo" / "pbt_global.txt"
     exploits = [json.loads(line) for line in log.read_text().splitlines()]
     assert exploits, "PBT never exploited a TRL checkpoint"
