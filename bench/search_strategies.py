@@ -9,7 +9,9 @@ the search is measured alone):
   TPE + ASHA      Ray's Optuna searcher (TPE), ASHA
   BOHB            TuneBOHB with HyperBandForBOHB (the model-based multi-fidelity search)
 
-Each study has the same number of trials, each at most 64 episodes. Per study: the best
+Each study has the same budget of episodes (trials x 64 by default: ``HPOConfig.budget``, no new
+trial once the next could exceed it) and as many trials as fit in it, each at most 64 episodes, so
+a strategy that stops trials early runs more of them. Per study: the best
 held-out (selection) score it reached, and the episodes it had spent (trials in the order they
 ended) when a trial first reached the seed's target, 90% of the best score any strategy reached
 on that seed (a rule fixed before the first run).
@@ -60,7 +62,9 @@ def spec(max_episodes: int) -> TrialSpec:
 
 def study(folder: str, name: str, seed: int, trials: int, search_alg: str, scheduler: str, max_episodes: int,
           warm_start=None):
-    config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=trials, output_dir=f"{folder}/{name}-{seed}",
+    """A study with the budget of ``trials`` full trials, in episodes (up to 8 times as many trials)."""
+    config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=8 * trials, output_dir=f"{folder}/{name}-{seed}",
+                       budget={"episodes": trials * max_episodes},
                        verbose=False, save_plots=False, validation_top_k=0, health_rules={"enabled": False},
                        seed=seed, cpu_per_trial=2, n_parallel_trials=1, dashboard_storage=None,
                        warm_start=warm_start, warm_start_comparable=warm_start is not None,
@@ -107,7 +111,7 @@ def main() -> int:
                 best[name].append(best_score(got[name]))
                 to_target[name].append(episodes_to(got[name], target))
                 rows.append([seed, name, f"{best[name][-1]:.3f}", f"{to_target[name][-1]:.0f}",
-                             f"{got[name].cost['episodes']:.0f}", got[name].n_pruned])
+                             f"{got[name].cost['episodes']:.0f}", got[name].n_trials, got[name].n_pruned])
                 print(rows[-1], flush=True)
             # part 2: warm (from half the trials, told as observations) against cold (TPE + ASHA: got above)
             cold = got["TPE + ASHA"]
@@ -122,7 +126,8 @@ def main() -> int:
                               f"{ratios[-1]:.2f}"])
             print(warm_rows[-1], flush=True)
     record.table("Per seed and strategy (one trial at a time; target: 90% of the seed's best score)",
-                 ["seed", "strategy", "best selection score", "episodes to target", "episodes spent", "pruned"], rows)
+                 ["seed", "strategy", "best selection score", "episodes to target", "episodes spent", "trials",
+                  "pruned"], rows)
     record.table(f"Over {args.seeds} seeds, median (range)", ["strategy", "best selection score", "episodes to target"],
                  [[n, shown(spread(best[n]), 3), shown(spread(to_target[n]), 0)] for n in STRATEGIES])
     vs_random = [b - r for b, r in zip(best["BOHB"], best["random + ASHA"])]
