@@ -63,8 +63,8 @@ def spec(max_episodes: int) -> TrialSpec:
 def study(folder: str, name: str, seed: int, trials: int, search_alg: str, scheduler: str, max_episodes: int,
           warm_start=None):
     """A study with the budget of ``trials`` full trials, in episodes (up to 8 times as many trials)."""
-    config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=8 * trials, output_dir=f"{folder}/{name}-{seed}",
-                       budget={"episodes": trials * max_episodes},
+    config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=8 * trials,
+                       output_dir=f"{folder}/{name}-{seed}", budget={"episodes": trials * max_episodes},
                        verbose=False, save_plots=False, validation_top_k=0, health_rules={"enabled": False},
                        seed=seed, cpu_per_trial=2, n_parallel_trials=1, dashboard_storage=None,
                        warm_start=warm_start, warm_start_comparable=warm_start is not None,
