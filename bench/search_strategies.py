@@ -115,8 +115,8 @@ def main() -> int:
                 print(rows[-1], flush=True)
             # part 2: warm (from half the trials, told as observations) against cold (TPE + ASHA: got above)
             cold = got["TPE + ASHA"]
-            earlier = study(folder, "earlier", seed + 1000, max(1, args.trials // 2), "optuna", "asha",
-                            args.max_episodes)
+            study(folder, "earlier", seed + 1000, max(1, args.trials // 2), "optuna", "asha",  # (the source)
+                  args.max_episodes)
             warm = study(folder, "warm", seed, args.trials, "optuna", "asha", args.max_episodes,
                          warm_start=f"{folder}/earlier-{seed + 1000}")
             goal = best_score(cold)

@@ -313,7 +313,9 @@ def test_bohb_reads_every_rung_and_pauses_and_resumes_real_trials(tmp_path):
     """BOHB (TuneBOHB with HyperBandForBOHB) on engine trials: HyperBand's brackets pause trials
     at their rungs and resume the best from their checkpoints, and the searcher is told each
     trial's results at their budgets (its model is fitted per budget)."""
-    cfg = config(tmp_path, LR_SPACE, search_alg="bohb", scheduler="bohb", reduction_factor=2, n_trials=6)
+    # (with a budget, whose wrapper around the searcher BOHB's HyperBand must see through; it stops no trial here)
+    cfg = config(tmp_path, LR_SPACE, search_alg="bohb", scheduler="bohb", reduction_factor=2,
+                 n_trials=6).replace(budget={"episodes": 10_000})
     summary = run_study(cfg, spec(num_episodes=32))  # 4 iterations
     assert summary.n_failed == 0 and summary.n_trials == 6
     assert all(LR_SPACE["learning_rate"].contains(r.params["learning_rate"]) for r in summary.all_results)

@@ -38,6 +38,11 @@ class UntilBudgetSpent(SearchAlgorithm):
     def total_samples(self):
         return self.inner.total_samples
 
+    @property
+    def searcher(self):
+        """The wrapped searcher: HyperBandForBOHB tells it which trials it pauses and resumes."""
+        return self.inner.searcher
+
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: Dict, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
