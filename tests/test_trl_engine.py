@@ -119,6 +119,9 @@ REWARDS = textwrap.dedent('''
 
     def wrong_count(prompts, completions, **kwargs):
         return [0.0, 1.0]
+
+    def annealed(prompts, completions, trainer_state, **kwargs):
+        return [min(1.0, trainer_state.global_step / 10) for _ in completions]
 ''')
 
 
@@ -166,9 +169,9 @@ def test_a_dataset_without_the_trl_engine_is_refused(user_files, capsys):
 
 def test_a_jsonl_dataset_with_trl_rewards_is_a_valid_study(user_files, capsys):
     assert main(["--engine", "trl", "--backend", "optuna", "--dataset", "prompts.jsonl",
-                 "--reward", "my_rewards:length=2", "--dry-run"]) == 0
+                 "--reward", "my_rewards:length=2", "--reward", "my_rewards:annealed", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "engine: TRL" in out and "6 train / 2 selection / 2 test prompts" in out and "length 2" in out
+    assert "engine: TRL" in out and "6 train / 2 selection / 2 test prompts" in out and "length 2, annealed 1" in out
 
 
 # -- Ray: TRL trials as Train workers and as Tune trials, seen by Tune's schedulers ------------------------------------

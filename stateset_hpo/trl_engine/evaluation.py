@@ -44,7 +44,7 @@ def replies(model: Any, tokenizer: Any, rows: Sequence[Dict[str, Any]], max_new_
 
 
 def scores(task: TRLTask, rows: Sequence[Dict[str, Any]], texts: Sequence[str],
-           weights: Optional[Sequence[float]]) -> Dict[str, List[float]]:
+           weights: Optional[Sequence[float]], state: Any = None) -> Dict[str, List[float]]:
     """{"reward": the weighted sum per row, "<function>_score": each function's score}. A
     function that abstains (None) on a row adds nothing to its sum, as in TRL."""
     weights = list(weights) if weights is not None else [1.0] * len(task.reward_funcs)
@@ -56,7 +56,7 @@ def scores(task: TRLTask, rows: Sequence[Dict[str, Any]], texts: Sequence[str],
     for fn, weight in zip(task.reward_funcs, weights):
         name = reward_name(fn)
         got = checked_scores(name, fn(prompts=prompts, completions=completions, completion_ids=[[] for _ in rows],
-                                      trainer_state=None, **columns), len(rows))
+                                      trainer_state=state, **columns), len(rows))
         total = [t + weight * s if s is not None else t for t, s in zip(total, got)]
         present = [s for s in got if s is not None]
         out[f"{name}_score"] = [sum(present) / len(present)] if present else []
@@ -65,13 +65,14 @@ def scores(task: TRLTask, rows: Sequence[Dict[str, Any]], texts: Sequence[str],
 
 
 def evaluate(task: TRLTask, model: Any, tokenizer: Any, split: str, max_new_tokens: int,
-             weights: Optional[Sequence[float]]) -> Dict[str, Any]:
+             weights: Optional[Sequence[float]], state: Any = None) -> Dict[str, Any]:
     """The split's scores: ``<prefix>reward`` (the mean), each function's mean, per-row
-    ``<prefix>reward[i]`` for the test split (validation pairs them), and the replies."""
+    ``<prefix>reward[i]`` for the test split (validation pairs them), and the replies.
+    ``state``: the trainer's TrainerState, passed to the reward functions as TRL passes it."""
     rows = task.selection if split == "selection" else task.test
     prefix = "eval_" if split == "selection" else "test_"
     texts = replies(model, tokenizer, rows, max_new_tokens)
-    got = scores(task, rows, texts, weights)
+    got = scores(task, rows, texts, weights, state)
     per_row = got.pop("reward")
     metrics: Dict[str, Any] = {f"{prefix}reward": sum(per_row) / len(per_row)}
     metrics.update({f"{prefix}{name}": values[0] for name, values in got.items() if values})

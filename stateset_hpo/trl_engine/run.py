@@ -144,7 +144,8 @@ class TRLRun:
     def _evaluate(self, split: str) -> Dict[str, float]:
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         weights = self.args.reward_weights
-        got = evaluate(self.task, model, self.tokenizer, split, self.config.eval_max_new_tokens, weights)
+        got = evaluate(self.task, model, self.tokenizer, split, self.config.eval_max_new_tokens, weights,
+                       self.trainer.state)
         metrics = dict(got["metrics"])
         if split == "selection":
             if self.first_replies is None:

@@ -211,7 +211,8 @@ def _split_rows(rows: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
 
 def check_reward_function(fn: Any, row: Dict[str, Any]) -> None:
     """A TRL reward function is called as TRL calls it (keywords ``prompts``, ``completions``,
-    ``completion_ids``, the row's columns) on an empty completion of ``row``: a wrong signature
+    ``completion_ids``, ``trainer_state`` at step 0, the row's columns) on an empty completion of
+    ``row``: a wrong signature
     or return value fails here, naming the function, not hours later in a trial."""
     name = reward_name(fn)
     if not callable(fn):
@@ -232,8 +233,11 @@ def check_reward_function(fn: Any, row: Dict[str, Any]) -> None:
     prompt = row["prompt"]
     completion = [{"role": "assistant", "content": ""}] if _is_conversation(prompt) else ""
     columns = {k: [v] for k, v in row.items() if k not in ("prompt", "completion", "completion_ids")}
+    from transformers import TrainerState
+
     try:
-        out = fn(prompts=[prompt], completions=[completion], completion_ids=[[]], trainer_state=None, **columns)
+        out = fn(prompts=[prompt], completions=[completion], completion_ids=[[]], trainer_state=TrainerState(),
+                 **columns)
     except (Exception, SystemExit) as exc:
         raise ValueError(f"reward function {name!r} failed on an empty completion of the first training row: "
                          f"{type(exc).__name__}: {exc}"[:400]) from None
