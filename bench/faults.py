@@ -13,8 +13,21 @@ its rerun both counted), or given a wrong status. All of the last three must be 
                      (the CLI, Ray and Optuna backends)
   killed process     one of two processes on a shared SQLite study is killed (SIGKILL)
                      mid-trial (heartbeat shortened to 1 s, grace to 2 s, so it runs in seconds)
+  SIGINT ignored     the driver-stopped fault on a CLI started with SIGINT ignored (what `cmd &`
+                     in a script does): SIGTERM must still stop it, resumable (Optuna backend)
+  Pareto retention   keep_best_n 1 on a study of two objectives (reward up, KL down): every
+                     trial on the Pareto front keeps its checkpoint (Optuna backend)
+  object-store       keep_best_n 1 on a Ray study whose storage is an S3 bucket (moto's S3
+  retention          server, started here): the kept checkpoint is in the bucket, the others deleted
+  partial shared     the copy of the results to the shared storage cut short (trials.csv
+  copy               truncated) and, in a second study, never made over an earlier run's
+                     copy: the CLI must exit non-zero naming what is missing, not call it published
 
-    python bench/faults.py            # about 3 minutes on 2 CPU cores
+For the retention rows, "wrong status" counts a checkpoint kept that retention should have
+deleted (a leak) or a recorded checkpoint path with nothing there; for the shared copy, a
+copy called published although a file is missing or stale.
+
+    python bench/faults.py            # about 6 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -173,24 +186,139 @@ def killed_workers(n: int, folder: Path) -> Row:
 
 
 # -- the CLI stopped with SIGTERM after its first trial, then resumed -------------------------------
-def driver_stopped(backend: str, n: int, folder: Path) -> Row:
+def driver_stopped(backend: str, n: int, folder: Path, sigint_ignored: bool = False) -> Row:
     args = [sys.executable, "-m", "stateset_hpo.launch", "--backend", backend, "--n-trials", str(n),
             "--output-dir", str(folder), *CLI_BUDGET]
     args += (["--storage", f"sqlite:///{folder}/hpo.db", "--pruner", "none"] if backend == "optuna" else
              ["--execution", "direct", "--scheduler", "fifo", "--n-parallel-trials", "1", "--cpu-per-trial", "1"])
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=ignore)
     for line in proc.stdout:
         if line.startswith(f"[1/{n}]"):
             proc.send_signal(signal.SIGTERM)
             break
-    proc.communicate(timeout=300)
+    try:
+        proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # SIGTERM did not stop it: only SIGKILL does, losing its resume state
+        proc.kill()
+        proc.communicate()
     stopped = proc.returncode == 130
     resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
     summary = HPOSummary.load(folder / "summary.json") if resumed.returncode == 0 else HPOSummary("eval_reward", "maximize", [])
     expected = {r.trial_id: TrialStatus.SUCCESS for r in summary.all_results}  # no fault of the trials' own
     lost, twice, wrong = tally(summary, expected)
-    return "driver stopped", backend, int(stopped), lost + n - len(summary.all_results), twice, wrong
+    kind = "driver stopped, SIGINT ignored" if sigint_ignored else "driver stopped"
+    return kind, backend, int(stopped), lost + n - len(summary.all_results), twice, wrong
+
+
+# -- checkpoint retention ---------------------------------------------------------------------------
+def pareto_retention(n: int, folder: Path) -> Row:
+    """keep_best_n 1 with two objectives: the front keeps every checkpoint, the rest beyond the best go."""
+    space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=1e-2,
+                                         default=1e-3)])
+    spec = TrialSpec(environment=ConversationEnvironment("customer_service"), reward=domain_reward("customer_service"),
+                     base_config=TrainingConfig(**TINY))
+    config = HPOConfig(backend="optuna", search_space=space, n_trials=n, output_dir=str(folder), keep_best_n=1,
+                       objective_metrics=["eval_reward", "kl"], directions=["maximize", "minimize"],
+                       validation_top_k=0, save_plots=False, verbose=False, seed=0,
+                       optuna_config={"sampler": "random", "pruner": "none"})
+    summary = run_study(config, spec)
+    front = set(summary.pareto_front)
+    kept = {r.trial_id for r in summary.all_results if r.checkpoint_path and Path(r.checkpoint_path).is_dir()}
+    on_disk = {p.name for p in (folder / "checkpoints").iterdir()} if (folder / "checkpoints").is_dir() else set()
+    lost = len(front - kept)
+    best_rest = {r.trial_id for r in summary.ranked() if r.trial_id not in front}
+    allowed = front | set(list(best_rest)[:1])  # (ranked: the best of the rest first)
+    wrong = len(on_disk - allowed) + sum(bool(r.checkpoint_path) and not Path(r.checkpoint_path).is_dir()
+                                         for r in summary.all_results)
+    # injected: the front's trials beyond keep_best_n, whose checkpoints a first-objective ranking would delete
+    return "Pareto retention", "optuna 2 objectives", len(front) - 1, lost, 0, wrong
+
+
+def _cli(args: List[str], env: Dict[str, str], cwd: Path = ROOT, code: str = "") -> subprocess.CompletedProcess:
+    """The CLI in a process of its own (``code`` runs first, e.g. to cut a copy short)."""
+    launch = f"import sys; {code}\nfrom stateset_hpo.launch import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", launch, *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=str(cwd))
+
+
+RAY_CLI = ["--backend", "ray_tune", "--execution", "direct", "--space-file", "examples/data/lr_space.yaml",
+           "--set", "num_episodes=8", "--set", "per_device_train_batch_size=2", "--set", "group_size=4",
+           "--set", "max_new_tokens=16", "--no-health-rules", "--validation-top-k", "0", "--quiet", "--seed", "0"]
+
+
+def object_store_retention(n: int, folder: Path) -> Row:
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # (a line per request otherwise)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    try:
+        s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+        s3.create_bucket(Bucket="bucket")
+        folder.mkdir(parents=True)
+        (folder / "study.yaml").write_text("keep_best_n: 1\n")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        done = _cli(["--config", str(folder / "study.yaml"), *RAY_CLI, "--n-trials", str(n), "--storage-path",
+                     "s3://bucket/hpo", "--output-dir", str(folder / "out")], {**env, **aws})
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bucket", Prefix="hpo/")
+                for o in page.get("Contents", [])]
+    finally:
+        server.stop()
+    if done.returncode != 0:
+        print(done.stderr[-2000:])
+        return "object-store retention", "ray_tune s3 (moto)", max(0, n - 1), n, 0, 0
+    trials = HPOSummary.load(folder / "out" / "summary.json").all_results
+    recorded = {r.checkpoint_path[len("s3://bucket/"):] for r in trials if r.checkpoint_path}
+    in_bucket = {k.split("/checkpoint_")[0] + "/checkpoint_" + k.split("/checkpoint_")[1].split("/")[0]
+                 for k in keys if "/checkpoint_" in k}
+    lost = (1 - len(recorded)) + len(recorded - in_bucket)  # the best one kept, there
+    return "object-store retention", "ray_tune s3 (moto)", max(0, n - 1), max(0, lost), 0, len(in_bucket - recorded)
+
+
+CUT_SHORT = """
+from stateset_hpo import shared_storage
+copy = shared_storage.publish_results
+def cut_short(output_dir, destination):  # the copy dies while writing trials.csv: half of it arrives
+    names = copy(output_dir, destination)
+    target = destination.rstrip('/') + '/trials.csv'
+    shared_storage.write_text(target, shared_storage.read_text(target)[:40])
+    return names
+shared_storage.publish_results = cut_short
+"""
+NEVER_COPIED = """
+from stateset_hpo import shared_storage
+def unreachable(output_dir, destination):
+    raise OSError('the storage stopped answering')
+shared_storage.publish_results = unreachable
+"""
+
+
+def partial_shared_copy(folder: Path) -> Row:
+    """A copy cut short, and a copy never made over an earlier run's: each must be a non-zero exit
+    naming what is missing (the results stay in output_dir), never a study called published."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    shared = folder / "shared"
+    lost = wrong = 0
+    for attempt, (code, missing) in enumerate(((CUT_SHORT, "trials.csv"), (NEVER_COPIED, "summary.json"))):
+        out = folder / f"out{attempt}"
+        done = _cli([*RAY_CLI, "--n-trials", "1", "--storage-path", str(shared), "--study-name", "s",
+                     "--output-dir", str(out)], env, code=code)
+        told = done.returncode != 0 and missing in done.stderr and "not copied" in done.stderr
+        wrong += not told
+        lost += not (out / "summary.json").is_file()  # the results must stay where the study wrote them
+        if not told:
+            print(done.returncode, done.stderr[-1500:])
+    return "partial shared copy", "ray_tune shared storage", 2, lost, 0, wrong
 
 
 # -- one of two processes on a shared SQLite study killed mid-trial ---------------------------------
@@ -235,7 +363,8 @@ def killed_process(n: int, folder: Path) -> Row:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per in-process study (default 6)")
-    parser.add_argument("--only", choices=["in-process", "ray", "cli", "processes"], default=None)
+    parser.add_argument("--only", choices=["in-process", "ray", "cli", "processes", "retention", "shared"],
+                        default=None)
     parser.add_argument("--record-dir", type=Path, default=None,
                         help="where the record goes (default bench/results; a run with --only keeps its record "
                              "in a temporary folder unless this is given)")
@@ -253,6 +382,13 @@ def main() -> int:
             rows += [driver_stopped(backend, 3, tmp / f"stopped-{backend}") for backend in ("ray_tune", "optuna")]
         if args.only in (None, "processes"):
             rows.append(killed_process(10, tmp / "processes"))
+        if args.only in (None, "cli"):
+            rows.append(driver_stopped("optuna", 3, tmp / "stopped-sigint-ignored", sigint_ignored=True))
+        if args.only in (None, "retention"):
+            rows.append(pareto_retention(5, tmp / "pareto"))
+            rows.append(object_store_retention(3, tmp / "s3"))
+        if args.only in (None, "shared"):
+            rows.append(partial_shared_copy(tmp / "shared"))
     record = Record("faults", "Faults injected into real studies on the tiny model, and what each study's own record "
                     "says afterwards: trials lost, counted twice, or given a wrong status",
                     {"trials": args.trials, "only": args.only})

@@ -99,6 +99,8 @@ def check_study(config: HPOConfig, spec: TrialSpec, space, dry_run: bool = False
         raise ValueError(why)
     spec.check_space(space, model=not dry_run)
     get_backend(config.backend).check_spec(config, spec, space)
+    if space.conditional:  # compiled as the study will: a search that cannot skip a dimension refuses here
+        get_backend(config.backend).compiled(config, space)
     of_study(config, space)  # an earlier study that cannot be read, or fits nothing of this space, fails here
     spec.check_objectives([metric for metric, _ in config.objectives], space)
     spec.check_objectives(list(config.constraints or {}), space, what="constrained metric")

@@ -143,10 +143,11 @@ class TrialSpec:
         baseline = space.baseline()
         self.check(baseline, model)
         if self.objective is None:  # every choice and both ends of every range, one dimension at a time
-            for dim in space:
+            for dim in space:  # (a conditional one with its parents set to make it active)
                 for value in (dim.choices if not dim.is_range else (dim.low, dim.high)):
                     try:
-                        self.check_config(self.training_config({**baseline, dim.name: value}))
+                        self.check_config(self.training_config({**baseline, **space.activating(dim.name),
+                                                                dim.name: value}))
                     except ValueError as exc:
                         raise ValueError(f"search space dimension {dim.name!r}: the value {value!r} cannot be "
                                          f"trained: {exc}") from None

@@ -5,8 +5,12 @@ earlier study's results go in two ways:
 
 - **told** (``warm_start_comparable``: the user says the earlier trials were measured as this
   study measures, the same task, model, budget and yardstick): they are observations for the
-  searcher before its first proposal (Optuna's ``add_trials``; Ray's Optuna searcher through
-  ``add_evaluated_point``), so it starts where the earlier search left off;
+  searcher before its first proposal (Optuna's ``add_trials``, standalone and in Ray's Optuna
+  searcher's study), so it starts where the earlier search left off; and the earlier best runs
+  first after the baseline, once, under this study's seed. A model told a handful of noisy
+  results still explores first (TPE's startup trials count them, but its proposals spread
+  over the space), while the configuration the user came back for is the one to measure again
+  at once: a study that reaches the earlier best does so in its second trial, not by chance late;
 - **first** (the default, and for searchers that take no observations): the earlier best
   configurations, in their earlier order, are this study's first trials after the baseline.
   Their old scores rank them and nothing more: a score from another budget or model is not a
@@ -45,14 +49,15 @@ class WarmStart:
     dropped: List[str] = field(default_factory=list)  # what was not transferred, and why
 
     def describe(self) -> str:
-        how = (f"{len(self.told)} earlier trials told to the searcher as observations" if self.comparable
+        how = (f"{len(self.told)} earlier trials told to the searcher as observations, the earlier best run first"
+               if self.comparable
                else f"the earlier best {len(self.first)} configurations run first (their scores order them only)")
         return (f"warm start from {masked(self.source)}: {how}"
                 + (f"; not transferred: {'; '.join(self.dropped[:5])}" + (" ..." if len(self.dropped) > 5 else "")
                    if self.dropped else ""))
 
     def ordering_only(self) -> "WarmStart":
-        """For a searcher that takes no observations: the told trials' best run first instead."""
+        """For a searcher that takes no observations: the told trials' best FIRST run first instead."""
         ranked = [params for params, _ in self.told]
         return WarmStart(self.source, self.comparable, [], ranked[:FIRST], self.dropped)
 
@@ -118,17 +123,18 @@ def load(source: str, comparable: bool, space, metric: str, direction: str) -> W
         for name in params:
             if name not in space:
                 unsearched[name] = unsearched.get(name, 0) + 1
-        missing = [d.name for d in space if d.name not in params]
-        outside = [f"{d.name}={params[d.name]!r}" for d in space if d.name in params and not d.contains(params[d.name])]
+        active = space.active(params)  # (a conditional dimension only where its parents make it searched)
+        missing = [d.name for d in active if d.name not in params]
+        outside = [f"{d.name}={params[d.name]!r}" for d in active if d.name in params and not d.contains(params[d.name])]
         if missing or outside:
             why = f"lacks {', '.join(missing)}" if missing else f"{', '.join(outside)} outside the space"
             warm.dropped.append(f"trial {trial_id} ({why})")
             continue
-        fitting.append(({d.name: params[d.name] for d in space}, value))
+        fitting.append(({d.name: params[d.name] for d in active}, value))
     warm.dropped += [f"{name} (no longer searched; dropped from {n} trials)" for name, n in sorted(unsearched.items())]
     fitting.sort(key=lambda item: item[1], reverse=direction == "maximize")
     if comparable:
-        warm.told = fitting
+        warm.told, warm.first = fitting, [params for params, _ in fitting[:1]]
     else:
         warm.first = [params for params, _ in fitting[:FIRST]]
     if not fitting:
@@ -138,11 +144,26 @@ def load(source: str, comparable: bool, space, metric: str, direction: str) -> W
     return warm
 
 
+_LOADED: Dict[tuple, WarmStart] = {}  # of_study's: the checks, the backend and the summary each ask for it
+
+
 def of_study(config, space) -> Optional[WarmStart]:
-    """The study's warm start (HPOConfig.warm_start), or None."""
+    """The study's warm start (HPOConfig.warm_start), or None. A summary file is read once
+    while it stays unchanged (its size and modification time), so every part of a study sees
+    the same earlier trials; an Optuna storage is read on each call."""
     if config.warm_start is None:
         return None
-    return load(config.warm_start, config.warm_start_comparable, space, config.objective_metric, config.direction)
+    args = (config.warm_start, config.warm_start_comparable, space, config.objective_metric, config.direction)
+    path = Path(config.warm_start).expanduser()
+    path = path / "summary.json" if path.is_dir() else path
+    if not path.is_file():
+        return load(*args)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, space.to_json(), *args[1:2], *args[3:])
+    if key not in _LOADED:
+        _LOADED.clear()  # (one study's at a time)
+        _LOADED[key] = load(*args)
+    return _LOADED[key]
 
 
 def first_points(config, space, takes_observations: bool = False) -> List[Dict[str, Any]]:

@@ -61,7 +61,7 @@ def test_no_secret_reaches_any_file_or_log_of_a_study_that_logs_to_wandb(tmp_pat
     ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # this study's Ray session logs, and only its
     (tmp_path / "hpo.yaml").write_text("backend: ray_tune\nlog_to_wandb: true\n")
     args = [sys.executable, "-m", "stateset_hpo.launch", "--config", str(tmp_path / "hpo.yaml"),
-            "--space", "conservative", "--n-trials", "2", "--n-parallel-trials", "1", "--execution", "train",
+            "--space", "conservative", "--n-trials", "1", "--n-parallel-trials", "1", "--execution", "train",
             "--scheduler", "fifo", "--cpu-per-trial", "1", "--seed", "0", "--validation-top-k", "0",
             "--output-dir", str(tmp_path / "out"), "--set", "num_episodes=16", "--set", "group_size=4",
             "--set", "per_device_train_batch_size=2", "--set", "max_new_tokens=16"]

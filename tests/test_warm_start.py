@@ -62,7 +62,10 @@ def test_comparable_trials_are_told_to_optuna_and_are_not_this_studys_trials(tmp
     told = [t for t in now.trials if "warm_start" in t.user_attrs]
     assert len(told) == before.n_successful == 6 and all(t.state.name == "COMPLETE" for t in told)
     assert sorted(t.value for t in told) == sorted(r.best_metric for r in before.all_results)
-    assert len(after.warm_start["told"]) == 6 and after.warm_start["first"] == []
+    best = before.ranked()[0].params
+    assert len(after.warm_start["told"]) == 6 and after.warm_start["first"] == [best]
+    if best != SPACE.baseline():  # the earlier best is measured again at once, after the baseline
+        assert after.all_results[1].params == best
 
 
 def test_what_no_longer_fits_the_space_is_reported_and_dropped(tmp_path):
@@ -111,5 +114,7 @@ def test_a_warm_start_on_ray_tells_the_optuna_searcher_or_runs_the_earlier_best_
     best_earlier = [r.params for r in before.ranked() if r.params != SPACE.baseline()][0]
     if search_alg == "random":  # takes no observations: the earlier best run first instead
         assert after.all_results[1].params == best_earlier
-    else:  # told: Optuna's sampler proposes, nothing re-runs the earlier trials
+    else:  # told, and only the earlier best runs again (then Optuna's sampler proposes)
         assert len(after.warm_start["told"]) == before.n_successful
+        if before.ranked()[0].params != SPACE.baseline():
+            assert after.all_results[1].params == before.ranked()[0].params

@@ -10,7 +10,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 
 class SearchSpaceType(str, Enum):
@@ -77,6 +77,12 @@ class SearchDimension:
     ``log`` applies to INT dimensions (LOGUNIFORM is log by definition). ``default`` is the
     value used for the baseline trial; when omitted, `baseline_value` is the range's centre
     (geometric centre on a log scale) or the first choice.
+
+    ``when`` makes the dimension conditional: ``{"use_lora": True}`` or ``{"num_iterations":
+    [2, 4]}`` (one value or a list, per parent) means it is searched only in trials whose
+    parents take one of those values, and is absent from the others' parameters (the training
+    configuration's own value applies there). Parents are choice dimensions declared earlier in
+    the same space (SearchSpace checks that); several parents must all match.
     """
 
     name: str
@@ -87,6 +93,7 @@ class SearchDimension:
     default: Any = None
     log: bool = False
     description: str = ""
+    when: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -102,6 +109,7 @@ class SearchDimension:
             self._validate_range(kind)
         else:
             self._validate_choices(kind)
+        self._validate_when()
 
     # -- validation -------------------------------------------------------------------
     def _fail(self, message: str) -> None:
@@ -159,7 +167,34 @@ class SearchDimension:
         if self.default is not None and _choice_key(self.default) not in keys:
             self._fail(f"default {self.default!r} is not one of the choices {list(choices)!r}")
 
+    def _validate_when(self) -> None:
+        """``when`` becomes a tuple of (parent, Choices): hashable and order-stable."""
+        if self.when is None:
+            return
+        if not isinstance(self.when, Mapping) or not self.when:
+            self._fail(f"when must be a non-empty mapping such as {{'use_lora': True}}, got {self.when!r}")
+        conditions = []
+        for parent, values in self.when.items():
+            if not isinstance(parent, str) or not parent.strip():
+                self._fail(f"when: a parent must be a dimension name, got {parent!r}")
+            if parent == self.name:
+                self._fail("when: a dimension cannot depend on itself")
+            values = list(values) if isinstance(values, (list, tuple)) else [values]
+            if not values or not all(isinstance(v, _SCALAR_TYPES) for v in values):
+                self._fail(f"when[{parent!r}] must be a value or a non-empty list of values, got {values!r}")
+            conditions.append((parent, Choices(values)))
+        object.__setattr__(self, "when", tuple(conditions))
+
     # -- queries ----------------------------------------------------------------------
+    @property
+    def parents(self) -> Tuple[str, ...]:
+        return tuple(parent for parent, _ in self.when or ())
+
+    def active_given(self, params: Mapping[str, Any]) -> bool:
+        """Whether this dimension is searched at a point whose parents take ``params``' values."""
+        return all(parent in params and any(_choice_key(params[parent]) == _choice_key(v) for v in values)
+                   for parent, values in self.when or ())
+
     @property
     def is_log(self) -> bool:
         return self.type is SearchSpaceType.LOGUNIFORM or (self.type is SearchSpaceType.INT and self.log)
@@ -235,7 +270,7 @@ class SearchDimension:
             candidate = SearchDimension(self.name, self.type, log=self.log, **fields)
             default = self.default if candidate.contains(self.default) else None
         return SearchDimension(self.name, self.type, default=default, log=self.log,
-                               description=self.description, **fields)
+                               description=self.description, when=self.when_dict(), **fields)
 
     # -- serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -250,13 +285,19 @@ class SearchDimension:
             data["log"] = True
         if self.description:
             data["description"] = self.description
+        if self.when:
+            data["when"] = self.when_dict()
         return data
+
+    def when_dict(self) -> Optional[dict]:
+        """``when`` as the user writes it: {parent: [values]}."""
+        return {parent: list(values) for parent, values in self.when} if self.when else None
 
     @classmethod
     def from_dict(cls, data: Any) -> "SearchDimension":
         if not isinstance(data, dict):
             raise ValueError(f"a search dimension must be a mapping, got {data!r}")
-        allowed = {"name", "type", "low", "high", "choices", "default", "log", "description"}
+        allowed = {"name", "type", "low", "high", "choices", "default", "log", "description", "when"}
         unknown = sorted(set(data) - allowed)
         name = data.get("name", "<unnamed>")
         if unknown:

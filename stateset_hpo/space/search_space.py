@@ -25,6 +25,7 @@ class SearchSpace:
                 raise ValueError(f"a SearchSpace holds SearchDimension objects, got {dim!r}")
             if dim.name in dims:
                 raise ValueError(f"duplicate dimension name {dim.name!r} in search space")
+            _check_parents(dim, dims)
             dims[dim.name] = dim
         self._dims = dims
 
@@ -58,6 +59,11 @@ class SearchSpace:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchSpace) and self.dimensions == other.dimensions
+
+    @property
+    def conditional(self) -> bool:
+        """Whether some dimension is searched only when others take given values (``when``)."""
+        return any(d.when for d in self)
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.names})"
@@ -102,30 +108,57 @@ class SearchSpace:
         return names
 
     def describe(self) -> str:
-        """A table of the dimensions: name, type, range or choices, default."""
-        rows = [("name", "type", "range / choices", "default")]
+        """A table of the dimensions: name, type, range or choices, default (and when, for a
+        conditional space)."""
+        rows = [("name", "type", "range / choices", "default", "when" if self.conditional else "")]
         for d in self:
             span = f"[{d.low:g}, {d.high:g}]" if d.is_range else ", ".join(map(str, d.choices))
             kind = d.type.value + (" (log)" if d.type.value == "int" and d.log else "")
-            rows.append((d.name, kind, span, repr(d.baseline_value)))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {e}" for a, b, c, e in rows)
+            when = " and ".join(f"{p} in {list(v)}" for p, v in d.when or ())
+            rows.append((d.name, kind, span, repr(d.baseline_value), when))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {e:<{widths[3]}}  {w}".rstrip()
+                         for a, b, c, e, w in rows)
 
     # -- points ---------------------------------------------------------------------------
     def baseline(self) -> Dict[str, Any]:
-        """The defaults as one point: the study's first trial, to measure HPO against."""
-        return {d.name: d.baseline_value for d in self}
+        """The defaults as one point: the study's first trial, to measure HPO against (a
+        conditional dimension only where the defaults of its parents make it active)."""
+        point: Dict[str, Any] = {}
+        for d in self:
+            if d.active_given(point):
+                point[d.name] = d.baseline_value
+        return point
+
+    def active(self, params: Mapping[str, Any]) -> List[SearchDimension]:
+        """The dimensions searched at a point whose values are ``params`` (every dimension of
+        a space without conditions). Parents come first, so one pass decides each in turn."""
+        return [d for d in self if d.active_given(params)]
+
+    def activating(self, name: str) -> Dict[str, Any]:
+        """Parent values under which dimension ``name`` is searched (each parent's first listed
+        value, and its own parents' in turn); {} for an unconditional dimension."""
+        point: Dict[str, Any] = {}
+        for parent, values in self[name].when or ():
+            point.update(self.activating(parent))
+            point[parent] = values[0]
+        return point
 
     def validate_point(self, params: Mapping[str, Any]) -> None:
-        """Raise ValueError unless ``params`` sets every dimension to a legal value."""
-        missing = [n for n in self._dims if n not in params]
+        """Raise ValueError unless ``params`` sets every active dimension to a legal value,
+        and nothing else."""
+        active = {d.name for d in self.active(params)}
+        missing = [n for n in active if n not in params]
         extra = [n for n in params if n not in self._dims]
+        inactive = [n for n in params if n in self._dims and n not in active]
         bad = [f"{n}={params[n]!r}" for n in self._dims if n in params and not self._dims[n].contains(params[n])]
         problems = []
         if missing:
             problems.append(f"missing {missing}")
         if extra:
             problems.append(f"not in the space {extra}")
+        if inactive:
+            problems.append(f"set although their conditions do not hold {inactive}")
         if bad:
             problems.append(f"out of range {bad}")
         if problems:
@@ -195,10 +228,36 @@ class SearchSpace:
         text = path.read_text()
         return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
 
+    def check_unconditional(self, what: str) -> None:
+        """ValueError naming ``what`` (a search that cannot skip a dimension) for a conditional space."""
+        conditional = [d.name for d in self if d.when]
+        if conditional:
+            raise ValueError(f"{what} cannot search a conditional space (dimensions with a 'when': {', '.join(conditional)}); "
+                             "conditional spaces run on the optuna backend and on ray_tune with search_alg random, "
+                             "optuna or bohb (schedulers other than pbt)")
+
     def grid_size(self, grid_points: int) -> int:
         """How many points a full grid of ``grid_points`` values per range has: the product
         over dimensions (every choice of a categorical)."""
+        self.check_unconditional("a grid")
         size = 1
         for dim in self:
             size *= len(dim.grid_values(grid_points))
         return size
+
+
+def _check_parents(dim: SearchDimension, earlier: Mapping[str, SearchDimension]) -> None:
+    """A condition reads choice dimensions declared before it (so no cycle can form, and a
+    define-by-run search meets every parent before its children), with values among their choices."""
+    for parent, values in dim.when or ():
+        if parent not in earlier:
+            raise ValueError(f"dimension {dim.name!r}: when names {parent!r}, which is not a dimension declared "
+                             "before it in this space")
+        source = earlier[parent]
+        if source.is_range:
+            raise ValueError(f"dimension {dim.name!r}: when names {parent!r}, a range; a condition reads a "
+                             "categorical or choice dimension")
+        unknown = [v for v in values if not source.contains(v)]
+        if unknown:
+            raise ValueError(f"dimension {dim.name!r}: when[{parent!r}] values {unknown!r} are not among its "
+                             f"choices {list(source.choices)!r}")

@@ -15,7 +15,6 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence
 
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from ...callbacks import fire
@@ -30,25 +29,10 @@ from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterat
 from ...warm_start import first_points, of_study
 from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
-from .space import to_optuna
+from .space import DefineByRun, finished_trial
 from .samplers import build_sampler
 from ...masking import masked
 from .storage import open_storage
-
-
-def suggest(trial: optuna.Trial, distributions: Dict[str, Any]) -> Dict[str, Any]:
-    """Sample every dimension through the trial's public suggest API."""
-    params = {}
-    for name, dist in distributions.items():
-        if isinstance(dist, FloatDistribution):
-            params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
-        elif isinstance(dist, IntDistribution):
-            params[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
-        elif isinstance(dist, CategoricalDistribution):
-            params[name] = trial.suggest_categorical(name, dist.choices)
-        else:
-            raise TypeError(f"{name}: unsupported Optuna distribution {dist!r}")
-    return params
 
 
 def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: bool = False) -> optuna.Study:
@@ -89,10 +73,8 @@ def tell_warm_start(study: optuna.Study, config: HPOConfig, space: SearchSpace) 
     warm = of_study(config, space)
     if warm is None:
         return
-    distributions = to_optuna(space)
-    study.add_trials([optuna.trial.create_trial(params=params, distributions=distributions, value=value,
-                                                user_attrs={WARM_START: warm.source}) for params, value in warm.told])
-    for params in first_points(config, space)[1:]:
+    study.add_trials([finished_trial(space, params, value, **{WARM_START: warm.source}) for params, value in warm.told])
+    for params in first_points(config, space, takes_observations=True)[1:]:
         study.enqueue_trial(params)
 
 
@@ -100,7 +82,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                resume: bool = False) -> List[HPOResult]:
     with logger_level("optuna", logging.INFO if config.library_logs else logging.WARNING):
         study = open_study(config, spec, space, resume)
-    distributions = to_optuna(space)
+    suggest = DefineByRun(space)
     objectives = config.objectives
     prunes = config.optuna_config["pruner"] != "none"
     deadline = study_deadline(config)
@@ -124,7 +106,7 @@ def run_optuna(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks
                 if trial.should_prune() else None
 
         try:
-            result = run_one(config, spec, str(trial.number), suggest(trial, distributions), notify, prune, deadline,
+            result = run_one(config, spec, str(trial.number), suggest(trial), notify, prune, deadline,
                              wandb=config.wandb_logging if config.log_to_wandb else None)
             # the study is the record: a later run of a stored study rebuilds the summary from these
             trial.set_user_attr("history", json_safe(result.history))

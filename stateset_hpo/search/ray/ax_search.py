@@ -47,6 +47,7 @@ def _exponent(dim) -> bool:
 
 def ax_parameters(space) -> List[Any]:
     """The Ax parameter configs of a SearchSpace (validated by Ax when the experiment is made)."""
+    space.check_unconditional("search_alg ax")
     _quiet_ax()
     from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
 

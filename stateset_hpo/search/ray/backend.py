@@ -228,6 +228,9 @@ def study_storage(config: HPOConfig) -> str:
 def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None:
     """What this search cannot do with these trials, refused before any cluster work (dry runs too)."""
     rc = config.ray_config
+    if SCHEDULERS[rc["scheduler"]].exploits:
+        space.check_unconditional(f"scheduler {rc['scheduler']!r} (it copies and perturbs every parameter of "
+                                  "another trial)")
     if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits:
         raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")

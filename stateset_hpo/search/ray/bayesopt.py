@@ -35,6 +35,7 @@ class BayesOptSpace:
     """
 
     def __init__(self, space) -> None:
+        space.check_unconditional("search_alg bayesopt (a Gaussian process over a fixed box)")
         self.space = space
         self.pbounds: Dict[str, Any] = {}
         self.fixed: Dict[str, Any] = {}

@@ -43,8 +43,14 @@ def _grid(config, space, metric, mode):
 
 
 def _random(config, space, metric, mode):
+    """Tune's own generator; over a conditional space, Optuna's RandomSampler define-by-run
+    through OptunaSearch instead: Tune's ``sample_from``, its form for a conditional value,
+    cannot draw from the generator's seeded random state, and would hand an inactive
+    dimension to the trial as None."""
     from ray.tune.search import BasicVariantGenerator
 
+    if space.conditional:
+        return _optuna(config, space, metric, mode, random=True)
     # Tune ignores TuneConfig(max_concurrent_trials) for a BasicVariantGenerator it is handed
     # (a warning only), so the limit goes into the generator itself
     return (BasicVariantGenerator(points_to_evaluate=first_points(config, space), random_state=config.seed,
@@ -52,12 +58,17 @@ def _random(config, space, metric, mode):
             to_tune(space), config.n_trials)
 
 
-def _optuna(config, space, metric, mode):
+def _optuna(config, space, metric, mode, random: bool = False):
     """OptunaSearch with the sampler of ``optuna_config`` (TPE by default), seeded with
-    HPOConfig.seed."""
+    HPOConfig.seed; ``random``: Optuna's RandomSampler, which takes no observations (a warm
+    start's earlier best run first instead). A conditional space goes to it define-by-run
+    (search/optuna/space.py), the form OptunaSearch takes for one; Tune's param_space then
+    stays empty."""
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     from ..optuna.samplers import build_sampler
+    from ..optuna.space import DefineByRun, finished_trial
 
     class MeasuredOnly(OptunaSearch):
         """Takes only results that carry the metric: with ``eval_every`` > 1 the engine
@@ -69,13 +80,18 @@ def _optuna(config, space, metric, mode):
 
         def _setup_study(self, mode):
             super()._setup_study(mode)
-            for params, value in warm.told if warm else ():  # a comparable warm start's observations
-                self.add_evaluated_point(params, value)
+            # a comparable warm start's observations (as trials of the study itself:
+            # OptunaSearch's add_evaluated_point cannot take a define-by-run space)
+            for params, value in warm.told if warm else ():
+                self._ot_study.add_trial(finished_trial(space, params, value))
 
-    warm = of_study(config, space)
-    sampler = build_sampler(config.optuna_config, seed=config.seed)
-    return (MeasuredOnly(metric=metric, mode=mode, points_to_evaluate=first_points(config, space, True),
-                         sampler=sampler), to_tune(space), config.n_trials)
+    warm = None if random else of_study(config, space)
+    sampler = optuna.samplers.RandomSampler(seed=config.seed) if random else build_sampler(config.optuna_config,
+                                                                                           seed=config.seed)
+    searched = DefineByRun(space) if space.conditional else None
+    searcher = MeasuredOnly(space=searched, metric=metric, mode=mode, sampler=sampler,
+                            points_to_evaluate=first_points(config, space, takes_observations=not random))
+    return searcher, {} if searched else to_tune(space), config.n_trials
 
 
 def _hyperopt(config, space, metric, mode):
@@ -110,22 +126,47 @@ def _bohb(config, space, metric, mode):
             return config if not isinstance(config, dict) else {k: getattr(v, "item", lambda: v)()
                                                                for k, v in config.items()}
 
-    searcher = PlainBOHB(space=to_tune(space), metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
-                         seed=config.seed)
+    searcher = PlainBOHB(space=to_configspace(space), metric=metric, mode=mode,
+                         points_to_evaluate=first_points(config, space), seed=config.seed)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
-def _bohb_compiled(config, space) -> str:
+def to_configspace(space):
+    """The ConfigurationSpace TuneBOHB builds from Tune domains (its own converter), with each
+    ``when`` added as ConfigSpace conditions (InCondition; several parents: AndConjunction)."""
+    from ConfigSpace import AndConjunction, InCondition
     from ray.tune.search.bohb import TuneBOHB
 
-    return f"ConfigSpace (via TuneBOHB): {len(list(TuneBOHB.convert_search_space(to_tune(space)).values()))} " \
-           "hyperparameters"
+    configspace = TuneBOHB.convert_search_space(to_tune(space))
+    for dim in space:
+        conditions = [InCondition(configspace[dim.name], configspace[parent], list(values))
+                      for parent, values in dim.when or ()]
+        if conditions:
+            configspace.add(conditions[0] if len(conditions) == 1 else AndConjunction(*conditions))
+    return configspace
+
+
+def _bohb_compiled(config, space) -> str:
+    configspace = to_configspace(space)
+    return f"ConfigSpace (via TuneBOHB): {len(list(configspace.values()))} hyperparameters, " \
+           f"{len(configspace.conditions)} conditions"
 
 
 def _optuna_compiled(config, space) -> str:
     from ..optuna.space import to_optuna  # (search/optuna/space.py builds on ray/space.py)
 
-    return f"optuna distributions (via OptunaSearch): {len(to_optuna(space))}"
+    return f"optuna distributions (via OptunaSearch): {len(to_optuna(space))}" + _define_by_run(space)
+
+
+def _random_compiled(config, space) -> str:
+    if space.conditional:
+        return f"optuna RandomSampler (via OptunaSearch): {len(space)} dimensions" + _define_by_run(space)
+    return f"Ray Tune param_space: {len(to_tune(space))}"
+
+
+def _define_by_run(space) -> str:
+    conditional = sum(1 for d in space if d.when)
+    return f", define-by-run ({conditional} conditional)" if conditional else ""
 
 
 def _bayesopt_compiled(config, space) -> str:
@@ -160,7 +201,7 @@ SEARCHERS: Dict[str, SearchAlgorithm] = {
     "bayesopt": SearchAlgorithm(_bayesopt, _bayesopt_compiled),
     "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]")),
     "bohb": SearchAlgorithm(_bohb, _bohb_compiled, requires=("hpbandster", "stateset-hpo[bohb]")),
-    "random": SearchAlgorithm(_random, lambda c, s: f"Ray Tune param_space: {len(to_tune(s))}", limited=False),
+    "random": SearchAlgorithm(_random, _random_compiled, limited=False),
     "grid": SearchAlgorithm(_grid, _grid_compiled, limited=False),
 }
 

@@ -29,11 +29,14 @@ def tune_domain(dim: SearchDimension) -> Any:
 def to_tune(space, grid_points: Optional[int] = None) -> Dict[str, Any]:
     """``{name: domain}``. With ``grid_points`` set, every dimension becomes a
     ``tune.grid_search``: all choices of a categorical/choice dimension and ``grid_points``
-    values spread over a range (log-spaced on a log scale)."""
+    values spread over a range (log-spaced on a log scale). The domains carry no conditions
+    (``when``): the searchers that take conditional spaces get them in their own form
+    (searchers.py: define-by-run, ConfigSpace conditions)."""
     from ray import tune
 
     if grid_points is None:
         return {dim.name: tune_domain(dim) for dim in space}
+    space.check_unconditional("a grid (search_alg grid)")
     return {dim.name: tune.grid_search(dim.grid_values(grid_points)) for dim in space}
 
 
@@ -41,4 +44,7 @@ def to_hyperopt(space) -> Dict[str, Any]:
     """A HyperOpt space by name, through Ray's own Tune->HyperOpt converter."""
     from ray.tune.search.hyperopt import HyperOptSearch
 
+    # (HyperOpt's own nested hp.choice could express conditions, but Ray's converter, whose
+    # ranges the other backends share, has no form for them)
+    space.check_unconditional("search_alg hyperopt")
     return HyperOptSearch.convert_search_space(to_tune(space))

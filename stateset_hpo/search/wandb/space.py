@@ -31,6 +31,7 @@ def to_wandb(space, method: str = "random", grid_points: int = 3) -> Dict[str, A
     ``grid_points`` values (log-spaced on a log scale)."""
     if method not in WANDB_METHODS:
         raise ValueError(f"unknown W&B sweep method {method!r}; valid methods: {', '.join(WANDB_METHODS)}")
+    space.check_unconditional("a W&B sweep (its parameters block has no conditions)")
     if method == "grid":
         return {dim.name: {"values": dim.grid_values(grid_points)} for dim in space}
     return {dim.name: wandb_parameter(dim) for dim in space}
