@@ -25,7 +25,7 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-from harness import Record, shown, spread  # noqa: E402
+from harness import Record, shown, spent_until, spread  # noqa: E402
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType, get_search_space  # noqa: E402
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
@@ -52,18 +52,6 @@ def iterations(summary) -> int:
     return sum(len(r.history) for r in summary.all_results)
 
 
-def iterations_to_reach(summary, target: float) -> int:
-    """Iterations spent, in the order they ran (one trial at a time), until some trial first
-    reported >= target."""
-    spent = 0
-    for r in sorted(summary.all_results, key=lambda r: r.ended_at):
-        for step in r.history:
-            spent += 1
-            if step["eval_reward"] >= target:
-                return spent
-    return spent
-
-
 def main() -> int:
     import ray
 
@@ -87,11 +75,11 @@ def main() -> int:
                 asha = study("asha", seed, args.trials, args.episodes, folder)
                 target = min(fifo.best_metric, asha.best_metric)
                 total.append(iterations(asha) / iterations(fifo))
-                reach.append(iterations_to_reach(asha, target) / iterations_to_reach(fifo, target))
+                reach.append(spent_until(asha, target) / spent_until(fifo, target))
                 gap.append(asha.best_metric - fifo.best_metric)
                 rows.append([seed, f"{fifo.best_metric:.3f}", f"{asha.best_metric:.3f}", iterations(fifo),
                              iterations(asha), f"{asha.n_pruned}/{asha.n_trials}", f"{target:.3f}",
-                             iterations_to_reach(fifo, target), iterations_to_reach(asha, target)])
+                             spent_until(fifo, target), spent_until(asha, target)])
                 print(rows[-1], flush=True)
     finally:
         ray.shutdown()

@@ -45,6 +45,20 @@ def shown(figure: Dict[str, float], digits: int = 2) -> str:
     return f"{figure['median']:.{digits}f} ({figure['min']:.{digits}f}-{figure['max']:.{digits}f})"
 
 
+def spent_until(summary, target: float, clock: str = "iteration", metric: str = "eval_reward") -> float:
+    """What a study run one trial at a time had spent, on ``clock`` (a history column counting
+    up within a trial: "iteration", "episodes"), when some trial first reported ``metric`` >=
+    ``target``: its trials in the order they ended, each up to its last report, the reaching
+    one up to the report that reached it. All it spent when none did."""
+    spent = 0.0
+    for r in sorted(summary.all_results, key=lambda r: r.ended_at if r.ended_at is not None else 0.0):
+        for step in r.history:
+            if step.get(metric, float("-inf")) >= target:
+                return spent + step[clock]
+        spent += r.history[-1][clock] if r.history else 0.0
+    return spent
+
+
 def machine() -> Dict[str, Any]:
     """What the figures were measured on."""
     import torch

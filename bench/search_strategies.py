@@ -13,12 +13,14 @@ Each study has the same budget of episodes (trials x 64 by default: ``HPOConfig.
 trial once the next could exceed it) and as many trials as fit in it, each at most 64 episodes, so
 a strategy that stops trials early runs more of them. Per study: the best
 held-out (selection) score it reached, and the episodes it had spent (trials in the order they
-ended) when a trial first reached the seed's target, 90% of the best score any strategy reached
-on that seed (a rule fixed before the first run).
+ended, the reaching one up to the evaluation that reached it: harness.spent_until) when a trial
+first reached the seed's target, 90% of the best score any strategy reached on that seed (a rule
+fixed before the first run).
 
 Part 2, per seed: a cold TPE + ASHA study, and a warm one started (``--warm-start
---warm-start-comparable``) from a finished study of the same task with half the trials; the
-episodes each spent until a trial reached the cold study's best score.
+--warm-start-comparable``) from a finished study of the same task with half the trials (told
+as observations, its best run again right after the baseline); the episodes each spent until a
+trial reached the cold study's best score.
 
 Goals, set before this bench was first run (never tuned on it): BOHB's best score beats random +
 ASHA's, median over seeds of the per-seed difference > 0 (the difference to TPE + ASHA is
@@ -37,7 +39,7 @@ import warnings
 
 warnings.filterwarnings("ignore")
 
-from harness import Record, shown, spread  # noqa: E402
+from harness import Record, shown, spent_until, spread  # noqa: E402
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType  # noqa: E402
 from stateset_hpo.grpo import ConversationEnvironment, TrainingConfig, domain_reward  # noqa: E402
 from stateset_hpo.study import run_study  # noqa: E402
@@ -78,17 +80,6 @@ def best_score(summary) -> float:
                default=0.0)
 
 
-def episodes_to(summary, target: float) -> float:
-    """Episodes the study had spent (its trials in the order they ended) when one first reached
-    ``target``; every episode it spent when none did."""
-    spent = 0.0
-    for r in sorted(summary.all_results, key=lambda r: r.ended_at if r.ended_at is not None else 0.0):
-        spent += r.cost.get("episodes", 0.0)
-        if any(h.get("eval_reward", -1.0) >= target for h in r.history):
-            return spent
-    return spent
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -109,7 +100,7 @@ def main() -> int:
             target = 0.9 * max(best_score(s) for s in got.values())
             for name in STRATEGIES:
                 best[name].append(best_score(got[name]))
-                to_target[name].append(episodes_to(got[name], target))
+                to_target[name].append(spent_until(got[name], target, "episodes"))
                 rows.append([seed, name, f"{best[name][-1]:.3f}", f"{to_target[name][-1]:.0f}",
                              f"{got[name].cost['episodes']:.0f}", got[name].n_trials, got[name].n_pruned])
                 print(rows[-1], flush=True)
@@ -120,7 +111,7 @@ def main() -> int:
             warm = study(folder, "warm", seed, args.trials, "optuna", "asha", args.max_episodes,
                          warm_start=f"{folder}/earlier-{seed + 1000}")
             goal = best_score(cold)
-            cold_spent, warm_spent = episodes_to(cold, goal), episodes_to(warm, goal)
+            cold_spent, warm_spent = spent_until(cold, goal, "episodes"), spent_until(warm, goal, "episodes")
             ratios.append(warm_spent / cold_spent if cold_spent else 1.0)
             warm_rows.append([seed, f"{goal:.3f}", f"{cold_spent:.0f}", f"{warm_spent:.0f}", f"{best_score(warm):.3f}",
                               f"{ratios[-1]:.2f}"])

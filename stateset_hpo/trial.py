@@ -185,7 +185,9 @@ class TrialSpec:
         """Fail before any trial starts if ``params`` (e.g. the space's baseline) cannot be
         trained: a name that maps to nothing, a reward weight for a missing component, a local
         model path that does not exist. (The tiny model, or the task's own, is built here, once.)
-        A custom objective takes its parameters itself, whatever their names: nothing to check."""
+        An objective that reports its own steps takes its parameters whatever their names: nothing
+        to check. A plain one's parameters still make the training config that sets the
+        schedulers' and pruners' clock (`iteration_episodes`, `max_episodes`), so they are checked."""
         if self.objective is not None and reports_steps(self.objective):
             return
         self.check_config(self.training_config(params))

@@ -6,12 +6,14 @@ earlier study's results go in two ways:
 - **told** (``warm_start_comparable``: the user says the earlier trials were measured as this
   study measures, the same task, model, budget and yardstick): they are observations for the
   searcher before its first proposal (Optuna's ``add_trials``, standalone and in Ray's Optuna
-  searcher's study), so it starts where the earlier search left off; and the earlier best runs
+  searcher's study; Ray's bayesopt and ax searchers register them in their models), so it starts
+  where the earlier search left off; and the earlier best runs
   first after the baseline, once, under this study's seed. A model told a handful of noisy
   results still explores first (TPE's startup trials count them, but its proposals spread
   over the space), while the configuration the user came back for is the one to measure again
   at once: a study that reaches the earlier best does so in its second trial, not by chance late;
-- **first** (the default, and for searchers that take no observations): the earlier best
+- **first** (the default, and for searchers that take no observations: Ray's random, hyperopt,
+  bohb; W&B's engine): the earlier best
   configurations, in their earlier order, are this study's first trials after the baseline.
   Their old scores rank them and nothing more: a score from another budget or model is not a
   measurement of this study.

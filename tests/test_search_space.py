@@ -94,3 +94,9 @@ def test_describe_lists_every_dimension(space):
     table = space.describe()
     for name in space.names:
         assert name in table
+
+
+def test_a_prior_is_refused_with_what_to_do_instead():
+    with pytest.raises(ValueError, match="'prior' is not supported: .* give the recommended value as the dimension's "
+                                         "default"):
+        SearchSpace.from_yaml("lr: {type: loguniform, low: 1.0e-5, high: 1.0e-3, prior: 1.0e-4}")

@@ -118,3 +118,26 @@ def test_a_warm_start_on_ray_tells_the_optuna_searcher_or_runs_the_earlier_best_
         assert len(after.warm_start["told"]) == before.n_successful
         if before.ranked()[0].params != SPACE.baseline():
             assert after.all_results[1].params == before.ranked()[0].params
+
+
+@pytest.mark.parametrize("search_alg", ["bayesopt", pytest.param("ax", marks=pytest.mark.slow)])
+def test_a_comparable_warm_start_is_told_to_the_bayesopt_and_ax_searchers(tmp_path, search_alg):
+    """Our own searchers on Ray take observations too: each earlier result is in the model
+    before its first proposal (bayes_opt's registered points, Ax's completed trials), and the
+    earlier best is the first point after the baseline."""
+    from stateset_hpo.search.ray.searchers import build_search
+
+    _, before = earlier_study(tmp_path)
+    config = study_config(tmp_path / "now", "ray_tune", n_trials=4, search_space=SPACE, objective_metric="score",
+                          warm_start=str(tmp_path / "earlier" / "out"), warm_start_comparable=True,
+                          ray_config={"search_alg": search_alg})
+    searcher = build_search(config, SPACE, "score", "max")[0].searcher  # (inside its ConcurrencyLimiter)
+    if search_alg == "bayesopt":
+        values = sorted(point["target"] for point in searcher._optimizer.res)
+    else:
+        values = sorted(t.fetch_data().df["mean"].iloc[0] for t in searcher._client._experiment.trials.values())
+    assert values == pytest.approx(sorted(r.best_metric for r in before.all_results))
+    best = before.ranked()[0].params
+    assert searcher.suggest("a") == SPACE.baseline()
+    if best != SPACE.baseline():
+        assert searcher.suggest("b") == best

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ray.tune.search import Searcher
 
@@ -86,7 +86,9 @@ def from_ax(space, params: Dict[str, Any]) -> Dict[str, Any]:
 
 class AxClientSearch(Searcher):
     def __init__(self, space, metric: str, mode: str, points_to_evaluate: Optional[List[Dict]] = None,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, told: Sequence[Tuple[Dict, float]] = ()) -> None:
+        """``told``: earlier (params, score) pairs, completed as Ax trials of the experiment
+        before the first proposal (a comparable warm start, warm_start.py)."""
         super().__init__(metric=metric, mode=mode)
         _quiet_ax()
         self._space, self._seed = space, seed
@@ -96,6 +98,9 @@ class AxClientSearch(Searcher):
         self._client.configure_generation_strategy(initialization_random_seed=seed)
         self._queued = list(points_to_evaluate or [])
         self._live: Dict[str, int] = {}  # Tune trial id -> Ax trial index
+        for params, value in told:
+            index = self._client.attach_trial(parameters=to_ax(space, params))
+            self._client.complete_trial(trial_index=index, raw_data={metric: float(value)})
 
     def _new_client(self):
         from ax.api.client import Client

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ray.tune.search import Searcher
 
@@ -85,7 +85,10 @@ class BayesOptSpace:
 
 class MixedBayesOptSearch(Searcher):
     def __init__(self, space, metric: Optional[str] = None, mode: Optional[str] = None,
-                 points_to_evaluate: Optional[List[Dict]] = None, random_state: Optional[int] = None) -> None:
+                 points_to_evaluate: Optional[List[Dict]] = None, random_state: Optional[int] = None,
+                 told: Sequence[Tuple[Dict, float]] = ()) -> None:
+        """``told``: earlier (params, score) pairs, registered as observations before the first
+        proposal (a comparable warm start, warm_start.py)."""
         super().__init__(metric=metric, mode=mode)
         from bayes_opt import BayesianOptimization
 
@@ -97,6 +100,8 @@ class MixedBayesOptSearch(Searcher):
                                                    verbose=0, allow_duplicate_points=True)
         self._queued = list(points_to_evaluate or [])
         self._live: Dict[str, dict] = {}
+        for params, value in told:
+            self._optimizer.register(params=self._compiled.encode(params), target=value if mode == "max" else -value)
 
     def suggest(self, trial_id: str) -> Optional[Dict]:
         if self._queued:

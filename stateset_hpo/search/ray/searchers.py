@@ -4,8 +4,10 @@ optuna and hyperopt use Ray's integrations, which convert Tune domains themselve
 uses `MixedBayesOptSearch` (see bayesopt.py for why); bohb is TuneBOHB, with its own
 scheduler (see _bohb); ax uses `AxClientSearch` on Ax's
 current API (see ax_search.py for why); random is Tune's own generator; grid
-is a real grid (`to_tune(space, grid_points=...)`), run once. A new algorithm is one
-`SearchAlgorithm` entry in ``SEARCHERS``: how to build it and what a dry run says it compiled.
+is a real grid (`to_tune(space, grid_points=...)`), run once. A comparable warm start
+(warm_start.py) is told as observations to optuna, bayesopt and ax; the others take none from
+elsewhere, so the earlier best run first. A new algorithm is one `SearchAlgorithm` entry in
+``SEARCHERS``: how to build it and what a dry run says it compiled.
 """
 
 from __future__ import annotations
@@ -104,8 +106,10 @@ def _hyperopt(config, space, metric, mode):
 def _bayesopt(config, space, metric, mode):
     from .bayesopt import MixedBayesOptSearch
 
-    searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
-                                   random_state=config.seed)
+    warm = of_study(config, space)
+    searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, random_state=config.seed,
+                                   points_to_evaluate=first_points(config, space, takes_observations=True),
+                                   told=warm.told if warm else ())
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
@@ -178,8 +182,10 @@ def _bayesopt_compiled(config, space) -> str:
 def _ax(config, space, metric, mode):
     from .ax_search import AxClientSearch
 
-    searcher = AxClientSearch(space, metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
-                              seed=config.seed)
+    warm = of_study(config, space)
+    searcher = AxClientSearch(space, metric=metric, mode=mode, seed=config.seed,
+                              points_to_evaluate=first_points(config, space, takes_observations=True),
+                              told=warm.told if warm else ())
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
