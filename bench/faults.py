@@ -27,7 +27,7 @@ For the retention rows, "wrong status" counts a checkpoint kept that retention s
 deleted (a leak) or a recorded checkpoint path with nothing there; for the shared copy, a
 copy called published although a file is missing or stale.
 
-    python bench/faults.py            # about 6 minutes on 2 CPU cores
+    python bench/faults.py            # about 4 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
