@@ -175,13 +175,16 @@ def test_the_dashboard_storage_can_be_chosen_or_turned_off_and_a_bad_one_fails_b
 @pytest.mark.parametrize("backend", backend_names())
 def test_validation_points_run_exactly_as_asked(tmp_path, backend, ray_if_needed):
     config = make_config(tmp_path, backend)  # one trial at a time (n_parallel_trials=1)
-    points = [dict(BASELINE, seed=10_000), dict(BASELINE, learning_rate=1e-3, seed=10_001)]
+    # (the third lacks a key, as a conditional space's point may: it must stay absent, never sampled)
+    points = [dict(BASELINE, seed=10_000), dict(BASELINE, learning_rate=1e-3, seed=10_001),
+              {**{k: v for k, v in BASELINE.items() if k != "lora_r"}, "seed": 10_002}]
     (tmp_path / "runs").mkdir()
     objective = functools.partial(timed, str(tmp_path / "runs"), lambda p: {"score": score(p)["score"],
                                                                            "seen_seed": p["seed"]})
     finished = get_backend(backend).retrain(config, TrialSpec(objective=objective), points)
     assert sorted((r.params["seed"], r.status) for r in finished) == [(10_000, TrialStatus.SUCCESS),
-                                                                      (10_001, TrialStatus.SUCCESS)]
+                                                                      (10_001, TrialStatus.SUCCESS),
+                                                                      (10_002, TrialStatus.SUCCESS)]
     for r in finished:
         assert r.params in points and r.metrics["seen_seed"] == r.params["seed"]
     assert most_at_once(tmp_path / "runs") == 1  # the study's concurrency limit holds for validation too

@@ -154,3 +154,16 @@ def test_the_cli_refuses_a_conditional_space_on_hyperopt_in_one_line(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "search_alg hyperopt cannot search a conditional space" in err[0]
 
+
+
+def test_the_example_conditional_space_passes_a_dry_run_as_its_comment_says(tmp_path, capsys):
+    from pathlib import Path
+
+    from stateset_hpo.launch import main
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "data" / "conditional_space.yaml"
+    command = [line.strip("# \\\n") for line in example.read_text().splitlines() if line.startswith("#  ")]
+    args = " ".join(command).split()[3:]  # (after "python -m stateset_hpo.launch")
+    args = [str(example) if a.endswith("conditional_space.yaml") else a for a in args]
+    assert main([*args, "--dry-run", "--output-dir", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    assert "clip_range" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import ray
 from ray import tune
+from ray.tune.search import Searcher
 
 from ...callbacks import fire
 from ...config import HPOConfig
@@ -236,17 +237,26 @@ def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None
                          "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
     if SCHEDULERS[rc["scheduler"]].clock is not None and spec.objective is None:
         check_measured_every_iteration(config, spec, space)
-    if spec.trl is not None and rc["workers_per_trial"] > 1:
-        raise ValueError("workers_per_trial > 1 with the TRL engine is not verified yet (no multi-worker machine "
-                         "here): use workers_per_trial 1, or our engine for data-parallel trials")
     if spec.trl is not None and rc["trials_per_worker"] > 1:
         raise ValueError("trials_per_worker packs trials on one loaded base model (our engine's warm trials); "
                          "each TRL trial loads its own: use trials_per_worker 1")
 
 
+def data_parallel(spec: TrialSpec, config: HPOConfig) -> TrialSpec:
+    """The spec as each of a trial's ``workers_per_trial`` Train workers runs it. A TRL trial's
+    clock counts the whole group's completions per optimizer step (TRL's global batch: every
+    process generates its per-device batch), so its world size is part of its config, here on
+    the driver too, where schedulers set their clock. (Our engine counts its own.)"""
+    workers = config.ray_config["workers_per_trial"]
+    if spec.trl is None or workers == 1 or config.ray_config["execution"] != "train":
+        return spec
+    return dataclasses.replace(spec, base_config=dataclasses.replace(spec.base_config, world_size=workers))
+
+
 def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experiment: str,
                 callbacks: Sequence[Any], control: StudyControl) -> TunePlan:
     rc = config.ray_config
+    spec = data_parallel(spec, config)
     max_t = rc["max_t"] or max_episodes(spec, space)
     unit = iteration_episodes(spec, space)
     scheduler = build_scheduler(rc, space, max_t, unit)
@@ -266,16 +276,28 @@ def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experime
                     settings=study_settings(config, space), log_to_wandb=config.log_to_wandb, stoppers=stoppers)
 
 
+class FixedPoints(Searcher):
+    """Proposes exactly these configurations, in order, then nothing (the re-runs of validation
+    and racing). Tune's own generator would resolve each point against a param_space, sampling
+    any key a point lacks, and a conditional space's points differ in their keys (an inactive
+    dimension must stay absent)."""
+
+    def __init__(self, points: List[Dict[str, Any]]) -> None:
+        super().__init__()
+        self.points = [dict(p) for p in points]
+
+    def suggest(self, trial_id: str) -> Optional[Dict[str, Any]]:
+        return self.points.pop(0) if self.points else Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
+        pass
+
+
 def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> TunePlan:
     from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator
 
-    # Tune resolves each point against param_space, so every key needs a domain there;
-    # with num_samples == len(points) only the points themselves run.
-    param_space = {k: tune.choice(list({repr(p[k]): p[k] for p in points}.values())) for k in points[0]}
-    return TunePlan(config.resolved_study_name + "_validation", spec, FIFOScheduler(),
-                    BasicVariantGenerator(points_to_evaluate=list(points), max_concurrent=config.max_concurrent_trials),
-                    param_space, len(points), len(points), limit=config.max_concurrent_trials)
+    return TunePlan(config.resolved_study_name + "_validation", data_parallel(spec, config), FIFOScheduler(),
+                    FixedPoints(points), {}, len(points), len(points), limit=config.max_concurrent_trials)
 
 
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any],

@@ -73,7 +73,9 @@ def direct_trial(params: Dict[str, Any], spec: TrialSpec, cpus: float, checkpoin
 
 
 def _train_worker(loop_config: Dict[str, Any]) -> None:
-    """Runs on every Train worker; all report (Train synchronises on it), rank 0 checkpoints."""
+    """Runs on every Train worker; all report (Train synchronises on it). Our engine's rank 0
+    checkpoints; every rank of a TRL trial does: Trainer's checkpoint gathers across processes
+    (each must call it) and each writes its own RNG state, which Train merges into one checkpoint."""
     import ray.train
 
     def send(metrics, folder):
@@ -82,8 +84,9 @@ def _train_worker(loop_config: Dict[str, Any]) -> None:
     # Train's own checkpoint when it restarted failed workers, else the one Tune restored the
     # trial from (a resumed or paused trial, or a PBT exploit of another trial's checkpoint).
     restore = ray.train.get_checkpoint() or loop_config["restore"]
-    run_reporting(loop_config["spec"], loop_config["params"], loop_config["cpus"], loop_config["checkpoint_every"],
-                  send, restore, may_checkpoint=ray.train.get_context().get_world_rank() == 0)
+    spec = loop_config["spec"]
+    run_reporting(spec, loop_config["params"], loop_config["cpus"], loop_config["checkpoint_every"], send, restore,
+                  may_checkpoint=spec.trl is not None or ray.train.get_context().get_world_rank() == 0)
 
 
 def _to_tune_callback(queue):
