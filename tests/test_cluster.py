@@ -244,26 +244,26 @@ def test_the_study_commands_in_cluster_are_valid(capsys):
 
 @pytest.mark.slow
 def test_a_study_spreads_over_a_simulated_multi_node_gpu_cluster(tmp_path):
-    """bench/multinode_sim.py at a small size: 2 worker nodes x 2 GPUs, 5 one-GPU trials (each a
-    Ray Train worker). Four train at once, two per node; the 5th gets a GPU only once a finished
+    """bench/multinode_sim.py at a small size: 2 worker nodes x 1 GPU, 3 one-GPU trials (each a
+    Ray Train worker). Two train at once, one per node; the 3rd gets a GPU only once a finished
     trial's placement group is freed (Train V2 leaks it without the dashboard's State API).
     (The bench's default size, 3 x 2 and 12 trials, takes three minutes here.)"""
     temp_dir = tempfile.mkdtemp(prefix="rsim-", dir="/tmp")  # short: Ray's socket paths have a length limit
     out = tmp_path / "figures.json"
     try:
-        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "multinode_sim.py"), "--nodes", "2", "--gpus", "2",
-                               "--trials", "5", "--episodes", "16", "--json", str(out), "--temp-dir", temp_dir,
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "multinode_sim.py"), "--nodes", "2", "--gpus", "1",
+                               "--trials", "3", "--episodes", "16", "--json", str(out), "--temp-dir", temp_dir,
                                "--work-dir", str(tmp_path), "--record-dir", str(tmp_path)],
                               capture_output=True, text=True, timeout=540)
     finally:
         stop_processes_under(temp_dir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert figures["successful_trials"] + figures["pruned_trials"] == 5 and figures["failed_trials"] == 0
+    assert figures["successful_trials"] + figures["pruned_trials"] == 3 and figures["failed_trials"] == 0
     per_node = figures["train_workers_per_node"]
-    assert "head" not in per_node and sorted(per_node.values()) == [2, 3]
-    assert figures["max_trials_training_at_once"] == 4
-    assert figures["trials_in_shared_storage"] == 5
+    assert "head" not in per_node and sorted(per_node.values()) == [1, 2]
+    assert figures["max_trials_training_at_once"] == 2
+    assert figures["trials_in_shared_storage"] == 3
     assert {"summary.json", "trials.csv", "report.html"} <= set(figures["results_in_shared_storage"])
     assert 0 < figures["utilisation"] <= 1
     record = json.loads((tmp_path / "multinode_sim.json").read_text())

@@ -156,6 +156,7 @@ def test_the_cli_refuses_a_conditional_space_on_hyperopt_in_one_line(tmp_path, c
 
 
 
+@pytest.mark.slow  # (a few seconds: the inner loop stays under 5 minutes)
 def test_the_example_conditional_space_passes_a_dry_run_as_its_comment_says(tmp_path, capsys):
     from pathlib import Path
 

@@ -16,13 +16,15 @@ from helpers import tiny_spec
 from stateset_hpo import HPOConfig, SearchDimension, SearchSpace, SearchSpaceType
 from stateset_hpo.study import run_study
 {init}
-space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-4, high=3e-3, default=1e-3)])
-# (the sampled training reward at iteration 2, after one update, differs between learning rates, so ASHA
-# stops some; the greedy held-out score of such short runs ties, and ties stop nobody)
-cfg = HPOConfig(backend="ray_tune", search_space=space, n_trials=4, output_dir={out!r}, objective_metric="reward",
-                cpu_per_trial=1, n_parallel_trials=1, verbose=False, save_plots=False, validation_top_k=0,
-                seed=0, ray_config=dict(execution="train", scheduler="asha", grace_period=2, reduction_factor=2))
-summary = run_study(cfg, tiny_spec(num_episodes=48, per_device_train_batch_size=4))  # 3 iterations of 16
+# The objective is the logged learning rate, so ASHA's cutoff at its first rung decides for sure: the
+# grid runs 1e-3, then 1e-4 (below the first: stopped), then 2e-3 (a trial after the stopped one).
+space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.CHOICE, choices=[1e-3, 1e-4, 2e-3])])
+cfg = HPOConfig(backend="ray_tune", search_space=space, n_trials=3, output_dir={out!r},
+                objective_metric="learning_rate", cpu_per_trial=1, n_parallel_trials=1, verbose=False,
+                save_plots=False, validation_top_k=0, seed=0, health_rules=dict(enabled=False),
+                ray_config=dict(execution="train", scheduler="asha", search_alg="grid", grace_period=2,
+                                reduction_factor=2))
+summary = run_study(cfg, tiny_spec(num_episodes=24, per_device_train_batch_size=2))  # 3 iterations of 8
 print("STATUSES", [r.status.value for r in summary.all_results])  # in trial order
 """
 
@@ -50,8 +52,7 @@ def test_a_stale_ray_current_cluster_file_does_not_hang_a_train_study(tmp_path):
     done = _train_study(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     statuses = ast.literal_eval(done.stdout.split("STATUSES")[1].strip().splitlines()[0])
-    assert sorted(set(statuses)) == ["pruned", "success"] and len(statuses) == 4, statuses
-    assert "pruned" in statuses[:-1], statuses  # a trial started after the first one ASHA stopped
+    assert statuses == ["success", "pruned", "success"], statuses  # a trial started after the one ASHA stopped
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def grpo_trainable(spec: Optional[TrialSpec] = None, execution: str = "train", w
         raise ValueError(f"unknown execution {execution!r}; valid: {', '.join(EXECUTIONS)}")
     if execution == "direct" and workers_per_trial != 1:
         raise ValueError("execution='direct' runs one worker per trial; use execution='train' for workers_per_trial > 1")
-    spec = spec or TrialSpec()
+    spec = data_parallel(spec or TrialSpec(), workers_per_trial, execution)
     if execution == "direct":
         def trainable(params, spec):
             direct_trial(params, spec, cpu_per_trial, checkpoint_every)
@@ -242,13 +242,12 @@ def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None
                          "each TRL trial loads its own: use trials_per_worker 1")
 
 
-def data_parallel(spec: TrialSpec, config: HPOConfig) -> TrialSpec:
-    """The spec as each of a trial's ``workers_per_trial`` Train workers runs it. A TRL trial's
-    clock counts the whole group's completions per optimizer step (TRL's global batch: every
-    process generates its per-device batch), so its world size is part of its config, here on
-    the driver too, where schedulers set their clock. (Our engine counts its own.)"""
-    workers = config.ray_config["workers_per_trial"]
-    if spec.trl is None or workers == 1 or config.ray_config["execution"] != "train":
+def data_parallel(spec: TrialSpec, workers: int, execution: str = "train") -> TrialSpec:
+    """The spec as each of a trial's ``workers`` Train workers runs it. A TRL trial's clock
+    counts the whole group's completions per optimizer step (TRL's global batch: every process
+    generates its per-device batch), so its world size is part of its config: in the trainable,
+    and on the driver, where schedulers set their clock. (Our engine counts its own.)"""
+    if spec.trl is None or workers == 1 or execution != "train":
         return spec
     return dataclasses.replace(spec, base_config=dataclasses.replace(spec.base_config, world_size=workers))
 
@@ -256,7 +255,7 @@ def data_parallel(spec: TrialSpec, config: HPOConfig) -> TrialSpec:
 def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experiment: str,
                 callbacks: Sequence[Any], control: StudyControl) -> TunePlan:
     rc = config.ray_config
-    spec = data_parallel(spec, config)
+    spec = data_parallel(spec, rc["workers_per_trial"], rc["execution"])
     max_t = rc["max_t"] or max_episodes(spec, space)
     unit = iteration_episodes(spec, space)
     scheduler = build_scheduler(rc, space, max_t, unit)
@@ -296,7 +295,9 @@ class FixedPoints(Searcher):
 def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> TunePlan:
     from ray.tune.schedulers import FIFOScheduler
 
-    return TunePlan(config.resolved_study_name + "_validation", data_parallel(spec, config), FIFOScheduler(),
+    rc = config.ray_config
+    return TunePlan(config.resolved_study_name + "_validation", data_parallel(spec, rc["workers_per_trial"],
+                                                                              rc["execution"]), FIFOScheduler(),
                     FixedPoints(points), {}, len(points), len(points), limit=config.max_concurrent_trials)
 
 
