@@ -336,7 +336,9 @@ def test_packing_that_cannot_work_is_refused_when_configured(tmp_path, changes, 
 
 
 @pytest.mark.usefixtures("ray_local")
-@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+# (bohb's, with its model-based searcher, is slow-marked like the model-based searchers)
+@pytest.mark.parametrize("scheduler", [pytest.param(s, marks=pytest.mark.slow) if s == "bohb" else s
+                                       for s in sorted(SCHEDULERS)])
 def test_each_ray_scheduler(tmp_path, scheduler):
     searcher = {"search_alg": SCHEDULERS[scheduler].searcher} if SCHEDULERS[scheduler].searcher else {}
     config = make_config(tmp_path, "ray_tune", n_trials=3, n_parallel_trials=2,

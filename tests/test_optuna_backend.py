@@ -64,6 +64,7 @@ def test_median_pruner_stops_hopeless_trials_and_saves_iterations(tmp_path):
     assert sum(len(r.history) for r in summary.all_results) < 6 * 4  # without pruning: 24 iterations
 
 
+@pytest.mark.slow  # (9 s: the inner loop stays under 5 minutes; CI runs it)
 def test_a_pruner_acts_where_the_objective_was_measured_when_trials_evaluate_every_few_iterations(tmp_path):
     cfg = config(tmp_path, HOPELESS_SPACE, n_trials=4, sampler="random", pruner="median", pruner_startup_trials=1,
                  n_warmup_steps=0)

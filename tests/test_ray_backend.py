@@ -39,6 +39,7 @@ LR_SPACE = SearchSpace([
 ])
 
 
+@pytest.mark.slow  # (9 s: the inner loop stays under 5 minutes; CI runs it)
 def test_real_trials_start_from_the_baseline_with_histories_and_checkpoints(tmp_path):
     """(Every search algorithm and scheduler against the contract: test_backend_contract.py.)"""
     summary = run_study(config(tmp_path, LR_SPACE, search_alg="optuna"), spec())
