@@ -237,11 +237,15 @@ def pareto_retention(n: int, folder: Path) -> Row:
     return "Pareto retention", "optuna 2 objectives", len(front) - 1, lost, 0, wrong
 
 
-def _cli(args: List[str], env: Dict[str, str], cwd: Path = ROOT, code: str = "") -> subprocess.CompletedProcess:
-    """The CLI in a process of its own (``code`` runs first, e.g. to cut a copy short)."""
-    launch = f"import sys; {code}\nfrom stateset_hpo.launch import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", launch, *args], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=str(cwd))
+def cli_after(code: str) -> List[str]:
+    """The command that runs the CLI in a process of its own after ``code`` (a fault's set-up:
+    a copy cut short, a shorter heartbeat); its arguments follow."""
+    return [sys.executable, "-c", f"import sys\n{code}\nfrom stateset_hpo.launch import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def _cli(args: List[str], env: Dict[str, str], code: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([*cli_after(code), *args], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=str(ROOT))
 
 
 RAY_CLI = ["--backend", "ray_tune", "--execution", "direct", "--space-file", "examples/data/lr_space.yaml",
@@ -322,8 +326,7 @@ def partial_shared_copy(folder: Path) -> Row:
 
 
 # -- one of two processes on a shared SQLite study killed mid-trial ---------------------------------
-SHORT_HEARTBEAT = ("import sys; from stateset_hpo.search.optuna import storage; storage.HEARTBEAT_S = 1; "
-                   "storage.GRACE_S = 2; from stateset_hpo.launch import main; sys.exit(main(sys.argv[1:]))")
+SHORT_HEARTBEAT = "from stateset_hpo.search.optuna import storage; storage.HEARTBEAT_S = 1; storage.GRACE_S = 2"
 
 
 def killed_process(n: int, folder: Path) -> Row:
@@ -332,7 +335,7 @@ def killed_process(n: int, folder: Path) -> Row:
     args = ["--backend", "optuna", "--n-trials", str(n), "--storage", f"sqlite:///{db}", "--pruner", "none",
             *CLI_BUDGET]
     logs = [open(folder / f"p{i}.log", "w") for i in range(2)]  # (stderr: Optuna's lines, for a look after)
-    procs = [subprocess.Popen([sys.executable, "-c", SHORT_HEARTBEAT, *args, "--output-dir", str(folder / f"p{i}")],
+    procs = [subprocess.Popen([*cli_after(SHORT_HEARTBEAT), *args, "--output-dir", str(folder / f"p{i}")],
                               stdout=subprocess.PIPE, stderr=logs[i], text=True) for i in range(2)]
     victim = procs[1]
     for line in victim.stdout:  # after its first trial, wait until it is inside its second

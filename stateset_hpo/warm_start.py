@@ -73,12 +73,10 @@ class WarmStart:
 def earlier_trials(source: str, metric: str) -> List[Tuple[str, Dict[str, Any], float]]:
     """[(trial id, params, score)] of the earlier study's successful trials with a finite
     ``metric``; ValueError when the source cannot be read or never measured ``metric``."""
-    storage, sep, study_name = source.rpartition("#")
-    if sep and storage:
+    path = _summary_path(source)
+    if path is None:
+        storage, _, study_name = source.rpartition("#")
         return _from_optuna(storage, study_name, metric)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "summary.json"
     if not path.is_file():
         raise ValueError(f"--warm-start {source}: no summary.json there (give an earlier study's summary.json, its "
                          "folder, or STORAGE#STUDY for an Optuna storage)")
@@ -93,6 +91,16 @@ def earlier_trials(source: str, metric: str) -> List[Tuple[str, Dict[str, Any], 
                          f"study's objective {metric!r}")
     return [(r.trial_id, dict(r.params), float(r.metrics[metric])) for r in summary.all_results
             if r.status.value == "success" and _finite(r.metrics.get(metric))]
+
+
+def _summary_path(source: str) -> Optional[Path]:
+    """The summary.json a source names (the file, or the folder holding it); None for an
+    Optuna ``STORAGE#STUDY``."""
+    storage, sep, _ = source.rpartition("#")
+    if sep and storage:
+        return None
+    path = Path(source).expanduser()
+    return path / "summary.json" if path.is_dir() else path
 
 
 def _from_optuna(storage: str, study_name: str, metric: str) -> List[Tuple[str, Dict[str, Any], float]]:
@@ -156,16 +164,23 @@ def of_study(config, space) -> Optional[WarmStart]:
     if config.warm_start is None:
         return None
     args = (config.warm_start, config.warm_start_comparable, space, config.objective_metric, config.direction)
-    path = Path(config.warm_start).expanduser()
-    path = path / "summary.json" if path.is_dir() else path
-    if not path.is_file():
+    path = _summary_path(config.warm_start)
+    if path is None or not path.is_file():
         return load(*args)
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, space.to_json(), *args[1:2], *args[3:])
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, space.to_json(), config.warm_start_comparable,
+           config.objective_metric, config.direction)
     if key not in _LOADED:
         _LOADED.clear()  # (one study's at a time)
         _LOADED[key] = load(*args)
     return _LOADED[key]
+
+
+def observations(config, space) -> List[Tuple[Dict[str, Any], float]]:
+    """What a searcher that takes observations is told before its first proposal: the earlier
+    (params, score) pairs of a comparable warm start, else none."""
+    warm = of_study(config, space)
+    return warm.told if warm else []
 
 
 def first_points(config, space, takes_observations: bool = False) -> List[Dict[str, Any]]:

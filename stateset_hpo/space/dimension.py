@@ -186,10 +186,6 @@ class SearchDimension:
         object.__setattr__(self, "when", tuple(conditions))
 
     # -- queries ----------------------------------------------------------------------
-    @property
-    def parents(self) -> Tuple[str, ...]:
-        return tuple(parent for parent, _ in self.when or ())
-
     def active_given(self, params: Mapping[str, Any]) -> bool:
         """Whether this dimension is searched at a point whose parents take ``params``' values."""
         return all(parent in params and any(_choice_key(params[parent]) == _choice_key(v) for v in values)

@@ -29,7 +29,7 @@ from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterat
 from ...warm_start import first_points, of_study
 from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
-from .space import DefineByRun, finished_trial
+from .space import DefineByRun, finished_trials
 from .samplers import build_sampler
 from ...masking import masked
 from .storage import open_storage
@@ -73,7 +73,7 @@ def tell_warm_start(study: optuna.Study, config: HPOConfig, space: SearchSpace) 
     warm = of_study(config, space)
     if warm is None:
         return
-    study.add_trials([finished_trial(space, params, value, **{WARM_START: warm.source}) for params, value in warm.told])
+    study.add_trials(finished_trials(space, warm.told, **{WARM_START: warm.source}))
     for params in first_points(config, space, takes_observations=True)[1:]:
         study.enqueue_trial(params)
 

@@ -10,7 +10,7 @@ serves the standalone backend and Ray's OptunaSearch (``space=`` a define-by-run
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List, Sequence, Tuple
 
 from ..ray.space import to_tune
 
@@ -50,11 +50,11 @@ class DefineByRun:
         return params
 
 
-def finished_trial(space, params: Dict[str, Any], value: float, **attrs: Any):
-    """An earlier result as a finished Optuna trial (a warm start's observation), with the
+def finished_trials(space, told: Sequence[Tuple[Dict[str, Any], float]], **attrs: Any) -> List[Any]:
+    """Earlier results as finished Optuna trials (a warm start's observations), each with the
     distributions of the dimensions it sets only (a conditional space's inactive ones are absent)."""
     import optuna
 
     distributions = to_optuna(space)
-    return optuna.trial.create_trial(params=params, distributions={k: distributions[k] for k in params},
-                                     value=value, user_attrs=attrs)
+    return [optuna.trial.create_trial(params=params, distributions={k: distributions[k] for k in params},
+                                      value=value, user_attrs=attrs) for params, value in told]

@@ -232,9 +232,9 @@ def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None
     if SCHEDULERS[rc["scheduler"]].exploits:
         space.check_unconditional(f"scheduler {rc['scheduler']!r} (it copies and perturbs every parameter of "
                                   "another trial)")
-    if spec.objective is not None and SCHEDULERS[rc["scheduler"]].exploits:
-        raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and a "
-                         "custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
+        if spec.objective is not None:
+            raise ValueError(f"scheduler {rc['scheduler']!r} continues trials from other trials' checkpoints, and "
+                             "a custom objective reports once, with no checkpoint; use asha, hyperband, median or fifo")
     if SCHEDULERS[rc["scheduler"]].clock is not None and spec.objective is None:
         check_measured_every_iteration(config, spec, space)
     if spec.trl is not None and rc["trials_per_worker"] > 1:
@@ -245,8 +245,9 @@ def check_search(config: HPOConfig, spec: TrialSpec, space: SearchSpace) -> None
 def data_parallel(spec: TrialSpec, workers: int, execution: str = "train") -> TrialSpec:
     """The spec as each of a trial's ``workers`` Train workers runs it. A TRL trial's clock
     counts the whole group's completions per optimizer step (TRL's global batch: every process
-    generates its per-device batch), so its world size is part of its config: in the trainable,
-    and on the driver, where schedulers set their clock. (Our engine counts its own.)"""
+    generates its per-device batch), so its world size is part of its config: in the trainable
+    (`grpo_trainable`, every trial and re-run), and on the driver, where `search_plan` sets the
+    schedulers' clock. (Our engine counts its own.)"""
     if spec.trl is None or workers == 1 or execution != "train":
         return spec
     return dataclasses.replace(spec, base_config=dataclasses.replace(spec.base_config, world_size=workers))
@@ -295,10 +296,8 @@ class FixedPoints(Searcher):
 def points_plan(config: HPOConfig, spec: TrialSpec, points: List[Dict[str, Any]]) -> TunePlan:
     from ray.tune.schedulers import FIFOScheduler
 
-    rc = config.ray_config
-    return TunePlan(config.resolved_study_name + "_validation", data_parallel(spec, rc["workers_per_trial"],
-                                                                              rc["execution"]), FIFOScheduler(),
-                    FixedPoints(points), {}, len(points), len(points), limit=config.max_concurrent_trials)
+    return TunePlan(config.resolved_study_name + "_validation", spec, FIFOScheduler(), FixedPoints(points), {},
+                    len(points), len(points), limit=config.max_concurrent_trials)
 
 
 def run_ray_tune(config: HPOConfig, spec: TrialSpec, space: SearchSpace, callbacks: Sequence[Any],

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ...warm_start import first_points, of_study
+from ...warm_start import first_points, observations
 from .schedulers import SCHEDULERS
 from .space import to_hyperopt, to_tune
 
@@ -70,7 +70,7 @@ def _optuna(config, space, metric, mode, random: bool = False):
     from ray.tune.search.optuna import OptunaSearch
 
     from ..optuna.samplers import build_sampler
-    from ..optuna.space import DefineByRun, finished_trial
+    from ..optuna.space import DefineByRun, finished_trials
 
     class MeasuredOnly(OptunaSearch):
         """Takes only results that carry the metric: with ``eval_every`` > 1 the engine
@@ -84,10 +84,9 @@ def _optuna(config, space, metric, mode, random: bool = False):
             super()._setup_study(mode)
             # a comparable warm start's observations (as trials of the study itself:
             # OptunaSearch's add_evaluated_point cannot take a define-by-run space)
-            for params, value in warm.told if warm else ():
-                self._ot_study.add_trial(finished_trial(space, params, value))
+            self._ot_study.add_trials(finished_trials(space, told))
 
-    warm = None if random else of_study(config, space)
+    told = [] if random else observations(config, space)
     sampler = optuna.samplers.RandomSampler(seed=config.seed) if random else build_sampler(config.optuna_config,
                                                                                            seed=config.seed)
     searched = DefineByRun(space) if space.conditional else None
@@ -106,10 +105,9 @@ def _hyperopt(config, space, metric, mode):
 def _bayesopt(config, space, metric, mode):
     from .bayesopt import MixedBayesOptSearch
 
-    warm = of_study(config, space)
     searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, random_state=config.seed,
                                    points_to_evaluate=first_points(config, space, takes_observations=True),
-                                   told=warm.told if warm else ())
+                                   told=observations(config, space))
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
@@ -182,10 +180,9 @@ def _bayesopt_compiled(config, space) -> str:
 def _ax(config, space, metric, mode):
     from .ax_search import AxClientSearch
 
-    warm = of_study(config, space)
     searcher = AxClientSearch(space, metric=metric, mode=mode, seed=config.seed,
                               points_to_evaluate=first_points(config, space, takes_observations=True),
-                              told=warm.told if warm else ())
+                              told=observations(config, space))
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
