@@ -306,6 +306,35 @@ def test_a_local_storage_path_on_a_multi_node_cluster_is_flagged():
     assert multi_node_warning("s3://bucket/hpo", nodes=3, autoscaling=True) is None
 
 
+def test_aws_keys_a_study_would_write_to_a_clusters_logs_are_flagged():
+    from ray.tune.execution.class_cache import ENV_VARS_TO_PROPAGATE
+
+    from stateset_hpo.search.ray.connect import PROPAGATED_KEYS, propagated_keys_warning
+
+    # the keys Tune copies into trials' runtime environments (a Ray upgrade that changes them fails here)
+    assert set(PROPAGATED_KEYS) == {key for key in ENV_VARS_TO_PROPAGATE if key.startswith("AWS_")}
+    keys = {"AWS_ACCESS_KEY_ID": "AKIA0", "AWS_SECRET_ACCESS_KEY": "s", "PATH": "/bin"}
+    text = propagated_keys_warning(agent_logs_info=True, environ=keys)
+    assert "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY are set" in text and "runtime_env_agent.log" in text
+    assert "AKIA0" not in text  # (names, never values)
+    assert propagated_keys_warning(agent_logs_info=False, environ=keys) is None  # connect's quiet local instance
+    assert propagated_keys_warning(agent_logs_info=True, environ={"PATH": "/bin", "AWS_SESSION_TOKEN": ""}) is None
+
+
+@pytest.mark.slow  # (10 s of Ray: CI runs it)
+@pytest.mark.usefixtures("ray_local")
+def test_a_ray_study_that_joins_a_running_instance_with_aws_keys_warns_once(tmp_path, monkeypatch):
+    from helpers import study_config
+    from stateset_hpo.study import run_study
+    from stateset_hpo.trial import TrialSpec
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATEST0")
+    config = study_config(tmp_path, "ray_tune", n_trials=1, validation_top_k=1)
+    with pytest.warns(UserWarning, match="AWS_ACCESS_KEY_ID is set where the study's driver runs") as caught:
+        run_study(config, TrialSpec(objective=lambda params: {"eval_reward": params["learning_rate"]}))
+    assert sum("AWS_ACCESS_KEY_ID" in str(w.message) for w in caught) == 1  # not again for the validation re-run
+
+
 def _admits(policy: dict, source: dict, port: int) -> bool:
     """Whether a NetworkPolicy's ingress rules admit ``source`` ({"labels", "same_namespace"})
     on ``port`` (the API's semantics for the selectors used here: matchLabels, and

@@ -235,6 +235,7 @@ def test_a_collapsing_trial_is_stopped_with_the_reason_on_every_backend(tmp_path
     assert max(rewards) > 0.8 and rewards[-1] < 0.5 * max(rewards)
 
 
+@pytest.mark.slow  # (6 s: the inner loop stays under 5 minutes; CI runs it)
 def test_validation_reruns_are_not_stopped_by_health_rules(tmp_path):
     # search trials of 2 iterations end before any rule may act (iteration 1 is the grace
     # period, the last is never judged); the validation re-runs train 4 iterations, past a KL

@@ -166,6 +166,7 @@ def test_checkpoint_freq_saves_the_study_so_far(tmp_path, backend, monkeypatch):
     assert seen == [0, 0, 2]
 
 
+@pytest.mark.slow  # (8-9 s: the inner loop stays under 5 minutes; CI runs it)
 def test_plots_and_report_render_from_any_study(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-4, high=3e-3,
                                          default=1e-3),

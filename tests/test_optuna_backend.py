@@ -99,6 +99,7 @@ def test_other_pruners_run(tmp_path, pruner):
     assert summary.n_trials == 3 and summary.n_failed == 0 and summary.n_successful >= 1
 
 
+@pytest.mark.slow  # (5 s: the inner loop stays under 5 minutes; CI runs it)
 def test_a_stored_study_continues_across_runs(tmp_path):
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     first = run_study(config(tmp_path / "a", n_trials=2, storage=db, study_name="warm"), spec())

@@ -42,6 +42,32 @@ def test_a_trl_trial_reports_every_optimizer_step_with_the_studys_names():
     assert 0.0 <= last["eval_reward"] <= 1.0
 
 
+def reply_length(prompts, completions, **kwargs):
+    """A reward every group spreads (the tiny model's replies score 0 on the domain's reward at first)."""
+    return [len(str(completion)) / 100 for completion in completions]
+
+
+def test_a_trl_trial_trains_lora_on_a_4bit_model_from_its_grpo_configs_model_init_kwargs():
+    quantised = {"quantization_config": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}}
+    spec = tiny_trl_spec(model_init_kwargs=quantised)
+    spec = dataclasses.replace(spec, trl=dataclasses.replace(spec.trl, reward_funcs=[reply_length]))
+    assert spec.agent_config.model_init_kwargs == quantised  # the engine loads the model, as the agent says
+    assert "model_init_kwargs" not in spec.base_config.grpo_args
+    seen = []
+
+    def record(metrics, run):
+        model = run.trainer.accelerator.unwrap_model(run.trainer.model)
+        seen.append((metrics["iteration"], any(not p.is_floating_point() for p in model.parameters()),
+                     {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}))
+
+    run_trial(spec, {"beta": 0.02}, record)
+    assert [(step, quantised) for step, quantised, _ in seen] == [(1.0, True), (2.0, True), (3.0, True)]
+    assert any(bool(b.abs().sum() > 0) for b in seen[-1][2].values())  # the adapter (zero at init) trained
+    no_lora = dataclasses.replace(spec, trl=dataclasses.replace(spec.trl, peft_config=None))
+    with pytest.raises(ValueError, match="trials must train LoRA adapters"):
+        no_lora.check_config(spec.base_config)
+
+
 def test_a_health_rule_stops_a_trl_trial_whose_policy_cannot_move(tmp_path):
     reporter = TrialReporter(lambda report: None, tiny_trl_spec().health, None, tmp_path)
     run_trial(tiny_trl_spec(learning_rate=1e-9, beta=0.02, num_episodes=64, max_completion_length=24), {}, reporter)
@@ -143,7 +169,9 @@ def user_files(tmp_path, monkeypatch):
     (["--space", "grpo"], "is no GRPOConfig field"),
     (["--set", "max_steps=10"], "GRPOConfig.max_steps is set by the study"),
     (["--set", 'use_vllm="no"'], "GRPOConfig.use_vllm must be True or False"),
-    (["--set", "model_init_kwargs={load_in_4bit: true}"], "is not supported yet"),
+    (["--set", "model_init_kwargs={load_in_4bit: true}"], "model_init_kwargs.load_in_4bit is not passed to"),
+    (["--set", "model_init_kwargs={quantization_config: {load_in_8bit: true, load_in_4bit: true}}"],
+     "exactly one of load_in_4bit"),
     (["--dataset", "no_prompt.jsonl", "--reward", "my_rewards:length"], "every row needs a 'prompt'"),
     (["--dataset", "prompts.jsonl", "--reward", "my_rewards:no_kwargs"], "must take TRL's arguments"),
     (["--dataset", "prompts.jsonl", "--reward", "my_rewards:wrong_count"], "must return a list of 1 scores"),

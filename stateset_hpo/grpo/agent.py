@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .config import AgentConfig
+from .model_loading import is_quantised, keep_cpu_weights_trainable
 from .tiny_model import TINY_MODEL, build_tiny_model
 
 Message = Dict[str, str]
@@ -50,7 +51,8 @@ def without_lora_layers(model, merge: bool):
     error. Here a merged layer is a shallow copy of the base layer holding a new weight
     tensor, so the base weights, which other trials' views may be reading at the same moment
     (grpo/model_pool.py), are never touched; the original modules are put back on exit. A
-    model without LoRA layers is used as is.
+    model without LoRA layers is used as is, and so is a LoRA layer over quantised weights
+    (QLoRA), which peft runs as base plus adapter.
     """
     import copy
 
@@ -64,6 +66,8 @@ def without_lora_layers(model, merge: bool):
             if not isinstance(module, LoraLayer) or id(module) not in parents:
                 continue
             layer = module.get_base_layer()
+            if merge and not layer.weight.is_floating_point():
+                continue  # a quantised base (QLoRA) has no float weight to fold the update into: peft's layer runs
             if merge and not module.merged:
                 merged = layer.weight.detach().clone()
                 for adapter in module.active_adapters:
@@ -152,8 +156,11 @@ class MultiTurnAgent:
         self.device, dtype = resolve_device_and_dtype(self.config)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.config.trust_remote_code)
+            init = dict(self.config.model_init_kwargs)
+            if "quantization_config" in init:  # bitsandbytes places the weights as it loads them; a
+                init["device_map"] = {"": str(self.device)}  # quantised model cannot be moved afterwards
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
-                                                         trust_remote_code=self.config.trust_remote_code)
+                                                         trust_remote_code=self.config.trust_remote_code, **init)
         except OSError as exc:
             raise ValueError(f"cannot load model {self.config.model_name!r}: {exc}") from None
         if tokenizer.pad_token is None:
@@ -162,7 +169,9 @@ class MultiTurnAgent:
             tokenizer.chat_template = _PLAIN_TEMPLATE
         tokenizer.padding_side = "left"
         self.tokenizer = tokenizer
-        self.model = model.to(self.device)
+        if is_quantised(model):
+            keep_cpu_weights_trainable(model)
+        self.model = model if is_quantised(model) else model.to(self.device)
         self.model.eval()
         return self
 

@@ -198,7 +198,9 @@ class AgentConfig:
     ``model_name`` is a Hugging Face hub name, a local folder, or ``"stateset-tiny"`` (the
     default), the locally built tiny model. ``device``: "auto" (CUDA when available),
     "cpu", "cuda", "cuda:N". ``dtype``: "auto" (bf16 on CUDA, fp32 on CPU), "float32",
-    "bfloat16", "float16".
+    "bfloat16", "float16". ``model_init_kwargs``: more arguments to `from_pretrained`,
+    TRL's name for them: ``quantization_config`` (bitsandbytes 4-bit or 8-bit, for QLoRA:
+    trials must train LoRA adapters), ``attn_implementation``, ``revision`` (model_loading.py).
     """
 
     model_name: str = TINY_MODEL
@@ -207,8 +209,12 @@ class AgentConfig:
     max_prompt_length: int = 512
     trust_remote_code: bool = False
     use_stub_model: bool = False  # the replaced system's stub model: here, the tiny local model
+    model_init_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from .model_loading import checked_init_kwargs
+
+        self.model_init_kwargs = checked_init_kwargs(self.model_init_kwargs)
         # (a string such as "no" would be truthy: transformers would take it as consent to run a
         # Hub repository's code)
         for name in ("use_stub_model", "trust_remote_code"):

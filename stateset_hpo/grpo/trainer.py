@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from .agent import MultiTurnAgent, SamplingSettings, without_lora_layers
+from .model_loading import QUANTISED_NEEDS_LORA, is_quantised
 from .config import TrainingConfig
 from .environment import ConversationEnvironment
 from .logprobs import prompt_token_mask, token_logp_and_entropy
@@ -172,6 +173,8 @@ class MultiTurnGRPOTrainer:
 
     def _prepare_policy(self):
         model = self.agent.model
+        if is_quantised(model) and not self.config.use_lora:
+            raise ValueError(QUANTISED_NEEDS_LORA)
         if self.config.gradient_checkpointing:
             # non-reentrant: no input needs requires_grad, so frozen embeddings under LoRA work as they are;
             # transformers 5.x renamed gradient_checkpointing_enable (deprecated) to activation_checkpointing_enable

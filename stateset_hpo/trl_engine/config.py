@@ -42,12 +42,9 @@ ENGINE_FIELDS = {
     "push_to_hub": "trials push nothing",
     "load_best_model_at_end": "the study picks the best trial",
 }
-# GRPOConfig fields the engine does not honour yet: refused, never dropped
-NOT_YET = {
-    "model_init_kwargs": "the engine loads the model itself, as AgentConfig says (model_name, dtype, device), and "
-                         "TRL ignores model_init_kwargs for a loaded model; loading with other arguments "
-                         "(quantisation for QLoRA, an attention implementation) is not supported yet",
-}
+# GRPOConfig fields that belong to the agent, which loads the model for either engine
+AGENT_FIELDS = {"model_init_kwargs": "set AgentConfig.model_init_kwargs (--set model_init_kwargs=...); "
+                                     "TrialSpec.for_trl moves a base GRPOConfig's there"}
 # searched parameters that would move the yardstick: the evaluation scores with these
 PROTOCOL_FIELDS = ("reward_weights", "eval_every", "eval_max_new_tokens")
 OWN_FIELDS = ("num_episodes", "eval_every", "eval_max_new_tokens", "seed")
@@ -109,8 +106,8 @@ class TRLTrainingConfig:
                 raise ValueError(f"GRPOConfig.{name} is set by the study ({ENGINE_FIELDS[name]}); drop it")
             if name not in known:
                 raise ValueError(f"{name!r} is no GRPOConfig field (TRL's GRPOTrainer settings)")
-            if name in NOT_YET:
-                raise ValueError(f"GRPOConfig.{name}: {NOT_YET[name]}")
+            if name in AGENT_FIELDS:
+                raise ValueError(f"GRPOConfig.{name}: the engine loads the model; {AGENT_FIELDS[name]}")
             _check_type(name, known[name].type, value)
         per = self.per_device_train_batch_size * self.gradient_accumulation_steps
         if per % self.updates_per_generation:

@@ -35,7 +35,7 @@ from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterat
 from ...wandb_runs import TrialRunsToWandb
 from . import EXECUTIONS
 from .budget import UntilBudgetSpent
-from .connect import check_state_api, connect, environment
+from .connect import check_state_api, connect, environment, propagated_keys_warning
 from .live import callbacks_of, control_of, forget, register
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
@@ -323,8 +323,9 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
     storage = study_storage(config)
     experiment = os.path.join(storage, plan.name)
     started, wandb_runs, hosts = False, None, None
+    address = rc["address"] or os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        connect(rc["address"] or os.environ.get("RAY_ADDRESS"), raylet_messages=config.library_logs)
+        connect(address, raylet_messages=config.library_logs)
         started = True
     sigterm = sigterm_as_ctrl_c()  # again: ray.init replaced it with Ray's own (see interrupts.py)
     try:
@@ -332,8 +333,10 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
             check_state_api()
         cpu, gpu = resolve_resources(config, execution, ray.cluster_resources())
         caution = multi_node_warning(storage, sum(1 for n in ray.nodes() if n["Alive"]), rc["autoscaling"])
-        if caution and plan.settings is not None:  # once per study, not again for its re-runs
-            warnings.warn(caution)
+        keys = propagated_keys_warning(agent_logs_info=bool(address) or not started)
+        for text in (caution, keys):
+            if text and plan.settings is not None:  # once per study, not again for its re-runs
+                warnings.warn(text)
         spec = plan.spec
         if rc["trials_per_worker"] > 1:
             hosts = start_hosts(spec, config.max_concurrent_trials, rc["trials_per_worker"], cpu, gpu)

@@ -13,8 +13,9 @@ full. Two ways that happens, both caught here rather than as a hang:
 A local instance's Python components also log at WARNING, not INFO: Ray's runtime-env agent
 writes every runtime environment it creates, environment variables included, to a log file
 anyone on the host can read, and Tune hands the driver's AWS keys to each trial that way.
-(On a cluster, give nodes an instance profile or service account instead of keys: see
-cluster/README.md.)
+On a cluster the agent logs at INFO, so a study that joins one with AWS keys in its
+environment is warned (`propagated_keys_warning`): nodes should get an instance profile or
+service account instead of keys (cluster/README.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import os
 import socket
 from typing import Dict, Optional
 
+# what Ray Tune copies from the driver's environment into every trial's runtime environment
+# (Ray 2.60: ray/tune/execution/class_cache.py, ENV_VARS_TO_PROPAGATE)
+PROPAGATED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 HEAD_NODE = "node:__internal_head__"  # the resource Train pins its cleaner with
 STATE_API_TIMEOUT_S = 20.0
 _CHECKED = set()  # clusters (GCS addresses) whose State API answered this process
@@ -115,6 +119,20 @@ def connect(address: Optional[str], raylet_messages: bool = False, **init_kwargs
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise ValueError(f"cannot connect to {where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                          ) from None
+
+
+def propagated_keys_warning(agent_logs_info: bool, environ=os.environ) -> Optional[str]:
+    """Why the AWS keys in this driver's environment will be written to the cluster's logs, or
+    None: no keys, or ``agent_logs_info`` False (the local instance `connect` starts without an
+    address logs at WARNING)."""
+    keys = [key for key in PROPAGATED_KEYS if environ.get(key)]
+    if not agent_logs_info or not keys:
+        return None
+    return (f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} set where the study's driver runs: Ray Tune copies "
+            "them into every trial's runtime environment, and the cluster's runtime-env agent writes each runtime "
+            "environment it creates, these keys included, in plain text to its session log "
+            "(session_latest/logs/runtime_env_agent.log, also shown by the dashboard); unset them and let the nodes "
+            "reach the storage through an instance profile or service account (cluster/README.md, Secrets)")
 
 
 def check_state_api(timeout_s: float = STATE_API_TIMEOUT_S) -> None:
