@@ -68,6 +68,22 @@ def test_a_trl_trial_trains_lora_on_a_4bit_model_from_its_grpo_configs_model_ini
         no_lora.check_config(spec.base_config)
 
 
+def test_a_grpo_config_built_on_a_cpu_is_read_as_the_settings_it_changes(tmp_path):
+    from transformers import BitsAndBytesConfig
+    from trl import GRPOConfig
+
+    quantised = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, beta=0.02,
+                      model_init_kwargs={"quantization_config": quantised})
+    spec = tiny_trl_spec()
+    spec = TrialSpec.for_trl(spec.trl, args, environment=spec.environment)
+    assert spec.base_config.grpo_args == {"use_cpu": True, "bf16": False, "beta": 0.02}
+    loading = spec.agent_config.model_init_kwargs["quantization_config"]
+    assert loading["load_in_4bit"] is True and loading["bnb_4bit_quant_type"] == "nf4"
+    assert json.loads(json.dumps(dataclasses.asdict(spec.agent_config)))["model_init_kwargs"] == {
+        "quantization_config": loading}  # plain JSON: the summary and best_model/agent_config.json keep it
+
+
 def test_a_health_rule_stops_a_trl_trial_whose_policy_cannot_move(tmp_path):
     reporter = TrialReporter(lambda report: None, tiny_trl_spec().health, None, tmp_path)
     run_trial(tiny_trl_spec(learning_rate=1e-9, beta=0.02, num_episodes=64, max_completion_length=24), {}, reporter)

@@ -55,8 +55,9 @@ def checked_quantization(value: Any) -> Dict[str, Any]:
         value = {k: v for k, v in value.to_dict().items() if not k.startswith("_")}
     if not isinstance(value, Mapping):
         raise ValueError(f"model_init_kwargs.quantization_config must be a mapping, got {value!r}")
-    # (torch dtypes by name, so the agent config stays JSON; BitsAndBytesConfig reads names)
-    value = {k: str(v).removeprefix("torch.") if type(v).__name__ == "dtype" else v for k, v in value.items()}
+    # (torch dtypes and enums by name, so the agent config stays plain JSON; BitsAndBytesConfig reads names)
+    value = {k: str(v).removeprefix("torch.") if type(v).__name__ == "dtype" else getattr(v, "value", v)
+             for k, v in value.items()}
     bits = [flag for flag in ("load_in_4bit", "load_in_8bit") if value.get(flag) is True]
     if value.get("quant_method", "bitsandbytes") != "bitsandbytes" or len(bits) != 1:
         raise ValueError("model_init_kwargs.quantization_config: only bitsandbytes loading is supported, with exactly "

@@ -29,9 +29,16 @@ def grpo_args_of(args: Optional[Any]) -> Dict[str, Any]:
 
     from .config import ENGINE_FIELDS, grpo_fields
 
-    defaults = type(args)(output_dir=args.output_dir)
+    # TRL's defaults are built with the user's precision (its default, bf16, cannot be built on a
+    # CPU), and the precision settings count where they differ from their declared defaults
+    precision = {f.name: f.default for f in dataclasses.fields(args) if f.name in ("use_cpu", "bf16", "fp16")}
+    defaults = type(args)(output_dir=args.output_dir, **{name: getattr(args, name) for name in precision})
+
+    def default(name: str) -> Any:
+        return precision[name] if name in precision else getattr(defaults, name)
+
     return {name: getattr(args, name) for name in grpo_fields() if name not in ENGINE_FIELDS
-            and name in args.__dict__ and getattr(args, name) != getattr(defaults, name)
+            and name in args.__dict__ and getattr(args, name) != default(name)
             and not dataclasses.is_dataclass(getattr(args, name))}
 
 
