@@ -169,9 +169,11 @@ class MultiTurnAgent:
             tokenizer.chat_template = _PLAIN_TEMPLATE
         tokenizer.padding_side = "left"
         self.tokenizer = tokenizer
-        if is_quantised(model):
+        if is_quantised(model):  # (already on its device: see above)
             keep_cpu_weights_trainable(model)
-        self.model = model if is_quantised(model) else model.to(self.device)
+        else:
+            model = model.to(self.device)
+        self.model = model
         self.model.eval()
         return self
 

@@ -44,10 +44,10 @@ import numpy as np
 import torch
 
 from .agent import MultiTurnAgent, SamplingSettings, without_lora_layers
-from .model_loading import QUANTISED_NEEDS_LORA, is_quantised
 from .config import TrainingConfig
 from .environment import ConversationEnvironment
 from .logprobs import prompt_token_mask, token_logp_and_entropy
+from .model_loading import QUANTISED_NEEDS_LORA, is_quantised
 from .optim import build_optimizer, build_scheduler
 from .rewards import CompositeReward, ReplyContext
 from .scenarios import Scenario
