@@ -33,28 +33,13 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 
 from stateset_hpo.grpo import (AgentConfig, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,  # noqa: E402
-                               TrainingConfig, build_tiny_model, domain_reward)
+                               TrainingConfig, domain_reward)
 from harness import RESULTS, Record, interleaved, shown, spread  # noqa: E402
+from random_models import SHAPES, build_model  # noqa: E402
 from trl_common import timed_trl_run, trl_prompts_and_reward  # noqa: E402
 
-QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, tie_word_embeddings=True)
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=4096, max_position_embeddings=1024, tie_word_embeddings=True)
 GROUP, BATCH, MAX_TOKENS, DOMAIN, GOAL, LEFT_BEHIND = 8, 4, 64, "customer_service", 1.5, 0.01
 SAMPLING = dict(temperature=1.0, top_k=50, top_p=0.95)
-
-
-def build_model(folder: str, shape: dict, dtype: torch.dtype) -> int:
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(str(build_tiny_model()))
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                         eos_token_id=tokenizer.eos_token_id, **shape)).to(dtype)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return sum(p.numel() for p in model.parameters())
 
 
 def peak_memory_gb() -> float:
@@ -150,7 +135,7 @@ def main() -> int:
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
     with tempfile.TemporaryDirectory() as folder:
-        n = build_model(folder, TINY if args.tiny else QWEN2_05B, dtype)
+        n = build_model(folder, SHAPES["tiny" if args.tiny else "0.5b"], dtype)
         record = Record("gpu_smoke", f"GRPO steps of a {n / 1e6:.0f}M-parameter Qwen2-shaped model in {dtype} with "
                         f"LoRA r=16 on all linear layers, {GROUP * BATCH} completions of up to {MAX_TOKENS} tokens per "
                         "step: ours against TRL's GRPOTrainer, gradient checkpointing off and on; then warm trials",

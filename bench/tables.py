@@ -21,6 +21,7 @@ from typing import Dict, List
 from harness import RESULTS, ROOT, markdown_table
 
 DOCUMENTS = (ROOT / "docs" / "benchmarks.md", ROOT / "README.md")
+SCRIPTS = {"gpu_rollouts": "gpu_study.py --parts rollouts"}  # records a script of another name writes
 MARKER = re.compile(r"(<!-- bench:([a-z_]+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)
 
 
@@ -67,7 +68,7 @@ def render(text: str, all_records: Dict[str, dict]) -> str:
         elif name in all_records:
             body = section(all_records[name])
         else:
-            body = f"_No record yet: run `python bench/{name}.py`._\n"
+            body = f"_No record yet: run `python bench/{SCRIPTS.get(name, name + '.py')}`._\n"
         return match.group(1) + body + match.group(4)
 
     return MARKER.sub(replace, text)
