@@ -218,19 +218,23 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--sizes", default="0.5b,1.5b", help=f"rollout models: {', '.join(SHAPES)}")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cpus", type=int, default=4, help="CPUs per trial")
+    parser.add_argument("--cpus", type=int, help="CPUs per trial (default 4, 1 with --tiny)")
     parser.add_argument("--tiny", action="store_true", help="a tiny model on the CPU, to check the script")
     parser.add_argument("--record-dir", type=Path, default=RESULTS,
                         help="where the record goes on a GPU (e.g. the device machine's $OUT, to bring it back)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    sizes = ["tiny"] if args.tiny else args.sizes.split(",")
     if not parts or parts - {"study", "rollouts"}:
         parser.error(f"--parts takes study, rollouts or both, got {args.parts!r}")
-    if set(sizes) - set(SHAPES):
+    if set(args.sizes.split(",")) - set(SHAPES):
         parser.error(f"--sizes takes {', '.join(SHAPES)}, got {args.sizes!r}")
+    sizes = ["tiny"] if args.tiny else args.sizes.split(",")
+    args.cpus = args.cpus if args.cpus is not None else 1 if args.tiny else 4
     if min(args.trials, args.repeats, args.cpus) < 1:
         parser.error("--trials, --repeats and --cpus must be at least 1")
+    if "study" in parts and 2 * args.cpus > (os.cpu_count() or 1):  # (two of the ways train 2 trials at once)
+        parser.error(f"--cpus {args.cpus}: two trials at once need {2 * args.cpus} CPUs, this machine has "
+                     f"{os.cpu_count()}")
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:
         parser.error("no GPU here: run it on the GPU machine, or with --tiny to check the script")
