@@ -161,6 +161,16 @@ def test_pbt_exploits_and_keeps_perturbed_values_inside_the_space(tmp_path, tria
     assert recommended["schedule"] == summary.best_result.schedule and not recommended["errors"]
 
 
+def test_pbt_donors_keep_their_checkpoints_for_two_perturbation_intervals():
+    from stateset_hpo.search.ray.schedulers import checkpoints_kept
+
+    rc = {"scheduler": "pbt", "perturbation_interval": None}
+    assert checkpoints_kept(rc, iteration=8) == 8  # default interval: 2 iterations, so 2 x 2 + 4
+    assert checkpoints_kept({**rc, "perturbation_interval": 80}, iteration=8) == 24
+    assert checkpoints_kept({"scheduler": "pb2", "perturbation_interval": 20}, iteration=8) == 10
+    assert checkpoints_kept({"scheduler": "asha", "perturbation_interval": None}, iteration=8) == 2
+
+
 @pytest.mark.slow
 def test_packed_trials_train_exactly_as_alone_and_keep_their_checkpoints(tmp_path):
     """Two trials packed into one worker process (one loaded base model, turns an iteration at

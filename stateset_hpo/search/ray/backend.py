@@ -38,7 +38,7 @@ from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment, propagated_keys_warning
 from .live import callbacks_of, control_of, forget, register
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
-from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval
+from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval, checkpoints_kept
 from .searchers import build_search, searcher_limit
 from .trainable import direct_trial, train_trial
 
@@ -219,6 +219,7 @@ class TunePlan:
     settings: Optional[Dict[str, Any]] = None  # saved beside the experiment, checked on a resume
     log_to_wandb: bool = False
     stoppers: str = "the scheduler"  # what may stop a trial, in words
+    checkpoints_kept: int = 2  # a trial's latest checkpoints Tune keeps (schedulers.checkpoints_kept)
 
 
 def study_storage(config: HPOConfig) -> str:
@@ -273,6 +274,7 @@ def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experime
                            (["early_stopping_patience"] if config.early_stopping_patience else []))
     return TunePlan(config.resolved_study_name, spec, scheduler, search_alg, param_space, num_samples, expected,
                     limit, checkpoint_interval(rc), config.timeout, callbacks, control=control,
+                    checkpoints_kept=checkpoints_kept(rc, unit),
                     settings=study_settings(config, space), log_to_wandb=config.log_to_wandb, stoppers=stoppers)
 
 
@@ -377,9 +379,8 @@ def run_plan(config: HPOConfig, plan: TunePlan, resume: bool = False) -> List[HP
                                           # the experiment's state reaches the storage every minute
                                           # (Tune's default is 5), so a lost head loses at most that
                                           sync_config=tune.SyncConfig(sync_period=STATE_SYNC_S),
-                                          # PBT donors' checkpoints must outlive a few exploits
-                                          checkpoint_config=tune.CheckpointConfig(
-                                              num_to_keep=4 if SCHEDULERS[rc["scheduler"]].exploits else 2)))
+                                          # PBT donors' checkpoints must outlive their exploits
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=plan.checkpoints_kept)))
         start = time.monotonic()
         # Tune's newer console output prints its experiment banner even at verbose=0; the legacy
         # reporter is silent there. OptunaSearch's in-memory study would announce itself at INFO.

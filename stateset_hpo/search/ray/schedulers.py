@@ -126,7 +126,7 @@ def _pbt(rc, space, max_t, iteration):
     from ray.tune.schedulers import PopulationBasedTraining
 
     mutable = _mutable("pbt", space)
-    return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=rc["perturbation_interval"] or 2 * iteration,
+    return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(rc, iteration),
                                    hyperparam_mutations={n: to_tune(space.subset([n]))[n] for n in mutable},
                                    custom_explore_fn=pbt_explore(space, mutable), synch=False,
                                    require_attrs=False)  # (iterations without an evaluation carry no metric)
@@ -139,7 +139,7 @@ def _pb2(rc, space, max_t, iteration):
     bounds = {d.name: [d.low, d.high] for d in space if d.name in mutable and d.is_range}
     if not bounds:
         raise ValueError("pb2 perturbs continuous dimensions only, and this search space has none")
-    return PB2(time_attr=TIME_ATTR, perturbation_interval=rc["perturbation_interval"] or 2 * iteration,
+    return PB2(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(rc, iteration),
                hyperparam_bounds=bounds, require_attrs=False)
 
 
@@ -157,6 +157,25 @@ SCHEDULERS: Dict[str, Scheduler] = {
 def build_scheduler(ray_config: Dict[str, Any], space, max_t: int, iteration: int):
     """The scheduler of ray_config['scheduler']; ``max_t`` and ``iteration`` in episodes."""
     return SCHEDULERS[ray_config["scheduler"]].build(ray_config, space, max_t, iteration)
+
+
+def perturbation_interval(ray_config: Dict[str, Any], iteration: int) -> int:
+    """PBT's and PB2's perturbation interval in episodes (default: two iterations of the first trial)."""
+    return ray_config["perturbation_interval"] or 2 * iteration
+
+
+def checkpoints_kept(ray_config: Dict[str, Any], iteration: int) -> int:
+    """How many of a trial's latest checkpoints Tune keeps (``num_to_keep``). PBT and PB2 restore
+    a recipient from the checkpoint its donor had at the donor's last perturbation, up to one
+    perturbation interval earlier, once the recipient has restarted; with a checkpoint every
+    iteration, keeping 4 deleted that checkpoint whenever the interval and the restart together
+    outlasted 4 of the donor's iterations (a recipient failed on a missing file, as in
+    ray-project/ray#8441). So an exploiting scheduler keeps two intervals of the first trial's
+    iterations and 4 more (a trial of smaller batches counts more iterations per interval:
+    a space that shrinks batches far below its default's wants a longer interval); others keep 2."""
+    if not SCHEDULERS[ray_config["scheduler"]].exploits:
+        return 2
+    return 2 * math.ceil(perturbation_interval(ray_config, iteration) / iteration) + 4
 
 
 def checkpoint_interval(ray_config: Dict[str, Any]) -> Optional[int]:
