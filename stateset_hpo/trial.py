@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from .grpo import (AgentConfig, CompositeReward, ConversationEnvironment, MultiTurnAgent, MultiTurnGRPOTrainer,
                    TrainingConfig, default_reward)
 from .grpo.config import EVAL_PROTOCOL_FIELDS
-from .grpo.model_loading import QUANTISED_NEEDS_LORA
+from .grpo.model_loading import QUANTISED_NEEDS_LORA, loads_quantised
 from .grpo.model_pool import agent_for_trial
 from .grpo.tiny_model import task_agent_config
 from .grpo.trainer import reported_metrics
@@ -103,9 +103,10 @@ class TrialSpec:
         ``eval_max_new_tokens`` / ``seed`` among them if wanted; its ``model_init_kwargs``
         go to the agent config, which loads the model)."""
         from .trl_engine import TRLTrainingConfig, grpo_args_of
+        from .trl_engine.config import OWN_FIELDS
 
         args = grpo_args_of(grpo_args)
-        own = {k: args.pop(k) for k in ("num_episodes", "eval_every", "eval_max_new_tokens", "seed") if k in args}
+        own = {k: args.pop(k) for k in OWN_FIELDS if k in args}
         init = args.pop("model_init_kwargs", None)
         if init:  # the engine loads the model, as the agent config says
             agent = parts.get("agent_config", AgentConfig())
@@ -203,7 +204,7 @@ class TrialSpec:
     def check_config(self, config) -> None:
         """A trial's config can be trained: ours, its reward weights name components of the
         reward; TRL's, TRL accepts it as a GRPOConfig. A quantised model trains LoRA adapters only."""
-        if "quantization_config" in self.agent_config.model_init_kwargs and \
+        if loads_quantised(self.agent_config) and \
                 (self.trl.peft_config is None if self.trl is not None else not config.use_lora):
             raise ValueError(QUANTISED_NEEDS_LORA)
         if self.trl is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .config import AgentConfig
-from .model_loading import is_quantised, keep_cpu_weights_trainable
+from .model_loading import is_quantised, keep_cpu_weights_trainable, loads_quantised
 from .tiny_model import TINY_MODEL, build_tiny_model
 
 Message = Dict[str, str]
@@ -157,7 +157,7 @@ class MultiTurnAgent:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.config.trust_remote_code)
             init = dict(self.config.model_init_kwargs)
-            if "quantization_config" in init:  # bitsandbytes places the weights as it loads them; a
+            if loads_quantised(self.config):  # bitsandbytes places the weights as it loads them; a
                 init["device_map"] = {"": str(self.device)}  # quantised model cannot be moved afterwards
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
                                                          trust_remote_code=self.config.trust_remote_code, **init)

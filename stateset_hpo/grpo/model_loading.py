@@ -82,6 +82,11 @@ def checked_quantization(value: Any) -> Dict[str, Any]:
     return value
 
 
+def loads_quantised(config) -> bool:
+    """Whether an AgentConfig loads its model quantised."""
+    return "quantization_config" in config.model_init_kwargs
+
+
 def is_quantised(model) -> bool:
     """Whether ``model``'s weights were loaded quantised (bitsandbytes 4-bit or 8-bit)."""
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
