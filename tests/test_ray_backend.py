@@ -1,6 +1,7 @@
 """The Ray Tune backend on the tiny model: searchers, schedulers, pruning, failures,
 callbacks, resources, and Train worker groups in a long sequence. Small budgets throughout."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -287,11 +288,19 @@ def test_pbt_exploits_train_worker_trials(tmp_path):
     """Under execution='train' the Train run's checkpoints reach Tune, so PBT can exploit them."""
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
+    # The objective is the logged learning rate, so a trial below the others' is exploited for sure
+    # (eval rewards can tie on the tiny model, and ties never are). Each report takes 0.6 s and a
+    # trial runs 4 iterations, so the two running side by side overlap at several perturbations even
+    # when one Train worker group starts seconds after the other (it once ran 3 quick iterations
+    # and ended before PBT had seen the other's result).
     cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8, n_trials=3,
-                 execution="train").replace(cpu_per_trial=0.5, health_rules=NO_FROZEN_RULES)  # (as above)
-    summary = run_study(cfg, spec(num_episodes=24))  # 3 iterations of 8 episodes: perturbed after each
-    assert summary.n_failed == 0
+                 execution="train").replace(cpu_per_trial=0.5, health_rules=NO_FROZEN_RULES,  # (as above)
+                                            objective_metric="learning_rate")
+    slow = dataclasses.replace(spec(num_episodes=32), derived_metrics={"slowly": lambda m: time.sleep(0.6) or 0.0})
+    summary = run_study(cfg, slow)  # 4 iterations of 8 episodes: perturbed after each
+    assert summary.n_failed == 0, [r.error for r in summary.all_results if r.error]
     log = tmp_path / "ray_results" / "grpo_hpo" / "pbt_global.txt"
+    assert log.is_file(), "PBT never exploited a Train worker's checkpoint"
     exploits = [json.loads(line) for line in log.read_text().splitlines()]
     assert exploits and all(space["learning_rate"].contains(new["learning_rate"]) for *_, new in exploits)
     # (a trial exploited at its last iteration ends on the donor's state with no checkpoint of its own)
