@@ -20,7 +20,8 @@ fixed before the first run).
 Part 2, per seed: a cold TPE + ASHA study, and a warm one started (``--warm-start
 --warm-start-comparable``) from a finished study of the same task with half the trials (told
 as observations, its best run again right after the baseline); the episodes each spent until a
-trial reached the cold study's best score.
+trial reached the cold study's best score. (bench/warm_start.py measures this part again on
+fresh seeds, counting only seeds where a warm start can show something: see its docstring.)
 
 Goals, set before this bench was first run (never tuned on it): BOHB's best score beats random +
 ASHA's, median over seeds of the per-seed difference > 0 (the difference to TPE + ASHA is
