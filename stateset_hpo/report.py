@@ -121,9 +121,10 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
                  + [(json.dumps(p), "run first") for p in w["first"]])
         warm = (f"<h2>Warm start</h2><p>from {html.escape(masked(w['source']))}"
                 + (" (comparable: told to the searcher as observations)" if w["comparable"] else
-                   " (not comparable: its scores ordered the first trials only)") + "</p><table><tr><th>earlier "
-                "configuration</th><th>used as</th></tr>" + "".join(f"<tr><td>{html.escape(c)}</td><td>{html.escape(u)}"
-                                                                   "</td></tr>" for c, u in rows_) + "</table>"
+                   " (not comparable: its scores ordered the first trials only)") + "</p>"
+                + ("<table><tr><th>earlier configuration</th><th>used as</th></tr>"
+                   + "".join(f"<tr><td>{html.escape(c)}</td><td>{html.escape(u)}</td></tr>" for c, u in rows_)
+                   + "</table>" if rows_ else "")
                 + ("<p>not transferred: " + html.escape("; ".join(w["dropped"])) + "</p>" if w["dropped"] else ""))
     schedule = ""
     if best is not None and best.schedule:

@@ -18,6 +18,12 @@ earlier study's results go in two ways:
   Their old scores rank them and nothing more: a score from another budget or model is not a
   measurement of this study.
 
+An earlier study whose trials all scored the same (on the tiny task: every configuration left the
+untrained model's greedy held-out score where it was) ranks nothing, so nothing is transferred
+and the summary says why: told to TPE, such ties still count as its startup trials and its
+"good" group is an arbitrary pick among them, which narrowed a study's search onto configurations
+known to do nothing (bench/warm_start.py's source rule, seeds 0-4 of search_strategies.py).
+
 Each earlier trial must fit this study's space: a parameter that is no longer searched is
 dropped from it (reported), and a trial that lacks one of the space's dimensions or has a value
 outside its range is not used at all (reported, never clipped). Only successful trials with a
@@ -51,6 +57,9 @@ class WarmStart:
     dropped: List[str] = field(default_factory=list)  # what was not transferred, and why
 
     def describe(self) -> str:
+        if not self.told and not self.first:
+            return (f"warm start from {masked(self.source)}: nothing transferred ({'; '.join(self.dropped[:2])}"
+                    + (" ..." if len(self.dropped) > 2 else "") + ")")
         how = (f"{len(self.told)} earlier trials told to the searcher as observations, the earlier best run first"
                if self.comparable
                else f"the earlier best {len(self.first)} configurations run first (their scores order them only)")
@@ -143,6 +152,9 @@ def load(source: str, comparable: bool, space, metric: str, direction: str) -> W
         fitting.append(({d.name: params[d.name] for d in active}, value))
     warm.dropped += [f"{name} (no longer searched; dropped from {n} trials)" for name, n in sorted(unsearched.items())]
     fitting.sort(key=lambda item: item[1], reverse=direction == "maximize")
+    if len(fitting) > 1 and len({value for _, value in fitting}) == 1:
+        warm.dropped.insert(0, f"all {len(fitting)} fitting trials scored {fitting[0][1]:g}: they rank nothing")
+        return warm
     if comparable:
         warm.told, warm.first = fitting, [params for params, _ in fitting[:1]]
     else:

@@ -82,6 +82,27 @@ def test_what_no_longer_fits_the_space_is_reported_and_dropped(tmp_path):
     assert len(outside) + len(inside) == 6
 
 
+def flat(params):
+    """Every configuration scores the same (as on the tiny task, where most leave the untrained
+    model's greedy held-out score where it was)."""
+    return {"score": 0.082}
+
+
+@pytest.mark.parametrize("comparable", [True, False])
+def test_an_earlier_study_whose_trials_all_tied_transfers_nothing_and_says_why(tmp_path, comparable):
+    config = study_config(tmp_path / "earlier", "optuna", n_trials=5, search_space=SPACE, objective_metric="score")
+    run_study(config, TrialSpec(objective=flat))
+    cold = study_config(tmp_path / "cold", "optuna", n_trials=4, search_space=SPACE, objective_metric="score", seed=3)
+    warm = cold.replace(output_dir=str(tmp_path / "warm" / "out"), warm_start=str(tmp_path / "earlier" / "out"),
+                        warm_start_comparable=comparable)
+    cold_run, warm_run = run_study(cold, TrialSpec(objective=score)), run_study(warm, TrialSpec(objective=score))
+    assert warm_run.warm_start["told"] == [] and warm_run.warm_start["first"] == []
+    assert warm_run.warm_start["dropped"][0] == "all 5 fitting trials scored 0.082: they rank nothing"
+    # nothing steers the search: the warm study proposes what the cold one with its seed did
+    assert [r.params for r in warm_run.all_results] == [r.params for r in cold_run.all_results]
+    assert "nothing transferred (all 5 fitting trials scored 0.082" in warm_run.format_summary()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--warm-start", "nowhere/summary.json"], "no summary.json there"),
     (["--warm-start", "sqlite:///missing.db#nope"], "no Optuna study 'nope'"),
