@@ -120,7 +120,8 @@ def write_report(summary: HPOSummary, space: SearchSpace, output_dir: Path, titl
         rows_ = ([(json.dumps(t["params"]), f"told (earlier {_fmt(t['value'])})") for t in w["told"]]
                  + [(json.dumps(p), "run first") for p in w["first"]])
         warm = (f"<h2>Warm start</h2><p>from {html.escape(masked(w['source']))}"
-                + (" (comparable: told to the searcher as observations)" if w["comparable"] else
+                + (": nothing transferred" if not rows_ else
+                   " (comparable: told to the searcher as observations)" if w["comparable"] else
                    " (not comparable: its scores ordered the first trials only)") + "</p>"
                 + ("<table><tr><th>earlier configuration</th><th>used as</th></tr>"
                    + "".join(f"<tr><td>{html.escape(c)}</td><td>{html.escape(u)}</td></tr>" for c, u in rows_)

@@ -101,6 +101,7 @@ def test_an_earlier_study_whose_trials_all_tied_transfers_nothing_and_says_why(t
     # nothing steers the search: the warm study proposes what the cold one with its seed did
     assert [r.params for r in warm_run.all_results] == [r.params for r in cold_run.all_results]
     assert "nothing transferred (all 5 fitting trials scored 0.082" in warm_run.format_summary()
+    assert "/out: nothing transferred</p>" in (tmp_path / "warm" / "out" / "report.html").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
