@@ -22,7 +22,8 @@ An earlier study whose trials all scored the same (on the tiny task: every confi
 untrained model's greedy held-out score where it was) ranks nothing, so nothing is transferred
 and the summary says why: told to TPE, such ties still count as its startup trials and its
 "good" group is an arbitrary pick among them, which narrowed a study's search onto configurations
-known to do nothing (bench/warm_start.py's source rule, seeds 0-4 of search_strategies.py).
+known to do nothing (seen in seed 4 of bench/search_strategies.py's warm-start part, whose
+source's 6 trials all scored 0.082).
 
 Each earlier trial must fit this study's space: a parameter that is no longer searched is
 dropped from it (reported), and a trial that lacks one of the space's dimensions or has a value
