@@ -243,6 +243,7 @@ def test_the_study_commands_in_cluster_are_valid(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_study_spreads_over_a_simulated_multi_node_gpu_cluster(tmp_path):
     """bench/multinode_sim.py at a small size: 2 worker nodes x 1 GPU, 3 one-GPU trials (each a
     Ray Train worker). Two train at once, one per node; the 3rd gets a GPU only once a finished

@@ -11,8 +11,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["quickstart", "customer_service", "multi_domain", "custom_objective", "distributed",
-                                  "bring_your_own_task"])
+@pytest.mark.parametrize("name", ["quickstart", "customer_service", "multi_domain", "custom_objective",
+                                  pytest.param("distributed", marks=pytest.mark.ray), "bring_your_own_task"])
 def test_example_runs_in_smoke_mode(name, tmp_path, request):
     env = {**os.environ, "WANDB_MODE": "offline"}
     if name == "distributed":  # attach to this session's Ray instance rather than start a second one

@@ -289,14 +289,16 @@ def test_pbt_exploits_train_worker_trials(tmp_path):
     space = SearchSpace([SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-9, high=3e-3,
                                          default=3e-3)])
     # The objective is the logged learning rate, so a trial below the others' is exploited for sure
-    # (eval rewards can tie on the tiny model, and ties never are). Each report takes 0.6 s and a
-    # trial runs 4 iterations, so the two running side by side overlap at several perturbations even
-    # when one Train worker group starts seconds after the other (it once ran 3 quick iterations
-    # and ended before PBT had seen the other's result).
+    # (eval rewards can tie on the tiny model, and ties never are). PBT exploits a trial only from a
+    # donor that is still running and saved a checkpoint at one of its own perturbations while
+    # another trial had a result, so two trials must overlap by a few reports: each report takes
+    # 2 s and a trial runs 4 iterations, more than the seconds by which one Train worker group may
+    # start after the other. (At 0.6 s a report, once Train's controller polled every 0.2 s, the
+    # first trial ran all 4 iterations within 2.5 s and ended before it could be a donor.)
     cfg = config(tmp_path, space, search_alg="random", scheduler="pbt", perturbation_interval=8, n_trials=3,
                  execution="train").replace(cpu_per_trial=0.5, health_rules=NO_FROZEN_RULES,  # (as above)
                                             objective_metric="learning_rate")
-    slow = dataclasses.replace(spec(num_episodes=32), derived_metrics={"slowly": lambda m: time.sleep(0.6) or 0.0})
+    slow = dataclasses.replace(spec(num_episodes=32), derived_metrics={"slowly": lambda m: time.sleep(2.0) or 0.0})
     summary = run_study(cfg, slow)  # 4 iterations of 8 episodes: perturbed after each
     assert summary.n_failed == 0, [r.error for r in summary.all_results if r.error]
     log = tmp_path / "ray_results" / "grpo_hpo" / "pbt_global.txt"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-
+pytestmark = pytest.mark.ray  # each test starts a Ray instance of its own
 
 # A Train-worker study in its own Ray instance (RAY_TMPDIR keeps it apart from this session's).
 _TRAIN_STUDY = """

@@ -20,6 +20,8 @@ from helpers import SECRETS, secrets_found, stop_processes_under
 
 from stateset_hpo import HPOSummary
 
+pytestmark = pytest.mark.ray  # a head node of its own
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -181,6 +181,7 @@ def test_result_files_get_the_permissions_the_user_s_umask_gives(tmp_path, umask
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_retention_deletes_checkpoints_on_an_s3_storage(tmp_path):
     """A Ray study whose storage is an S3 bucket (moto's S3 server, started here): the results
     name the kept checkpoint with its s3:// scheme, and retention (keep_best_n 1) really deletes

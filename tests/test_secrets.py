@@ -48,6 +48,7 @@ def test_no_secret_in_a_storage_path_or_a_mistyped_url_is_echoed(capsys):
     assert "s3cret-pw" not in err and "missing a slash" in err
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_no_secret_reaches_any_file_or_log_of_a_study_that_logs_to_wandb(tmp_path):
     """The CLI on the Ray backend with Train workers and W&B logging (offline), secrets in its
     environment: none reaches output_dir (summary, trials.csv, report, Tune's folders, the W&B
