@@ -72,8 +72,9 @@ def ray_local():
 
 @pytest.fixture
 def ray_if_needed(request):
-    """ray_local for the ray_tune case of a test parametrized over backends."""
-    if "ray_tune" in request.node.name:
+    """ray_local for the ray_tune case of a test parametrized over backends (the case
+    `pytest_collection_modifyitems` put in the Ray group)."""
+    if request.node.get_closest_marker("ray"):
         request.getfixturevalue("ray_local")
 
 

@@ -95,7 +95,7 @@ def test_a_parent_must_come_first_and_cannot_be_removed_from_under_its_children(
 
 # -- the searches that take it -------------------------------------------------------------------------
 # (the Ray studies, a few seconds each, are slow-marked: the inner loop stays under 5 minutes)
-SEARCHES = [("optuna", {})] + [pytest.param("ray_tune", settings, marks=[pytest.mark.slow, pytest.mark.ray]) for settings in (
+SEARCHES = [("optuna", {})] + [pytest.param("ray_tune", settings, marks=pytest.mark.slow) for settings in (
     {"search_alg": "optuna"}, {"search_alg": "random"}, {"search_alg": "bohb", "scheduler": "bohb"})]
 
 
