@@ -64,13 +64,14 @@ def spec(max_episodes: int) -> TrialSpec:
 
 
 def study(folder: str, name: str, seed: int, trials: int, search_alg: str, scheduler: str, max_episodes: int,
-          warm_start=None):
-    """A study with the budget of ``trials`` full trials, in episodes (up to 8 times as many trials)."""
+          warm_start=None, comparable=True):
+    """A study with the budget of ``trials`` full trials, in episodes (up to 8 times as many trials);
+    a ``warm_start`` source is told as observations unless not ``comparable``."""
     config = HPOConfig(backend="ray_tune", search_space=SPACE, n_trials=8 * trials,
                        output_dir=f"{folder}/{name}-{seed}", budget={"episodes": trials * max_episodes},
                        verbose=False, save_plots=False, validation_top_k=0, health_rules={"enabled": False},
                        seed=seed, cpu_per_trial=2, n_parallel_trials=1, dashboard_storage=None,
-                       warm_start=warm_start, warm_start_comparable=warm_start is not None,
+                       warm_start=warm_start, warm_start_comparable=warm_start is not None and comparable,
                        ray_config={"execution": "direct", "search_alg": search_alg, "scheduler": scheduler,
                                    "reduction_factor": 2})
     return run_study(config, spec(max_episodes))

@@ -29,7 +29,19 @@ Goals: --seeds valid seeds found within the seeds allowed; and the goal of searc
 unchanged: median over the valid seeds of warm / cold episodes to the cold study's best <= 0.5 (a
 warm study that never reaches it counts as its whole budget).
 
-    python bench/warm_start.py [--seeds 5] [--first-seed 5] [--trials 12] [--max-episodes 64]
+``--source half-episodes`` (record ``warm_start_longer``) measures the issue's other reading of
+"a finished study of the same task at half the budget", the case that motivates warm starts
+most often: a team's quick study, now run again with longer trials. The source has as many
+trials as the cold study, each at half its episodes (the same half budget of episodes in all).
+Results at another budget are not measurements of this study, so the warm start is not
+comparable (no ``--warm-start-comparable``): the source's best 5 configurations, in their
+earlier order, run first after the baseline, and TPE searches from there. Everything else is as
+above: the same rules (a) and (b), the same goal. Written down on 2026-12-07 before any seed of
+this variant ran; its seeds start at 14 (--first-seed), so no cold study of the half-trials
+record (seeds 5-13) is reused, and its sources use seed + 2000.
+
+    python bench/warm_start.py [--source half-trials|half-episodes] [--seeds 5] [--first-seed 5]
+                               [--trials 12] [--max-episodes 64]
 """
 
 import argparse
@@ -42,6 +54,15 @@ warnings.filterwarnings("ignore")
 
 from harness import Record, shown, spent_until, spread  # noqa: E402
 from search_strategies import best_score, study  # noqa: E402
+
+
+# the two readings of "a finished study of the same task at half the budget" (see the docstring)
+SOURCES = {
+    "half-trials": {"record": "warm_start", "first_seed": 5, "source_seed": 1000,
+                    "what": "a finished study with half the trials (told as observations)"},
+    "half-episodes": {"record": "warm_start_longer", "first_seed": 14, "source_seed": 2000,
+                      "what": "a finished study with every trial at half the episodes (its best 5 run first)"},
+}
 
 
 def baseline_best(summary) -> float:
@@ -59,21 +80,30 @@ def first_evaluation(summary) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="valid seeds to measure")
-    parser.add_argument("--first-seed", type=int, default=5)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--max-episodes", type=int, default=64)
+    parser.add_argument("--source", choices=SOURCES, default="half-trials",
+                        help="the source study: half the trials (told, comparable) or every trial at half the "
+                             "episodes (its best 5 run first)")
+    parser.add_argument("--first-seed", type=int, default=None, help="5 for half-trials, 14 for half-episodes")
     args = parser.parse_args()
-    if min(args.seeds, args.max_episodes) < 1 or args.trials < 2 or args.first_seed < 0:
-        parser.error("--seeds and --max-episodes must be at least 1, --trials at least 2, --first-seed at least 0")
-    record = Record("warm_start", "a warm-started TPE + ASHA study against a cold one on fresh seeds, counting the "
-                    "seeds where the source study found something and the cold study had to search", vars(args))
+    args.first_seed = SOURCES[args.source]["first_seed"] if args.first_seed is None else args.first_seed
+    if args.seeds < 1 or min(args.max_episodes, args.trials) < 2 or args.first_seed < 0:
+        parser.error("--seeds at least 1, --max-episodes and --trials at least 2, --first-seed at least 0")
+    how = SOURCES[args.source]
+    record = Record(how["record"], f"a TPE + ASHA study warm-started from {how['what']} against a cold one on fresh "
+                    "seeds, counting the seeds where the source study found something and the cold study had to "
+                    "search", vars(args))
     rows, ratios = [], []
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.first_seed, args.first_seed + 3 * args.seeds):
             if len(ratios) == args.seeds:
                 break
-            source = study(folder, "earlier", seed + 1000, max(1, args.trials // 2), "optuna", "asha",
-                           args.max_episodes)
+            source_trials, source_episodes = ((max(1, args.trials // 2), args.max_episodes)
+                                              if args.source == "half-trials" else
+                                              (args.trials, args.max_episodes // 2))
+            source = study(folder, "earlier", seed + how["source_seed"], source_trials, "optuna", "asha",
+                           source_episodes)
             source_best, source_baseline = best_score(source), baseline_best(source)
             if source_best <= source_baseline:
                 rows.append([seed, f"{source_best:.3f} / {source_baseline:.3f}", "", "", "", "", "", "",
@@ -88,7 +118,8 @@ def main() -> int:
                 print(rows[-1], flush=True)
                 continue
             warm = study(folder, "warm", seed, args.trials, "optuna", "asha", args.max_episodes,
-                         warm_start=f"{folder}/earlier-{seed + 1000}")
+                         warm_start=f"{folder}/earlier-{seed + how['source_seed']}",
+                         comparable=args.source == "half-trials")
             cold_spent, warm_spent = spent_until(cold, goal, "episodes"), spent_until(warm, goal, "episodes")
             ratios.append(warm_spent / cold_spent)
             rows.append([seed, f"{source_best:.3f} / {source_baseline:.3f}", f"{goal:.3f}", f"{cold_spent:.0f}",
