@@ -9,9 +9,11 @@ from .config import HPOConfig, get_hpo_config, list_hpo_profiles
 from .results import HPOResult, HPOSummary, TrialStatus
 from .space.presets import get_search_space, list_available_search_spaces, list_search_spaces, register_search_space
 from .space import SearchDimension, SearchSpace, SearchSpaceType
+from .library_logs import drop_known_noise
 
 __version__ = "0.1.0"
 
+drop_known_noise()  # (here, so that every process that imports any of our modules has it)
 
 
 def __getattr__(name: str):
