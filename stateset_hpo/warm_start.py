@@ -23,7 +23,12 @@ untrained model's greedy held-out score where it was) ranks nothing, so nothing 
 and the summary says why: told to TPE, such ties still count as its startup trials and its
 "good" group is an arbitrary pick among them, which narrowed a study's search onto configurations
 known to do nothing (seen in seed 4 of bench/search_strategies.py's warm-start part, whose
-source's 6 trials all scored 0.082).
+source's 6 trials all scored 0.082). Likewise, where the earlier study ran this space's defaults
+(its baseline), only configurations that scored better than they did are run first, and an
+earlier study where none did found nothing to start from: nothing is told or run first. A
+configuration that did no better than the defaults is no reason to spend a trial on it first
+(seen in seed 16 of bench/warm_start.py --source half-episodes: four of the five run first had
+tied with the source's baseline, a quarter of the warm study's budget).
 
 Each earlier trial must fit this study's space: a parameter that is no longer searched is
 dropped from it (reported), and a trial that lacks one of the space's dimensions or has a value
@@ -37,6 +42,7 @@ study name, ``STORAGE#STUDY`` (``sqlite:///hpo.db#grpo_hpo``, ``hpo.journal#grpo
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,9 +74,10 @@ class WarmStart:
                 + (f"; not transferred: {'; '.join(self.dropped[:5])}" + (" ..." if len(self.dropped) > 5 else "")
                    if self.dropped else ""))
 
-    def ordering_only(self) -> "WarmStart":
-        """For a searcher that takes no observations: the told trials' best FIRST run first instead."""
-        ranked = [params for params, _ in self.told]
+    def ordering_only(self, baseline: Dict[str, Any]) -> "WarmStart":
+        """For a searcher that takes no observations: the told trials' best FIRST that beat the
+        earlier run of this space's defaults ``baseline`` run first instead."""
+        ranked = [params for params, _ in above_baseline(self.told, baseline)]
         return WarmStart(self.source, self.comparable, [], ranked[:FIRST], self.dropped)
 
     def record(self) -> Dict[str, Any]:
@@ -134,6 +141,14 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def above_baseline(ranked: List[Tuple[Dict[str, Any], float]], baseline: Dict[str, Any]):
+    """The head of ``ranked`` ((params, score), best first) that scored better than the earlier
+    run of the configuration ``baseline`` (this space's defaults); all of it where the earlier
+    study never ran them."""
+    reference = next((value for params, value in ranked if params == baseline), None)
+    return ranked if reference is None else list(itertools.takewhile(lambda item: item[1] != reference, ranked))
+
+
 def load(source: str, comparable: bool, space, metric: str, direction: str) -> WarmStart:
     """The warm start of a study over ``space`` optimising ``metric`` (``direction``)."""
     warm = WarmStart(source, comparable)
@@ -152,18 +167,24 @@ def load(source: str, comparable: bool, space, metric: str, direction: str) -> W
             continue
         fitting.append(({d.name: params[d.name] for d in active}, value))
     warm.dropped += [f"{name} (no longer searched; dropped from {n} trials)" for name, n in sorted(unsearched.items())]
-    fitting.sort(key=lambda item: item[1], reverse=direction == "maximize")
-    if len(fitting) > 1 and len({value for _, value in fitting}) == 1:
-        warm.dropped.insert(0, f"all {len(fitting)} fitting trials scored {fitting[0][1]:g}: they rank nothing")
-        return warm
-    if comparable:
-        warm.told, warm.first = fitting, [params for params, _ in fitting[:1]]
-    else:
-        warm.first = [params for params, _ in fitting[:FIRST]]
     if not fitting:
         raise ValueError(f"--warm-start {source}: no earlier trial fits this study's space"
                          + (f" ({'; '.join(warm.dropped[:3])})" if warm.dropped else " (no successful trial with a "
                             f"finite {metric})"))
+    fitting.sort(key=lambda item: item[1], reverse=direction == "maximize")
+    if len(fitting) > 1 and len({value for _, value in fitting}) == 1:
+        warm.dropped.insert(0, f"all {len(fitting)} fitting trials scored {fitting[0][1]:g}: they rank nothing")
+        return warm
+    promising = [params for params, _ in above_baseline(fitting, space.baseline())]
+    if not promising:
+        reference = next(value for params, value in fitting if params == space.baseline())
+        warm.dropped.insert(0, f"no fitting trial scored better than the earlier run of this space's defaults "
+                               f"({reference:g}): it found nothing to start from")
+        return warm
+    if comparable:
+        warm.told, warm.first = fitting, promising[:1]
+    else:
+        warm.first = promising[:FIRST]
     return warm
 
 
@@ -198,10 +219,10 @@ def observations(config, space) -> List[Tuple[Dict[str, Any], float]]:
 
 def first_points(config, space, takes_observations: bool = False) -> List[Dict[str, Any]]:
     """The trials a search runs first: the space's defaults (the summary's baseline), then the
-    warm start's earlier best (all of them when its trials are comparable but this searcher
-    takes no observations)."""
+    warm start's earlier best (all of them, up to FIRST, when its trials are comparable but this
+    searcher takes no observations)."""
     warm = of_study(config, space)
     if warm is not None and warm.told and not takes_observations:
-        warm = warm.ordering_only()
+        warm = warm.ordering_only(space.baseline())
     extra = [p for p in (warm.first if warm else []) if p != space.baseline()]
     return [space.baseline(), *extra][:config.n_trials]  # (Tune runs every point it is given, whatever its count)
