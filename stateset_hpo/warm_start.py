@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .masking import masked
+from .search.base import get_backend
 
 FIRST = 5  # earlier configurations run first when they cannot be told (the earlier top 5)
 
@@ -68,15 +69,16 @@ class WarmStart:
             return (f"warm start from {masked(self.source)}: nothing transferred ({'; '.join(self.dropped[:2])}"
                     + (" ..." if len(self.dropped) > 2 else "") + ")")
         how = (f"{len(self.told)} earlier trials told to the searcher as observations, the earlier best run first"
-               if self.comparable
-               else f"the earlier best {len(self.first)} configurations run first (their scores order them only)")
+               if self.told
+               else f"the earlier best {len(self.first)} configurations run first (their scores order them only"
+                    + ("; comparable, but this study's searcher takes no observations)" if self.comparable else ")"))
         return (f"warm start from {masked(self.source)}: {how}"
                 + (f"; not transferred: {'; '.join(self.dropped[:5])}" + (" ..." if len(self.dropped) > 5 else "")
                    if self.dropped else ""))
 
     def ordering_only(self, baseline: Dict[str, Any]) -> "WarmStart":
         """For a searcher that takes no observations: the told trials' best FIRST that beat the
-        earlier run of this space's defaults ``baseline`` run first instead."""
+        earlier run of this space's defaults ``baseline`` run first instead, and nothing told."""
         ranked = [params for params, _ in above_baseline(self.told, baseline)]
         return WarmStart(self.source, self.comparable, [], ranked[:FIRST], self.dropped)
 
@@ -192,11 +194,20 @@ _LOADED: Dict[tuple, WarmStart] = {}  # of_study's: the checks, the backend and 
 
 
 def of_study(config, space) -> Optional[WarmStart]:
-    """The study's warm start (HPOConfig.warm_start), or None. A summary file is read once
-    while it stays unchanged (its size and modification time), so every part of a study sees
-    the same earlier trials; an Optuna storage is read on each call."""
+    """The study's warm start (HPOConfig.warm_start) as its searcher takes it, or None: told
+    only where the backend's searcher takes observations (``Backend.takes_observations``), so
+    what the study runs is what its start line, summary and report say. A summary file is read
+    once while it stays unchanged (its size and modification time), so every part of a study
+    sees the same earlier trials; an Optuna storage is read on each call."""
     if config.warm_start is None:
         return None
+    warm = _loaded(config, space)
+    if warm.told and not get_backend(config.backend).takes_observations(config):
+        return warm.ordering_only(space.baseline())
+    return warm
+
+
+def _loaded(config, space) -> WarmStart:
     args = (config.warm_start, config.warm_start_comparable, space, config.objective_metric, config.direction)
     path = _summary_path(config.warm_start)
     if path is None or not path.is_file():
@@ -217,12 +228,9 @@ def observations(config, space) -> List[Tuple[Dict[str, Any], float]]:
     return warm.told if warm else []
 
 
-def first_points(config, space, takes_observations: bool = False) -> List[Dict[str, Any]]:
+def first_points(config, space) -> List[Dict[str, Any]]:
     """The trials a search runs first: the space's defaults (the summary's baseline), then the
-    warm start's earlier best (all of them, up to FIRST, when its trials are comparable but this
-    searcher takes no observations)."""
+    warm start's earlier best (up to FIRST where its searcher is told nothing)."""
     warm = of_study(config, space)
-    if warm is not None and warm.told and not takes_observations:
-        warm = warm.ordering_only(space.baseline())
     extra = [p for p in (warm.first if warm else []) if p != space.baseline()]
     return [space.baseline(), *extra][:config.n_trials]  # (Tune runs every point it is given, whatever its count)

@@ -138,6 +138,30 @@ def test_a_bad_warm_start_is_one_line_before_any_trial(tmp_path, monkeypatch, ca
     assert message in err and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize("backend, search_alg, told", [
+    ("optuna", None, True), ("ray_tune", "optuna", True), ("ray_tune", "bayesopt", True),
+    ("ray_tune", "random", False), ("ray_tune", "hyperopt", False), ("wandb", None, False)])
+def test_a_comparable_warm_start_is_what_the_studys_searcher_takes_and_says_so(tmp_path, backend, search_alg, told):
+    """Told where the searcher takes observations; where it takes none, the earlier best run
+    first, and the start line, summary and report say so rather than claiming they were told."""
+    from stateset_hpo.warm_start import first_points, observations, of_study
+
+    _, before = earlier_study(tmp_path, seed=3)
+    above = [r.params for r in before.ranked()][:3]  # (seed 3: three trials beat the defaults)
+    config = study_config(tmp_path / "now", backend, n_trials=8, search_space=SPACE, objective_metric="score",
+                          warm_start=str(tmp_path / "earlier" / "out"), warm_start_comparable=True,
+                          **({"ray_config": {"search_alg": search_alg}} if search_alg else {}))
+    warm = of_study(config, SPACE)
+    if told:
+        assert len(observations(config, SPACE)) == 6 and first_points(config, SPACE) == [SPACE.baseline(), above[0]]
+        assert "6 earlier trials told to the searcher as observations, the earlier best run first" in warm.describe()
+    else:
+        assert observations(config, SPACE) == [] and first_points(config, SPACE) == [SPACE.baseline(), *above]
+        assert ("the earlier best 3 configurations run first (their scores order them only; comparable, but this "
+                "study's searcher takes no observations)") in warm.describe()
+    assert warm.record()["told"] == [{"params": p, "value": v} for p, v in observations(config, SPACE)]
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize("search_alg", ["optuna", "random"])

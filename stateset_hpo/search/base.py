@@ -86,6 +86,9 @@ class Backend:
     # the user wrote it (before defaults), to tell "left unset" from "set to the default"
     check: Callable[["HPOConfig", Mapping[str, Any]], None] = _no_cross_checks
     multi_objective: bool = False
+    # whether this study's searcher can be told a comparable warm start's earlier results as
+    # observations before its first proposal; else they order its first trials (warm_start.py)
+    takes_observations: Callable[["HPOConfig"], bool] = _never
     # True: finished trials' checkpoints may still be read by running ones (PBT), so the
     # study's keep_best_n retention waits for the end
     defers_retention: Callable[["HPOConfig"], bool] = _never

@@ -78,7 +78,13 @@ def _cannot_resume(config):
     return None
 
 
+def _told(config) -> bool:
+    """An earlier study's trials are told to every sampler (the study's own finished trials:
+    add_trials), as the sampler would have seen them had they run here."""
+    return True
+
+
 BACKEND = Backend(name="optuna", section="optuna_config", settings=SETTINGS,
                   runner="stateset_hpo.search.optuna.backend:run_optuna", describe=_describe, compiled=_compiled,
                   flags=FLAGS, check=_check, multi_objective=True, optuna_storage=_optuna_storage,
-                  cannot_resume=_cannot_resume)
+                  cannot_resume=_cannot_resume, takes_observations=_told)

@@ -74,7 +74,7 @@ def tell_warm_start(study: optuna.Study, config: HPOConfig, space: SearchSpace) 
     if warm is None:
         return
     study.add_trials(finished_trials(space, warm.told, **{WARM_START: warm.source}))
-    for params in first_points(config, space, takes_observations=True)[1:]:
+    for params in first_points(config, space)[1:]:
         study.enqueue_trial(params)
 
 

@@ -157,4 +157,5 @@ BACKEND = Backend(name="ray_tune", section="ray_config", settings=SETTINGS,
                   flags=FLAGS, check=_check, defers_retention=_defers_retention, shared_results=_shared_results,
                   # Tune searches and schedules on the first objective; the summary's Pareto
                   # front comes from every trial's final metrics
-                  multi_objective=True)
+                  multi_objective=True,
+                  takes_observations=lambda config: SEARCHERS[config.ray_config["search_alg"]].takes_observations)

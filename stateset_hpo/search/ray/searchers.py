@@ -29,6 +29,7 @@ class SearchAlgorithm:
     compiled: Callable[[Any, Any], str]  # (config, space) -> what the space became, for a dry run
     limited: bool = True  # wrap in a ConcurrencyLimiter (model-based searchers; not Tune's generators)
     requires: Optional[Tuple[str, str]] = None  # (module, what to pip install) for an optional dependency
+    takes_observations: bool = False  # told a comparable warm start's earlier results (else they run first)
 
     def check_installed(self, name: str) -> None:
         """A clear error, when the study is configured, if an optional library is missing."""
@@ -86,12 +87,12 @@ def _optuna(config, space, metric, mode, random: bool = False):
             # OptunaSearch's add_evaluated_point cannot take a define-by-run space)
             self._ot_study.add_trials(finished_trials(space, told))
 
-    told = [] if random else observations(config, space)
+    told = observations(config, space)  # (none for random: its searcher takes none)
     sampler = optuna.samplers.RandomSampler(seed=config.seed) if random else build_sampler(config.optuna_config,
                                                                                            seed=config.seed)
     searched = DefineByRun(space) if space.conditional else None
     searcher = MeasuredOnly(space=searched, metric=metric, mode=mode, sampler=sampler,
-                            points_to_evaluate=first_points(config, space, takes_observations=not random))
+                            points_to_evaluate=first_points(config, space))
     return searcher, {} if searched else to_tune(space), config.n_trials
 
 
@@ -106,7 +107,7 @@ def _bayesopt(config, space, metric, mode):
     from .bayesopt import MixedBayesOptSearch
 
     searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, random_state=config.seed,
-                                   points_to_evaluate=first_points(config, space, takes_observations=True),
+                                   points_to_evaluate=first_points(config, space),
                                    told=observations(config, space))
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
@@ -181,7 +182,7 @@ def _ax(config, space, metric, mode):
     from .ax_search import AxClientSearch
 
     searcher = AxClientSearch(space, metric=metric, mode=mode, seed=config.seed,
-                              points_to_evaluate=first_points(config, space, takes_observations=True),
+                              points_to_evaluate=first_points(config, space),
                               told=observations(config, space))
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
@@ -199,10 +200,10 @@ def _grid_compiled(config, space):
 
 
 SEARCHERS: Dict[str, SearchAlgorithm] = {
-    "optuna": SearchAlgorithm(_optuna, _optuna_compiled),
+    "optuna": SearchAlgorithm(_optuna, _optuna_compiled, takes_observations=True),
     "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(to_hyperopt(s))}"),
-    "bayesopt": SearchAlgorithm(_bayesopt, _bayesopt_compiled),
-    "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]")),
+    "bayesopt": SearchAlgorithm(_bayesopt, _bayesopt_compiled, takes_observations=True),
+    "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]"), takes_observations=True),
     "bohb": SearchAlgorithm(_bohb, _bohb_compiled, requires=("hpbandster", "stateset-hpo[bohb]")),
     "random": SearchAlgorithm(_random, _random_compiled, limited=False),
     "grid": SearchAlgorithm(_grid, _grid_compiled, limited=False),
