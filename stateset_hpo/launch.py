@@ -123,10 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "HPOConfig.checkpoint_freq, the guide's name: not model checkpoints)")
     p.add_argument("--warm-start", metavar="SUMMARY|FOLDER|STORAGE#STUDY",
                    help="start from an earlier study (its summary.json or folder, or an Optuna storage and study "
-                        "name): its best configurations run first, after the baseline")
+                        "name): its best configurations (those that beat its run of the defaults) run first, after the "
+                        "baseline")
     p.add_argument("--warm-start-comparable", action="store_true",
                    help="the earlier trials were measured as this study measures (same task, model, budget): tell "
-                        "them to the searcher as observations instead")
+                        "them to the searcher as observations instead (one that takes none runs them first)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted study in --output-dir")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the study and compile its search space for the backend, then exit")
