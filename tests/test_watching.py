@@ -119,7 +119,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # starts the optuna-dashboard server (CI runs it)
 def test_bitsandbytes_cpu_kernel_warning_is_dropped_and_its_loggers_other_warnings_pass(caplog):
     """peft imports bitsandbytes, which on this kind of CPU warns that it cannot fetch an optional
     Hub kernel: every trial process printed it. Checked on the real import against a control
@@ -139,6 +138,7 @@ def test_bitsandbytes_cpu_kernel_warning_is_dropped_and_its_loggers_other_warnin
                     "AVX512-BF16): only the logger filter was checked")
 
 
+@pytest.mark.slow  # starts the optuna-dashboard server (CI runs it)
 def test_optuna_dashboard_serves_a_finished_study_with_every_trial(tmp_path):
     spec = TrialSpec(objective=lambda p: {"score": p["learning_rate"]})
     summary = run_study(study_config(tmp_path, "wandb", search_space=SPACE, objective_metric="score", n_trials=3),
