@@ -143,11 +143,16 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def baseline_score(ranked: List[Tuple[Dict[str, Any], float]], baseline: Dict[str, Any]) -> Optional[float]:
+    """The earlier score of the configuration ``baseline`` (this space's defaults), or None
+    where the earlier study never ran it."""
+    return next((value for params, value in ranked if params == baseline), None)
+
+
 def above_baseline(ranked: List[Tuple[Dict[str, Any], float]], baseline: Dict[str, Any]):
     """The head of ``ranked`` ((params, score), best first) that scored better than the earlier
-    run of the configuration ``baseline`` (this space's defaults); all of it where the earlier
-    study never ran them."""
-    reference = next((value for params, value in ranked if params == baseline), None)
+    run of ``baseline``; all of it where the earlier study never ran it."""
+    reference = baseline_score(ranked, baseline)
     return ranked if reference is None else list(itertools.takewhile(lambda item: item[1] != reference, ranked))
 
 
@@ -179,9 +184,8 @@ def load(source: str, comparable: bool, space, metric: str, direction: str) -> W
         return warm
     promising = [params for params, _ in above_baseline(fitting, space.baseline())]
     if not promising:
-        reference = next(value for params, value in fitting if params == space.baseline())
         warm.dropped.insert(0, f"no fitting trial scored better than the earlier run of this space's defaults "
-                               f"({reference:g}): it found nothing to start from")
+                               f"({baseline_score(fitting, space.baseline()):g}): it found nothing to start from")
         return warm
     if comparable:
         warm.told, warm.first = fitting, promising[:1]
