@@ -57,10 +57,14 @@ from search_strategies import best_score, study  # noqa: E402
 
 
 # the two readings of "a finished study of the same task at half the budget" (see the docstring)
+# (trials_divisor / episodes_divisor: the source's trials and episodes per trial are the cold study's
+# divided by them; comparable: told as observations)
 SOURCES = {
-    "half-trials": {"record": "warm_start", "first_seed": 5, "source_seed": 1000,
+    "half-trials": {"record": "warm_start", "first_seed": 5, "source_seed": 1000, "trials_divisor": 2,
+                    "episodes_divisor": 1, "comparable": True,
                     "what": "a finished study with half the trials (told as observations)"},
-    "half-episodes": {"record": "warm_start_longer", "first_seed": 14, "source_seed": 2000,
+    "half-episodes": {"record": "warm_start_longer", "first_seed": 14, "source_seed": 2000, "trials_divisor": 1,
+                      "episodes_divisor": 2, "comparable": False,
                       "what": "a finished study with every trial at half the episodes (its best 5 run first)"},
 }
 
@@ -99,11 +103,8 @@ def main() -> int:
         for seed in range(args.first_seed, args.first_seed + 3 * args.seeds):
             if len(ratios) == args.seeds:
                 break
-            source_trials, source_episodes = ((max(1, args.trials // 2), args.max_episodes)
-                                              if args.source == "half-trials" else
-                                              (args.trials, args.max_episodes // 2))
-            source = study(folder, "earlier", seed + how["source_seed"], source_trials, "optuna", "asha",
-                           source_episodes)
+            source = study(folder, "earlier", seed + how["source_seed"], max(1, args.trials // how["trials_divisor"]),
+                           "optuna", "asha", args.max_episodes // how["episodes_divisor"])
             source_best, source_baseline = best_score(source), baseline_best(source)
             if source_best <= source_baseline:
                 rows.append([seed, f"{source_best:.3f} / {source_baseline:.3f}", "", "", "", "", "", "",
@@ -119,7 +120,7 @@ def main() -> int:
                 continue
             warm = study(folder, "warm", seed, args.trials, "optuna", "asha", args.max_episodes,
                          warm_start=f"{folder}/earlier-{seed + how['source_seed']}",
-                         comparable=args.source == "half-trials")
+                         comparable=how["comparable"])
             cold_spent, warm_spent = spent_until(cold, goal, "episodes"), spent_until(warm, goal, "episodes")
             ratios.append(warm_spent / cold_spent)
             rows.append([seed, f"{source_best:.3f} / {source_baseline:.3f}", f"{goal:.3f}", f"{cold_spent:.0f}",
