@@ -26,6 +26,7 @@ from .progress import StudyProgress
 from .racing import race
 from .results import HPOSummary
 from .search.base import get_backend
+from .search.random_start import describe as describe_random_start
 from .study_monitor import StudyControl, StudyMonitor
 from .validation import run_validation
 from .warm_start import of_study
@@ -134,6 +135,9 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
                 else "; no validation")
              + (f"; racing: the top {config.race_top_k} trained again with {config.race_seeds} fresh seed(s) each "
                 "before the recommendation is named" if config.race_seeds else "")]
+    start = describe_random_start(config, spec, space, get_backend(config.backend).random_start(config))
+    if start is not None:
+        lines.insert(2, start)
     if spec.trl is not None:
         import trl
 

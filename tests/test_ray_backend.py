@@ -354,12 +354,12 @@ def test_the_bohb_searcher_saves_and_restores_what_it_learnt(tmp_path):
     from stateset_hpo.search.ray.searchers import build_search
 
     cfg = config(tmp_path, LR_SPACE, search_alg="bohb", scheduler="bohb", n_trials=4)
-    searcher, _, _ = build_search(cfg, LR_SPACE, "eval_reward", "max")
+    searcher, _, _ = build_search(cfg, LR_SPACE, "eval_reward", "max", 2)
     assert searcher.suggest("t0") == LR_SPACE.baseline()  # the space's defaults go first
     searcher.on_trial_result("t0", {"eval_reward": 0.5, "hyperband_info": {"budget": 1}})
     searcher.suggest("t1")
     searcher.save(str(tmp_path / "bohb.pkl"))
-    restored, _, _ = build_search(cfg, LR_SPACE, "eval_reward", "max")
+    restored, _, _ = build_search(cfg, LR_SPACE, "eval_reward", "max", 2)
     restored.restore(str(tmp_path / "bohb.pkl"))
     assert restored.running == {"t0", "t1"} and set(restored.trial_to_params) == {"t0", "t1"}
     assert restored.bohber.losses == {1: [-0.5]}  # (hpbandster minimises: the score, negated, at budget 1)

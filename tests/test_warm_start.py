@@ -192,7 +192,7 @@ def test_a_comparable_warm_start_is_told_to_the_bayesopt_and_ax_searchers(tmp_pa
     config = study_config(tmp_path / "now", "ray_tune", n_trials=4, search_space=SPACE, objective_metric="score",
                           warm_start=str(tmp_path / "earlier" / "out"), warm_start_comparable=True,
                           ray_config={"search_alg": search_alg})
-    searcher = build_search(config, SPACE, "score", "max")[0].searcher  # (inside its ConcurrencyLimiter)
+    searcher = build_search(config, SPACE, "score", "max", 2)[0].searcher  # (inside its ConcurrencyLimiter)
     if search_alg == "bayesopt":
         values = sorted(point["target"] for point in searcher._optimizer.res)
     else:

@@ -86,6 +86,9 @@ class Backend:
     # the user wrote it (before defaults), to tell "left unset" from "set to the default"
     check: Callable[["HPOConfig", Mapping[str, Any]], None] = _no_cross_checks
     multi_objective: bool = False
+    # the searcher, named for a reader, if it proposes a number of first trials at random before
+    # it models (how many: random_start.py), else None
+    random_start: Callable[["HPOConfig"], Optional[str]] = _nowhere
     # whether this study's searcher can be told a comparable warm start's earlier results as
     # observations before its first proposal; else they order its first trials (warm_start.py)
     takes_observations: Callable[["HPOConfig"], bool] = _never

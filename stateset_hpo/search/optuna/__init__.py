@@ -14,7 +14,8 @@ SETTINGS: Settings = {
     "sampler": ("tpe", one_of(tuple(SAMPLERS))),
     # A multi-objective study defaults to "none": Optuna prunes single-objective studies only.
     "pruner": ("median", one_of(tuple(PRUNERS))),
-    "n_startup_trials": (10, integer(0)),
+    # None: a quarter of the study's expected trials, 2 to 10 (search/random_start.py)
+    "n_startup_trials": (None, integer(0, optional=True)),
     "pruner_startup_trials": (5, integer(0)),
     # steps are episodes (see pruners.py); None: two / one iterations of the baseline
     "n_warmup_steps": (None, integer(0, optional=True)),
@@ -29,8 +30,12 @@ SETTINGS: Settings = {
 
 SAMPLER_FLAG = Flag("sampler", "sampler", "optuna sampler (backend optuna, or ray_tune with --search-alg optuna)",
                     choices=tuple(SAMPLERS), section="optuna_config")
+STARTUP_FLAG = Flag("n_startup_trials", "n_startup_trials", "trials a model-based searcher (optuna tpe / gp / cmaes, "
+                    "ray_tune hyperopt) proposes at random before it models; default: a quarter of the study's "
+                    "expected trials, 2 to 10", type=int, section="optuna_config")
 FLAGS = (
     SAMPLER_FLAG,
+    STARTUP_FLAG,
     Flag("pruner", "pruner", "optuna pruner", choices=tuple(PRUNERS)),
     Flag("storage", "storage", "optuna: database URL (sqlite:///hpo.db) or journal file shared by runs and "
                                "processes; running again continues the study"),
@@ -58,9 +63,9 @@ def _describe(config) -> str:
 
 def _compiled(config, space) -> str:
     from .pruners import build_pruner
-    from .samplers import build_sampler
+    from .samplers import check_sampler
 
-    build_sampler(config.optuna_config, len(config.objectives), config.seed)
+    check_sampler(config.optuna_config, len(config.objectives))
     build_pruner(config.optuna_config, 1, 1)
     from .space import to_optuna
 
@@ -84,7 +89,15 @@ def _told(config) -> bool:
     return True
 
 
+def _random_start(config):
+    """The sampler, if it proposes its first trials at random before it models."""
+    from .samplers import SAMPLERS
+
+    sampler = config.optuna_config["sampler"]
+    return f"Optuna's {sampler} sampler" if SAMPLERS[sampler].random_start else None
+
+
 BACKEND = Backend(name="optuna", section="optuna_config", settings=SETTINGS,
                   runner="stateset_hpo.search.optuna.backend:run_optuna", describe=_describe, compiled=_compiled,
                   flags=FLAGS, check=_check, multi_objective=True, optuna_storage=_optuna_storage,
-                  cannot_resume=_cannot_resume, takes_observations=_told)
+                  cannot_resume=_cannot_resume, takes_observations=_told, random_start=_random_start)

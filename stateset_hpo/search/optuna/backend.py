@@ -27,6 +27,7 @@ from ...space import SearchSpace
 from ...study_monitor import StudyControl
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...warm_start import first_points, of_study
+from ..random_start import random_start
 from ..trial_runner import in_process_resources, run_one, study_deadline
 from .pruners import build_pruner
 from .space import DefineByRun, finished_trials
@@ -42,7 +43,7 @@ def open_study(config: HPOConfig, spec: TrialSpec, space: SearchSpace, resume: b
     objectives = config.objectives
     storage = open_storage(oc["storage"])
     name = config.resolved_study_name
-    sampler = build_sampler(oc, len(objectives), config.seed)
+    sampler = build_sampler(oc, random_start(config, spec, space), len(objectives), config.seed)
     pruner = build_pruner(oc, max_episodes(spec, space), iteration_episodes(spec, space))
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=[d for _, d in objectives],

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Optional
 class Sampler:
     build: Callable[[Dict[str, Any], Optional[int]], Any]
     multi_objective: bool  # can propose for several objectives at once
+    random_start: bool = False  # proposes its first n_startup_trials at random (search/random_start.py)
 
 
 def _tpe(oc, seed):
@@ -58,19 +59,26 @@ def _nsga2(oc, seed):
 
 
 SAMPLERS: Dict[str, Sampler] = {
-    "tpe": Sampler(_tpe, multi_objective=True),
+    "tpe": Sampler(_tpe, multi_objective=True, random_start=True),
     "random": Sampler(_random, multi_objective=True),
-    "cmaes": Sampler(_cmaes, multi_objective=False),
-    "gp": Sampler(_gp, multi_objective=True),
+    "cmaes": Sampler(_cmaes, multi_objective=False, random_start=True),
+    "gp": Sampler(_gp, multi_objective=True, random_start=True),
     "qmc": Sampler(_qmc, multi_objective=True),
     "nsga2": Sampler(_nsga2, multi_objective=True),
 }
 
 
-def build_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1, seed: Optional[int] = None):
-    """The configured sampler, seeded with ``seed`` (HPOConfig.seed)."""
+def check_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1) -> None:
+    """ValueError if the configured sampler cannot optimise ``n_objectives`` objectives."""
     name = optuna_config["sampler"]
     if n_objectives > 1 and not SAMPLERS[name].multi_objective:
         raise ValueError(f"optuna sampler {name!r} optimises one objective; with {n_objectives} objectives use one "
                          f"of {', '.join(n for n, s in SAMPLERS.items() if s.multi_objective)}")
-    return SAMPLERS[name].build(optuna_config, seed)
+
+
+def build_sampler(optuna_config: Dict[str, Any], random_start: int, n_objectives: int = 1,
+                  seed: Optional[int] = None):
+    """The configured sampler, seeded with ``seed`` (HPOConfig.seed), proposing its first
+    ``random_start`` trials at random where it models (random_start.py decides how many)."""
+    check_sampler(optuna_config, n_objectives)
+    return SAMPLERS[optuna_config["sampler"]].build({**optuna_config, "n_startup_trials": random_start}, seed)

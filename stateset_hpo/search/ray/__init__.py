@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 from ...checks import boolean, integer, one_of, optional_str, path_or_uri
 from ...masking import masked
 from ..base import Backend, Flag, Settings, check_grid_fits
-from ..optuna import SAMPLER_FLAG
+from ..optuna import SAMPLER_FLAG, STARTUP_FLAG
 from .connect import check_reachable
 from .schedulers import SCHEDULERS
 from .searchers import SEARCHERS, searcher_limit
@@ -55,6 +55,7 @@ FLAGS = (
     Flag("scheduler", "scheduler", "ray_tune trial scheduler", choices=tuple(SCHEDULERS)),
     Flag("search_alg", "search_alg", "ray_tune search algorithm", choices=tuple(SEARCHERS)),
     SAMPLER_FLAG,
+    STARTUP_FLAG,
     Flag("workers_per_trial", "workers_per_trial", "ray_tune: data-parallel workers per trial", type=int),
     Flag("execution", "execution", "ray_tune: run each trial in a Ray Train worker group (train, default) or in the "
                                    "Tune trial process (direct: faster start, one worker)", choices=EXECUTIONS),
@@ -158,4 +159,5 @@ BACKEND = Backend(name="ray_tune", section="ray_config", settings=SETTINGS,
                   # Tune searches and schedules on the first objective; the summary's Pareto
                   # front comes from every trial's final metrics
                   multi_objective=True,
-                  takes_observations=lambda config: SEARCHERS[config.ray_config["search_alg"]].takes_observations)
+                  takes_observations=lambda config: SEARCHERS[config.ray_config["search_alg"]].takes_observations,
+                  random_start=lambda config: SEARCHERS[config.ray_config["search_alg"]].random_start(config))

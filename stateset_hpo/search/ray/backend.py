@@ -40,6 +40,7 @@ from .live import callbacks_of, control_of, forget, register
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval, checkpoints_kept
 from .searchers import build_search, searcher_limit
+from ..random_start import random_start
 from .trainable import direct_trial, train_trial
 
 STATE_SYNC_S = 60  # how often the driver uploads the experiment's state to cloud storage
@@ -265,7 +266,8 @@ def search_plan(config: HPOConfig, spec: TrialSpec, space: SearchSpace, experime
     if clock is not None:
         spec = dataclasses.replace(spec, derived_metrics={**spec.derived_metrics, **clock(unit)})
     metric, mode = config.objective_metric, "max" if config.direction == "maximize" else "min"
-    search_alg, param_space, num_samples = build_search(config, space, metric, mode)
+    search_alg, param_space, num_samples = build_search(config, space, metric, mode,
+                                                        random_start(config, spec, space))
     limit = searcher_limit(config)
     if config.budget:  # (the wrapped search algorithm holds the concurrency limit, if any)
         search_alg, limit = UntilBudgetSpent(search_alg, experiment), None

@@ -19,8 +19,9 @@ from ...warm_start import first_points, observations
 from .schedulers import SCHEDULERS
 from .space import to_hyperopt, to_tune
 
-# build(config, space, metric, mode) -> (search_alg or None, param_space, num_samples)
-Build = Callable[[Any, Any, str, str], Tuple[Optional[Any], Dict[str, Any], int]]
+# build(config, space, metric, mode, random_start) -> (search_alg or None, param_space, num_samples);
+# random_start: the first trials a searcher that models proposes at random (search/random_start.py)
+Build = Callable[[Any, Any, str, str, int], Tuple[Optional[Any], Dict[str, Any], int]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class SearchAlgorithm:
     limited: bool = True  # wrap in a ConcurrencyLimiter (model-based searchers; not Tune's generators)
     requires: Optional[Tuple[str, str]] = None  # (module, what to pip install) for an optional dependency
     takes_observations: bool = False  # told a comparable warm start's earlier results (else they run first)
+    # (config) -> the searcher, named for a reader, if it starts at random before it models, else None
+    random_start: Callable[[Any], Optional[str]] = lambda config: None
 
     def check_installed(self, name: str) -> None:
         """A clear error, when the study is configured, if an optional library is missing."""
@@ -40,12 +43,12 @@ class SearchAlgorithm:
                              f"pip install {self.requires[1]!r}")
 
 
-def _grid(config, space, metric, mode):
+def _grid(config, space, metric, mode, random_start):
     # (HPOConfig checked that the grid fits in n_trials)
     return None, to_tune(space, grid_points=config.grid_points), 1
 
 
-def _random(config, space, metric, mode):
+def _random(config, space, metric, mode, random_start):
     """Tune's own generator; over a conditional space, Optuna's RandomSampler define-by-run
     through OptunaSearch instead: Tune's ``sample_from``, its form for a conditional value,
     cannot draw from the generator's seeded random state, and would hand an inactive
@@ -53,7 +56,7 @@ def _random(config, space, metric, mode):
     from ray.tune.search import BasicVariantGenerator
 
     if space.conditional:
-        return _optuna(config, space, metric, mode, random=True)
+        return _optuna(config, space, metric, mode, random_start, random=True)
     # Tune ignores TuneConfig(max_concurrent_trials) for a BasicVariantGenerator it is handed
     # (a warning only), so the limit goes into the generator itself
     return (BasicVariantGenerator(points_to_evaluate=first_points(config, space), random_state=config.seed,
@@ -61,7 +64,7 @@ def _random(config, space, metric, mode):
             to_tune(space), config.n_trials)
 
 
-def _optuna(config, space, metric, mode, random: bool = False):
+def _optuna(config, space, metric, mode, random_start, random: bool = False):
     """OptunaSearch with the sampler of ``optuna_config`` (TPE by default), seeded with
     HPOConfig.seed; ``random``: Optuna's RandomSampler, which takes no observations (a warm
     start's earlier best run first instead). A conditional space goes to it define-by-run
@@ -89,6 +92,7 @@ def _optuna(config, space, metric, mode, random: bool = False):
 
     told = observations(config, space)  # (none for random: its searcher takes none)
     sampler = optuna.samplers.RandomSampler(seed=config.seed) if random else build_sampler(config.optuna_config,
+                                                                                           random_start,
                                                                                            seed=config.seed)
     searched = DefineByRun(space) if space.conditional else None
     searcher = MeasuredOnly(space=searched, metric=metric, mode=mode, sampler=sampler,
@@ -96,14 +100,15 @@ def _optuna(config, space, metric, mode, random: bool = False):
     return searcher, {} if searched else to_tune(space), config.n_trials
 
 
-def _hyperopt(config, space, metric, mode):
+def _hyperopt(config, space, metric, mode, random_start):
     from ray.tune.search.hyperopt import HyperOptSearch
 
     return (HyperOptSearch(metric=metric, mode=mode, points_to_evaluate=first_points(config, space),
-                           random_state_seed=config.seed), to_tune(space), config.n_trials)
+                           n_initial_points=random_start, random_state_seed=config.seed),
+            to_tune(space), config.n_trials)
 
 
-def _bayesopt(config, space, metric, mode):
+def _bayesopt(config, space, metric, mode, random_start):
     from .bayesopt import MixedBayesOptSearch
 
     searcher = MixedBayesOptSearch(space, metric=metric, mode=mode, random_state=config.seed,
@@ -112,7 +117,7 @@ def _bayesopt(config, space, metric, mode):
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
-def _bohb(config, space, metric, mode):
+def _bohb(config, space, metric, mode, random_start):
     """BOHB (Falkner et al., 2018): a kernel density model of good and bad configurations per
     budget, proposing where HyperBand spends its next rung; it reads every intermediate result
     at its budget, unlike the searchers above, which see a trial's end only. Ray's TuneBOHB over
@@ -178,7 +183,7 @@ def _bayesopt_compiled(config, space) -> str:
     return f"bayes_opt bounds: {len(BayesOptSpace(space).pbounds)}"
 
 
-def _ax(config, space, metric, mode):
+def _ax(config, space, metric, mode, random_start):
     from .ax_search import AxClientSearch
 
     searcher = AxClientSearch(space, metric=metric, mode=mode, seed=config.seed,
@@ -193,6 +198,13 @@ def _ax_compiled(config, space):
     return f"Ax parameters: {len(ax_parameters(space))}"
 
 
+def _optuna_random_start(config) -> Optional[str]:
+    from ..optuna.samplers import SAMPLERS
+
+    sampler = config.optuna_config["sampler"]
+    return f"Optuna's {sampler} sampler (via OptunaSearch)" if SAMPLERS[sampler].random_start else None
+
+
 def _grid_compiled(config, space):
     points = config.grid_points
     to_tune(space, grid_points=points)  # compile it, as the study will
@@ -200,8 +212,9 @@ def _grid_compiled(config, space):
 
 
 SEARCHERS: Dict[str, SearchAlgorithm] = {
-    "optuna": SearchAlgorithm(_optuna, _optuna_compiled, takes_observations=True),
-    "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(to_hyperopt(s))}"),
+    "optuna": SearchAlgorithm(_optuna, _optuna_compiled, takes_observations=True, random_start=_optuna_random_start),
+    "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(to_hyperopt(s))}",
+                                random_start=lambda config: "HyperOpt"),
     "bayesopt": SearchAlgorithm(_bayesopt, _bayesopt_compiled, takes_observations=True),
     "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]"), takes_observations=True),
     "bohb": SearchAlgorithm(_bohb, _bohb_compiled, requires=("hpbandster", "stateset-hpo[bohb]")),
@@ -219,10 +232,12 @@ def searcher_limit(config) -> Optional[int]:
     return None if SCHEDULERS[config.ray_config["scheduler"]].pauses else config.max_concurrent_trials
 
 
-def build_search(config, space, metric: str, mode: str) -> Tuple[Optional[Any], Dict[str, Any], int]:
-    """(search_alg, param_space, num_samples) for tune.Tuner, from ray_config['search_alg']."""
+def build_search(config, space, metric: str, mode: str,
+                 random_start: int) -> Tuple[Optional[Any], Dict[str, Any], int]:
+    """(search_alg, param_space, num_samples) for tune.Tuner, from ray_config['search_alg']; a
+    searcher that models proposes its first ``random_start`` trials at random."""
     algorithm = SEARCHERS[config.ray_config["search_alg"]]
-    searcher, param_space, num_samples = algorithm.build(config, space, metric, mode)
+    searcher, param_space, num_samples = algorithm.build(config, space, metric, mode, random_start)
     if algorithm.limited and searcher_limit(config):
         from ray.tune.search import ConcurrencyLimiter
 

@@ -1,0 +1,95 @@
+"""A model-based searcher's random start fits the study's size: a quarter of the trials the study
+expects (2 to 10) unless the user sets n_startup_trials, on the Optuna backend and Ray's searchers."""
+
+import math
+
+import pytest
+
+from helpers import study_config
+
+from stateset_hpo import SearchDimension, SearchSpace, SearchSpaceType
+from stateset_hpo.grpo import TrainingConfig
+from stateset_hpo.launch import main
+from stateset_hpo.search.random_start import random_start
+from stateset_hpo.study import run_study
+from stateset_hpo.trial import TrialSpec
+
+SPACE = SearchSpace([
+    SearchDimension("learning_rate", SearchSpaceType.LOGUNIFORM, low=1e-5, high=1e-2, default=1e-4),
+    SearchDimension("kl_penalty_coef", SearchSpaceType.LOGUNIFORM, low=1e-3, high=0.1, default=0.01)])
+
+
+def score(params):
+    return {"score": -(math.log10(params["learning_rate"]) + 3) ** 2 - (math.log10(params["kl_penalty_coef"]) + 1.5) ** 2}
+
+
+def optuna_study(tmp_path, name, n_trials, **optuna_config):
+    return study_config(tmp_path / name, "optuna", n_trials=n_trials, search_space=SPACE, objective_metric="score",
+                        optuna_config={"sampler": "tpe", "pruner": "none", **optuna_config})
+
+
+@pytest.mark.parametrize("n_trials, expected", [(4, 2), (8, 2), (12, 3), (20, 5), (39, 10), (200, 10)])
+def test_a_quarter_of_the_trials_between_2_and_10(tmp_path, n_trials, expected):
+    config = optuna_study(tmp_path, "q", n_trials)
+    assert random_start(config, TrialSpec(objective=score), SPACE) == expected
+
+
+def test_an_episode_budget_counts_the_full_trials_it_holds(tmp_path):
+    """A study capped by episodes (n_trials only an upper bound, as when a scheduler stops trials
+    early) expects as many trials as the budget holds at full length: 768 / 64 = 12."""
+    spec = TrialSpec(base_config=TrainingConfig(num_episodes=64, per_device_train_batch_size=2, group_size=4))
+    config = optuna_study(tmp_path, "b", 96).replace(budget={"episodes": 768})
+    assert random_start(config, spec, SPACE) == 3
+    assert random_start(config.replace(budget=None), spec, SPACE) == 10
+
+
+def test_the_users_number_is_kept(tmp_path):
+    spec = TrialSpec(objective=score)
+    assert random_start(optuna_study(tmp_path, "a", 12, n_startup_trials=7), spec, SPACE) == 7
+    assert random_start(optuna_study(tmp_path, "b", 12, n_startup_trials=0), spec, SPACE) == 0
+
+
+def test_a_small_optuna_study_models_after_its_random_start(tmp_path):
+    """Unset, an 8-trial TPE study proposes what TPE with 2 random trials does, not what Optuna's
+    default of 10 would (8 random trials: no model at all)."""
+    def proposals(name, **optuna_config):
+        return [r.params for r in run_study(optuna_study(tmp_path, name, 8, **optuna_config),
+                                            TrialSpec(objective=score)).all_results]
+
+    chosen = proposals("auto")
+    assert chosen == proposals("two", n_startup_trials=2)
+    assert chosen[3:] != proposals("ten", n_startup_trials=10)[3:]
+
+
+def test_hyperopt_on_ray_models_after_the_random_start_it_is_given(tmp_path):
+    """Ray's HyperOpt searcher would sample 20 trials at random by default."""
+    from stateset_hpo.search.ray.searchers import build_search
+
+    config = study_config(tmp_path, "ray_tune", n_trials=12, search_space=SPACE, objective_metric="score",
+                          ray_config={"search_alg": "hyperopt"})
+
+    def proposals(start):
+        searcher, param_space, _ = build_search(config, SPACE, "score", "max", start)
+        searcher.set_search_properties("score", "max", param_space)
+        got = []
+        for i in range(7):
+            got.append(searcher.suggest(str(i)))
+            searcher.on_trial_complete(str(i), {"score": score(got[-1])["score"]})
+        return got
+
+    assert proposals(2) == proposals(2)  # (seeded)
+    assert proposals(2)[3:] != proposals(20)[3:]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--backend", "optuna", "--n-trials", "12"], "Optuna's tpe sampler proposes its first 3 trials at random"),
+    (["--backend", "optuna", "--n-trials", "12", "--n-startup-trials", "5"],
+     "Optuna's tpe sampler proposes its first 5 trials at random"),
+    (["--backend", "ray_tune", "--search-alg", "hyperopt", "--n-trials", "20"],
+     "HyperOpt proposes its first 5 trials at random"),
+    (["--backend", "optuna", "--sampler", "random", "--n-trials", "12"], None),
+])
+def test_the_start_line_says_how_many_trials_are_random(tmp_path, capsys, argv, line):
+    assert main([*argv, "--space", "grpo", "--output-dir", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (line in out) if line else ("at random" not in out)
