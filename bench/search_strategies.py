@@ -6,7 +6,9 @@ over search seeds, one trial at a time on the Ray backend (direct trials, health
 the search is measured alone):
 
   random + ASHA   Tune's random search, ASHA stopping trials at rungs
-  TPE + ASHA      Ray's Optuna searcher (TPE), ASHA
+  TPE + ASHA      Ray's Optuna searcher (TPE), ASHA; TPE's first trials at random as the product
+                  sets them (since commit bb2395d: a quarter of the 12 trials the budget holds, 3;
+                  before it Optuna's own 10, so this column was random search for 10 of 12 trials)
   BOHB            TuneBOHB with HyperBandForBOHB (the model-based multi-fidelity search)
 
 Each study has the same budget of episodes (trials x 64 by default: ``HPOConfig.budget``, no new
