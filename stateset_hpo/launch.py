@@ -261,9 +261,13 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
                 raise UsageError(f"--set fixes every dimension of the space ({', '.join(searched)}): nothing to search")
             settings.update(search_space=space.without(searched).to_dict())
     try:
-        return HPOConfig.from_dict(settings)
+        config = HPOConfig.from_dict(settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if getattr(args, "n_startup_trials", None) is not None and get_backend(backend).random_start(config) is None:
+        raise UsageError("--n-startup-trials sizes the random start of a searcher that models (optuna's tpe, gp or "
+                         "cmaes sampler; ray_tune's optuna or hyperopt search_alg): this study's searcher has none")
+    return config
 
 
 def _parse_sets(items: List[str], flag: str) -> Dict[str, Any]:

@@ -93,3 +93,16 @@ def test_the_start_line_says_how_many_trials_are_random(tmp_path, capsys, argv, 
     assert main([*argv, "--space", "grpo", "--output-dir", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert (line in out) if line else ("at random" not in out)
+
+
+def test_a_random_start_for_a_searcher_without_one_is_refused_or_said(tmp_path, capsys):
+    """The flag is an error where nothing would use it; the same key in a config file (full
+    dumps carry every key) is said on the start line, not silently dropped."""
+    argv = ["--space", "grpo", "--output-dir", str(tmp_path), "--dry-run", "--n-startup-trials", "3"]
+    assert main(["--backend", "optuna", "--sampler", "random", *argv]) == 2
+    assert main(["--backend", "ray_tune", "--search-alg", "bohb", "--scheduler", "bohb", *argv]) == 2
+    assert "has none" in capsys.readouterr().err
+    (tmp_path / "hpo.yaml").write_text("backend: optuna\noptuna_config:\n  sampler: random\n  n_startup_trials: 3\n")
+    assert main(["--config", str(tmp_path / "hpo.yaml"), "--space", "grpo", "--output-dir", str(tmp_path),
+                 "--dry-run"]) == 0
+    assert "n_startup_trials']=3 is not used" in capsys.readouterr().out
