@@ -20,7 +20,8 @@ SPACE = SearchSpace([
 
 
 def score(params):
-    return {"score": -(math.log10(params["learning_rate"]) + 3) ** 2 - (math.log10(params["kl_penalty_coef"]) + 1.5) ** 2}
+    lr, kl = math.log10(params["learning_rate"]), math.log10(params["kl_penalty_coef"])
+    return {"score": -(lr + 3) ** 2 - (kl + 1.5) ** 2}
 
 
 def optuna_study(tmp_path, name, n_trials, **optuna_config):

@@ -42,14 +42,14 @@ def random_start(config, spec, space) -> int:
     return min(MOST, max(LEAST, math.ceil(SHARE * expected_trials(config, spec, space))))
 
 
-def describe(config, spec, space, searcher: str) -> Optional[str]:
+def describe(config, spec, space, searcher: Optional[str]) -> Optional[str]:
     """The start-up line for a study whose ``searcher`` starts at random, else None."""
+    given = config.optuna_config["n_startup_trials"]
     if searcher is None:  # (set in a config file for a searcher without one: said, not silently dropped)
-        given = config.optuna_config["n_startup_trials"]
         return None if given is None else (f"search: optuna_config['n_startup_trials']={given} is not used: this "
                                            "study's searcher has no random start")
-    n = random_start(config, spec, space)
-    why = ("as set: --n-startup-trials, optuna_config['n_startup_trials']" if config.optuna_config["n_startup_trials"] is not None
+    why = ("as set: --n-startup-trials, optuna_config['n_startup_trials']" if given is not None
            else f"a quarter of the {expected_trials(config, spec, space)} trials expected, 2 to 10; "
                 "optuna_config['n_startup_trials'] sets it")
-    return f"search: {searcher} proposes its first {n} trials at random, then models the results ({why})"
+    return (f"search: {searcher} proposes its first {random_start(config, spec, space)} trials at random, then "
+            f"models the results ({why})")

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from ...checks import boolean, integer, number, one_of, path_or_uri
 from ..base import Backend, Flag, Settings
 from .pruners import PRUNERS
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, starts_at_random
 
 SETTINGS: Settings = {
     "sampler": ("tpe", one_of(tuple(SAMPLERS))),
@@ -89,15 +89,8 @@ def _told(config) -> bool:
     return True
 
 
-def _random_start(config):
-    """The sampler, if it proposes its first trials at random before it models."""
-    from .samplers import SAMPLERS
-
-    sampler = config.optuna_config["sampler"]
-    return f"Optuna's {sampler} sampler" if SAMPLERS[sampler].random_start else None
-
-
 BACKEND = Backend(name="optuna", section="optuna_config", settings=SETTINGS,
                   runner="stateset_hpo.search.optuna.backend:run_optuna", describe=_describe, compiled=_compiled,
                   flags=FLAGS, check=_check, multi_objective=True, optuna_storage=_optuna_storage,
-                  cannot_resume=_cannot_resume, takes_observations=_told, random_start=_random_start)
+                  cannot_resume=_cannot_resume, takes_observations=_told,
+                  random_start=lambda config: starts_at_random(config.optuna_config))

@@ -68,6 +68,13 @@ SAMPLERS: Dict[str, Sampler] = {
 }
 
 
+def starts_at_random(optuna_config: Dict[str, Any]) -> Optional[str]:
+    """The configured sampler, named for a reader, if it proposes its first trials at random
+    before it models; else None."""
+    name = optuna_config["sampler"]
+    return f"Optuna's {name} sampler" if SAMPLERS[name].random_start else None
+
+
 def check_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1) -> None:
     """ValueError if the configured sampler cannot optimise ``n_objectives`` objectives."""
     name = optuna_config["sampler"]

@@ -33,6 +33,7 @@ from ...space import SearchSpace
 from ...study_monitor import StudyControl
 from ...trial import TrialSpec, iteration_episodes, max_episodes, planned_iterations
 from ...wandb_runs import TrialRunsToWandb
+from ..random_start import random_start
 from . import EXECUTIONS
 from .budget import UntilBudgetSpent
 from .connect import check_state_api, connect, environment, propagated_keys_warning
@@ -40,7 +41,6 @@ from .live import callbacks_of, control_of, forget, register
 from .packed import TRIAL_PROCESS, packed_trial, start_hosts, stop_hosts
 from .schedulers import SCHEDULERS, build_scheduler, checkpoint_interval, checkpoints_kept
 from .searchers import build_search, searcher_limit
-from ..random_start import random_start
 from .trainable import direct_trial, train_trial
 
 STATE_SYNC_S = 60  # how often the driver uploads the experiment's state to cloud storage

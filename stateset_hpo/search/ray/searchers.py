@@ -199,10 +199,10 @@ def _ax_compiled(config, space):
 
 
 def _optuna_random_start(config) -> Optional[str]:
-    from ..optuna.samplers import SAMPLERS
+    from ..optuna.samplers import starts_at_random
 
-    sampler = config.optuna_config["sampler"]
-    return f"Optuna's {sampler} sampler (via OptunaSearch)" if SAMPLERS[sampler].random_start else None
+    sampler = starts_at_random(config.optuna_config)
+    return sampler and f"{sampler} (via OptunaSearch)"
 
 
 def _grid_compiled(config, space):
