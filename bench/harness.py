@@ -78,7 +78,9 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    return sha + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # (records written by an earlier bench in the same checkout are outputs, not changes to what ran)
+    return sha + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                    ":(exclude)bench/results") else "")
 
 
 @dataclass
