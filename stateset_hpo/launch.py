@@ -266,7 +266,7 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         raise UsageError(str(exc)) from None
     if getattr(args, "n_startup_trials", None) is not None and get_backend(backend).random_start(config) is None:
         raise UsageError("--n-startup-trials sizes the random start of a searcher that models (optuna's tpe, gp or "
-                         "cmaes sampler; ray_tune's optuna or hyperopt search_alg): this study's searcher has none")
+                         "cmaes sampler; ray_tune's optuna, hyperopt or ax search_alg): this study's searcher has none")
     return config
 
 

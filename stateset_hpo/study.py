@@ -135,7 +135,7 @@ def describe_study(config: HPOConfig, space, spec: TrialSpec) -> List[str]:
                 else "; no validation")
              + (f"; racing: the top {config.race_top_k} trained again with {config.race_seeds} fresh seed(s) each "
                 "before the recommendation is named" if config.race_seeds else "")]
-    start = describe_random_start(config, spec, space, get_backend(config.backend).random_start(config))
+    start = describe_random_start(config, spec, space)
     if start is not None:
         lines.insert(2, start)
     if spec.trl is not None:

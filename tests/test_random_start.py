@@ -44,6 +44,15 @@ def test_an_episode_budget_counts_the_full_trials_it_holds(tmp_path):
     assert random_start(config.replace(budget=None), spec, SPACE) == 10
 
 
+@pytest.mark.parametrize("search_alg, n_trials, expected", [("hyperopt", 12, 3), ("hyperopt", 200, 20),
+                                                           ("ax", 12, 3), ("ax", 200, 5), ("optuna", 200, 10)])
+def test_never_more_than_the_librarys_own_number(tmp_path, search_alg, n_trials, expected):
+    """A large study starts as the library would (Ray's HyperOpt 20, Ax 5, Optuna 10)."""
+    config = study_config(tmp_path, "ray_tune", n_trials=n_trials, search_space=SPACE, objective_metric="score",
+                          ray_config={"search_alg": search_alg}, optuna_config={"sampler": "tpe"})
+    assert random_start(config, TrialSpec(objective=score), SPACE) == expected
+
+
 def test_the_users_number_is_kept(tmp_path):
     spec = TrialSpec(objective=score)
     assert random_start(optuna_study(tmp_path, "a", 12, n_startup_trials=7), spec, SPACE) == 7
@@ -62,24 +71,25 @@ def test_a_small_optuna_study_models_after_its_random_start(tmp_path):
     assert chosen[3:] != proposals("ten", n_startup_trials=10)[3:]
 
 
-def test_hyperopt_on_ray_models_after_the_random_start_it_is_given(tmp_path):
-    """Ray's HyperOpt searcher would sample 20 trials at random by default."""
+@pytest.mark.parametrize("search_alg, library", [("hyperopt", 20), ("ax", 5)])
+def test_rays_searchers_model_after_the_random_start_they_are_given(tmp_path, search_alg, library):
+    """Ray's HyperOpt searcher samples 20 trials at random by default, Ax 5 (Sobol)."""
     from stateset_hpo.search.ray.searchers import build_search
 
     config = study_config(tmp_path, "ray_tune", n_trials=12, search_space=SPACE, objective_metric="score",
-                          ray_config={"search_alg": "hyperopt"})
+                          ray_config={"search_alg": search_alg})
 
     def proposals(start):
         searcher, param_space, _ = build_search(config, SPACE, "score", "max", start)
         searcher.set_search_properties("score", "max", param_space)
         got = []
-        for i in range(7):
+        for i in range(4):
             got.append(searcher.suggest(str(i)))
             searcher.on_trial_complete(str(i), {"score": score(got[-1])["score"]})
         return got
 
     assert proposals(2) == proposals(2)  # (seeded)
-    assert proposals(2)[3:] != proposals(20)[3:]
+    assert proposals(2)[2:] != proposals(library)[2:]
 
 
 @pytest.mark.parametrize("argv, line", [
@@ -88,6 +98,8 @@ def test_hyperopt_on_ray_models_after_the_random_start_it_is_given(tmp_path):
      "Optuna's tpe sampler proposes its first 5 trials at random"),
     (["--backend", "ray_tune", "--search-alg", "hyperopt", "--n-trials", "20"],
      "HyperOpt proposes its first 5 trials at random"),
+    (["--backend", "ray_tune", "--search-alg", "hyperopt", "--n-trials", "200"],
+     "HyperOpt proposes its first 20 trials at random"),
     (["--backend", "optuna", "--sampler", "random", "--n-trials", "12"], None),
 ])
 def test_the_start_line_says_how_many_trials_are_random(tmp_path, capsys, argv, line):

@@ -86,9 +86,9 @@ class Backend:
     # the user wrote it (before defaults), to tell "left unset" from "set to the default"
     check: Callable[["HPOConfig", Mapping[str, Any]], None] = _no_cross_checks
     multi_objective: bool = False
-    # the searcher, named for a reader, if it proposes a number of first trials at random before
-    # it models (how many: random_start.py), else None
-    random_start: Callable[["HPOConfig"], Optional[str]] = _nowhere
+    # a searcher that proposes its first trials at random before it models (random_start.py's
+    # RandomStart: its name and the library's number), else None
+    random_start: Callable[["HPOConfig"], Optional[Any]] = _nowhere
     # whether this study's searcher can be told a comparable warm start's earlier results as
     # observations before its first proposal; else they order its first trials (warm_start.py)
     takes_observations: Callable[["HPOConfig"], bool] = _never

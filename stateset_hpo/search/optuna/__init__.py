@@ -14,7 +14,7 @@ SETTINGS: Settings = {
     "sampler": ("tpe", one_of(tuple(SAMPLERS))),
     # A multi-objective study defaults to "none": Optuna prunes single-objective studies only.
     "pruner": ("median", one_of(tuple(PRUNERS))),
-    # None: a quarter of the study's expected trials, 2 to 10 (search/random_start.py)
+    # None: a quarter of the study's expected trials, at least 2, at most 10 (search/random_start.py)
     "n_startup_trials": (None, integer(0, optional=True)),
     "pruner_startup_trials": (5, integer(0)),
     # steps are episodes (see pruners.py); None: two / one iterations of the baseline
@@ -31,8 +31,9 @@ SETTINGS: Settings = {
 SAMPLER_FLAG = Flag("sampler", "sampler", "optuna sampler (backend optuna, or ray_tune with --search-alg optuna)",
                     choices=tuple(SAMPLERS), section="optuna_config")
 STARTUP_FLAG = Flag("n_startup_trials", "n_startup_trials", "trials a model-based searcher (optuna tpe / gp / cmaes, "
-                    "ray_tune hyperopt) proposes at random before it models; default: a quarter of the study's "
-                    "expected trials, 2 to 10", type=int, section="optuna_config")
+                    "ray_tune hyperopt / ax) proposes at random before it models; default: a quarter of the study's "
+                    "expected trials, at least 2, at most the library's own number", type=int,
+                    section="optuna_config")
 FLAGS = (
     SAMPLER_FLAG,
     STARTUP_FLAG,

@@ -68,11 +68,13 @@ SAMPLERS: Dict[str, Sampler] = {
 }
 
 
-def starts_at_random(optuna_config: Dict[str, Any]) -> Optional[str]:
-    """The configured sampler, named for a reader, if it proposes its first trials at random
-    before it models; else None."""
+def starts_at_random(optuna_config: Dict[str, Any], via: str = ""):
+    """The configured sampler's RandomStart (random_start.py; Optuna's number is 10 for each),
+    if it proposes its first trials at random before it models; else None."""
+    from ..random_start import RandomStart
+
     name = optuna_config["sampler"]
-    return f"Optuna's {name} sampler" if SAMPLERS[name].random_start else None
+    return RandomStart(f"Optuna's {name} sampler{via}", 10) if SAMPLERS[name].random_start else None
 
 
 def check_sampler(optuna_config: Dict[str, Any], n_objectives: int = 1) -> None:

@@ -86,16 +86,19 @@ def from_ax(space, params: Dict[str, Any]) -> Dict[str, Any]:
 
 class AxClientSearch(Searcher):
     def __init__(self, space, metric: str, mode: str, points_to_evaluate: Optional[List[Dict]] = None,
-                 seed: Optional[int] = None, told: Sequence[Tuple[Dict, float]] = ()) -> None:
+                 seed: Optional[int] = None, told: Sequence[Tuple[Dict, float]] = (),
+                 random_start: Optional[int] = None) -> None:
         """``told``: earlier (params, score) pairs, completed as Ax trials of the experiment
-        before the first proposal (a comparable warm start, warm_start.py)."""
+        before the first proposal (a comparable warm start, warm_start.py); ``random_start``:
+        Ax's initialization budget (its Sobol trials; the trials attached here count towards it)."""
         super().__init__(metric=metric, mode=mode)
         _quiet_ax()
         self._space, self._seed = space, seed
         self._client = self._new_client()
         self._client.configure_experiment(parameters=ax_parameters(space), name="stateset_hpo")
         self._client.configure_optimization(objective=metric if mode == "max" else f"-{metric}")
-        self._client.configure_generation_strategy(initialization_random_seed=seed)
+        self._client.configure_generation_strategy(initialization_random_seed=seed,
+                                                   initialization_budget=random_start)
         self._queued = list(points_to_evaluate or [])
         self._live: Dict[str, int] = {}  # Tune trial id -> Ax trial index
         for params, value in told:

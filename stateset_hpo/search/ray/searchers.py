@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ...warm_start import first_points, observations
+from ..random_start import RandomStart
 from .schedulers import SCHEDULERS
 from .space import to_hyperopt, to_tune
 
@@ -31,8 +32,8 @@ class SearchAlgorithm:
     limited: bool = True  # wrap in a ConcurrencyLimiter (model-based searchers; not Tune's generators)
     requires: Optional[Tuple[str, str]] = None  # (module, what to pip install) for an optional dependency
     takes_observations: bool = False  # told a comparable warm start's earlier results (else they run first)
-    # (config) -> the searcher, named for a reader, if it starts at random before it models, else None
-    random_start: Callable[[Any], Optional[str]] = lambda config: None
+    # (config) -> its RandomStart (random_start.py) if it starts at random before it models, else None
+    random_start: Callable[[Any], Optional[Any]] = lambda config: None
 
     def check_installed(self, name: str) -> None:
         """A clear error, when the study is configured, if an optional library is missing."""
@@ -188,7 +189,7 @@ def _ax(config, space, metric, mode, random_start):
 
     searcher = AxClientSearch(space, metric=metric, mode=mode, seed=config.seed,
                               points_to_evaluate=first_points(config, space),
-                              told=observations(config, space))
+                              told=observations(config, space), random_start=random_start)
     return searcher, {}, config.n_trials  # the searcher proposes every value itself
 
 
@@ -198,11 +199,10 @@ def _ax_compiled(config, space):
     return f"Ax parameters: {len(ax_parameters(space))}"
 
 
-def _optuna_random_start(config) -> Optional[str]:
+def _optuna_random_start(config):
     from ..optuna.samplers import starts_at_random
 
-    sampler = starts_at_random(config.optuna_config)
-    return sampler and f"{sampler} (via OptunaSearch)"
+    return starts_at_random(config.optuna_config, via=" (via OptunaSearch)")
 
 
 def _grid_compiled(config, space):
@@ -214,9 +214,10 @@ def _grid_compiled(config, space):
 SEARCHERS: Dict[str, SearchAlgorithm] = {
     "optuna": SearchAlgorithm(_optuna, _optuna_compiled, takes_observations=True, random_start=_optuna_random_start),
     "hyperopt": SearchAlgorithm(_hyperopt, lambda c, s: f"hyperopt space: {len(to_hyperopt(s))}",
-                                random_start=lambda config: "HyperOpt"),
+                                random_start=lambda config: RandomStart("HyperOpt", 20)),
     "bayesopt": SearchAlgorithm(_bayesopt, _bayesopt_compiled, takes_observations=True),
-    "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]"), takes_observations=True),
+    "ax": SearchAlgorithm(_ax, _ax_compiled, requires=("ax", "stateset-hpo[ax]"), takes_observations=True,
+                          random_start=lambda config: RandomStart("Ax (Sobol)", 5)),
     "bohb": SearchAlgorithm(_bohb, _bohb_compiled, requires=("hpbandster", "stateset-hpo[bohb]")),
     "random": SearchAlgorithm(_random, _random_compiled, limited=False),
     "grid": SearchAlgorithm(_grid, _grid_compiled, limited=False),
