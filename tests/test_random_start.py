@@ -119,3 +119,11 @@ def test_a_random_start_for_a_searcher_without_one_is_refused_or_said(tmp_path, 
     assert main(["--config", str(tmp_path / "hpo.yaml"), "--space", "grpo", "--output-dir", str(tmp_path),
                  "--dry-run"]) == 0
     assert "n_startup_trials']=3 is not used" in capsys.readouterr().out
+
+
+def test_a_gp_study_that_models_early_warns_of_no_missing_package(tmp_path, capfd, caplog):
+    """Modelling after 2 trials, Optuna's GP sampler optimises its acquisition; without greenlet
+    (a dependency since then) it falls back to one-by-one L-BFGS-B and says so on every proposal."""
+    summary = run_study(optuna_study(tmp_path, "gp", 4, sampler="gp"), TrialSpec(objective=score))
+    assert summary.n_successful == 4
+    assert "greenlet" not in capfd.readouterr().err + caplog.text
