@@ -34,6 +34,7 @@ def test_dry_run_validates_and_compiles_the_study():
     (["--backend", "optuna", "--scheduler", "asha"], "--scheduler applies to --backend ray_tune, not optuna"),
     (["--pruner", "median"], "--pruner applies to --backend optuna, not ray_tune"),
     (["--backend", "wandb", "--sampler", "tpe"], "--sampler applies to --backend optuna or ray_tune, not wandb"),
+    (["--search-alg", "random", "--sampler", "gp"], "--sampler picks the sampler of ray_tune's optuna search"),
     (["--grid-points", "1"], "HPOConfig.grid_points must be an integer >= 2"),
     (["--save-every", "0"], "HPOConfig.checkpoint_freq must be an integer >= 1"),
     (["--no-health-rules", "--health", "kl_max=2"], "--no-health-rules turns every health rule off, and --health sets kl_max"),
