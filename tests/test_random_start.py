@@ -1,5 +1,6 @@
 """A model-based searcher's random start fits the study's size: a quarter of the trials the study
-expects (2 to 10) unless the user sets n_startup_trials, on the Optuna backend and Ray's searchers."""
+expects (at least 2, at most the library's own number) unless the user sets n_startup_trials, on
+the Optuna backend and Ray's searchers."""
 
 import math
 
@@ -30,7 +31,7 @@ def optuna_study(tmp_path, name, n_trials, **optuna_config):
 
 
 @pytest.mark.parametrize("n_trials, expected", [(4, 2), (8, 2), (12, 3), (20, 5), (39, 10), (200, 10)])
-def test_a_quarter_of_the_trials_between_2_and_10(tmp_path, n_trials, expected):
+def test_a_quarter_of_the_trials_at_least_2_at_most_optunas_10(tmp_path, n_trials, expected):
     config = optuna_study(tmp_path, "q", n_trials)
     assert random_start(config, TrialSpec(objective=score), SPACE) == expected
 
