@@ -119,7 +119,11 @@ def _summary_path(source: str) -> Optional[Path]:
     if sep and storage:
         return None
     path = Path(source).expanduser()
-    return path / "summary.json" if path.is_dir() else path
+    try:
+        return path / "summary.json" if path.is_dir() else path
+    except OSError as exc:  # (a name too long for the file system, a path it refuses to look at)
+        raise ValueError(f"--warm-start {source[:80]}{'...' if len(source) > 80 else ''}: not a path this machine "
+                         f"can read ({exc.strerror})") from None
 
 
 def _from_optuna(storage: str, study_name: str, metric: str) -> List[Tuple[str, Dict[str, Any], float]]:

@@ -121,6 +121,7 @@ def test_an_earlier_study_that_found_nothing_above_its_defaults_transfers_nothin
 
 @pytest.mark.parametrize("args, message", [
     (["--warm-start", "nowhere/summary.json"], "no summary.json there"),
+    (["--warm-start", "1" * 400], "not a path this machine can read (File name too long)"),
     (["--warm-start", "sqlite:///missing.db#nope"], "no Optuna study 'nope'"),
     (["--warm-start-comparable"], "set warm_start too"),
     (["--warm-start", "EARLIER", "--backend", "ray_tune", "--search-alg", "grid"], "a warm start cannot order it"),
