@@ -264,13 +264,10 @@ def config_from_args(args: argparse.Namespace) -> HPOConfig:
         config = HPOConfig.from_dict(settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if getattr(args, "sampler", None) is not None and backend == "ray_tune" and \
-            config.ray_config["search_alg"] != "optuna":
-        raise UsageError(f"--sampler picks the sampler of ray_tune's optuna search; this study's search_alg is "
-                         f"{config.ray_config['search_alg']!r}: add --search-alg optuna, or leave --sampler out")
-    if getattr(args, "n_startup_trials", None) is not None and get_backend(backend).random_start(config) is None:
-        raise UsageError("--n-startup-trials sizes the random start of a searcher that models (optuna's tpe, gp or "
-                         "cmaes sampler; ray_tune's optuna, hyperopt or ax search_alg): this study's searcher has none")
+    for name, flag in chosen.items():  # a value this study's search would not use is refused, not dropped
+        why = flag.unused(config) if flag.unused is not None and getattr(args, name) is not None else None
+        if why:
+            raise UsageError(f"--{name.replace('_', '-')} {why}")
     return config
 
 

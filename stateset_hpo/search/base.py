@@ -40,6 +40,8 @@ class Flag:
     type: Optional[Callable[[str], Any]] = None
     switch: bool = False  # a flag without a value (store_true)
     section: Optional[str] = None
+    # (config) -> why this study would not use the flag's value (the CLI refuses it), or None
+    unused: Optional[Callable[["HPOConfig"], Optional[str]]] = None
 
 
 def check_grid_fits(config: "HPOConfig") -> None:

@@ -30,10 +30,19 @@ SETTINGS: Settings = {
 
 SAMPLER_FLAG = Flag("sampler", "sampler", "optuna sampler (backend optuna, or ray_tune with --search-alg optuna)",
                     choices=tuple(SAMPLERS), section="optuna_config")
+def _no_random_start(config):
+    from ..base import get_backend
+
+    if get_backend(config.backend).random_start(config) is None:
+        return ("sizes the random start of a searcher that models (optuna's tpe, gp or cmaes sampler; ray_tune's "
+                "optuna, hyperopt or ax search_alg): this study's searcher has none")
+    return None
+
+
 STARTUP_FLAG = Flag("n_startup_trials", "n_startup_trials", "trials a model-based searcher (optuna tpe / gp / cmaes, "
                     "ray_tune hyperopt / ax) proposes at random before it models; default: a quarter of the study's "
                     "expected trials, at least 2, at most the library's own number", type=int,
-                    section="optuna_config")
+                    section="optuna_config", unused=_no_random_start)
 FLAGS = (
     SAMPLER_FLAG,
     STARTUP_FLAG,

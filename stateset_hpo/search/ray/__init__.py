@@ -3,6 +3,7 @@ process), Tune's searchers and schedulers. `backend.py` runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Mapping, Optional
 
@@ -51,10 +52,16 @@ SETTINGS: Settings = {
     "autoscaling": (False, boolean),
 }
 
+def _sampler_unused(config) -> Optional[str]:
+    alg = config.ray_config["search_alg"]
+    return None if alg == "optuna" else (f"picks the sampler of ray_tune's optuna search; this study's search_alg is "
+                                         f"{alg!r}: add --search-alg optuna, or leave --sampler out")
+
+
 FLAGS = (
     Flag("scheduler", "scheduler", "ray_tune trial scheduler", choices=tuple(SCHEDULERS)),
     Flag("search_alg", "search_alg", "ray_tune search algorithm", choices=tuple(SEARCHERS)),
-    SAMPLER_FLAG,
+    dataclasses.replace(SAMPLER_FLAG, unused=_sampler_unused),
     STARTUP_FLAG,
     Flag("workers_per_trial", "workers_per_trial", "ray_tune: data-parallel workers per trial", type=int),
     Flag("execution", "execution", "ray_tune: run each trial in a Ray Train worker group (train, default) or in the "
