@@ -112,8 +112,8 @@ def main() -> int:
     if args.seeds < 1 or min(args.max_episodes, args.trials) < 2 or args.first_seed < 0:
         parser.error("--seeds at least 1, --max-episodes and --trials at least 2, --first-seed at least 0")
     how = SOURCES[args.source]
-    record = Record(args.record or how["record"], f"a TPE + ASHA study warm-started from {how['what']} against a cold one on fresh "
-                    "seeds, counting the seeds where the source study found something and the cold study had to "
+    record = Record(args.record or how["record"], f"a TPE + ASHA study warm-started from {how['what']} against a "
+                    "cold one on fresh seeds, counting the seeds where the source study found something and the cold study had to "
                     "search", vars(args))
     rows, ratios = [], []
     with tempfile.TemporaryDirectory() as folder:
